@@ -1,0 +1,68 @@
+"""The normalisation pipeline: any exporter's classifier into one canonical form."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+from onnx_ir.passes import common
+
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.passes import (
+    CanonicalizeFlattenPass,
+    FoldBatchNormIntoConvPass,
+    FoldConstantsPass,
+    FuseMatMulAddIntoGemmPass,
+    RemoveDropoutPass,
+    StripOutputSoftmaxPass,
+)
+
+
+def infer_shapes(model: ir.Model) -> None:
+    """Clear stale intermediate shapes, then infer them again (strict)."""
+    for node in model.graph:
+        for out in node.outputs:
+            if not out.is_graph_output():
+                out.shape = None
+    common.ShapeInferencePass(strict_mode=True, data_prop=True)(model)
+
+
+def normalize(model: ir.Model) -> ir.Model:
+    """Run the normalisation passes in place and return the model.
+
+    After it: constants are initializers and folded, no Identity/Dropout, BatchNorm after a
+    Conv folded, dense layers are Gemm, flattening Reshapes are Flatten, the single output
+    is logits (a trailing Softmax/LogSoftmax stripped), shapes inferred.
+    """
+    if len(model.graph.outputs) != 1:
+        raise OnnxDecompError(
+            f"model has {len(model.graph.outputs)} outputs; a classifier with one output "
+            "(logits or probabilities) is expected"
+        )
+    # IR < 4 lists initializers as graph inputs; from IR 4 on they need not be, and a
+    # module's only input must be the data.
+    model.ir_version = max(model.ir_version, 4)
+    passes = ir.passes.PassManager(
+        [
+            common.RemoveInitializersFromInputsPass(),
+            common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            FoldConstantsPass(),
+            RemoveDropoutPass(),
+            common.IdentityEliminationPass(),
+            StripOutputSoftmaxPass(),
+            common.RemoveUnusedNodesPass(),
+            common.TopologicalSortPass(),
+        ]
+    )
+    passes(model)
+    infer_shapes(model)
+    passes = ir.passes.PassManager(
+        [
+            FoldBatchNormIntoConvPass(),
+            FuseMatMulAddIntoGemmPass(),
+            CanonicalizeFlattenPass(),
+            common.RemoveUnusedNodesPass(),
+            common.TopologicalSortPass(),
+        ]
+    )
+    passes(model)
+    infer_shapes(model)
+    return model

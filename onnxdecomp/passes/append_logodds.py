@@ -1,0 +1,54 @@
+"""AppendLogOddsPass: a module's one output, the log-odds of its class against the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.irutil import new_initializer
+
+SCORE = "score"
+
+
+class AppendLogOddsPass(ir.passes.InPlacePass):
+    """Replace the logits output z [N, K] by ``score`` [N, 1] = z_k - log sum_{j != k} e^{z_j}.
+
+    That is log(p_k / (1 - p_k)) under the parent's softmax: scores of different modules
+    are on one scale, and argmax over them equals argmax over the logits.
+
+    Requires: one graph output of shape [N, K] holding logits (normalised model).
+    Ensures: one graph output named ``score`` of shape [N, 1], same dtype as the logits.
+    """
+
+    def __init__(self, class_index: int, num_classes: int) -> None:
+        super().__init__()
+        if not 0 <= class_index < num_classes:
+            raise ValueError(f"class {class_index} outside 0..{num_classes - 1}")
+        self.k, self.num_classes = class_index, num_classes
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        z = graph.outputs[0]
+        opset = model.opset_imports.get("", 17)
+        rest = np.array([j for j in range(self.num_classes) if j != self.k], dtype=np.int64)
+        own = new_initializer(graph, "onnxdecomp_class", np.array([self.k], dtype=np.int64))
+        others = new_initializer(graph, "onnxdecomp_rest", rest)
+        zk = ir.node("Gather", [z, own], attributes={"axis": 1}, name="onnxdecomp_own")
+        zr = ir.node("Gather", [z, others], attributes={"axis": 1}, name="onnxdecomp_others")
+        if opset >= 18:
+            axes = new_initializer(graph, "onnxdecomp_axes", np.array([1], dtype=np.int64))
+            lse = ir.node("ReduceLogSumExp", [zr.outputs[0], axes],
+                          attributes={"keepdims": 1}, name="onnxdecomp_lse")
+        else:
+            lse = ir.node("ReduceLogSumExp", [zr.outputs[0]],
+                          attributes={"axes": [1], "keepdims": 1}, name="onnxdecomp_lse")
+        score = ir.node("Sub", [zk.outputs[0], lse.outputs[0]], name="onnxdecomp_score")
+        for n in (zk, zr, lse, score):
+            graph.append(n)
+        out = score.outputs[0]
+        out.name = SCORE
+        out.dtype = z.dtype
+        batch = z.shape[0] if z.shape is not None else None
+        out.shape = ir.Shape([batch, 1])
+        graph.outputs[0] = out
+        return ir.passes.PassResult(model, True)

@@ -1,0 +1,53 @@
+"""FoldConstantsPass: evaluate nodes whose inputs are all constants."""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+from onnx.reference import ReferenceEvaluator
+
+from onnxdecomp.irutil import const_array, new_initializer
+
+# Ops we never fold: randomness, and ops whose output size could explode.
+_SKIP = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
+
+
+class FoldConstantsPass(ir.passes.InPlacePass):
+    """Replace every node whose inputs are all initializers by initializers of its outputs.
+
+    Requires: Constant nodes already lifted to initializers (LiftConstantsToInitializersPass).
+    Ensures: no node in the main graph has only constant inputs, except graph outputs and
+    nodes with subgraphs; weight reshapes (e.g. CNTK's Reshape of a MatMul weight) become
+    plain initializers that later passes can slice.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        opsets = dict(model.opset_imports)
+        modified = False
+        for node in list(graph):
+            if node.op_type in _SKIP or node.domain not in ("", "ai.onnx"):
+                continue
+            if any(a.type == ir.AttributeType.GRAPH for a in node.attributes.values()):
+                continue
+            inputs = [v for v in node.inputs if v is not None]
+            arrays = [const_array(v) for v in inputs]
+            if any(a is None for a in arrays) or not node.outputs:
+                continue
+            if any(out.is_graph_output() for out in node.outputs):
+                continue
+            proto = ir.serde.serialize_node(node)
+            feeds = {v.name: a for v, a in zip(inputs, arrays)}
+            try:
+                results = ReferenceEvaluator(proto, opsets={"": opsets.get("", 17)}).run(
+                    None, feeds
+                )
+            except Exception:  # an op the reference cannot run stays as it is
+                continue
+            for out, res in zip(node.outputs, results):
+                init = new_initializer(graph, f"{out.name}_folded", onnx.numpy_helper.to_array(
+                    onnx.numpy_helper.from_array(res)))
+                ir.convenience.replace_all_uses_with(out, init)
+            graph.remove(node, safe=True)
+            modified = True
+        return ir.passes.PassResult(model, modified)

@@ -1,0 +1,182 @@
+"""The one place that opens ONNX Runtime sessions.
+
+Device choice: ``auto`` takes CUDA when a session really gets it (checked with
+``session.get_providers()``, since onnxruntime-gpu silently falls back to CPU), else CPU;
+``cuda`` is strict and fails with a clear message; ``cpu`` is plain CPU.
+Batching: any number of samples, in batches; models whose batch dimension is fixed (e.g. 1)
+are fed exactly that many samples per run, the last batch padded and trimmed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnxdecomp.errors import DataError, OnnxDecompError, RuntimeUnavailableError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def import_ort():
+    """Import onnxruntime or fail with one line saying which extra to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+        raise RuntimeUnavailableError(
+            "onnxruntime is not installed: pip install 'onnxdecomp[cpu]' "
+            "(or 'onnxdecomp[gpu]' for CUDA; never both)"
+        ) from exc
+    return ort
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple  # ints, or str/None for symbolic dimensions
+    dtype: type
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model insists on, or None when the batch axis is dynamic."""
+        if not self.shape:
+            return None
+        b = self.shape[0]
+        return b if isinstance(b, int) and b > 0 else None
+
+
+def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto) -> bytes | str:
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise OnnxDecompError(f"model file not found: {path}")
+    return path
+
+
+class Runner:
+    """An ONNX Runtime session on the chosen device, with batched inference."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes | onnx.ModelProto,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> None:
+        if device not in DEVICES:
+            raise OnnxDecompError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        ort = import_ort()
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # the GPU build logs CUDA load failures loudly; we report them
+        if threads:
+            opts.intra_op_num_threads = threads
+        src = _model_bytes(model)
+        available = ort.get_available_providers()
+        want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
+        if device == "cuda" and not want_cuda:
+            raise RuntimeUnavailableError(
+                "--device cuda: this onnxruntime has no CUDA provider "
+                f"(available: {', '.join(available)}); install 'onnxdecomp[gpu]'"
+            )
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else [
+            "CPUExecutionProvider"
+        ]
+        try:
+            self.session = ort.InferenceSession(src, sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own types; give one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OnnxDecompError(f"ONNX Runtime cannot load the model: {first}") from exc
+        self.providers = list(self.session.get_providers())
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        if device == "cuda" and self.device != "cuda":
+            raise RuntimeUnavailableError(
+                "--device cuda: CUDA did not start in ONNX Runtime (session fell back to CPU); "
+                "check the CUDA/cuDNN libraries"
+            )
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            names = ", ".join(i.name for i in inputs)
+            raise OnnxDecompError(f"model has {len(inputs)} inputs ({names}); only one is supported")
+        i = inputs[0]
+        if i.type not in _ORT_DTYPES:
+            raise OnnxDecompError(f"model input {i.name!r} has unsupported type {i.type}")
+        self.input = InputSpec(i.name, tuple(i.shape), _ORT_DTYPES[i.type])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def check_input(self, x: np.ndarray) -> None:
+        """One-line errors for data that does not fit the model's input."""
+        spec = self.input
+        if x.shape[0] == 0:
+            raise DataError("data is empty: no samples")
+        if x.ndim != len(spec.shape):
+            raise DataError(
+                f"input rank mismatch: data has shape {tuple(x.shape)}, model input "
+                f"{spec.name!r} expects {_fmt_shape(spec.shape)}"
+            )
+        for axis, (have, want) in enumerate(zip(x.shape[1:], spec.shape[1:]), start=1):
+            if isinstance(want, int) and want > 0 and have != want:
+                raise DataError(
+                    f"input shape mismatch on axis {axis}: data has shape {tuple(x.shape)}, "
+                    f"model input {spec.name!r} expects {_fmt_shape(spec.shape)}"
+                )
+        if x.dtype != spec.dtype:
+            raise DataError(
+                f"input dtype mismatch: data is {x.dtype}, model input {spec.name!r} expects "
+                f"{np.dtype(spec.dtype).name} (use --dtype to convert)"
+            )
+
+    def iter_batches(
+        self,
+        x: np.ndarray,
+        batch_size: int = 256,
+        outputs: Sequence[str] | None = None,
+    ) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+        """Yield ``(start, stop, outputs)`` over ``x`` in batches; memory stays bounded."""
+        self.check_input(x)
+        fixed = self.input.fixed_batch
+        bs = fixed or max(1, int(batch_size))
+        names = list(outputs) if outputs is not None else None
+        n = x.shape[0]
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            batch = x[start:stop]
+            if fixed and batch.shape[0] < fixed:  # pad the last batch of a fixed-batch model
+                pad = np.zeros((fixed - batch.shape[0],) + batch.shape[1:], dtype=batch.dtype)
+                batch = np.concatenate([batch, pad])
+            res = self.session.run(names, {self.input.name: np.ascontiguousarray(batch)})
+            yield start, stop, [r[: stop - start] for r in res]
+
+    def run(
+        self,
+        x: np.ndarray,
+        batch_size: int = 256,
+        outputs: Sequence[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Run all of ``x`` and return the requested outputs, concatenated over batches."""
+        parts: list[list[np.ndarray]] = []
+        for start, stop, res in self.iter_batches(x, batch_size, outputs):
+            parts.append(res)
+            if progress:
+                progress(stop - start)
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return "[" + ", ".join(str(d) if isinstance(d, int) else "N" for d in shape) + "]"
