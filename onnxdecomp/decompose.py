@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp import __version__
+from onnxdecomp.cascade import cascade_statistics, make_cascade_refit
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.finalize import finalize
@@ -39,11 +40,12 @@ from onnxdecomp.select import (
     choose_removed,
     class_weights,
     jaccard_fidelity,
+    logodds_fidelity,
     score_units,
 )
 from onnxdecomp.summary import model_stats
 
-COMPENSATIONS = ("lstsq", "mean", "none")
+COMPENSATIONS = ("cascade", "lstsq", "mean", "none")
 KEEP_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))  # 0.10 .. 1.00
 DEFAULT_FIDELITY = 0.99
 
@@ -52,7 +54,8 @@ DEFAULT_FIDELITY = 0.99
 class Settings:
     fidelity: float = DEFAULT_FIDELITY
     criterion: str = "logodds"
-    compensation: str = "lstsq"
+    compensation: str = "cascade"
+    cascade_samples: int = 500
     keep: float | None = None  # a fixed keep ratio disables tuning
     holdout: float = 0.3
     positions: int = 64
@@ -98,6 +101,8 @@ def make_refit(prof: Profile, weights: np.ndarray, mode: str, ridge: float):
         return plain_slice
 
     def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if len(rows) == w.shape[1]:
+            return w  # nothing removed from this input: the parent's weights are exact
         gram = prof.gram(node.name, weights)
         if mode == "mean":
             gone = np.setdiff1d(np.arange(gram.shape[0]), rows)
@@ -166,6 +171,81 @@ def _split(n: int, y: np.ndarray | None, holdout: float, seed: int):
     return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
 
 
+class Decomposer:
+    """The parent profiled once; modules for any class and keep ratio built on demand.
+
+    ``x`` is calibration data exactly as the model takes it; a ``holdout`` fraction of it is
+    kept apart to measure fidelity. ``y`` is optional: classes are assigned by the parent's
+    own predictions.
+    """
+
+    def __init__(self, model, x: np.ndarray, y: np.ndarray | None = None,
+                 settings: Settings | None = None, class_names: list[str] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.settings = s = settings or Settings()
+        s.check()
+        self.timing: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.parent = load_parent(model, class_names)
+        self.clusters = self.parent.cg.units()
+        self.timing["analysis"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        prof_idx, hold_idx = _split(len(x), y, s.holdout, s.seed)
+        self.n_profile, self.n_holdout = len(prof_idx), len(hold_idx)
+        ir_model = ir.serde.deserialize_model(self.parent.proto)
+        step = (lambda n: progress("profile", n, len(prof_idx))) if progress else None
+        self.profile = profile(
+            ir_model, self.parent.cg, x[prof_idx], None if y is None else y[prof_idx],
+            device=s.device, positions=s.positions, seed=s.seed, progress=step)
+        self.x_hold = x[hold_idx]
+        self.x_cascade = x[prof_idx[:: max(1, len(prof_idx) // s.cascade_samples)]]
+        logits = Runner(self.parent.proto, device=s.device).run(self.x_hold)[0]
+        self.hold_logodds = logodds_from_logits(logits)
+        self.timing["profiling"] = time.perf_counter() - t0
+        self._scores: dict[tuple[str, int], dict[int, float]] = {}
+
+    def scores(self, k: int, criterion: str | None = None) -> dict[int, float]:
+        key = (criterion or self.settings.criterion, k)
+        if key not in self._scores:
+            self._scores[key] = score_units(key[0], k, self.parent.cg, self.profile,
+                                            self.settings.seed)
+        return self._scores[key]
+
+    def build(self, k: int, keep: float, criterion: str | None = None,
+              compensation: str | None = None, check: bool = False):
+        """(module proto, removed units) for class ``k`` keeping ``keep`` of each group."""
+        s = self.settings
+        mode = compensation or s.compensation
+        removed = choose_removed(self.scores(k, criterion), self.clusters, keep)
+        weights = class_weights(self.profile, k)
+        refit = make_refit(self.profile, weights, "lstsq" if mode == "cascade" else mode,
+                           s.ridge)
+        proto = build_module(self.parent, removed, refit, k, check=check and mode != "cascade")
+        if mode == "cascade" and removed:
+            share = self.profile.samples / max(self.profile.samples.sum(), 1)
+            per_sample = np.where(share > 0, weights / np.maximum(share, 1e-12), 0.0)
+            stats = cascade_statistics(self.parent.proto, proto, self.parent.cg,
+                                       self.x_cascade, per_sample, s.positions, s.seed,
+                                       s.device)
+            refit = make_cascade_refit(stats, s.ridge, refit)
+            proto = build_module(self.parent, removed, refit, k, check=check)
+        return proto, removed
+
+    def fidelity(self, k: int, proto: onnx.ModelProto) -> tuple[float, float]:
+        """(log-odds fidelity, decision agreement) of a module on the held-out samples."""
+        score = Runner(proto, device=self.settings.device).run(self.x_hold)[0]
+        return (logodds_fidelity(score, self.hold_logodds, k),
+                jaccard_fidelity(score, self.hold_logodds, k))
+
+    def tune(self, k: int) -> tuple[float, set[int], tuple[float, float]]:
+        """(keep, removed, fidelities) of the smallest module meeting the fidelity target."""
+        def evaluate(keep: float):
+            proto, removed = self.build(k, keep)
+            return removed, self.fidelity(k, proto)
+
+        return _tune(evaluate, self.settings.fidelity)
+
+
 def decompose(
     model: str | os.PathLike | onnx.ModelProto,
     x: np.ndarray,
@@ -183,52 +263,24 @@ def decompose(
     assigned by the parent's own predictions). ``progress(stage, done, total)`` is called as
     work advances.
     """
-    s = settings or Settings()
-    s.check()
-    timing: dict[str, float] = {}
-    t0 = time.perf_counter()
-    parent = load_parent(model, class_names)
+    dec = Decomposer(model, x, y, settings, class_names, progress)
+    s, parent, timing = dec.settings, dec.parent, dec.timing
     k_all = parent.num_classes
     classes = list(range(k_all)) if classes is None else list(classes)
     for c in classes:
         if not 0 <= c < k_all:
             raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
-    timing["analysis"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    prof_idx, hold_idx = _split(len(x), y, s.holdout, s.seed)
-    ir_model = ir.serde.deserialize_model(parent.proto)
-    step = (lambda n: progress("profile", n, len(prof_idx))) if progress else None
-    prof = profile(ir_model, parent.cg, x[prof_idx], None if y is None else y[prof_idx],
-                   device=s.device, positions=s.positions, seed=s.seed, progress=step)
-    x_hold = x[hold_idx]
-    parent_logits = Runner(parent.proto, device=s.device).run(x_hold)[0]
-    hold_logodds = logodds_from_logits(parent_logits)
-    timing["profiling"] = time.perf_counter() - t0
-
     modules, files = [], []
-    clusters = parent.cg.units()
-    t_prune = t_write = t_score = 0.0
+    t_prune = t_write = 0.0
     for done, k in enumerate(classes):
         t0 = time.perf_counter()
-        scores = score_units(s.criterion, k, parent.cg, prof, s.seed)
-        refit = make_refit(prof, class_weights(prof, k), s.compensation, s.ridge)
-        t_score += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        runner_device = s.device
-
-        def evaluate(keep: float, k=k, scores=scores, refit=refit):
-            removed = choose_removed(scores, clusters, keep)
-            proto = build_module(parent, removed, refit, k, check=False)
-            score = Runner(proto, device=runner_device).run(x_hold)[0]
-            return removed, jaccard_fidelity(score, hold_logodds, k)
-
         if s.keep is not None:
             keep = s.keep
-            removed, fid = evaluate(keep)
+            proto, removed = dec.build(k, keep)
+            fid = dec.fidelity(k, proto)
         else:
-            keep, removed, fid = _tune(evaluate, s.fidelity)
-        proto = build_module(parent, removed, refit, k, check=True)
+            keep, removed, fid = dec.tune(k)
+        proto, _ = dec.build(k, keep, check=True)
         t_prune += time.perf_counter() - t0
         t0 = time.perf_counter()
         stats = model_stats(proto)
@@ -240,12 +292,13 @@ def decompose(
             "macs": stats.macs,
             "params_fraction": round(stats.params / max(parent.stats["params"], 1), 4),
             "macs_fraction": round(stats.macs / max(parent.stats["macs"], 1), 4),
-            "kept_channels": round(1 - len(removed) / max(len(clusters), 1), 4),
+            "kept_channels": round(1 - len(removed) / max(len(dec.clusters), 1), 4),
             "kept_kernels": round(kernel_fraction(parent.cg, removed), 4),
             "keep_ratio": keep,
-            "fidelity": round(fid, 4),
+            "fidelity": round(fid[0], 4),
+            "decision_agreement": round(fid[1], 4),
         }
-        _stamp(proto, parent, entry, s, len(prof_idx), len(hold_idx))
+        _stamp(proto, parent, entry, s, dec.n_profile, dec.n_holdout)
         data = proto.SerializeToString()
         entry["sha256"] = sha256_bytes(data)
         files.append((entry["file"], data))
@@ -253,7 +306,6 @@ def decompose(
         t_write += time.perf_counter() - t0
         if progress:
             progress("modules", done + 1, len(classes))
-    timing["analysis"] += t_score
     timing["pruning"] = t_prune
     t0 = time.perf_counter()
     manifest = {
@@ -268,9 +320,10 @@ def decompose(
         "settings": {
             "fidelity": s.fidelity, "criterion": s.criterion, "compensation": s.compensation,
             "keep": s.keep, "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
-            "calibration_samples": len(prof_idx), "holdout_samples": len(hold_idx),
+            "calibration_samples": dec.n_profile, "holdout_samples": dec.n_holdout,
         },
-        "parent_agreement_on_calibration": None if y is None else round(prof.agreement, 4),
+        "parent_agreement_on_calibration": (
+            None if y is None else round(dec.profile.agreement, 4)),
         "onnxdecomp_version": __version__,
     }
     if out_dir is not None:
@@ -279,8 +332,7 @@ def decompose(
             raise OnnxDecompError(f"output path exists and is not a folder: {out}")
         for name, data in files:
             atomic_write_bytes(out / name, data)
-    t_write += time.perf_counter() - t0
-    timing["writing"] = t_write
+    timing["writing"] = t_write + time.perf_counter() - t0
     manifest["timing_seconds"] = {key: round(v, 3) for key, v in timing.items()}
     if out_dir is not None:
         atomic_write_text(Path(out_dir) / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -295,7 +347,7 @@ def _tune(evaluate, target: float):
     while lo < hi:
         mid = (lo + hi) // 2
         removed, fid = evaluate(KEEP_GRID[mid])
-        if fid >= target:
+        if fid[0] >= target:
             best, hi = (KEEP_GRID[mid], removed, fid), mid
         else:
             lo = mid + 1

@@ -98,6 +98,21 @@ def im2col_sample(
     return patches.reshape(patches.shape[0] * patches.shape[1], -1)
 
 
+def consumer_columns(cons: Consumer, act: np.ndarray, cg: ChannelGraph, positions: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    """(rows x~ = [columns, 1] float32, rows per sample, columns per channel) of a consumer's
+    input batch: im2col patches at sampled positions for a Conv, the features for a Gemm."""
+    a = act.astype(np.float32)
+    if cons.kind == "conv":
+        cols = im2col_sample(a, cons.node, positions, rng)
+        reps = cols.shape[0] // a.shape[0]
+        span = int(np.prod(cons.node.inputs[1].const_value.shape[2:]))
+    else:
+        cols, reps, span = a.reshape(a.shape[0], -1), 1, cg.mult[cons.value.name]
+    cols = np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)
+    return cols, reps, span
+
+
 def logodds_from_logits(z: np.ndarray) -> np.ndarray:
     """s_k = z_k - log sum_{j != k} exp z_j for every class k (stable)."""
     z = z.astype(np.float64)
@@ -173,14 +188,7 @@ def profile(
             np.add.at(prof.act_mean[name], pred, mean)
             np.add.at(prof.act_freq[name], pred, freq)
         for node_name, cons in wanted.items():
-            a = acts[cons.value.name].astype(np.float32)
-            if cons.kind == "conv":
-                cols = im2col_sample(a, cons.node, positions, rng)
-                reps = cols.shape[0] // a.shape[0]
-                span = int(np.prod(cons.node.inputs[1].const_value.shape[2:]))
-            else:
-                cols, reps, span = a.reshape(a.shape[0], -1), 1, cg.mult[cons.value.name]
-            cols = np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)
+            cols, reps, span = consumer_columns(cons, acts[cons.value.name], cg, positions, rng)
             row_class = np.repeat(pred, reps)
             st = prof.consumers.get(node_name)
             if st is None:

@@ -206,7 +206,8 @@ class Dense(Rule):
         """Weights as [out, in, kernel...] whatever the op's own layout."""
         w = const_array(node.inputs[1])
         op = node.op_type
-        if op == "Gemm":
+        if op == "Gemm":  # Gemm computes alpha * A B + beta * C
+            w = w * node.attributes.get_float("alpha", 1.0)
             return w if node.attributes.get_int("transB", 0) else w.T
         if op == "MatMul":
             return w.T
@@ -226,6 +227,7 @@ class Dense(Rule):
                 b = np.broadcast_to(b.reshape(-1), (out,)) if b.size in (1, out) else None
                 if b is None:
                     raise _fail(node, "Gemm bias is not a [M] or scalar constant")
+                b = b * node.attributes.get_float("beta", 1.0)
             return b.astype(np.float64), idx
         return np.zeros(out), idx
 
@@ -250,6 +252,9 @@ class Dense(Rule):
         if w.ndim > 2:
             new_w = new_w.reshape((len(keep_out), len(keep_in)) + w.shape[2:])
         ctx.replace(node, 1, self._to_layout(node, new_w).astype(dtype))
+        if node.op_type == "Gemm":  # alpha and beta are folded into the new weights and bias
+            node.attributes["alpha"] = ir.AttrFloat32("alpha", 1.0)
+            node.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
         new_b = w2[:, -1].astype(dtype)
         if bidx is not None and len(node.inputs) > bidx and node.inputs[bidx] is not None:
             ctx.replace(node, bidx, new_b)

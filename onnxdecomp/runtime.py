@@ -112,7 +112,9 @@ class Runner:
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             names = ", ".join(i.name for i in inputs)
-            raise OnnxDecompError(f"model has {len(inputs)} inputs ({names}); only one is supported")
+            raise OnnxDecompError(
+                f"model has {len(inputs)} inputs ({names}); only one is supported"
+            )
         i = inputs[0]
         if i.type not in _ORT_DTYPES:
             raise OnnxDecompError(f"model input {i.name!r} has unsupported type {i.type}")

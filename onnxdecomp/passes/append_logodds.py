@@ -29,6 +29,9 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         z = graph.outputs[0]
+        for value in [*graph.inputs, *(o for n in graph for o in n.outputs)]:
+            if value.name == SCORE:  # the parent's own "score" would clash with ours
+                value.name = f"{SCORE}_parent"
         opset = model.opset_imports.get("", 17)
         rest = np.array([j for j in range(self.num_classes) if j != self.k], dtype=np.int64)
         own = new_initializer(graph, "onnxdecomp_class", np.array([self.k], dtype=np.int64))

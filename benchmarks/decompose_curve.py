@@ -1,0 +1,133 @@
+"""Top-1 loss of all modules linked back in parallel, against mean module MACs.
+
+For each criterion and keep ratio, every class's module is built from one profile of the
+parent, the modules are linked with ``link_parallel`` (each module on its own, as the
+papers measure) and the linked model is evaluated on the test split. One more row runs the
+default fidelity-tuned decomposition. Results go to ``benchmarks/results/NAME.json``; a
+markdown table is printed.
+
+    python -m benchmarks.decompose_curve --model models/lenet5_mnist.onnx \
+        --data ../shared/data/mnist --calib 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from onnxdecomp.data import fit_to_input, load_data
+from onnxdecomp.decompose import Decomposer, Settings, kernel_fraction
+from onnxdecomp.link import link_parallel
+from onnxdecomp.metrics import classification_report
+from onnxdecomp.runtime import Runner
+from onnxdecomp.summary import model_stats
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def evaluate_linked(protos, x, y) -> dict:
+    linked = link_parallel(protos)
+    scores = Runner(linked, device="cpu").run(x)[0]
+    rep = classification_report(scores, y)
+    return {"top1": rep["top1"], "top5": rep["top5"]}
+
+
+def module_row(dec: Decomposer, keep: float | None, criterion: str, compensation: str,
+               x, y, parent_macs: int, parent_params: int) -> dict:
+    protos, macs, params, chans, kernels, fids, keeps = [], [], [], [], [], [], []
+    t0 = time.perf_counter()
+    for k in range(dec.parent.num_classes):
+        if keep is None:
+            kk, _, _ = dec.tune(k)
+        else:
+            kk = keep
+        proto, removed = dec.build(k, kk, criterion=criterion, compensation=compensation)
+        fids.append(dec.fidelity(k, proto)[0])
+        st = model_stats(proto)
+        protos.append(proto)
+        macs.append(st.macs / parent_macs)
+        params.append(st.params / parent_params)
+        chans.append(1 - len(removed) / max(len(dec.clusters), 1))
+        kernels.append(kernel_fraction(dec.parent.cg, removed))
+        keeps.append(kk)
+    build_s = time.perf_counter() - t0
+    res = evaluate_linked(protos, x, y)
+    return {
+        "criterion": criterion, "compensation": compensation,
+        "keep": keep if keep is not None else "tuned",
+        "mean_keep": round(float(np.mean(keeps)), 3),
+        "macs": round(float(np.mean(macs)), 4), "params": round(float(np.mean(params)), 4),
+        "channels": round(float(np.mean(chans)), 4), "kernels": round(float(np.mean(kernels)), 4),
+        "fidelity": round(float(np.mean(fids)), 4), **res, "build_seconds": round(build_s, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--calib", type=int, default=1000, help="calibration samples (train split)")
+    ap.add_argument("--test-limit", type=int, default=None, help="test samples (default all)")
+    ap.add_argument("--keeps", default="0.5,0.6,0.7,0.8,0.9")
+    ap.add_argument("--criteria", default="logodds,activation,random")
+    ap.add_argument("--compensation", default="lstsq")
+    ap.add_argument("--fidelity", type=float, default=None, help="also run the tuned default")
+    ap.add_argument("--name", default=None)
+    args = ap.parse_args()
+
+    runner = Runner(args.model, device="cpu")
+    shape, dtype = runner.input.shape, runner.input.dtype
+    calib = fit_to_input(load_data(args.data, "train", limit=args.calib), shape, dtype)
+    test = fit_to_input(load_data(args.data, "test", limit=args.test_limit), shape, dtype)
+    parent_rep = classification_report(runner.run(test.x)[0], test.y)
+    settings = Settings() if args.fidelity is None else Settings(fidelity=args.fidelity)
+    t0 = time.perf_counter()
+    dec = Decomposer(args.model, calib.x, calib.y, settings)
+    setup_s = time.perf_counter() - t0
+    pm, pp = dec.parent.stats["macs"], dec.parent.stats["params"]
+    rows = []
+    for criterion in args.criteria.split(","):
+        for keep in [float(v) for v in args.keeps.split(",")]:
+            comps = args.compensation.split(",")
+            for comp in comps:
+                row = module_row(dec, keep, criterion, comp, test.x, test.y, pm, pp)
+                row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
+                row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.fidelity is not None:
+        row = module_row(dec, None, settings.criterion, settings.compensation, test.x, test.y,
+                         pm, pp)
+        row["fidelity_target"] = args.fidelity
+        row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
+        row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    name = args.name or Path(args.model).stem
+    out = {
+        "model": args.model, "data": args.data, "calibration": calib.source,
+        "test": test.source, "parent_top1": parent_rep["top1"], "parent_top5": parent_rep["top5"],
+        "parent_macs": pm, "parent_params": pp, "setup_seconds": round(setup_s, 1),
+        "command": "python -m benchmarks.decompose_curve " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"\n{name}: parent top-1 {100 * parent_rep['top1']:.2f}%  ({test.source})")
+    print("| criterion | keep | MACs | params | channels | kernels | fidelity | top-1 loss pp"
+          " | top-5 loss pp |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['criterion']} | {r['keep']} | {100 * r['macs']:.1f}% | "
+              f"{100 * r['params']:.1f}% | {100 * r['channels']:.1f}% | "
+              f"{100 * r['kernels']:.1f}% | {r['fidelity']:.4f} | {r['loss_pp']:.2f} | "
+              f"{r['top5_loss_pp']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Tests for the command line: eval, inspect, decompose, link, and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner, Result
+from conftest import ort_run
+
+from onnxdecomp.cli import main
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _npz(path: Path, x: np.ndarray, y: np.ndarray, **extra) -> Path:
+    np.savez(path, x=x, y=y, **extra)
+    return path
+
+
+def _labels(scores: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The model's own predictions with a third of them changed: accuracy is neither 0 nor 1."""
+    rng = np.random.default_rng(seed)
+    y = scores.argmax(axis=1)
+    flip = rng.random(len(y)) < 0.35
+    y[flip] = rng.integers(0, scores.shape[1], flip.sum())
+    return y.astype(np.int64)
+
+
+def _assert_user_error(res: Result, *needles: str) -> str:
+    """Exit 1, no traceback, exactly one ``error:`` line (then FAILED); returns the line."""
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[0] == errors[0], lines
+    assert set(lines[1:]) <= {"FAILED"}, lines
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def small(get_case, tmp_path_factory):
+    """(case, data .npz, x, y, scores) for the bn_conv model."""
+    case = get_case("bn_conv")
+    x = case.calib(90, seed=21)
+    scores = ort_run(case.path, x)
+    y = _labels(scores)
+    data = _npz(tmp_path_factory.mktemp("data") / "d.npz", x, y)
+    return case, data, x, y, scores
+
+
+# ------------------------------------------------------------------------ eval
+
+
+def test_eval_text_ends_with_passed(small) -> None:
+    case, data, *_ = small
+    res = _run("eval", case.path, "--data", data, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[-1].startswith("PASSED")
+    assert any(line.startswith("top-1") for line in lines)
+
+
+def test_eval_json_matches_numpy(small) -> None:
+    case, data, _, y, scores = small
+    res = _run("eval", case.path, "--data", data, "--json", "--batch-size", "7")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert {"n", "top1", "top5", "per_class"} <= report.keys()
+    pred = scores.argmax(axis=1)
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    assert report["n"] == len(y)
+    assert report["top1"] == pytest.approx(np.mean(pred == y), abs=1e-6)
+    assert report["top5"] == pytest.approx(np.mean((top5 == y[:, None]).any(axis=1)), abs=1e-6)
+    assert 0 < report["top1"] < 1
+    expected = {str(c): round(float(np.mean(pred[y == c] == c)), 4)
+                for c in range(case.num_classes)}
+    assert report["per_class"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_eval_third_party_fixed_batch_model(cntk_case, tmp_path: Path) -> None:
+    """A CNTK-style model (batch fixed at 1, raw 0..255 input, Reshape/Conv/Add/Relu/
+    MaxPool/MatMul) evaluated on more samples than its batch."""
+    x = cntk_case.calib(23, seed=8)
+    scores = ort_run(cntk_case.path, x)  # one sample at a time
+    y = _labels(scores, seed=2)
+    data = _npz(tmp_path / "d.npz", x, y)
+    res = _run("eval", cntk_case.path, "--data", data, "--json", "--batch-size", "8")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["n"] == 23
+    assert report["top1"] == pytest.approx(np.mean(scores.argmax(1) == y), abs=1e-6)
+    assert len(report["per_class"]) == cntk_case.num_classes
+
+
+def test_eval_npz_with_class_names(small, tmp_path: Path) -> None:
+    case, _, x, y, _ = small
+    names = np.array(["ant", "bee", "cat", "dog", "eel"])
+    data = _npz(tmp_path / "named.npz", x, y, class_names=names)
+    report = json.loads(_run("eval", case.path, "--data", data, "--json").stdout)
+    assert list(report["per_class"]) == names.tolist()
+
+
+# ------------------------------------------------------------------------ inspect
+
+
+def test_inspect(small) -> None:
+    case = small[0]
+    res = _run("inspect", case.path, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert {"inputs", "outputs", "op_counts", "params", "macs", "layers", "opset",
+            "ir_version"} <= info.keys()
+    assert info["op_counts"]["Conv"] == 1 and info["params"] > 0 and info["macs"] > 0
+    res = _run("inspect", case.path)
+    assert res.exit_code == 0 and res.stdout.strip().splitlines()[-1].startswith("PASSED")
+
+
+# ------------------------------------------------------------------------ decompose + link
+
+
+def test_decompose_link_eval(small, tmp_path: Path) -> None:
+    case, data, x, y, scores = small
+    out = tmp_path / "out"
+    res = _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", out, "--json",
+               "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(res.stdout)
+    assert manifest["passed"] is True
+    assert len(manifest["modules"]) == case.num_classes
+    assert (out / "manifest.json").is_file()
+    files = sorted(out.glob("*.onnx"))
+    assert [f.name for f in files] == [m["file"] for m in manifest["modules"]]
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["modules"] == manifest["modules"]
+
+    linked = tmp_path / "linked.onnx"
+    res = _run("link", *files, "-o", linked)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1].startswith("PASSED")
+    model = onnx.load(str(linked))
+    assert [o.name for o in model.graph.output] == ["scores"]
+    assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == case.num_classes
+
+    res = _run("eval", linked, "--data", data, "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert len(report["per_class"]) == case.num_classes
+    linked_scores = ort_run(linked, x)
+    assert linked_scores.shape == (len(x), case.num_classes)
+    assert report["top1"] == pytest.approx(np.mean(linked_scores.argmax(1) == y), abs=1e-6)
+
+
+def test_decompose_text_ends_with_passed(small, tmp_path: Path) -> None:
+    case, data, *_ = small
+    out = tmp_path / "out"
+    res = _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", out,
+               "--classes", "0,2", "--compensation", "mean", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    assert lines[-1].startswith("PASSED")
+    assert sorted(p.name for p in out.iterdir()) == ["class_0.onnx", "class_2.onnx",
+                                                      "manifest.json"]
+
+
+# ------------------------------------------------------------------------ user errors
+
+
+def test_error_missing_model(small, tmp_path: Path) -> None:
+    data = small[1]
+    _assert_user_error(_run("eval", tmp_path / "nope.onnx", "--data", data), "not found")
+    _assert_user_error(_run("inspect", tmp_path / "nope.onnx"))
+
+
+def test_error_garbage_model(small, tmp_path: Path) -> None:
+    data = small[1]
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage\xff" * 50)
+    _assert_user_error(_run("eval", bad, "--data", data))
+    _assert_user_error(_run("decompose", bad, "--data", data, "-o", tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_error_data_shape_mismatch(small, tmp_path: Path) -> None:
+    case = small[0]
+    x = np.zeros((4, 3, 10, 10), np.float32)
+    data = _npz(tmp_path / "wrong.npz", x, np.zeros(4, np.int64))
+    _assert_user_error(_run("eval", case.path, "--data", data), "shape")
+    _assert_user_error(_run("decompose", case.path, "--data", data, "-o", tmp_path / "o"),
+                       "shape")
+
+
+def test_error_labels_outside_classes(small, tmp_path: Path) -> None:
+    case, _, x, y, _ = small
+    bad = y.copy()
+    bad[3] = case.num_classes + 2
+    data = _npz(tmp_path / "labels.npz", x, bad)
+    _assert_user_error(_run("eval", case.path, "--data", data), "out of range")
+
+
+def test_error_cuda_without_cuda(small) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    case, data, *_ = small
+    _assert_user_error(_run("eval", case.path, "--data", data, "--device", "cuda"), "CUDA")
+
+
+def test_error_link_output_is_an_input(small, tmp_path: Path) -> None:
+    case, data, *_ = small
+    out = tmp_path / "out"
+    assert _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", out,
+                "--classes", "0,1").exit_code == 0
+    files = sorted(out.glob("*.onnx"))
+    before = files[0].read_bytes()
+    _assert_user_error(_run("link", *files, "-o", files[0]), "overwrite")
+    assert files[0].read_bytes() == before
+
+
+def test_error_link_a_non_module(small, tmp_path: Path) -> None:
+    case = small[0]
+    _assert_user_error(_run("link", case.path, "-o", tmp_path / "l.onnx"), "module")
+    assert not (tmp_path / "l.onnx").exists()
+
+
+def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:
+    from conftest import build_unsupported
+
+    model = tmp_path / "lp.onnx"
+    onnx.save(build_unsupported("lpnorm"), str(model))
+    x = np.full((12, 1, 12, 12), 100, np.float32)
+    data = _npz(tmp_path / "d.npz", x, np.zeros(12, np.int64))
+    out = tmp_path / "o"
+    _assert_user_error(_run("decompose", model, "--data", data, "--keep", "0.5", "-o", out),
+                       "LpNormalization", "odd_op")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_error_bad_classes_flag(small, tmp_path: Path) -> None:
+    case, data, *_ = small
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
+                            "-o", tmp_path / "o", "--classes", "0,x"), "--classes")
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
+                            "-o", tmp_path / "o", "--classes", "0,9"), "class 9")
+
+
+def test_no_onnxruntime(small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without onnxruntime: one line naming both extras."""
+    case, data, *_ = small
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    line = _assert_user_error(_run("eval", case.path, "--data", data))
+    assert "onnxdecomp[cpu]" in line and "onnxdecomp[gpu]" in line

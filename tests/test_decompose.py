@@ -1,0 +1,394 @@
+"""Tests for onnxdecomp.decompose: exact modules at keep=1, physically smaller pruned modules,
+coupled channel groups (residual, concat, depthwise), unsupported ops, the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from conftest import F32, TORCH_NETS, build_unsupported, calib, make_model, ort_run
+from onnx import helper, numpy_helper
+
+from onnxdecomp.channels import analyse
+from onnxdecomp.decompose import Decomposer, Settings, decompose
+from onnxdecomp.errors import OnnxDecompError, UnsupportedOpError
+from onnxdecomp.link import link_parallel
+from onnxdecomp.normalize import normalize
+from onnxdecomp.profile import logodds_from_logits
+from onnxdecomp.summary import model_stats
+
+N_CALIB = 120  # the cntk case runs sample by sample (batch fixed at 1): keep it small
+
+
+def _decomposer(case, keep: float = 0.5, compensation: str = "lstsq") -> Decomposer:
+    return Decomposer(case.path, case.calib(N_CALIB, seed=0), None,
+                      Settings(keep=keep, compensation=compensation, seed=0, device="cpu"))
+
+
+def _normalised(path: Path) -> ir.Model:
+    return normalize(ir.serde.deserialize_model(onnx.load(str(path))))
+
+
+def _weights(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Node name -> shape of its weight (input 1) for every Conv / Gemm / MatMul."""
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    return {n.name: inits[n.input[1]] for n in proto.graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in inits}
+
+
+def _group(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
+# ------------------------------------------------------------------------ exactness
+
+
+def test_keep_one_modules_are_exact(model_case) -> None:
+    """keep=1 and no compensation: every module's score is the parent's class log-odds."""
+    dec = _decomposer(model_case, keep=1.0, compensation="none")
+    x = model_case.calib(40, seed=99)  # fresh inputs, not the calibration data
+    expected = logodds_from_logits(model_case.logits(x))
+    protos = []
+    for k in range(model_case.num_classes):
+        proto, removed = dec.build(k, 1.0, check=True)
+        assert removed == set()
+        score = ort_run(proto, x)
+        assert score.shape == (len(x), 1)
+        np.testing.assert_allclose(score[:, 0], expected[:, k], atol=1e-5, rtol=0,
+                                   err_msg=f"class {k}")
+        protos.append(proto)
+    linked = link_parallel(protos)
+    scores = ort_run(linked, x)
+    assert scores.shape == (len(x), model_case.num_classes)
+    np.testing.assert_array_equal(scores.argmax(axis=1), expected.argmax(axis=1))
+
+
+# ------------------------------------------------------------------------ pruned modules
+
+
+def test_pruned_modules_are_valid_and_smaller(model_case) -> None:
+    dec = _decomposer(model_case, keep=0.5)
+    parent_stats = model_stats(str(model_case.path))
+    parent_w = _weights(dec.parent.proto)
+    x = model_case.calib(20, seed=5)
+    for k in range(model_case.num_classes):
+        proto, removed = dec.build(k, 0.5, check=True)
+        assert removed, "keep=0.5 removed nothing"
+        onnx.checker.check_model(proto, full_check=True)
+        assert len(proto.graph.output) == 1
+        out = proto.graph.output[0]
+        assert out.name == "score"
+        dims = out.type.tensor_type.shape.dim
+        assert len(dims) == 2 and dims[1].dim_value == 1
+        score = ort_run(proto, x)
+        assert score.shape == (len(x), 1) and np.all(np.isfinite(score))
+        stats = model_stats(proto)
+        assert stats.params < parent_stats.params
+        assert stats.macs < parent_stats.macs
+        w = _weights(proto)
+        assert w.keys() == parent_w.keys()
+        shrank = [n for n in w if np.prod(w[n]) < np.prod(parent_w[n])]
+        assert shrank, "no weight initializer got smaller"
+        assert all(len(w[n]) == len(parent_w[n]) for n in w)
+        assert all(a <= b for n in w for a, b in zip(w[n], parent_w[n]))
+
+
+def test_pruned_conv_weights_shrink(get_case) -> None:
+    """A torch CNN's Conv weights physically lose output and input channels."""
+    case = get_case("plain-torchscript")
+    dec = _decomposer(case, keep=0.5)
+    proto, _ = dec.build(0, 0.5)
+    before, after = _weights(dec.parent.proto), _weights(proto)
+    convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2
+    first, second = (after[c] for c in convs)
+    assert first[0] == 3 and before[convs[0]][0] == 6  # ceil(0.5 * 6) output channels
+    assert second[:2] == (4, 3) and before[convs[1]][:2] == (8, 6)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_residual_group_is_coupled(get_case, exporter: str) -> None:
+    """Both operands of each residual Add (identity and projection) are the same units."""
+    model = _normalised(get_case(f"residual-{exporter}").path)
+    cg = analyse(model)
+    adds = [n for n in model.graph if n.op_type == "Add"
+            and all(cg.has(v) for v in n.inputs)]
+    assert len(adds) == 2
+    for add in adds:
+        a, b = (cg.roots(v) for v in add.inputs)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, cg.roots(add.outputs[0]))
+        assert len(set(a.tolist())) == len(a)  # distinct channels stay distinct units
+    sizes = sorted(len(cg.roots(add.outputs[0])) for add in adds)
+    assert sizes == [6, 10]
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_residual_pruned_add_operands_agree(get_case, exporter: str) -> None:
+    case = get_case(f"residual-{exporter}")
+    dec = _decomposer(case, keep=0.5)
+    proto, _ = dec.build(2, 0.5, check=True)
+    inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    adds = [n for n in inferred.graph.node if n.op_type == "Add"
+            and all(i in shapes and len(shapes[i]) == 4 for i in n.input)]
+    assert len(adds) == 2
+    for add in adds:
+        a, b = (shapes[i] for i in add.input)
+        assert a[1:] == b[1:]
+    assert sorted(shapes[add.input[0]][1] for add in adds) == [3, 5]
+    assert ort_run(proto, case.calib(8)).shape == (8, 1)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_depthwise_group_follows_channels(get_case, exporter: str) -> None:
+    case = get_case(f"depthwise-{exporter}")
+    dec = _decomposer(case, keep=0.5)
+    proto, _ = dec.build(1, 0.5, check=True)
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    dw = [n for n in proto.graph.node if n.op_type == "Conv" and _group(n) > 1]
+    assert len(dw) == 1
+    group = _group(dw[0])
+    w = inits[dw[0].input[1]]
+    assert group == w[0] == 4 and w[1] == 1  # ceil(0.5 * 8) channels, one per group
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    before = producers[dw[0].input[0]]
+    while before.op_type != "Conv":  # back over the Relu
+        before = producers[before.input[0]]
+    assert inits[before.input[1]][0] == group  # the conv before it makes `group` channels
+    assert ort_run(proto, case.calib(8)).shape == (8, 1)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_concat_maps_channels_to_branches(get_case, exporter: str) -> None:
+    case = get_case(f"concat-{exporter}")
+    model = _normalised(case.path)
+    cg = analyse(model)
+    cat = next(n for n in model.graph if n.op_type == "Concat")
+    a, b = cat.inputs
+    out = cg.roots(cat.outputs[0])
+    assert (cg.size[a.name], cg.size[b.name], len(out)) == (4, 5, 9)
+    np.testing.assert_array_equal(out[:4], cg.roots(a))
+    np.testing.assert_array_equal(out[4:], cg.roots(b))
+    assert set(cg.roots(a).tolist()).isdisjoint(cg.roots(b).tolist())
+
+    dec = _decomposer(case, keep=0.5)
+    proto, _ = dec.build(0, 0.5, check=True)
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    cat_out = next(n for n in proto.graph.node if n.op_type == "Concat").output[0]
+    mix = next(n for n in proto.graph.node if n.op_type == "Conv" and n.input[0] == cat_out)
+    assert inits[mix.input[1]][1] == 5  # ceil(0.5 * 9): both branches are one group
+    assert ort_run(proto, case.calib(8)).shape == (8, 1)
+
+
+def test_batchnorm_after_add_is_sliced(get_case) -> None:
+    """The un-foldable BatchNormalization keeps its node and loses channels."""
+    case = get_case("bn_add")
+    dec = _decomposer(case, keep=0.5)
+    bn_parent = [n for n in dec.parent.proto.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bn_parent) == 1
+    proto, _ = dec.build(0, 0.5, check=True)
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    bn = [n for n in proto.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bn) == 1
+    assert all(inits[i] == (3,) for i in bn[0].input[1:])
+
+
+def test_cntk_bias_and_fixed_batch(cntk_case) -> None:
+    dec = _decomposer(cntk_case, keep=0.5)
+    proto, _ = dec.build(3, 0.5, check=True)
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    add = next(n for n in proto.graph.node if n.op_type == "Add"
+               and any(inits.get(i) == (3, 1, 1) for i in n.input))
+    assert add is not None
+    gemm = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    assert inits[gemm.input[1]][0] == 3 * 6 * 6  # [F, K] with F = kept channels * 36
+    dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_value == 1
+
+
+def test_grouped_conv_is_pinned() -> None:
+    """A grouped (not depthwise) conv has no slicing rule: its channels are never pruned,
+    the rest of the net still is."""
+    rng = np.random.default_rng(8)
+
+    def w(name, *shape):
+        return numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Div", ["input", "c255"], ["xn"], name="scale"),
+        helper.make_node("Conv", ["xn", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "wg", "bg"], ["c2"], name="grouped", group=2),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], name="conv3"),
+        helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
+        helper.make_node("GlobalAveragePool", ["r3"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [numpy_helper.from_array(np.float32(255), "c255"), w("w1", 4, 1, 3, 3),
+             w("b1", 4), w("wg", 4, 2, 1, 1), w("bg", 4), w("w3", 6, 4, 1, 1), w("b3", 6),
+             w("fw", 3, 6), w("fb", 3)]
+    model = make_model(nodes, [helper.make_tensor_value_info("input", F32, ["N", 1, 12, 12])],
+                       [helper.make_tensor_value_info("logits", F32, ["N", 3])], inits)
+    x = calib([None, 1, 12, 12], 60)
+    dec = Decomposer(model, x, None, Settings(keep=0.5, device="cpu"))
+    proto, removed = dec.build(0, 0.5, check=True)
+    assert removed
+    shapes = _weights(proto)
+    assert shapes["conv1"][0] == 4 and shapes["grouped"] == (4, 2, 1, 1)
+    assert shapes["conv3"][0] == 3 and shapes["fc"] == (3, 3)
+    assert ort_run(proto, x[:4]).shape == (4, 1)
+
+
+def _mlp_gemm(alpha: float, beta: float) -> onnx.ModelProto:
+    """One function, two encodings: alpha/beta folded into the stored weights or not."""
+    rng = np.random.default_rng(9)
+    w1, b1 = rng.normal(0, 0.2, (16, 144)), rng.normal(0, 1, 16)
+    w2, b2 = rng.normal(0, 1, (4, 16)), rng.normal(0, 1, 4)
+    nodes = [
+        helper.make_node("Div", ["input", "c255"], ["xn"], name="scale"),
+        helper.make_node("Gemm", ["xn", "w1", "b1"], ["h"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"], name="fc2", transB=1,
+                         alpha=alpha, beta=beta),
+    ]
+    arrays = {"c255": np.float32(255), "w1": w1, "b1": b1, "w2": w2 / alpha, "b2": b2 / beta}
+    inits = [numpy_helper.from_array(np.asarray(a, np.float32), n) for n, a in arrays.items()]
+    return make_model(nodes, [helper.make_tensor_value_info("input", F32, ["N", 144])],
+                      [helper.make_tensor_value_info("logits", F32, ["N", 4])], inits)
+
+
+@pytest.mark.parametrize("compensation", ["none", "mean", "lstsq", "cascade"])
+def test_gemm_alpha_beta_are_respected(compensation: str) -> None:
+    x, xt = calib([None, 144], 200), calib([None, 144], 40, seed=5)
+    modules = []
+    for alpha, beta in ((1.0, 1.0), (2.0, 0.5)):
+        model = _mlp_gemm(alpha, beta)
+        dec = Decomposer(model, x, None, Settings(keep=0.5, compensation=compensation,
+                                                  device="cpu"))
+        proto, removed = dec.build(0, 0.5)
+        modules.append((ort_run(proto, xt)[:, 0], removed))
+    (plain, removed_a), (scaled, removed_b) = modules
+    assert removed_a == removed_b
+    np.testing.assert_allclose(scaled, plain, atol=1e-4)
+
+
+def test_link_modules_of_different_opsets(get_case) -> None:
+    """Modules from the TorchScript (opset 17) and dynamo (opset 18) exports link into one."""
+    a, b = get_case("plain-torchscript"), get_case("plain-dynamo")
+    xt = a.calib(10, seed=4)
+    pa, _ = _decomposer(a).build(1, 0.5)
+    pb, _ = _decomposer(b).build(3, 0.5)
+    assert {o.version for o in pa.opset_import} != {o.version for o in pb.opset_import}
+    linked = link_parallel([pa, pb])
+    scores = ort_run(linked, xt)
+    np.testing.assert_allclose(scores[:, 0], ort_run(pa, xt)[:, 0], atol=1e-5)
+    np.testing.assert_allclose(scores[:, 1], ort_run(pb, xt)[:, 0], atol=1e-5)
+
+
+# ------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("kind,op", [("lpnorm", "LpNormalization"), ("gather", "Gather"),
+                                     ("reshape", "Reshape")])
+def test_unsupported_op_raises_and_writes_nothing(tmp_path: Path, kind: str, op: str) -> None:
+    model = tmp_path / f"{kind}.onnx"
+    onnx.save(build_unsupported(kind), str(model))
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedOpError) as info:
+        decompose(model, np.zeros((10, 1, 12, 12), np.float32), out_dir=out,
+                  settings=Settings(keep=0.5, device="cpu"))
+    msg = str(info.value)
+    assert "odd_op" in msg and op in msg
+    assert "\n" not in msg
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_out_of_range_class_raises(get_case, tmp_path: Path) -> None:
+    case = get_case("mlp-torchscript")
+    out = tmp_path / "out"
+    with pytest.raises(OnnxDecompError, match="class 99"):
+        decompose(case.path, case.calib(60), out_dir=out, classes=[0, 99],
+                  settings=Settings(keep=0.5, device="cpu"))
+    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(OnnxDecompError):
+        decompose(case.path, case.calib(60), classes=[-1],
+                  settings=Settings(keep=0.5, device="cpu"))
+
+
+@pytest.mark.parametrize("kwargs", [dict(keep=0.0), dict(keep=1.5), dict(compensation="x"),
+                                    dict(criterion="x"), dict(fidelity=0.0),
+                                    dict(holdout=1.0)])
+def test_bad_settings_raise(get_case, kwargs: dict) -> None:
+    case = get_case("bn_conv")
+    with pytest.raises(OnnxDecompError):
+        Decomposer(case.path, case.calib(20), None, Settings(device="cpu", **kwargs))
+
+
+# ------------------------------------------------------------------------ manifest
+
+
+def test_manifest_and_files(get_case, tmp_path: Path) -> None:
+    case = get_case("plain-dynamo")
+    before = case.path.read_bytes()
+    out = tmp_path / "modules"
+    y = np.arange(N_CALIB) % case.num_classes
+    manifest = decompose(case.path, case.calib(N_CALIB), y, out, classes=[0, 2],
+                         class_names=["a", "b", "c", "d", "e"],
+                         settings=Settings(keep=0.5, device="cpu"))
+    assert case.path.read_bytes() == before  # the parent is never touched
+    parent = manifest["parent"]
+    assert {"path", "sha256", "params", "macs", "classes"} <= parent.keys()
+    assert parent["sha256"] == hashlib.sha256(before).hexdigest()
+    assert parent["classes"] == ["a", "b", "c", "d", "e"]
+    assert parent["params"] == model_stats(str(case.path)).params
+    assert len(manifest["modules"]) == 2
+    assert [m["class_index"] for m in manifest["modules"]] == [0, 2]
+    assert [m["class_name"] for m in manifest["modules"]] == ["a", "c"]
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["modules"] == manifest["modules"]
+    assert sorted(p.name for p in out.iterdir()) == ["class_0.onnx", "class_2.onnx",
+                                                      "manifest.json"]
+    for m in manifest["modules"]:
+        assert {"class_index", "class_name", "file", "params", "macs"} <= m.keys()
+        path = out / m["file"]
+        assert path.is_file()
+        assert m["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        proto = onnx.load(str(path))
+        stats = model_stats(proto)
+        assert (m["params"], m["macs"]) == (stats.params, stats.macs)
+        assert m["params"] < parent["params"]
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert meta["onnxdecomp.parent_sha256"] == parent["sha256"]
+        assert meta["onnxdecomp.class_index"] == str(m["class_index"])
+        assert meta["onnxdecomp.class_name"] == m["class_name"]
+    linked = link_parallel(sorted(out.glob("*.onnx")))
+    assert ort_run(linked, case.calib(5)).shape == (5, 2)
+
+
+def test_decompose_in_memory_proto_tuned(get_case) -> None:
+    """A proto in, no out_dir: fidelity tuning picks a keep ratio from the grid."""
+    case = get_case("bn_conv")
+    proto = onnx.load(str(case.path))
+    manifest = decompose(proto, case.calib(80), classes=[1],
+                         settings=Settings(fidelity=0.9, device="cpu"))
+    assert manifest["parent"]["path"] == "<memory>"
+    (m,) = manifest["modules"]
+    assert 0.1 <= m["keep_ratio"] <= 1.0
+    assert m["fidelity"] >= 0.9
+
+
+@pytest.mark.parametrize("net", TORCH_NETS)
+def test_exporters_agree(get_case, net: str) -> None:
+    """Both exports of one net are the same function (the cases are comparable)."""
+    a, b = get_case(f"{net}-dynamo"), get_case(f"{net}-torchscript")
+    x = a.calib(10, seed=3)
+    np.testing.assert_allclose(a.logits(x), b.logits(x), atol=1e-4)

@@ -1,0 +1,359 @@
+"""Unit tests for each normalisation pass on tiny graphs, and for ``normalize()`` on every
+conftest model (outputs kept, up to a stripped softmax)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from conftest import F32, calib, make_model, ort_run, softmax
+from onnx import helper, numpy_helper
+from onnx_ir.passes import common
+
+from onnxdecomp.irutil import to_proto
+from onnxdecomp.normalize import infer_shapes, normalize
+from onnxdecomp.passes import (
+    CanonicalizeFlattenPass,
+    FoldBatchNormIntoConvPass,
+    FoldConstantsPass,
+    FuseMatMulAddIntoGemmPass,
+    RemoveDropoutPass,
+    StripOutputSoftmaxPass,
+)
+from onnxdecomp.passes.append_logodds import AppendLogOddsPass
+from onnxdecomp.profile import logodds_from_logits
+
+RNG = np.random.default_rng(0)
+
+
+def _w(name: str, *shape: int, scale: float = 0.5) -> onnx.TensorProto:
+    return numpy_helper.from_array(RNG.normal(0, scale, shape).astype(np.float32), name)
+
+
+def _const(name: str, array) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _vi(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, F32, shape)
+
+
+def _ir(model: onnx.ModelProto, shapes: bool = False) -> ir.Model:
+    m = ir.serde.deserialize_model(model)
+    if shapes:
+        infer_shapes(m)
+    return m
+
+
+def _ops(model: onnx.ModelProto | ir.Model) -> list[str]:
+    if isinstance(model, ir.Model):
+        return [n.op_type for n in model.graph]
+    return [n.op_type for n in model.graph.node]
+
+
+def _x(shape, n: int = 6) -> np.ndarray:
+    return RNG.normal(0, 1, (n, *shape[1:])).astype(np.float32)
+
+
+# ------------------------------------------------------------------------ FoldConstantsPass
+
+
+def test_fold_constants_reshaped_weight() -> None:
+    """CNTK stores MatMul weights flat and reshapes them in the graph: folded away."""
+    nodes = [
+        helper.make_node("Reshape", ["w_flat", "w_shape"], ["w"], name="wr"),
+        helper.make_node("Transpose", ["w"], ["wt"], name="wt", perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "wt"], ["y"], name="mm"),
+    ]
+    inits = [_const("w_flat", RNG.normal(0, 1, 12).astype(np.float32)),
+             _const("w_shape", np.array([3, 4], np.int64))]
+    model = make_model(nodes, [_vi("x", ["N", 4])], [_vi("y", ["N", 3])], inits)
+    m = _ir(model)
+    assert FoldConstantsPass()(m).modified
+    common.RemoveUnusedNodesPass()(m)
+    assert _ops(m) == ["MatMul"]
+    assert m.graph.node(0).inputs[1].const_value is not None
+    x = _x([None, 4])
+    np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=1e-6)
+
+
+def test_fold_constants_skips_graph_outputs_and_random_ops() -> None:
+    nodes = [
+        helper.make_node("Add", ["a", "b"], ["c"], name="const_out"),
+        helper.make_node("RandomNormal", [], ["r"], name="rnd", shape=[2]),
+        helper.make_node("Add", ["x", "r"], ["y"], name="add"),
+    ]
+    inits = [_const("a", np.ones(2, np.float32)), _const("b", np.ones(2, np.float32))]
+    model = make_model(nodes, [_vi("x", ["N", 2])], [_vi("y", ["N", 2]), _vi("c", [2])], inits)
+    m = _ir(model)
+    assert not FoldConstantsPass()(m).modified
+    assert _ops(m) == ["Add", "RandomNormal", "Add"]
+
+
+# ------------------------------------------------------------------------ Dropout / Identity
+
+
+def test_remove_dropout_then_identity_elimination() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Dropout", ["r"], ["d"], name="drop"),
+        helper.make_node("Identity", ["d"], ["i"], name="ident"),
+        helper.make_node("Gemm", ["i", "w", "b"], ["i2"], name="fc", transB=1),
+        helper.make_node("Dropout", ["i2", "ratio"], ["y"], name="drop_out"),
+    ]
+    inits = [_w("w", 3, 4), _w("b", 3), _const("ratio", np.float32(0.3))]
+    model = make_model(nodes, [_vi("x", ["N", 4])], [_vi("y", ["N", 3])], inits)
+    m = _ir(model)
+    assert RemoveDropoutPass()(m).modified
+    assert "Dropout" not in _ops(m)
+    common.IdentityEliminationPass()(m)
+    common.RemoveUnusedNodesPass()(m)
+    assert _ops(m) == ["Relu", "Gemm"]
+    out = to_proto(m)
+    assert [o.name for o in out.graph.output] == ["y"]
+    x = _x([None, 4])
+    np.testing.assert_allclose(ort_run(out, x), ort_run(model, x), atol=1e-6)
+
+
+def test_dropout_with_used_mask_stays() -> None:
+    nodes = [
+        helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop"),
+        helper.make_node("Cast", ["mask"], ["mf"], name="cast", to=F32),
+        helper.make_node("Add", ["d", "mf"], ["y"], name="add"),
+    ]
+    model = make_model(nodes, [_vi("x", ["N", 4])], [_vi("y", ["N", 4])], [])
+    m = _ir(model)
+    assert not RemoveDropoutPass()(m).modified
+    assert "Dropout" in _ops(m)
+
+
+# ------------------------------------------------------------------------ BatchNorm folding
+
+
+def _conv_bn(bias: bool, extra_use: bool = False) -> onnx.ModelProto:
+    conv_in = ["x", "w", "cb"] if bias else ["x", "w"]
+    nodes = [
+        helper.make_node("Conv", conv_in, ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "g", "be", "mu", "var"], ["bn"],
+                         name="bn", epsilon=1e-3),
+        helper.make_node("Relu", ["bn"], ["y"], name="relu"),
+    ]
+    outputs = [_vi("y", ["N", 4, 5, 5])]
+    if extra_use:
+        nodes.append(helper.make_node("Neg", ["c"], ["c_neg"], name="neg"))
+        outputs.append(_vi("c_neg", ["N", 4, 5, 5]))
+    inits = [_w("w", 4, 2, 3, 3), _w("cb", 4), _const("g", RNG.uniform(0.5, 2, 4).astype(
+        np.float32)), _w("be", 4), _w("mu", 4), _const("var", RNG.uniform(0.5, 2, 4).astype(
+            np.float32))]
+    return make_model(nodes, [_vi("x", ["N", 2, 5, 5])], outputs, inits)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fold_batchnorm_into_conv(bias: bool) -> None:
+    model = _conv_bn(bias)
+    m = _ir(model)
+    assert FoldBatchNormIntoConvPass()(m).modified
+    common.RemoveUnusedNodesPass()(m)
+    assert _ops(m) == ["Conv", "Relu"]
+    assert len(m.graph.node(0).inputs) == 3
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    x = _x([None, 2, 5, 5])
+    np.testing.assert_allclose(ort_run(out, x), ort_run(model, x), atol=1e-5, rtol=1e-5)
+
+
+def test_batchnorm_not_folded_when_conv_output_is_shared() -> None:
+    m = _ir(_conv_bn(True, extra_use=True))
+    assert not FoldBatchNormIntoConvPass()(m).modified
+    assert "BatchNormalization" in _ops(m)
+
+
+def test_batchnorm_after_add_stays(get_case) -> None:
+    m = _ir(onnx.load(str(get_case("bn_add").path)))
+    FoldBatchNormIntoConvPass()(m)
+    assert _ops(m).count("BatchNormalization") == 1
+
+
+def test_batchnorm_fold_keeps_graph_output_name() -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("BatchNormalization", ["c", "g", "be", "mu", "var"], ["y"], name="bn"),
+    ]
+    inits = [_w("w", 3, 2, 1, 1), _const("g", np.ones(3, np.float32)), _w("be", 3),
+             _w("mu", 3), _const("var", np.ones(3, np.float32))]
+    model = make_model(nodes, [_vi("x", ["N", 2, 4, 4])], [_vi("y", ["N", 3, 4, 4])], inits)
+    m = _ir(model)
+    FoldBatchNormIntoConvPass()(m)
+    out = to_proto(m)
+    assert _ops(out) == ["Conv"] and out.graph.output[0].name == "y"
+    x = _x([None, 2, 4, 4])
+    np.testing.assert_allclose(ort_run(out, x), ort_run(model, x), atol=1e-5)
+
+
+# ------------------------------------------------------------------------ MatMul + Add -> Gemm
+
+
+@pytest.mark.parametrize("form", ["matmul_add", "add_bias_first", "bare_matmul",
+                                  "bias_1xM"])
+def test_fuse_matmul_add_into_gemm(form: str) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w"], ["mm" if form != "bare_matmul" else "y"],
+                              name="dense")]
+    if form == "matmul_add":
+        nodes.append(helper.make_node("Add", ["mm", "b"], ["y"], name="bias"))
+    elif form == "add_bias_first":
+        nodes.append(helper.make_node("Add", ["b", "mm"], ["y"], name="bias"))
+    elif form == "bias_1xM":
+        nodes.append(helper.make_node("Add", ["mm", "b2"], ["y"], name="bias"))
+    inits = [_w("w", 6, 3), _w("b", 3), _const("b2", RNG.normal(0, 1, (1, 3)).astype(
+        np.float32))]
+    inits = [t for t in inits if any(t.name in n.input for n in nodes)]
+    model = make_model(nodes, [_vi("x", ["N", 6])], [_vi("y", ["N", 3])], inits)
+    m = _ir(model, shapes=True)
+    assert FuseMatMulAddIntoGemmPass()(m).modified
+    common.RemoveUnusedNodesPass()(m)
+    assert _ops(m) == ["Relu", "Gemm"]
+    out = to_proto(m)
+    assert out.graph.output[0].name == "y"
+    onnx.checker.check_model(out, full_check=True)
+    x = _x([None, 6])
+    np.testing.assert_allclose(ort_run(out, x), ort_run(model, x), atol=1e-5)
+
+
+def test_matmul_over_rank_3_is_left_alone() -> None:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="dense")]
+    model = make_model(nodes, [_vi("x", ["N", 2, 6])], [_vi("y", ["N", 2, 3])], [_w("w", 6, 3)])
+    m = _ir(model, shapes=True)
+    assert not FuseMatMulAddIntoGemmPass()(m).modified
+
+
+# ------------------------------------------------------------------------ Reshape -> Flatten
+
+
+def _reshape_model(target, batch="N") -> onnx.ModelProto:
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "shape"], ["y"], name="reshape")]
+    out = [None] * len(target)
+    return make_model(nodes, [_vi("x", [batch, 4, 3, 3])], [_vi("y", out)],
+                      [_const("shape", np.array(target, np.int64))])
+
+
+@pytest.mark.parametrize("target,batch", [([-1, 36], "N"), ([0, 36], "N"), ([0, -1], "N"),
+                                          ([1, 36], 1), ([1, -1], 1)])
+def test_flattening_reshape_becomes_flatten(target, batch) -> None:
+    model = _reshape_model(target, batch)
+    m = _ir(model, shapes=True)
+    assert CanonicalizeFlattenPass()(m).modified
+    out = to_proto(m)
+    assert _ops(out) == ["Relu", "Flatten"]
+    assert out.graph.output[0].name == "y"
+    x = _x([1 if batch == 1 else None, 4, 3, 3], n=1 if batch == 1 else 5)
+    np.testing.assert_array_equal(ort_run(out, x), ort_run(model, x))
+
+
+@pytest.mark.parametrize("target,batch", [([-1, 9], "N"), ([-1, 4, 9], "N"), ([1, 36], "N"),
+                                          ([2, 18], 1)])
+def test_other_reshapes_stay(target, batch) -> None:
+    m = _ir(_reshape_model(target, batch), shapes=True)
+    assert not CanonicalizeFlattenPass()(m).modified
+    assert _ops(m) == ["Relu", "Reshape"]
+
+
+# ------------------------------------------------------------------------ output softmax
+
+
+def _head(op: str | None, axis: int = 1) -> onnx.ModelProto:
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z" if op else "probs"], name="fc",
+                              transB=1)]
+    if op:
+        nodes.append(helper.make_node(op, ["z"], ["probs"], name="sm", axis=axis))
+    return make_model(nodes, [_vi("x", ["N", 5])], [_vi("probs", ["N", 4])],
+                      [_w("w", 4, 5, scale=2.0), _w("b", 4)])
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_strip_output_softmax(op: str) -> None:
+    model = _head(op)
+    m = _ir(model)
+    p = StripOutputSoftmaxPass()
+    assert p(m).modified and p.stripped == op
+    out = to_proto(m)
+    assert _ops(out) == ["Gemm"] and out.graph.output[0].name == "probs"
+    x = _x([None, 5], n=30)
+    before, after = ort_run(model, x), ort_run(out, x)
+    np.testing.assert_array_equal(after.argmax(1), before.argmax(1))
+    expect = np.log(before) if op == "Softmax" else before
+    np.testing.assert_allclose(logodds_from_logits(after), logodds_from_logits(expect),
+                               atol=1e-4)
+
+
+def test_softmax_over_batch_axis_is_kept() -> None:
+    m = _ir(_head("Softmax", axis=0))
+    p = StripOutputSoftmaxPass()
+    assert not p(m).modified and p.stripped is None
+
+
+# ------------------------------------------------------------------------ log-odds head
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("k", [0, 3])
+def test_append_logodds(opset: int, k: int) -> None:
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], name="fc", transB=1)]
+    model = make_model(nodes, [_vi("x", ["N", 5])], [_vi("logits", ["N", 4])],
+                       [_w("w", 4, 5, scale=2.0), _w("b", 4)], opset=opset)
+    m = _ir(model)
+    AppendLogOddsPass(k, 4)(m)
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    assert [o.name for o in out.graph.output] == ["score"]
+    dims = out.graph.output[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "N" and dims[1].dim_value == 1
+    x = _x([None, 5], n=30)
+    expected = logodds_from_logits(ort_run(model, x))[:, k]
+    np.testing.assert_allclose(ort_run(out, x)[:, 0], expected, atol=1e-5)
+
+
+def test_append_logodds_rejects_bad_class() -> None:
+    with pytest.raises(ValueError):
+        AppendLogOddsPass(4, 4)
+
+
+def test_append_logodds_when_logits_are_named_score() -> None:
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["score"], name="fc", transB=1)]
+    model = make_model(nodes, [_vi("x", ["N", 5])], [_vi("score", ["N", 4])],
+                       [_w("w", 4, 5), _w("b", 4)])
+    m = _ir(model)
+    AppendLogOddsPass(1, 4)(m)
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    x = _x([None, 5])
+    np.testing.assert_allclose(ort_run(out, x)[:, 0],
+                               logodds_from_logits(ort_run(model, x))[:, 1], atol=1e-5)
+
+
+# ------------------------------------------------------------------------ normalize()
+
+
+def test_normalize_keeps_outputs(model_case) -> None:
+    proto = onnx.load(str(model_case.path))
+    m = normalize(ir.serde.deserialize_model(proto))
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    ops = _ops(out)
+    for gone in ("Dropout", "Identity", "Constant", "MatMul", "Softmax", "Reshape"):
+        assert gone not in ops, gone
+    # BN left only where no Conv feeds it directly
+    producers = {o: n for n in out.graph.node for o in n.output}
+    for n in out.graph.node:
+        if n.op_type == "BatchNormalization":
+            assert producers[n.input[0]].op_type != "Conv"
+    assert ops.count("BatchNormalization") == (1 if model_case.name == "bn_add" else 0)
+    assert [o.name for o in out.graph.output] == [o.name for o in proto.graph.output]
+    assert [i.name for i in out.graph.input] == [i.name for i in proto.graph.input]
+    x = calib(model_case.input_shape, 20, seed=11)
+    before, after = ort_run(proto, x), ort_run(out, x)
+    if model_case.probs:
+        after = softmax(after.astype(np.float64))
+    np.testing.assert_allclose(after, before, atol=1e-5, rtol=1e-5)
