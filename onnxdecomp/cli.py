@@ -15,8 +15,10 @@ import click
 
 from onnxdecomp import __version__
 from onnxdecomp.data import add_data_options, check_dataset, dataset_from_options, fit_to_input
+from onnxdecomp.decompose import COMPENSATIONS, DEFAULT_FIDELITY, Settings, decompose
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.runtime import DEVICES
+from onnxdecomp.select import CRITERIA
 
 
 def device_option(f: Callable) -> Callable:
@@ -127,18 +129,19 @@ def inspect_cmd(model: str, top: int | None, as_json: bool) -> None:
 
 @main.command("decompose")
 @click.argument("model", type=click.Path(dir_okay=False))
-@add_data_options(default_split="train")
+@add_data_options(default_split="train", default_limit=1000)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the modules and manifest.json.")
 @click.option("--classes", default=None, metavar="0,3,7",
               help="Only these class indices [default: all].")
-@click.option("--fidelity", type=float, default=None, show_default=False,
-              help="Held-out fidelity each module must reach [default: 0.99].")
+@click.option("--fidelity", type=float, default=DEFAULT_FIDELITY, show_default=True,
+              help="Share of the parent's class log-odds variance each module must reproduce "
+              "on held-out calibration samples.")
 @click.option("--keep", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Fixed fraction of channels kept per group; disables fidelity tuning.")
-@click.option("--criterion", type=click.Choice(["logodds", "activation", "random"]),
-              default="logodds", show_default=True, help="How units are ranked per class.")
-@click.option("--compensation", type=click.Choice(["lstsq", "mean", "none"]), default="lstsq",
+@click.option("--criterion", type=click.Choice(CRITERIA), default=Settings.criterion,
+              show_default=True, help="How units are ranked per class (see README).")
+@click.option("--compensation", type=click.Choice(COMPENSATIONS), default=Settings.compensation,
               show_default=True, help="How the next layer makes up for removed channels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
@@ -148,7 +151,6 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                   keep: float | None, criterion: str, compensation: str, seed: int, device: str,
                   as_json: bool, **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
-    from onnxdecomp.decompose import DEFAULT_FIDELITY, Settings, decompose
     from onnxdecomp.runtime import Runner
 
     runner = Runner(model, device="cpu")
@@ -162,7 +164,7 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
             picked = [int(c) for c in classes.split(",") if c.strip()]
         except ValueError as exc:
             raise OnnxDecompError(f"--classes takes indices like 0,3,7, got {classes!r}") from exc
-    settings = Settings(fidelity=fidelity or DEFAULT_FIDELITY, criterion=criterion,
+    settings = Settings(fidelity=fidelity, criterion=criterion,
                         compensation=compensation, keep=keep, seed=seed, device=device)
     bars: dict[str, _Progress] = {}
 

@@ -601,7 +601,9 @@ def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         ) from exc
 
 
-def add_data_options(f: Callable | None = None, *, default_split: str = "test") -> Callable:
+def add_data_options(
+    f: Callable | None = None, *, default_split: str = "test", default_limit: int | None = None
+) -> Callable:
     """Click decorator adding the shared data options (``--data``, ``--split`` ...) to a command.
 
     Use bare (``@add_data_options``) or with another default split
@@ -610,7 +612,9 @@ def add_data_options(f: Callable | None = None, *, default_split: str = "test") 
     import click
 
     if f is None:
-        return lambda g: add_data_options(g, default_split=default_split)
+        return lambda g: add_data_options(
+            g, default_split=default_split, default_limit=default_limit
+        )
 
     options = [
         click.option(
@@ -631,7 +635,8 @@ def add_data_options(f: Callable | None = None, *, default_split: str = "test") 
         click.option(
             "--limit",
             type=click.IntRange(min=1),
-            default=None,
+            default=default_limit,
+            show_default=default_limit is not None,
             metavar="N",
             help="Use at most N samples (stratified, deterministic subsample).",
         ),

@@ -19,7 +19,6 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp import __version__
-from onnxdecomp.cascade import cascade_statistics, make_cascade_refit
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.finalize import finalize
@@ -45,7 +44,7 @@ from onnxdecomp.select import (
 )
 from onnxdecomp.summary import model_stats
 
-COMPENSATIONS = ("cascade", "lstsq", "mean", "none")
+COMPENSATIONS = ("lstsq", "mean", "none")
 KEEP_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))  # 0.10 .. 1.00
 DEFAULT_FIDELITY = 0.99
 
@@ -53,9 +52,8 @@ DEFAULT_FIDELITY = 0.99
 @dataclass
 class Settings:
     fidelity: float = DEFAULT_FIDELITY
-    criterion: str = "logodds"
-    compensation: str = "cascade"
-    cascade_samples: int = 500
+    criterion: str = "refit"
+    compensation: str = "lstsq"
     keep: float | None = None  # a fixed keep ratio disables tuning
     holdout: float = 0.3
     positions: int = 64
@@ -198,7 +196,6 @@ class Decomposer:
             ir_model, self.parent.cg, x[prof_idx], None if y is None else y[prof_idx],
             device=s.device, positions=s.positions, seed=s.seed, progress=step)
         self.x_hold = x[hold_idx]
-        self.x_cascade = x[prof_idx[:: max(1, len(prof_idx) // s.cascade_samples)]]
         logits = Runner(self.parent.proto, device=s.device).run(self.x_hold)[0]
         self.hold_logodds = logodds_from_logits(logits)
         self.timing["profiling"] = time.perf_counter() - t0
@@ -215,21 +212,10 @@ class Decomposer:
               compensation: str | None = None, check: bool = False):
         """(module proto, removed units) for class ``k`` keeping ``keep`` of each group."""
         s = self.settings
-        mode = compensation or s.compensation
         removed = choose_removed(self.scores(k, criterion), self.clusters, keep)
-        weights = class_weights(self.profile, k)
-        refit = make_refit(self.profile, weights, "lstsq" if mode == "cascade" else mode,
-                           s.ridge)
-        proto = build_module(self.parent, removed, refit, k, check=check and mode != "cascade")
-        if mode == "cascade" and removed:
-            share = self.profile.samples / max(self.profile.samples.sum(), 1)
-            per_sample = np.where(share > 0, weights / np.maximum(share, 1e-12), 0.0)
-            stats = cascade_statistics(self.parent.proto, proto, self.parent.cg,
-                                       self.x_cascade, per_sample, s.positions, s.seed,
-                                       s.device)
-            refit = make_cascade_refit(stats, s.ridge, refit)
-            proto = build_module(self.parent, removed, refit, k, check=check)
-        return proto, removed
+        refit = make_refit(self.profile, class_weights(self.profile, k),
+                           compensation or s.compensation, s.ridge)
+        return build_module(self.parent, removed, refit, k, check=check), removed
 
     def fidelity(self, k: int, proto: onnx.ModelProto) -> tuple[float, float]:
         """(log-odds fidelity, decision agreement) of a module on the held-out samples."""

@@ -26,14 +26,14 @@ from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.profile import Profile
 from onnxdecomp.rules import Dense
 
-CRITERIA = ("logodds", "activation", "random")
+CRITERIA = ("refit", "logodds", "activation", "random")
 
 
-def class_weights(prof: Profile, k: int) -> np.ndarray:
-    """Half the mass on class k, half spread evenly over the other classes."""
+def class_weights(prof: Profile, k: int, focus: float = 0.5) -> np.ndarray:
+    """``focus`` of the mass on class k, the rest spread evenly over the other classes."""
     kk = prof.num_classes
-    w = np.full(kk, 0.5 / max(kk - 1, 1))
-    w[k] = 0.5
+    w = np.full(kk, (1.0 - focus) / max(kk - 1, 1))
+    w[k] = focus
     present = prof.samples > 0
     w = np.where(present, w, 0.0)
     return w / w.sum()
@@ -60,22 +60,34 @@ def score_units(criterion: str, k: int, cg: ChannelGraph, prof: Profile,
                 if r in scores:
                     scores[r] = max(scores[r], float(freq[c]))
         return scores
+    if criterion == "refit":
+        return refit_scores(k, cg, prof)
     if criterion != "logodds":
         raise ValueError(f"unknown criterion {criterion!r}: choose one of {', '.join(CRITERIA)}")
+    _, damage = propagate_logodds(k, cg, prof)
+    for r in scores:
+        scores[r] = damage.get(r, 0.0)
+    return scores
+
+
+def _output_sens(cons, cg: ChannelGraph, prof: Profile, k: int, sens: dict[int, float]):
+    out = cons.node.outputs[0]
+    if out.is_graph_output():
+        return prof.head_sens[k]
+    return np.array([sens.get(r, 0.0) for r in cg.roots(out)])
+
+
+def propagate_logodds(k: int, cg: ChannelGraph, prof: Profile):
+    """(sensitivity |d s_k / d unit|, removal damage) of every unit, from the head back."""
     weights = class_weights(prof, k)
     sens: dict[int, float] = {}
-    head = prof.head_sens[k]
     arrays = list(_consumer_arrays(cg))
     damage: dict[int, float] = {}
     for _ in range(2):  # a residual unit is written and read by several consumers
         new_sens: dict[int, float] = {}
         damage = {}
         for cons, w in reversed(arrays):
-            out = cons.node.outputs[0]
-            if out.is_graph_output():
-                s_out = head
-            else:
-                s_out = np.array([sens.get(r, 0.0) for r in cg.roots(out)])
+            s_out = _output_sens(cons, cg, prof, k, sens)
             x = cons.value
             roots = cg.roots(x)
             span = w.shape[1] // len(roots)
@@ -91,8 +103,64 @@ def score_units(criterion: str, k: int, cg: ChannelGraph, prof: Profile,
                 new_sens[r] = new_sens.get(r, 0.0) + float(
                     s_out @ np.abs(wc).sum(axis=1)) * float(freq[c])
         sens = new_sens
-    for r in scores:
-        scores[r] = damage.get(r, 0.0)
+    return sens, damage
+
+
+def refit_scores(k: int, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
+                 chunk: float = 0.2) -> dict[int, float]:
+    """Greedy backward elimination in each cluster (ThiNet, with the least-squares refit).
+
+    For a consumer with input Gram G, weights W~ and output sensitivities u (from
+    ``propagate_logodds``), the kept columns S give coefficients beta = P G_S: W~^T with
+    P = (G_SS + lambda I)^-1; dropping the column block B of a unit raises the u-weighted
+    squared reconstruction error by sum_o u_o^2 beta_Bo^T (P_BB)^-1 beta_Bo. Each round
+    drops the ``chunk`` of the remaining units with the smallest rise summed over every
+    consumer that reads them; a unit's score is the round it survived to.
+    """
+    weights = class_weights(prof, k)
+    sens, _ = propagate_logodds(k, cg, prof)
+    units = cg.units()
+    data = []
+    for cons, w in _consumer_arrays(cg):
+        b, _ = Dense.bias(cons.node, w.shape[0])
+        wt = np.concatenate([w, b[:, None]], axis=1)  # [O, D + 1]
+        u = _output_sens(cons, cg, prof, k, sens)
+        roots = cg.roots(cons.value)
+        span = w.shape[1] // len(roots)
+        data.append((prof.gram(cons.node.name, weights), wt * u[:, None], roots, span))
+    by_cluster: dict[str, list[int]] = {}
+    for r, cl in units.items():
+        by_cluster.setdefault(cl, []).append(r)
+    scores: dict[int, float] = {}
+    for members in by_cluster.values():
+        member_set = set(members)
+        readers = [d for d in data if member_set.intersection(d[2].tolist())]
+        remaining, removed, step = set(members), set(), 0
+        while len(remaining) > 1:
+            rise = dict.fromkeys(remaining, 0.0)
+            for gram, wu, roots, span in readers:
+                keep_ch = [c for c, r in enumerate(roots) if r not in removed]
+                cols = np.concatenate([np.arange(c * span, (c + 1) * span) for c in keep_ch]
+                                      + [np.array([gram.shape[0] - 1])])
+                a = gram[np.ix_(cols, cols)]
+                a = a + ridge * float(np.trace(a)) / len(cols) * np.eye(len(cols))
+                p = np.linalg.inv(a)
+                beta = p @ (gram[cols] @ wu.T)  # [S, O]
+                for pos, c in enumerate(keep_ch):
+                    r = roots[c]
+                    if r not in rise:
+                        continue
+                    blk = slice(pos * span, (pos + 1) * span)
+                    bb = beta[blk]
+                    rise[r] += float(np.sum(bb * np.linalg.solve(p[blk, blk], bb)))
+            n_drop = max(1, int(chunk * len(remaining)))
+            for r in sorted(remaining, key=lambda q: (rise[q], q))[:n_drop]:
+                scores[r] = step
+                remaining.discard(r)
+                removed.add(r)
+            step += 1
+        for r in remaining:
+            scores[r] = step
     return scores
 
 

@@ -1,0 +1,218 @@
+"""PyTorch definitions of the model zoo's networks.
+
+Every net takes RAW pixel values as float32 (0..255; 0..16 for scikit-learn digits) and
+normalises inside the graph as its first op, so the exported ONNX file is fed exactly what
+``onnxdecomp eval MODEL --data <spec>`` feeds: raw pixels, NCHW (MLPs: ``[N, 784]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["Normalize", "MLP", "LeNet5", "BasicBlock", "ResNet", "DigitsCNN", "count_params"]
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class Normalize(nn.Module):
+    """``(x / scale - mean) / std``, per channel for 4-D input, one scalar for 2-D input.
+
+    The constants are buffers so that they travel with the state dict and end up as
+    initializers in the ONNX graph.
+    """
+
+    def __init__(self, scale: float, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std differ in length: {len(mean)} vs {len(std)}")
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("mean", torch.tensor([float(m) for m in mean]))
+        self.register_buffer("std", torch.tensor([float(s) for s in std]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean, self.std
+        if x.dim() == 4:  # NCHW: broadcast over channels
+            mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+        return (x / self.scale - mean) / std
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale.item():g}, mean={self.mean.tolist()}, std={self.std.tolist()}"
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU net: ``hidden_layers`` x (Linear + ReLU), then Linear to logits.
+
+    49 units a layer is the FSE'20 modularity setting. Input: ``[N, in_features]`` raw pixels.
+    """
+
+    def __init__(
+        self,
+        hidden_layers: int,
+        units: int = 49,
+        in_features: int = 784,
+        classes: int = 10,
+        scale: float = 255.0,
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if hidden_layers < 1:
+            raise ValueError("an MLP needs at least one hidden layer")
+        self.norm = Normalize(scale, [mean], [std])
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, units), nn.ReLU()]
+            width = units
+        self.hidden = nn.Sequential(*layers)
+        self.out = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(self.norm(x)))
+
+
+class LeNet5(nn.Module):
+    """Classic LeNet-5 (ReLU, max pooling) for ``[N, 1, 28, 28]`` raw pixels."""
+
+    def __init__(
+        self, classes: int = 10, scale: float = 255.0, mean: float = 0.0, std: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.norm = Normalize(scale, [mean], [std])
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),  # 28x28 -> 28x28
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # -> 14x14
+            nn.Conv2d(6, 16, 5),  # -> 10x10
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # -> 5x5
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.norm(x)))
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN plus shortcut, ReLU after the add (He et al. 2016).
+
+    Where the shape changes the shortcut is a 1x1 conv + BN projection (option B).
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet of depth ``6n + 2``: stages of 16/32/64 channels, GAP, Linear.
+
+    ResNet-8 (n=1) and ResNet-20 (n=3) are the zoo's two; input ``[N, in_channels, H, W]``.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        in_channels: int = 3,
+        classes: int = 10,
+        scale: float = 255.0,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"ResNet depth must be 6n+2 with n >= 1, got {depth}")
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise ValueError("mean and std need one value per input channel")
+        n = (depth - 2) // 6
+        self.depth = depth
+        self.norm = Normalize(scale, mean, std)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        blocks: list[nn.Module] = []
+        in_planes = 16
+        for stage, planes in enumerate((16, 32, 64)):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(BasicBlock(in_planes, planes, stride))
+                in_planes = planes
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # ONNX: GlobalAveragePool or ReduceMean
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(64, classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # Zero-init the last BN of each residual branch: every block starts as identity,
+        # which trains faster and more stably on short schedules (Goyal et al. 2017).
+        for m in self.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(self.norm(x)))
+        return self.fc(self.flatten(self.pool(x)))
+
+
+class DigitsCNN(nn.Module):
+    """Tiny CNN for scikit-learn's 8x8 digits (raw values 0..16), ``[N, 1, 8, 8]``.
+
+    About ten thousand parameters: it is the fresh-machine demo and trains in seconds.
+    """
+
+    def __init__(
+        self, classes: int = 10, c1: int = 8, c2: int = 16, hidden: int = 32, scale: float = 16.0
+    ) -> None:
+        super().__init__()
+        self.norm = Normalize(scale, [0.0], [1.0])  # digits: plain x / 16
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 8x8 -> 4x4
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c2 * 4 * 4, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.norm(x)))
