@@ -162,7 +162,8 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     )
 
 
-def _split(n: int, y: np.ndarray | None, holdout: float, seed: int):
+def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(profiling indices, held-out indices), a seeded random split."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     n_hold = max(1, min(n - 1, int(round(n * holdout))))
@@ -188,7 +189,7 @@ class Decomposer:
         self.clusters = self.parent.cg.units()
         self.timing["analysis"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        prof_idx, hold_idx = _split(len(x), y, s.holdout, s.seed)
+        prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
         self.n_profile, self.n_holdout = len(prof_idx), len(hold_idx)
         ir_model = ir.serde.deserialize_model(self.parent.proto)
         step = (lambda n: progress("profile", n, len(prof_idx))) if progress else None

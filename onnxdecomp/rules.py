@@ -176,7 +176,7 @@ class ChannelPreserving(Rule):
 
 
 class Dense(Rule):
-    """Conv (groups=1), ConvTranspose (groups=1), Gemm and MatMul with constant weights.
+    """Conv (groups=1), Gemm and MatMul with constant weights.
 
     They cut the channel path: input channels are read through weights (a consumer), output
     channels are new units. Pruning slices output rows (and bias) and input columns; when
@@ -193,7 +193,7 @@ class Dense(Rule):
             raise _fail(node, "MatMul over a rank other than 2 has no rule yet")
         if not cg.has(x):
             raise _fail(node, "input channel count unknown")
-        kind = "conv" if op in ("Conv", "ConvTranspose") else "gemm"
+        kind = "conv" if op == "Conv" else "gemm"
         if kind == "gemm":
             k = cg.size[x.name] * cg.mult[x.name]
             if self.weight(node).shape[1] != k:
@@ -211,14 +211,12 @@ class Dense(Rule):
             return w if node.attributes.get_int("transB", 0) else w.T
         if op == "MatMul":
             return w.T
-        if op == "ConvTranspose":
-            return np.swapaxes(w, 0, 1)
         return w
 
     @staticmethod
     def bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
         """(bias as [out], input index of the bias or None when the op has none)."""
-        idx = 2 if node.op_type in ("Conv", "ConvTranspose", "Gemm") else None
+        idx = 2 if node.op_type in ("Conv", "Gemm") else None
         if idx is not None and len(node.inputs) > idx and node.inputs[idx] is not None:
             b = const_array(node.inputs[idx])
             if b is None:
@@ -271,8 +269,6 @@ class Dense(Rule):
             return w if node.attributes.get_int("transB", 0) else w.T
         if op == "MatMul":
             return w.T
-        if op == "ConvTranspose":
-            return np.swapaxes(w, 0, 1)
         return w
 
 
@@ -296,7 +292,8 @@ class Depthwise(Rule):
 
 class Pinning(Rule):
     """Ops that mix channels in ways no slice can follow (grouped conv, LRN, softmax over
-    channels): their input and output channels are pinned and never pruned."""
+    channels) or that have no refit yet (ConvTranspose): their input and output channels are
+    pinned and never pruned."""
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         for v in list(node.inputs) + list(node.outputs):
@@ -323,6 +320,17 @@ class FlattenRule(Rule):
         cg.unify_all(node.inputs[0], node.outputs[0], node)
 
 
+def _map_offsets(cg: ChannelGraph, whole: ir.Value, parts, node: ir.Node) -> None:
+    """Channel c of the i-th part is channel off_i + c of ``whole`` (parts in order)."""
+    off = 0
+    for part in parts:
+        if not cg.has(part):
+            raise _fail(node, f"{part.name!r} has no static channel count")
+        for c in range(cg.size[part.name]):
+            cg.unify(part, c, whole, off + c)
+        off += cg.size[part.name]
+
+
 class ConcatRule(Rule):
     """Concat on axis 1: output channel off_i + c is input i's channel c. On another axis
     every input has the output's channels."""
@@ -334,13 +342,7 @@ class ConcatRule(Rule):
             for v in node.inputs:
                 cg.unify_all(v, y, node)
             return
-        off = 0
-        for v in node.inputs:
-            if not cg.has(v):
-                raise _fail(node, f"input {v.name!r} has no static channel count")
-            for c in range(cg.size[v.name]):
-                cg.unify(v, c, y, off + c)
-            off += cg.size[v.name]
+        _map_offsets(cg, y, node.inputs, node)
 
 
 class SplitRule(Rule):
@@ -353,11 +355,7 @@ class SplitRule(Rule):
             for out in node.outputs:
                 cg.unify_all(x, out, node)
             return
-        off = 0
-        for out in node.outputs:
-            for c in range(cg.size[out.name]):
-                cg.unify(x, off + c, out, c)
-            off += cg.size[out.name]
+        _map_offsets(cg, x, node.outputs, node)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x = node.inputs[0]
@@ -481,13 +479,17 @@ def rule_for(node: ir.Node) -> Rule:
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
         raise _fail(node, f"custom-domain op ({node.domain}) has no channel rule")
-    if op in ("Conv", "ConvTranspose"):
+    if op == "ConvTranspose":
+        # Its input patches are not the forward conv's windows, so the profiled Gram (and the
+        # refit) would be wrong: keep its channels until it has a rule of its own.
+        return _PINNING
+    if op == "Conv":
         group = node.attributes.get_int("group", 1)
         if group == 1:
             return _DENSE
         w = const_array(node.inputs[1])
         cin = node.inputs[0].shape[1] if node.inputs[0].shape is not None else None
-        if op == "Conv" and w is not None and group == cin == w.shape[0] and w.shape[1] == 1:
+        if w is not None and group == cin == w.shape[0] and w.shape[1] == 1:
             return _DEPTHWISE
         return _PINNING
     if op in ("Softmax", "LogSoftmax", "Hardmax"):

@@ -107,7 +107,7 @@ def propagate_logodds(k: int, cg: ChannelGraph, prof: Profile):
 
 
 def refit_scores(k: int, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
-                 chunk: float = 0.2) -> dict[int, float]:
+                 chunk: float = 0.2, floor: float = 0.1) -> dict[int, float]:
     """Greedy backward elimination in each cluster (ThiNet, with the least-squares refit).
 
     For a consumer with input Gram G, weights W~ and output sensitivities u (from
@@ -115,7 +115,8 @@ def refit_scores(k: int, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
     P = (G_SS + lambda I)^-1; dropping the column block B of a unit raises the u-weighted
     squared reconstruction error by sum_o u_o^2 beta_Bo^T (P_BB)^-1 beta_Bo. Each round
     drops the ``chunk`` of the remaining units with the smallest rise summed over every
-    consumer that reads them; a unit's score is the round it survived to.
+    consumer that reads them; a unit's score is the round it survived to. Elimination stops
+    at ``floor`` of the cluster (the smallest keep ratio the tuner tries).
     """
     weights = class_weights(prof, k)
     sens, _ = propagate_logodds(k, cg, prof)
@@ -136,7 +137,8 @@ def refit_scores(k: int, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
         member_set = set(members)
         readers = [d for d in data if member_set.intersection(d[2].tolist())]
         remaining, removed, step = set(members), set(), 0
-        while len(remaining) > 1:
+        stop = max(1, math.ceil(floor * len(members)))
+        while len(remaining) > stop:
             rise = dict.fromkeys(remaining, 0.0)
             for gram, wu, roots, span in readers:
                 keep_ch = [c for c, r in enumerate(roots) if r not in removed]
@@ -153,7 +155,7 @@ def refit_scores(k: int, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
                     blk = slice(pos * span, (pos + 1) * span)
                     bb = beta[blk]
                     rise[r] += float(np.sum(bb * np.linalg.solve(p[blk, blk], bb)))
-            n_drop = max(1, int(chunk * len(remaining)))
+            n_drop = max(1, min(int(chunk * len(remaining)), len(remaining) - stop))
             for r in sorted(remaining, key=lambda q: (rise[q], q))[:n_drop]:
                 scores[r] = step
                 remaining.discard(r)

@@ -35,10 +35,10 @@ def _normalised(path: Path) -> ir.Model:
 
 
 def _weights(proto: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Node name -> shape of its weight (input 1) for every Conv / Gemm / MatMul."""
+    """Node name -> shape of its weight (input 1) for every Conv(Transpose) / Gemm / MatMul."""
     inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     return {n.name: inits[n.input[1]] for n in proto.graph.node
-            if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in inits}
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and n.input[1] in inits}
 
 
 def _group(node: onnx.NodeProto) -> int:
@@ -245,6 +245,36 @@ def test_grouped_conv_is_pinned() -> None:
     shapes = _weights(proto)
     assert shapes["conv1"][0] == 4 and shapes["grouped"] == (4, 2, 1, 1)
     assert shapes["conv3"][0] == 3 and shapes["fc"] == (3, 3)
+    assert ort_run(proto, x[:4]).shape == (4, 1)
+
+
+def test_conv_transpose_is_pinned() -> None:
+    """ConvTranspose has no refit rule yet: its channels stay, the convs after it are cut."""
+    rng = np.random.default_rng(10)
+
+    def w(name, *shape):
+        return numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Div", ["input", "c255"], ["xn"], name="scale"),
+        helper.make_node("ConvTranspose", ["xn", "wt", "bt"], ["t"], name="up", strides=[2, 2]),
+        helper.make_node("Relu", ["t"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [numpy_helper.from_array(np.float32(255), "c255"), w("wt", 1, 4, 2, 2),
+             w("bt", 4), w("w2", 6, 4, 3, 3), w("b2", 6), w("fw", 3, 6), w("fb", 3)]
+    model = make_model(nodes, [helper.make_tensor_value_info("input", F32, ["N", 1, 6, 6])],
+                       [helper.make_tensor_value_info("logits", F32, ["N", 3])], inits)
+    x = calib([None, 1, 6, 6], 60)
+    dec = Decomposer(model, x, None, Settings(keep=0.5, device="cpu"))
+    proto, removed = dec.build(0, 0.5, check=True)
+    shapes = _weights(proto)
+    assert shapes["up"] == (1, 4, 2, 2), "ConvTranspose channels must stay"
+    assert shapes["conv2"] == (3, 4, 3, 3) and shapes["fc"] == (3, 3)
     assert ort_run(proto, x[:4]).shape == (4, 1)
 
 
