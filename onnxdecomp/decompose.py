@@ -42,9 +42,10 @@ from onnxdecomp.select import (
     logodds_fidelity,
     score_units,
 )
+from onnxdecomp.sequential import SequentialRefit
 from onnxdecomp.summary import model_stats
 
-COMPENSATIONS = ("lstsq", "mean", "none")
+COMPENSATIONS = ("lstsq", "sequential", "mean", "none")
 KEEP_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))  # 0.10 .. 1.00
 DEFAULT_FIDELITY = 0.99
 
@@ -57,6 +58,7 @@ class Settings:
     keep: float | None = None  # a fixed keep ratio disables tuning
     holdout: float = 0.3
     positions: int = 64
+    sequential_samples: int = 300  # calibration samples the sequential refit runs on
     ridge: float = 1e-3
     seed: int = 0
     device: str = "auto"
@@ -201,6 +203,8 @@ class Decomposer:
         self.hold_logodds = logodds_from_logits(logits)
         self.timing["profiling"] = time.perf_counter() - t0
         self._scores: dict[tuple[str, int], dict[int, float]] = {}
+        self._x_seq = x[prof_idx[:s.sequential_samples]]
+        self._sequential: SequentialRefit | None = None
 
     def scores(self, k: int, criterion: str | None = None) -> dict[int, float]:
         key = (criterion or self.settings.criterion, k)
@@ -213,10 +217,22 @@ class Decomposer:
               compensation: str | None = None, check: bool = False):
         """(module proto, removed units) for class ``k`` keeping ``keep`` of each group."""
         s = self.settings
+        mode = compensation or s.compensation
         removed = choose_removed(self.scores(k, criterion), self.clusters, keep)
-        refit = make_refit(self.profile, class_weights(self.profile, k),
-                           compensation or s.compensation, s.ridge)
-        return build_module(self.parent, removed, refit, k, check=check), removed
+        weights = class_weights(self.profile, k)
+        refit = make_refit(self.profile, weights, "lstsq" if mode == "sequential" else mode,
+                           s.ridge)
+        if mode != "sequential" or not removed:
+            return build_module(self.parent, removed, refit, k, check=check), removed
+        if self._sequential is None:
+            self._sequential = SequentialRefit(self.parent.proto, self.parent.cg, self._x_seq,
+                                               s.positions, s.seed, s.ridge, s.device)
+        proto = self._sequential.solve(
+            removed, weights, lambda rf: build_module(self.parent, removed, rf, k, check=False),
+            refit)
+        if check:
+            finalize(ir.serde.deserialize_model(proto), check=True)
+        return proto, removed
 
     def fidelity(self, k: int, proto: onnx.ModelProto) -> tuple[float, float]:
         """(log-odds fidelity, decision agreement) of a module on the held-out samples."""

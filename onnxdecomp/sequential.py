@@ -1,0 +1,83 @@
+"""Sequential refit: re-solve consumers in topological order against the module's own inputs.
+
+The parallel least-squares refit fits each consumer to the parent's outputs from the
+parent's inputs; in a deep module the inputs of a late layer have drifted because every
+layer before it was pruned too. Here consumer i is re-solved only once every consumer
+before it is final: the module built so far runs on calibration samples, and at the same
+sampled positions G' = sum w x~' x~'^T and C = sum w x~' x~^T (x~' the module's input,
+x~ the parent's, w the sample's class weight) give W' = (G' + lambda I)^-1 C W^T, which
+reproduces the parent's outputs from what the module really sees (He et al. 2017).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnxdecomp.channels import ChannelGraph
+from onnxdecomp.profile import consumer_columns
+from onnxdecomp.runtime import Runner
+
+
+def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``proto`` that also outputs the values ``names``."""
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    have = {o.name for o in proto.graph.output}
+    for name in names:
+        if name not in have:
+            proto.graph.output.append(onnx.ValueInfoProto(name=name))
+    return proto
+
+
+class SequentialRefit:
+    """Parent activations on calibration samples, cached once for every module; ``solve``
+    builds one module with its consumers solved one after another."""
+
+    def __init__(self, parent_proto: onnx.ModelProto, cg: ChannelGraph, x: np.ndarray,
+                 positions: int, seed: int, ridge: float, device: str = "auto") -> None:
+        self.cg, self.positions, self.seed, self.ridge, self.device = (
+            cg, positions, seed, ridge, device)
+        self.names = sorted({c.value.name for c in cg.consumers})
+        logits = ir.serde.deserialize_model(parent_proto).graph.outputs[0].name
+        outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device).run(x)
+        self.x = x
+        self.parent_act = dict(zip(self.names, outs[1:]))
+        self.pred = outs[0].argmax(axis=1)
+
+    def solve(self, removed: set[int], class_weight: np.ndarray,
+              build: Callable[[Callable], onnx.ModelProto], fallback) -> onnx.ModelProto:
+        """The module of ``build(refit)`` with every consumer whose input lost channels
+        re-solved in order; samples weigh ``class_weight[parent's class] / its share``.
+        ``fallback`` (the parallel refit) serves the consumers not solved yet."""
+        share = np.bincount(self.pred, minlength=len(class_weight)) / len(self.pred)
+        weight = np.where(share > 0, class_weight / np.maximum(share, 1e-12), 0.0)[self.pred]
+        solved: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+        def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            st = solved.get(node.name)
+            if st is None or st[0].shape[0] != len(rows):
+                return fallback(node, w, rows)
+            g, c = st
+            lam = self.ridge * float(np.trace(g)) / len(rows)
+            return np.linalg.solve(g + lam * np.eye(len(rows)), c @ w.T).T
+
+        proto = build(refit)
+        for i, cons in enumerate(self.cg.consumers):
+            roots = self.cg.roots(cons.value)
+            if not any(r in removed for r in roots) or cons.value.name not in self.parent_act:
+                continue  # a layer that keeps all its inputs sees no drift from pruning here
+            act = Runner(with_outputs(proto, [cons.value.name]), device=self.device).run(
+                self.x)[-1]
+            rng = np.random.default_rng((self.seed, i))
+            full, reps, _ = consumer_columns(cons, self.parent_act[cons.value.name], self.cg,
+                                             self.positions, rng)
+            rng = np.random.default_rng((self.seed, i))
+            kept, _, _ = consumer_columns(cons, act, self.cg, self.positions, rng)
+            kw = kept * np.repeat(weight, reps).astype(np.float32)[:, None]
+            solved[cons.node.name] = ((kw.T @ kept).astype(np.float64),
+                                      (kw.T @ full).astype(np.float64))
+            proto = build(refit)
+        return proto
