@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=1000, help="calibration samples (train split)")
     ap.add_argument("--test-limit", type=int, default=None, help="test samples (default all)")
     ap.add_argument("--keeps", default="0.5,0.6,0.7,0.8,0.9")
-    ap.add_argument("--criteria", default="logodds,activation,random")
+    ap.add_argument("--criteria", default="refit,logodds,activation,random")
     ap.add_argument("--compensation", default="lstsq")
     ap.add_argument("--fidelity", type=float, default=None, help="also run the tuned default")
     ap.add_argument("--name", default=None)
