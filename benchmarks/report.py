@@ -83,7 +83,8 @@ def main() -> None:
     parts.append("\n## Gate summary\n\nThe gates of the CNN issue (CNNSplitter: 2.89 pp at 57% of "
                  "the kernels; default `--fidelity` <= 1 pp) apply to the CNNs; the MLPs are "
                  "shown for reference.\n\n| model | best refit point at <= 57% MACs | loss pp "
-                 "(gate < 2.9) | tuned to --fidelity: MACs | loss pp (gate <= 1 at the default 0.99) |\n"
+                 "(gate < 2.9) | tuned to --fidelity: MACs | loss pp (gate <= 1 at the default "
+                 "0.99) |\n"
                  "|---|---|---|---|---|\n")
     for name, best, tuned in gates:
         b = (f"keep {best['keep']}, {100 * best['macs']:.1f}% MACs", f"{best['loss_pp']:.2f}") \
