@@ -4,6 +4,9 @@ Criteria score every prunable unit for class k; a module keeps, in every cluster
 spaces, the ``ceil(keep * n)`` best units. A unit of a residual group is one score for the
 whole group, so a channel goes only if the group as a whole can spare it.
 
+- ``refit`` (default): greedy backward elimination, in each cluster, of the units whose
+  removal the least-squares refit of the layers reading them absorbs best, the error of
+  each output weighted by its sensitivity to class k's log-odds (see ``refit_scores``).
 - ``logodds``: the estimated change of class k's log-odds when the unit is removed. The
   sensitivity |d s_k / d y| of every consumer output is propagated back from the head
   (|d s_k / d z| measured on the calibration data) through the consumers' weights, damped by
