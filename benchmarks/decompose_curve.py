@@ -41,11 +41,11 @@ def module_row(dec: Decomposer, keep: float | None, criterion: str, compensation
     protos, macs, params, chans, kernels, fids, keeps = [], [], [], [], [], [], []
     t0 = time.perf_counter()
     for k in range(dec.parent.num_classes):
-        if keep is None:
-            kk, _, _ = dec.tune(k)
+        if keep is None:  # the tuned default: the dec's own criterion and compensation
+            kk, proto, removed, _ = dec.tune(k)
         else:
             kk = keep
-        proto, removed = dec.build(k, kk, criterion=criterion, compensation=compensation)
+            proto, removed = dec.build(k, kk, criterion=criterion, compensation=compensation)
         fids.append(dec.fidelity(k, proto)[0])
         st = model_stats(proto)
         protos.append(proto)

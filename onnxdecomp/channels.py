@@ -42,7 +42,6 @@ class ChannelGraph:
     parent: list[int] = field(default_factory=list)
     pinned: set[int] = field(default_factory=set)
     consumers: list[Consumer] = field(default_factory=list)
-    producers: list[ir.Value] = field(default_factory=list)  # outputs of channel-cutting ops
     _cluster: dict[str, str] = field(default_factory=dict)  # value-level union-find
 
     # --- building -------------------------------------------------------------------

@@ -21,7 +21,7 @@ import onnx_ir as ir
 from onnxdecomp import __version__
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.finalize import finalize
+from onnxdecomp.finalize import check_emitted, finalize
 from onnxdecomp.irutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -231,7 +231,7 @@ class Decomposer:
             removed, weights, lambda rf: build_module(self.parent, removed, rf, k, check=False),
             refit)
         if check:
-            finalize(ir.serde.deserialize_model(proto), check=True)
+            check_emitted(proto)
         return proto, removed
 
     def fidelity(self, k: int, proto: onnx.ModelProto) -> tuple[float, float]:
@@ -240,11 +240,12 @@ class Decomposer:
         return (logodds_fidelity(score, self.hold_logodds, k),
                 jaccard_fidelity(score, self.hold_logodds, k))
 
-    def tune(self, k: int) -> tuple[float, set[int], tuple[float, float]]:
-        """(keep, removed, fidelities) of the smallest module meeting the fidelity target."""
+    def tune(self, k: int) -> tuple[float, onnx.ModelProto, set[int], tuple[float, float]]:
+        """(keep, module, removed, fidelities) of the smallest module meeting the fidelity
+        target; the module is finalised but not yet checked."""
         def evaluate(keep: float):
             proto, removed = self.build(k, keep)
-            return removed, self.fidelity(k, proto)
+            return proto, removed, self.fidelity(k, proto)
 
         return _tune(evaluate, self.settings.fidelity)
 
@@ -279,11 +280,11 @@ def decompose(
         t0 = time.perf_counter()
         if s.keep is not None:
             keep = s.keep
-            proto, removed = dec.build(k, keep)
+            proto, removed = dec.build(k, keep, check=True)
             fid = dec.fidelity(k, proto)
         else:
-            keep, removed, fid = dec.tune(k)
-        proto, _ = dec.build(k, keep, check=True)
+            keep, proto, removed, fid = dec.tune(k)
+            check_emitted(proto)
         t_prune += time.perf_counter() - t0
         t0 = time.perf_counter()
         stats = model_stats(proto)
@@ -349,9 +350,9 @@ def _tune(evaluate, target: float):
     best = (KEEP_GRID[hi],) + evaluate(KEEP_GRID[hi])
     while lo < hi:
         mid = (lo + hi) // 2
-        removed, fid = evaluate(KEEP_GRID[mid])
+        proto, removed, fid = evaluate(KEEP_GRID[mid])
         if fid[0] >= target:
-            best, hi = (KEEP_GRID[mid], removed, fid), mid
+            best, hi = (KEEP_GRID[mid], proto, removed, fid), mid
         else:
             lo = mid + 1
     return best

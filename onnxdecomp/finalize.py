@@ -23,12 +23,17 @@ def finalize(model: ir.Model, check: bool = True) -> onnx.ModelProto:
     infer_shapes(model)
     proto = to_proto(model)
     if check:
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise OnnxDecompError(f"emitted model fails onnx.checker: {first}") from exc
-        from onnxdecomp.runtime import Runner
-
-        Runner(proto, device="cpu")
+        check_emitted(proto)
     return proto
+
+
+def check_emitted(proto: onnx.ModelProto) -> None:
+    """``onnx.checker`` full check and an ONNX Runtime load of a finalised model."""
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise OnnxDecompError(f"emitted model fails onnx.checker: {first}") from exc
+    from onnxdecomp.runtime import Runner
+
+    Runner(proto, device="cpu")

@@ -27,12 +27,18 @@ def load_proto(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
         raise OnnxDecompError(f"not an ONNX model: {path} ({type(exc).__name__})") from exc
 
 
-def load_ir(model: str | os.PathLike | onnx.ModelProto) -> ir.Model:
-    return ir.serde.deserialize_model(load_proto(model))
-
-
 def to_proto(model: ir.Model) -> onnx.ModelProto:
     return ir.serde.serialize_model(model)
+
+
+def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``proto`` that also outputs the intermediate values ``names``."""
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    have = {o.name for o in proto.graph.output}
+    for name in names:
+        if name not in have:
+            proto.graph.output.append(onnx.ValueInfoProto(name=name))
+    return proto
 
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:
@@ -64,25 +70,8 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     return value
 
 
-def channel_dim(value: ir.Value, axis: int = 1) -> int | None:
-    """Static size of ``axis`` of a value, if known."""
-    shape = value.shape
-    if shape is None or len(shape) <= axis:
-        return None
-    dim = shape[axis]
-    return dim if isinstance(dim, int) else None
-
-
 def rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:

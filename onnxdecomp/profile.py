@@ -4,7 +4,7 @@
   G_k = sum x~ x~^T of its input columns x~ = [im2col patch or features, 1] over samples the
   parent assigns to class k (a sample of positions per image for convs): the least-squares
   refit and the log-odds criterion are read off these;
-- per channel of each consumer input, the class-wise mean and active (> 0) fraction;
+- per channel of each consumer input, the class-wise active (> 0) fraction;
 - the head: class-wise E|d s_k / d z_j|, the sensitivity of class k's log-odds to logit j.
 
 Only accumulators are kept, so memory does not grow with the data.
@@ -16,18 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph, Consumer
-from onnxdecomp.irutil import to_proto
+from onnxdecomp.irutil import to_proto, with_outputs
 from onnxdecomp.runtime import Runner
 
 
 @dataclass
 class ConsumerStats:
-    kind: str
-    span: int  # columns per input channel (kernel size, or features per channel)
     gram: np.ndarray  # [K, D+1, D+1] float64, the last column is the constant 1
     rows: np.ndarray  # [K] number of rows accumulated per class
 
@@ -37,7 +34,6 @@ class Profile:
     num_classes: int
     samples: np.ndarray  # [K] samples per parent-predicted class
     consumers: dict[str, ConsumerStats] = field(default_factory=dict)
-    act_mean: dict[str, np.ndarray] = field(default_factory=dict)  # value -> [K, C]
     act_freq: dict[str, np.ndarray] = field(default_factory=dict)  # value -> [K, C]
     head_sens: np.ndarray | None = None  # [K, K]: row k = E|d s_k / d z_j| over all samples
     agreement: float = 0.0  # parent top-1 agreement with labels on the profiling data
@@ -98,19 +94,18 @@ def im2col_sample(
     return patches.reshape(patches.shape[0] * patches.shape[1], -1)
 
 
-def consumer_columns(cons: Consumer, act: np.ndarray, cg: ChannelGraph, positions: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
-    """(rows x~ = [columns, 1] float32, rows per sample, columns per channel) of a consumer's
-    input batch: im2col patches at sampled positions for a Conv, the features for a Gemm."""
+def consumer_columns(cons: Consumer, act: np.ndarray, positions: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """(rows x~ = [columns, 1] float32, rows per sample) of a consumer's input batch:
+    im2col patches at sampled positions for a Conv, the features for a Gemm."""
     a = act.astype(np.float32)
     if cons.kind == "conv":
         cols = im2col_sample(a, cons.node, positions, rng)
         reps = cols.shape[0] // a.shape[0]
-        span = int(np.prod(cons.node.inputs[1].const_value.shape[2:]))
     else:
-        cols, reps, span = a.reshape(a.shape[0], -1), 1, cg.mult[cons.value.name]
+        cols, reps = a.reshape(a.shape[0], -1), 1
     cols = np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)
-    return cols, reps, span
+    return cols, reps
 
 
 def logodds_from_logits(z: np.ndarray) -> np.ndarray:
@@ -157,12 +152,8 @@ def profile(
     logits_name = model.graph.outputs[0].name
     wanted: dict[str, Consumer] = {c.node.name: c for c in cg.consumers}
     values = sorted({c.value.name for c in cg.consumers})
-    have = {o.name for o in proto.graph.output}
-    for name in values:
-        if name not in have:
-            proto.graph.output.append(onnx.ValueInfoProto(name=name))
+    runner = Runner(with_outputs(proto, values), device=device)
     names = [logits_name] + values
-    runner = Runner(proto, device=device)
     k = None
     prof: Profile | None = None
     correct = 0
@@ -180,20 +171,17 @@ def profile(
         prof.head_sens += head_sensitivity(z)
         for name, a in acts.items():
             a = a.astype(np.float32)
-            flat = a.reshape(a.shape[0], a.shape[1], -1)
-            mean, freq = flat.mean(axis=2), (flat > 0).mean(axis=2)
-            if name not in prof.act_mean:
-                prof.act_mean[name] = np.zeros((k, a.shape[1]))
+            freq = (a.reshape(a.shape[0], a.shape[1], -1) > 0).mean(axis=2)
+            if name not in prof.act_freq:
                 prof.act_freq[name] = np.zeros((k, a.shape[1]))
-            np.add.at(prof.act_mean[name], pred, mean)
             np.add.at(prof.act_freq[name], pred, freq)
         for node_name, cons in wanted.items():
-            cols, reps, span = consumer_columns(cons, acts[cons.value.name], cg, positions, rng)
+            cols, reps = consumer_columns(cons, acts[cons.value.name], positions, rng)
             row_class = np.repeat(pred, reps)
             st = prof.consumers.get(node_name)
             if st is None:
                 d = cols.shape[1]
-                st = ConsumerStats(cons.kind, span, np.zeros((k, d, d)), np.zeros(k, np.int64))
+                st = ConsumerStats(np.zeros((k, d, d)), np.zeros(k, np.int64))
                 prof.consumers[node_name] = st
             for c in np.unique(row_class):
                 part = cols[row_class == c]
@@ -203,8 +191,7 @@ def profile(
             progress(stop - start)
     assert prof is not None
     denom = np.maximum(prof.samples, 1)[:, None]
-    for name in prof.act_mean:
-        prof.act_mean[name] /= denom
+    for name in prof.act_freq:
         prof.act_freq[name] /= denom
     prof.head_sens /= len(x)
     prof.agreement = correct / len(x) if y is not None else float("nan")

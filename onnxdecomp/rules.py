@@ -184,7 +184,7 @@ class Dense(Rule):
     """
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        op, x, y = node.op_type, node.inputs[0], node.outputs[0]
+        op, x = node.op_type, node.inputs[0]
         if const_array(node.inputs[1]) is None:
             raise _fail(node, "weights are computed, not constant")
         if op == "Gemm" and node.attributes.get_int("transA", 0):
@@ -199,7 +199,6 @@ class Dense(Rule):
             if self.weight(node).shape[1] != k:
                 raise _fail(node, "weight and input feature counts differ")
         cg.consumers.append(Consumer(node, x, kind))
-        cg.producers.append(y)
 
     @staticmethod
     def weight(node: ir.Node) -> np.ndarray:

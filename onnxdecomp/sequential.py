@@ -18,18 +18,9 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph
+from onnxdecomp.irutil import with_outputs
 from onnxdecomp.profile import consumer_columns
 from onnxdecomp.runtime import Runner
-
-
-def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of ``proto`` that also outputs the values ``names``."""
-    proto = onnx.ModelProto.FromString(proto.SerializeToString())
-    have = {o.name for o in proto.graph.output}
-    for name in names:
-        if name not in have:
-            proto.graph.output.append(onnx.ValueInfoProto(name=name))
-    return proto
 
 
 class SequentialRefit:
@@ -72,10 +63,10 @@ class SequentialRefit:
             act = Runner(with_outputs(proto, [cons.value.name]), device=self.device).run(
                 self.x)[-1]
             rng = np.random.default_rng((self.seed, i))
-            full, reps, _ = consumer_columns(cons, self.parent_act[cons.value.name], self.cg,
-                                             self.positions, rng)
+            parent_act = self.parent_act[cons.value.name]
+            full, reps = consumer_columns(cons, parent_act, self.positions, rng)
             rng = np.random.default_rng((self.seed, i))
-            kept, _, _ = consumer_columns(cons, act, self.cg, self.positions, rng)
+            kept, _ = consumer_columns(cons, act, self.positions, rng)
             kw = kept * np.repeat(weight, reps).astype(np.float32)[:, None]
             solved[cons.node.name] = ((kw.T @ kept).astype(np.float64),
                                       (kw.T @ full).astype(np.float64))

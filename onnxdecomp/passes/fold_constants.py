@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import onnx
+import numpy as np
 import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
@@ -45,8 +45,7 @@ class FoldConstantsPass(ir.passes.InPlacePass):
             except Exception:  # an op the reference cannot run stays as it is
                 continue
             for out, res in zip(node.outputs, results):
-                init = new_initializer(graph, f"{out.name}_folded", onnx.numpy_helper.to_array(
-                    onnx.numpy_helper.from_array(res)))
+                init = new_initializer(graph, f"{out.name}_folded", np.asarray(res))
                 ir.convenience.replace_all_uses_with(out, init)
             graph.remove(node, safe=True)
             modified = True
