@@ -3,8 +3,9 @@
 For each criterion and keep ratio, every class's module is built from one profile of the
 parent, the modules are linked with ``link_parallel`` (each module on its own, as the
 papers measure) and the linked model is evaluated on the test split. One more row runs the
-default fidelity-tuned decomposition. Results go to ``benchmarks/results/NAME.json``; a
-markdown table is printed.
+default fidelity-tuned decomposition; ``--budgets`` adds rows whose per-class keep ratios
+are shared out under a mean-MACs budget (``--macs``). Results go to
+``benchmarks/results/NAME.json``; a markdown table is printed.
 
     python -m benchmarks.decompose_curve --model models/lenet5_mnist.onnx \
         --data ../shared/data/mnist --calib 1000
@@ -36,12 +37,19 @@ def evaluate_linked(protos, x, y) -> dict:
     return {"top1": rep["top1"], "top5": rep["top5"]}
 
 
-def module_row(dec: Decomposer, keep: float | None, criterion: str, compensation: str,
+def module_row(dec: Decomposer, keep: float | str | None, criterion: str, compensation: str,
                x, y, parent_macs: int, parent_params: int) -> dict:
+    """``keep``: a fixed ratio, None (fidelity-tuned) or "macs<=B" (a MACs budget)."""
     protos, macs, params, chans, kernels, fids, keeps = [], [], [], [], [], [], []
     t0 = time.perf_counter()
+    allocated = {}
+    if isinstance(keep, str):
+        allocated = dec.allocate(list(range(dec.parent.num_classes)),
+                                 float(keep.split("<=")[1]))
     for k in range(dec.parent.num_classes):
-        if keep is None:  # the tuned default: the dec's own criterion and compensation
+        if k in allocated:
+            kk, proto, removed, _ = allocated[k]
+        elif keep is None:  # the tuned default: the dec's own criterion and compensation
             kk, proto, removed, _ = dec.tune(k)
         else:
             kk = keep
@@ -76,6 +84,7 @@ def main() -> None:
     ap.add_argument("--criteria", default="refit,logodds,activation,random")
     ap.add_argument("--compensation", default="lstsq")
     ap.add_argument("--fidelity", type=float, default=None, help="also run the tuned default")
+    ap.add_argument("--budgets", default=None, help="also these mean-MACs budgets, e.g. 0.5,0.55")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
 
@@ -103,6 +112,13 @@ def main() -> None:
         row = module_row(dec, None, settings.criterion, settings.compensation, test.x, test.y,
                          pm, pp)
         row["fidelity_target"] = args.fidelity
+        row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
+        row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for budget in [float(v) for v in args.budgets.split(",")] if args.budgets else []:
+        row = module_row(dec, f"macs<={budget}", settings.criterion, settings.compensation,
+                         test.x, test.y, pm, pp)
         row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
         row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
         rows.append(row)

@@ -10,6 +10,15 @@ RESULTS = HERE / "results"
 GATE_MACS, GATE_LOSS = 0.57, 2.9  # CNNSplitter: 57% kernels kept, 2.89 pp composed loss
 
 
+def is_budget(row: dict) -> bool:
+    """A row whose keep ratios were shared out under a mean-MACs budget (``--macs``)."""
+    return str(row["keep"]).startswith("macs<=")
+
+
+def is_fixed(row: dict) -> bool:
+    return row["keep"] != "tuned" and not is_budget(row)
+
+
 def plot(name: str, res: dict) -> str | None:
     try:
         import matplotlib
@@ -19,10 +28,14 @@ def plot(name: str, res: dict) -> str | None:
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    for crit in dict.fromkeys(r["criterion"] for r in res["rows"] if r["keep"] != "tuned"):
-        rows = sorted((r for r in res["rows"] if r["criterion"] == crit and r["keep"] != "tuned"),
+    for crit in dict.fromkeys(r["criterion"] for r in res["rows"] if is_fixed(r)):
+        rows = sorted((r for r in res["rows"] if r["criterion"] == crit and is_fixed(r)),
                       key=lambda r: r["macs"])
         ax.plot([100 * r["macs"] for r in rows], [r["loss_pp"] for r in rows], "o-", label=crit)
+    budget = sorted((r for r in res["rows"] if is_budget(r)), key=lambda r: r["macs"])
+    if budget:
+        ax.plot([100 * r["macs"] for r in budget], [r["loss_pp"] for r in budget], "s--",
+                label="refit, --macs budget")
     for r in res["rows"]:
         if r["keep"] == "tuned":
             ax.plot(100 * r["macs"], r["loss_pp"], "k*", ms=12, label="default (tuned)")
@@ -69,8 +82,11 @@ def main() -> None:
         parts.append("\n| criterion | keep | MACs | params | channels | kernels | fidelity "
                      "| top-1 loss pp | top-5 loss pp |\n|---|---|---|---|---|---|---|---|---|\n")
         for r in res["rows"]:
-            keep = r["keep"] if r["keep"] != "tuned" else (
-                f"tuned to {r.get('fidelity_target')} (mean {r['mean_keep']})")
+            keep = r["keep"]
+            if keep == "tuned":
+                keep = f"tuned to {r.get('fidelity_target')} (mean {r['mean_keep']})"
+            elif is_budget(r):
+                keep = f"--macs {keep[6:]} (mean {r['mean_keep']})"
             parts.append(f"| {r['criterion']} | {keep} | {100 * r['macs']:.1f}% | "
                          f"{100 * r['params']:.1f}% | {100 * r['channels']:.1f}% | "
                          f"{100 * r['kernels']:.1f}% | {r['fidelity']:.4f} | "
@@ -87,7 +103,9 @@ def main() -> None:
                  "0.99) |\n"
                  "|---|---|---|---|---|\n")
     for name, best, tuned in gates:
-        b = (f"keep {best['keep']}, {100 * best['macs']:.1f}% MACs", f"{best['loss_pp']:.2f}") \
+        how = f"--macs {best['keep'][6:]}" if best and is_budget(best) else (
+            f"keep {best['keep']}" if best else "")
+        b = (f"{how}, {100 * best['macs']:.1f}% MACs", f"{best['loss_pp']:.2f}") \
             if best else ("none at <= 57%", "-")
         t = (f"{tuned.get('fidelity_target')}: {100 * tuned['macs']:.1f}%",
              f"{tuned['loss_pp']:.2f}") if tuned else ("-", "-")

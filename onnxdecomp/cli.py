@@ -139,6 +139,10 @@ def inspect_cmd(model: str, top: int | None, as_json: bool) -> None:
               "on held-out calibration samples.")
 @click.option("--keep", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Fixed fraction of channels kept per group; disables fidelity tuning.")
+@click.option("--macs", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Budget on the modules' mean MACs, as a fraction of the parent's; keep "
+              "ratios are shared between classes to keep the composed decisions on held-out "
+              "calibration samples. Disables fidelity tuning.")
 @click.option("--criterion", type=click.Choice(CRITERIA), default=Settings.criterion,
               show_default=True, help="How units are ranked per class (see README).")
 @click.option("--compensation", type=click.Choice(COMPENSATIONS), default=Settings.compensation,
@@ -148,11 +152,14 @@ def inspect_cmd(model: str, top: int | None, as_json: bool) -> None:
 @json_option
 @user_errors
 def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
-                  keep: float | None, criterion: str, compensation: str, seed: int, device: str,
-                  as_json: bool, **data_opts) -> None:
+                  keep: float | None, macs: float | None, criterion: str, compensation: str,
+                  seed: int, device: str, as_json: bool, **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
     from onnxdecomp.runtime import Runner
 
+    settings = Settings(fidelity=fidelity, criterion=criterion, compensation=compensation,
+                        keep=keep, macs=macs, seed=seed, device=device)
+    settings.check()  # before any data is read
     runner = Runner(model, device="cpu")
     ds = fit_to_input(dataset_from_options(data_opts, seed=seed), runner.input.shape,
                       runner.input.dtype)
@@ -164,8 +171,6 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
             picked = [int(c) for c in classes.split(",") if c.strip()]
         except ValueError as exc:
             raise OnnxDecompError(f"--classes takes indices like 0,3,7, got {classes!r}") from exc
-    settings = Settings(fidelity=fidelity, criterion=criterion,
-                        compensation=compensation, keep=keep, seed=seed, device=device)
     bars: dict[str, _Progress] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -180,7 +185,15 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                          class_names=ds.class_names, settings=settings, progress=progress)
     for bar in bars.values():
         bar.close()
-    ok = keep is not None or all(m["fidelity"] >= settings.fidelity for m in manifest["modules"])
+    mean_macs = sum(m["macs_fraction"] for m in manifest["modules"]) / len(manifest["modules"])
+    if macs is not None:
+        ok = mean_macs <= macs + 1e-9
+        target = f"mean MACs <= {100 * macs:.1f}%"
+    elif keep is not None:
+        ok, target = True, "fixed --keep"
+    else:
+        ok = all(m["fidelity"] >= settings.fidelity for m in manifest["modules"])
+        target = f"fidelity >= {settings.fidelity}"
     if as_json:
         click.echo(json.dumps({**manifest, "passed": ok}))
         return
@@ -196,9 +209,9 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                    f"{100 * m['params_fraction']:8.1f}%{100 * m['macs_fraction']:8.1f}%"
                    f"{m['fidelity']:10.4f}")
     t = manifest["timing_seconds"]
+    click.echo(f"mean MACs {100 * mean_macs:.1f}% of the parent's")
     click.echo("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     click.echo(f"wrote {len(manifest['modules'])} modules and manifest.json to {out_dir}")
-    target = "fixed --keep" if keep is not None else f"fidelity >= {settings.fidelity}"
     click.echo(f"{'PASSED' if ok else 'FAILED'} | onnxdecomp decompose ({target})")
     if not ok:
         sys.exit(1)

@@ -2,7 +2,9 @@
 
 normalise -> analyse channel groups -> profile (one pass, all classes) -> per class: score
 units, tune the keep ratio to the smallest module that meets ``fidelity`` on held-out
-calibration samples -> prune (+ least-squares refit) -> log-odds head -> finalise -> write.
+calibration samples (or, under a ``macs`` budget, share the budget between classes as the
+composed decisions need it; see ``allocate``) -> prune (+ least-squares refit) -> log-odds
+head -> finalise -> write.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp import __version__
+from onnxdecomp.allocate import Candidate, allocate
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.finalize import check_emitted, finalize
@@ -56,6 +59,7 @@ class Settings:
     criterion: str = "refit"
     compensation: str = "lstsq"
     keep: float | None = None  # a fixed keep ratio disables tuning
+    macs: float | None = None  # a budget on the mean module MACs (fraction of the parent's)
     holdout: float = 0.3
     positions: int = 64
     sequential_samples: int = 300  # calibration samples the sequential refit runs on
@@ -73,6 +77,10 @@ class Settings:
             raise OnnxDecompError(f"--fidelity must be in (0, 1], got {self.fidelity}")
         if self.keep is not None and not 0.0 < self.keep <= 1.0:
             raise OnnxDecompError(f"--keep must be in (0, 1], got {self.keep}")
+        if self.macs is not None and not 0.0 < self.macs <= 1.0:
+            raise OnnxDecompError(f"--macs must be in (0, 1], got {self.macs}")
+        if self.keep is not None and self.macs is not None:
+            raise OnnxDecompError("--keep and --macs exclude each other: give one")
         if not 0.0 < self.holdout < 1.0:
             raise OnnxDecompError(f"holdout fraction must be in (0, 1), got {self.holdout}")
 
@@ -236,9 +244,39 @@ class Decomposer:
 
     def fidelity(self, k: int, proto: onnx.ModelProto) -> tuple[float, float]:
         """(log-odds fidelity, decision agreement) of a module on the held-out samples."""
-        score = Runner(proto, device=self.settings.device).run(self.x_hold)[0]
+        return self._fidelities(k, self._hold_score(proto))
+
+    def _hold_score(self, proto: onnx.ModelProto) -> np.ndarray:
+        return Runner(proto, device=self.settings.device).run(self.x_hold)[0]
+
+    def _fidelities(self, k: int, score: np.ndarray) -> tuple[float, float]:
         return (logodds_fidelity(score, self.hold_logodds, k),
                 jaccard_fidelity(score, self.hold_logodds, k))
+
+    def allocate(self, classes: list[int], budget: float
+                 ) -> dict[int, tuple[float, onnx.ModelProto, set[int], tuple[float, float]]]:
+        """Per class (keep, module, removed, fidelities) with mean module MACs <= ``budget``
+        (a fraction of the parent's), the keep ratios shared out by ``allocate``; modules
+        are finalised but not yet checked."""
+        ladder = KEEP_GRID[::-1]  # 1.0 (the parent, exact) down to the smallest
+        built: dict[tuple[int, int], tuple] = {}
+
+        def candidate(k: int, i: int) -> Candidate | None:
+            if i >= len(ladder):
+                return None
+            if (k, i) not in built:
+                proto, removed = self.build(k, ladder[i])
+                score = self._hold_score(proto)
+                macs = model_stats(proto).macs / max(self.parent.stats["macs"], 1)
+                built[k, i] = (Candidate(macs, score[:, 0]), proto, removed, score)
+            return built[k, i][0]
+
+        chosen = allocate(candidate, classes, self.hold_logodds, budget)
+        out = {}
+        for k, i in chosen.items():
+            _, proto, removed, score = built[k, i]
+            out[k] = (ladder[i], proto, removed, self._fidelities(k, score))
+        return out
 
     def tune(self, k: int) -> tuple[float, onnx.ModelProto, set[int], tuple[float, float]]:
         """(keep, module, removed, fidelities) of the smallest module meeting the fidelity
@@ -275,10 +313,15 @@ def decompose(
         if not 0 <= c < k_all:
             raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
     modules, files = [], []
-    t_prune = t_write = 0.0
+    t0 = time.perf_counter()
+    allocated = dec.allocate(classes, s.macs) if s.macs is not None else {}
+    t_prune, t_write = time.perf_counter() - t0, 0.0
     for done, k in enumerate(classes):
         t0 = time.perf_counter()
-        if s.keep is not None:
+        if k in allocated:
+            keep, proto, removed, fid = allocated[k]
+            check_emitted(proto)
+        elif s.keep is not None:
             keep = s.keep
             proto, removed = dec.build(k, keep, check=True)
             fid = dec.fidelity(k, proto)
@@ -323,7 +366,8 @@ def decompose(
         "modules": modules,
         "settings": {
             "fidelity": s.fidelity, "criterion": s.criterion, "compensation": s.compensation,
-            "keep": s.keep, "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
+            "keep": s.keep, "macs": s.macs, "holdout": s.holdout, "positions": s.positions,
+            "seed": s.seed,
             "calibration_samples": dec.n_profile, "holdout_samples": dec.n_holdout,
         },
         "parent_agreement_on_calibration": (
@@ -372,6 +416,7 @@ def _stamp(proto: onnx.ModelProto, parent: Parent, entry: dict, s: Settings,
         "onnxdecomp.calibration": json.dumps({
             "samples": n_prof, "holdout": n_hold, "criterion": s.criterion,
             "compensation": s.compensation, "fidelity_target": s.fidelity,
+            "macs_budget": s.macs,
             "fidelity": entry["fidelity"], "seed": s.seed, "positions": s.positions}),
     }
     del proto.metadata_props[:]

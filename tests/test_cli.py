@@ -172,6 +172,20 @@ def test_decompose_text_ends_with_passed(small, tmp_path: Path) -> None:
                                                       "manifest.json"]
 
 
+def test_decompose_macs_budget(small, tmp_path: Path) -> None:
+    case, data, *_ = small
+    res = _run("decompose", case.path, "--data", data, "--macs", "0.5", "-o", tmp_path / "o",
+               "--json", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(res.stdout)
+    assert manifest["passed"] is True and manifest["settings"]["macs"] == 0.5
+    assert np.mean([m["macs_fraction"] for m in manifest["modules"]]) <= 0.5
+    res = _run("decompose", case.path, "--data", data, "--macs", "0.5", "-o", tmp_path / "t",
+               "--device", "cpu")
+    last = res.stdout.strip().splitlines()[-1]
+    assert last == "PASSED | onnxdecomp decompose (mean MACs <= 50.0%)"
+
+
 # ------------------------------------------------------------------------ user errors
 
 
@@ -252,6 +266,8 @@ def test_error_bad_classes_flag(small, tmp_path: Path) -> None:
                             "-o", tmp_path / "o", "--classes", "0,x"), "--classes")
     _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
                             "-o", tmp_path / "o", "--classes", "0,9"), "class 9")
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
+                            "--macs", "0.5", "-o", tmp_path / "o"), "exclude")
 
 
 def test_no_onnxruntime(small, monkeypatch: pytest.MonkeyPatch) -> None:
