@@ -44,8 +44,10 @@ def module_row(dec: Decomposer, keep: float | str | None, criterion: str, compen
     t0 = time.perf_counter()
     allocated = {}
     if isinstance(keep, str):
+        saved, dec.settings.compensation = dec.settings.compensation, compensation
         allocated = dec.allocate(list(range(dec.parent.num_classes)),
                                  float(keep.split("<=")[1]))
+        dec.settings.compensation = saved
     for k in range(dec.parent.num_classes):
         if k in allocated:
             kk, proto, removed, _ = allocated[k]
@@ -99,30 +101,25 @@ def main() -> None:
     setup_s = time.perf_counter() - t0
     pm, pp = dec.parent.stats["macs"], dec.parent.stats["params"]
     rows = []
+
+    def add(keep, criterion: str, comp: str, **extra) -> None:
+        row = module_row(dec, keep, criterion, comp, test.x, test.y, pm, pp)
+        row.update(extra)
+        row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
+        row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    comps = args.compensation.split(",")
     for criterion in args.criteria.split(","):
-        for keep in [float(v) for v in args.keeps.split(",")]:
-            comps = args.compensation.split(",")
+        for keep in [float(v) for v in args.keeps.split(",") if v]:
             for comp in comps:
-                row = module_row(dec, keep, criterion, comp, test.x, test.y, pm, pp)
-                row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
-                row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                add(keep, criterion, comp)
     if args.fidelity is not None:
-        row = module_row(dec, None, settings.criterion, settings.compensation, test.x, test.y,
-                         pm, pp)
-        row["fidelity_target"] = args.fidelity
-        row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
-        row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        add(None, settings.criterion, settings.compensation, fidelity_target=args.fidelity)
     for budget in [float(v) for v in args.budgets.split(",")] if args.budgets else []:
-        row = module_row(dec, f"macs<={budget}", settings.criterion, settings.compensation,
-                         test.x, test.y, pm, pp)
-        row["loss_pp"] = round(100 * (parent_rep["top1"] - row["top1"]), 2)
-        row["top5_loss_pp"] = round(100 * (parent_rep["top5"] - row["top5"]), 2)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for comp in comps:
+            add(f"macs<={budget}", settings.criterion, comp)
     name = args.name or Path(args.model).stem
     out = {
         "model": args.model, "data": args.data, "calibration": calib.source,

@@ -62,7 +62,7 @@ class Settings:
     macs: float | None = None  # a budget on the mean module MACs (fraction of the parent's)
     holdout: float = 0.3
     positions: int = 64
-    sequential_samples: int = 300  # calibration samples the sequential refit runs on
+    sequential_samples: int = 1000  # at most this many profiling samples feed the sequential refit
     ridge: float = 1e-3
     seed: int = 0
     device: str = "auto"
@@ -257,15 +257,19 @@ class Decomposer:
                  ) -> dict[int, tuple[float, onnx.ModelProto, set[int], tuple[float, float]]]:
         """Per class (keep, module, removed, fidelities) with mean module MACs <= ``budget``
         (a fraction of the parent's), the keep ratios shared out by ``allocate``; modules
-        are finalised but not yet checked."""
+        are finalised but not yet checked. With the sequential refit, candidates are ranked
+        with the parallel refit (same sizes, a fraction of the cost) and only the chosen
+        modules are built sequentially."""
         ladder = KEEP_GRID[::-1]  # 1.0 (the parent, exact) down to the smallest
         built: dict[tuple[int, int], tuple] = {}
+        sequential = self.settings.compensation == "sequential"
 
         def candidate(k: int, i: int) -> Candidate | None:
             if i >= len(ladder):
                 return None
             if (k, i) not in built:
-                proto, removed = self.build(k, ladder[i])
+                proto, removed = self.build(k, ladder[i],
+                                            compensation="lstsq" if sequential else None)
                 score = self._hold_score(proto)
                 macs = model_stats(proto).macs / max(self.parent.stats["macs"], 1)
                 built[k, i] = (Candidate(macs, score[:, 0]), proto, removed, score)
@@ -275,6 +279,9 @@ class Decomposer:
         out = {}
         for k, i in chosen.items():
             _, proto, removed, score = built[k, i]
+            if sequential and removed:
+                proto, removed = self.build(k, ladder[i])
+                score = self._hold_score(proto)
             out[k] = (ladder[i], proto, removed, self._fidelities(k, score))
         return out
 

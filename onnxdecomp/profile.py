@@ -72,6 +72,24 @@ def conv_geometry(node: ir.Node, x_shape: tuple[int, ...]) -> tuple[list[int], .
     return kernel, strides, dil, begin, end, out
 
 
+def sample_positions(out: list[int], positions: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted flat indices of ``positions`` random points of an output grid ``out``."""
+    total = int(np.prod(out))
+    return np.sort(rng.choice(total, size=min(positions, total), replace=False))
+
+
+def output_rows(cons: Consumer, x_shape: tuple[int, ...], y: np.ndarray, positions: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Rows [B * P, O] of a consumer-shaped output tensor ``y`` at the positions that
+    ``consumer_columns`` samples from an input of ``x_shape`` with an identically seeded rng."""
+    if cons.kind != "conv":
+        return y.reshape(y.shape[0], -1)
+    out = conv_geometry(cons.node, x_shape)[-1]
+    pick = sample_positions(out, positions, rng)
+    flat = y.reshape(y.shape[0], y.shape[1], -1)[:, :, pick]  # [B, O, P]
+    return np.moveaxis(flat, 1, 2).reshape(-1, y.shape[1])
+
+
 def im2col_sample(
     x: np.ndarray, node: ir.Node, positions: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -82,8 +100,7 @@ def im2col_sample(
     kernel, strides, dil, begin, end, out = conv_geometry(node, x.shape)
     nd = len(kernel)
     xp = np.pad(x, [(0, 0), (0, 0)] + [(b, e) for b, e in zip(begin, end)])
-    total = int(np.prod(out))
-    pick = np.sort(rng.choice(total, size=min(positions, total), replace=False))
+    pick = sample_positions(out, positions, rng)
     coords = np.unravel_index(pick, out)
     window = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
     view = np.lib.stride_tricks.sliding_window_view(xp, window, axis=tuple(range(2, 2 + nd)))
@@ -152,7 +169,7 @@ def profile(
     logits_name = model.graph.outputs[0].name
     wanted: dict[str, Consumer] = {c.node.name: c for c in cg.consumers}
     values = sorted({c.value.name for c in cg.consumers})
-    runner = Runner(with_outputs(proto, values), device=device)
+    runner = Runner(with_outputs(proto, values), device=device, probe=True)
     names = [logits_name] + values
     k = None
     prof: Profile | None = None

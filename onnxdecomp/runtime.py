@@ -78,7 +78,12 @@ class Runner:
         model: str | os.PathLike | bytes | onnx.ModelProto,
         device: str = "auto",
         threads: int | None = None,
+        probe: bool = False,
     ) -> None:
+        """``probe``: the model outputs intermediate values (``irutil.with_outputs``). ORT's
+        layout optimisations (level ALL) can fuse such a value away and then fail to load
+        (onnxruntime 1.31: a Conv feeding a residual Add in a pruned module), so a probe
+        stops at the EXTENDED level."""
         if device not in DEVICES:
             raise OnnxDecompError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
         ort = import_ort()
@@ -86,6 +91,8 @@ class Runner:
         opts.log_severity_level = 3  # the GPU build logs CUDA load failures loudly; we report them
         if threads:
             opts.intra_op_num_threads = threads
+        if probe:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         src = _model_bytes(model)
         available = ort.get_available_providers()
         want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available

@@ -7,6 +7,12 @@ before it is final: the module built so far runs on calibration samples, and at 
 sampled positions G' = sum w x~' x~'^T and C = sum w x~' x~^T (x~' the module's input,
 x~ the parent's, w the sample's class weight) give W' = (G' + lambda I)^-1 C W^T, which
 reproduces the parent's outputs from what the module really sees (He et al. 2017).
+
+A consumer whose output goes straight into a residual Add, y + r, is solved for the Add's
+output instead: the target is y + (r - r'), r' the module's own other operand, so the layer
+also absorbs the drift the shortcut carries (He et al. 2017, multi-branch networks);
+otherwise the drift of the residual stream adds up block after block:
+W' = (G' + lambda I)^-1 (C W^T + sum w x~' (r - r')^T).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.irutil import with_outputs
-from onnxdecomp.profile import consumer_columns
+from onnxdecomp.profile import consumer_columns, output_rows
 from onnxdecomp.runtime import Runner
 
 
@@ -31,9 +37,12 @@ class SequentialRefit:
                  positions: int, seed: int, ridge: float, device: str = "auto") -> None:
         self.cg, self.positions, self.seed, self.ridge, self.device = (
             cg, positions, seed, ridge, device)
-        self.names = sorted({c.value.name for c in cg.consumers})
+        self.partner = {c.node.name: p for c in cg.consumers
+                        if (p := _residual_partner(c.node.outputs[0])) is not None}
+        self.names = sorted({c.value.name for c in cg.consumers} | set(self.partner.values()))
         logits = ir.serde.deserialize_model(parent_proto).graph.outputs[0].name
-        outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device).run(x)
+        outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device,
+                      probe=True).run(x)
         self.x = x
         self.parent_act = dict(zip(self.names, outs[1:]))
         self.pred = outs[0].argmax(axis=1)
@@ -45,30 +54,57 @@ class SequentialRefit:
         ``fallback`` (the parallel refit) serves the consumers not solved yet."""
         share = np.bincount(self.pred, minlength=len(class_weight)) / len(self.pred)
         weight = np.where(share > 0, class_weight / np.maximum(share, 1e-12), 0.0)[self.pred]
-        solved: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        solved: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
         def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
             st = solved.get(node.name)
             if st is None or st[0].shape[0] != len(rows):
                 return fallback(node, w, rows)
-            g, c = st
+            g, c, drift = st
             lam = self.ridge * float(np.trace(g)) / len(rows)
-            return np.linalg.solve(g + lam * np.eye(len(rows)), c @ w.T).T
+            rhs = c @ w.T if drift is None else c @ w.T + drift
+            return np.linalg.solve(g + lam * np.eye(len(rows)), rhs).T
 
         proto = build(refit)
         for i, cons in enumerate(self.cg.consumers):
             roots = self.cg.roots(cons.value)
             if not any(r in removed for r in roots) or cons.value.name not in self.parent_act:
                 continue  # a layer that keeps all its inputs sees no drift from pruning here
-            act = Runner(with_outputs(proto, [cons.value.name]), device=self.device).run(
-                self.x)[-1]
+            partner = self.partner.get(cons.node.name)
+            wanted = [cons.value.name] + ([partner] if partner else [])
+            outs = Runner(with_outputs(proto, wanted), device=self.device, probe=True).run(self.x)
+            act = outs[-len(wanted)]
             rng = np.random.default_rng((self.seed, i))
             parent_act = self.parent_act[cons.value.name]
             full, reps = consumer_columns(cons, parent_act, self.positions, rng)
             rng = np.random.default_rng((self.seed, i))
             kept, _ = consumer_columns(cons, act, self.positions, rng)
             kw = kept * np.repeat(weight, reps).astype(np.float32)[:, None]
+            drift = None
+            if partner:
+                y = cons.node.outputs[0]
+                keep_out = [c for c, r in enumerate(self.cg.roots(y)) if r not in removed]
+                delta = self.parent_act[partner][:, keep_out] - outs[-1]
+                rng = np.random.default_rng((self.seed, i))
+                rows = output_rows(cons, parent_act.shape, delta, self.positions, rng)
+                drift = (kw.T @ rows.astype(np.float32)).astype(np.float64)
             solved[cons.node.name] = ((kw.T @ kept).astype(np.float64),
-                                      (kw.T @ full).astype(np.float64))
+                                      (kw.T @ full).astype(np.float64), drift)
             proto = build(refit)
         return proto
+
+
+def _residual_partner(y: ir.Value) -> str | None:
+    """The other operand of the Add that ``y`` feeds alone, or None."""
+    uses = list(y.uses())
+    if len(uses) != 1:
+        return None
+    node = uses[0][0] if isinstance(uses[0], tuple) else uses[0].node
+    if node.op_type != "Add" or len(node.inputs) != 2:
+        return None
+    other = node.inputs[1] if node.inputs[0] is y else node.inputs[0]
+    if other is None or other is y or other.const_value is not None or other.shape is None:
+        return None
+    if y.shape is None or list(other.shape) != list(y.shape):
+        return None  # a broadcast operand is a bias, not a shortcut
+    return other.name
