@@ -83,8 +83,11 @@ class SequentialRefit:
             drift = None
             if partner:
                 y = cons.node.outputs[0]
-                keep_out = [c for c, r in enumerate(self.cg.roots(y)) if r not in removed]
-                delta = self.parent_act[partner][:, keep_out] - outs[-1]
+                parent_r = self.parent_act[partner]
+                if self.cg.has(y):
+                    parent_r = parent_r[:, [c for c, r in enumerate(self.cg.roots(y))
+                                            if r not in removed]]
+                delta = parent_r - outs[-1]
                 rng = np.random.default_rng((self.seed, i))
                 rows = output_rows(cons, parent_act.shape, delta, self.positions, rng)
                 drift = (kw.T @ rows.astype(np.float32)).astype(np.float64)
@@ -99,7 +102,7 @@ def _residual_partner(y: ir.Value) -> str | None:
     uses = list(y.uses())
     if len(uses) != 1:
         return None
-    node = uses[0][0] if isinstance(uses[0], tuple) else uses[0].node
+    node = uses[0].node
     if node.op_type != "Add" or len(node.inputs) != 2:
         return None
     other = node.inputs[1] if node.inputs[0] is y else node.inputs[0]
