@@ -79,15 +79,17 @@ def main() -> None:
                      f"test: {res['test']}.\n")
         if png:
             parts.append(f"\n![{name}](results/{png})\n")
-        parts.append("\n| criterion | keep | MACs | params | channels | kernels | fidelity "
-                     "| top-1 loss pp | top-5 loss pp |\n|---|---|---|---|---|---|---|---|---|\n")
+        parts.append("\n| criterion | compensation | keep | MACs | params | channels | kernels "
+                     "| fidelity | top-1 loss pp | top-5 loss pp |\n"
+                     "|---|---|---|---|---|---|---|---|---|---|\n")
         for r in res["rows"]:
             keep = r["keep"]
             if keep == "tuned":
                 keep = f"tuned to {r.get('fidelity_target')} (mean {r['mean_keep']})"
             elif is_budget(r):
                 keep = f"--macs {keep[6:]} (mean {r['mean_keep']})"
-            parts.append(f"| {r['criterion']} | {keep} | {100 * r['macs']:.1f}% | "
+            parts.append(f"| {r['criterion']} | {r.get('compensation', 'lstsq')} | {keep} | "
+                         f"{100 * r['macs']:.1f}% | "
                          f"{100 * r['params']:.1f}% | {100 * r['channels']:.1f}% | "
                          f"{100 * r['kernels']:.1f}% | {r['fidelity']:.4f} | "
                          f"{r['loss_pp']:.2f} | {r['top5_loss_pp']:.2f} |\n")
@@ -105,6 +107,8 @@ def main() -> None:
     for name, best, tuned in gates:
         how = f"--macs {best['keep'][6:]}" if best and is_budget(best) else (
             f"keep {best['keep']}" if best else "")
+        if best and best.get("compensation", "lstsq") != "lstsq":
+            how += f" --compensation {best['compensation']}"
         b = (f"{how}, {100 * best['macs']:.1f}% MACs", f"{best['loss_pp']:.2f}") \
             if best else ("none at <= 57%", "-")
         t = (f"{tuned.get('fidelity_target')}: {100 * tuned['macs']:.1f}%",
