@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx_ir.passes import common
 
 from onnxdecomp.errors import OnnxDecompError
 
@@ -39,6 +40,18 @@ def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
         if name not in have:
             proto.graph.output.append(onnx.ValueInfoProto(name=name))
     return proto
+
+
+def only_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``proto`` whose outputs are just the values ``names``, without the nodes
+    they do not need: probing an early layer then costs only the layers before it."""
+    model = ir.serde.deserialize_model(proto)
+    values = {v.name: v for v in model.graph.inputs}
+    values.update((v.name, v) for node in model.graph for v in node.outputs)
+    model.graph.outputs.clear()
+    model.graph.outputs.extend(values[name] for name in names)
+    common.RemoveUnusedNodesPass()(model)
+    return to_proto(model)
 
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:

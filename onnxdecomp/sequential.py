@@ -24,7 +24,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph
-from onnxdecomp.irutil import with_outputs
+from onnxdecomp.irutil import only_outputs, with_outputs
 from onnxdecomp.profile import consumer_columns, output_rows
 from onnxdecomp.runtime import Runner
 
@@ -72,8 +72,9 @@ class SequentialRefit:
                 continue  # a layer that keeps all its inputs sees no drift from pruning here
             partner = self.partner.get(cons.node.name)
             wanted = [cons.value.name] + ([partner] if partner else [])
-            outs = Runner(with_outputs(proto, wanted), device=self.device, probe=True).run(self.x)
-            act = outs[-len(wanted)]
+            outs = Runner(only_outputs(proto, wanted), device=self.device, probe=True).run(
+                self.x)
+            act = outs[0]
             rng = np.random.default_rng((self.seed, i))
             parent_act = self.parent_act[cons.value.name]
             full, reps = consumer_columns(cons, parent_act, self.positions, rng)
