@@ -316,6 +316,8 @@ def decompose(
     s, parent, timing = dec.settings, dec.parent, dec.timing
     k_all = parent.num_classes
     classes = list(range(k_all)) if classes is None else list(classes)
+    if not classes:
+        raise OnnxDecompError("no class to decompose: --classes names none")
     for c in classes:
         if not 0 <= c < k_all:
             raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")

@@ -80,10 +80,10 @@ class Runner:
         threads: int | None = None,
         probe: bool = False,
     ) -> None:
-        """``probe``: the model outputs intermediate values (``irutil.with_outputs``). ORT's
-        layout optimisations (level ALL) can fuse such a value away and then fail to load
-        (onnxruntime 1.31: a Conv feeding a residual Add in a pruned module), so a probe
-        stops at the EXTENDED level."""
+        """``probe``: the model outputs intermediate values (``irutil.with_outputs`` or
+        ``only_outputs``). ORT's layout optimisations (level ALL) can fuse such a value away
+        and then fail to load (onnxruntime 1.31: a Conv feeding a residual Add in a pruned
+        module), so a probe stops at the EXTENDED level."""
         if device not in DEVICES:
             raise OnnxDecompError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
         ort = import_ort()
