@@ -152,6 +152,18 @@ def _balance_head(model: onnx.ModelProto, w_name: str, b_name: str, class_axis: 
     return model
 
 
+def _bn_and_head(rng: np.random.Generator, c: int, k: int) -> list[onnx.TensorProto]:
+    """BatchNorm parameters g, be, mu, var over c channels, then a Gemm head fw [k, c], fb."""
+    return [
+        _init("g", rng.uniform(0.5, 1.5, c).astype(np.float32)),
+        _init("be", rng.uniform(-0.3, 0.3, c).astype(np.float32)),
+        _init("mu", rng.uniform(-0.5, 0.5, c).astype(np.float32)),
+        _init("var", rng.uniform(0.5, 2.0, c).astype(np.float32)),
+        _init("fw", rng.normal(0, 1, (k, c)).astype(np.float32)),
+        _init("fb", np.zeros(k, np.float32)),
+    ]
+
+
 def build_bn_conv(k: int = 5, seed: int = 3) -> onnx.ModelProto:
     """[N,3,12,12] -> norm -> Conv -> BatchNormalization -> Relu -> Dropout -> Identity ->
     GlobalAveragePool -> Flatten -> Gemm(transB=1)."""
@@ -172,13 +184,7 @@ def build_bn_conv(k: int = 5, seed: int = 3) -> onnx.ModelProto:
     inits += [
         _init("cw", rng.normal(0, 0.3, (c, 3, 3, 3)).astype(np.float32)),
         _init("cb", rng.normal(0, 0.1, c).astype(np.float32)),
-        _init("g", rng.uniform(0.5, 1.5, c).astype(np.float32)),
-        _init("be", rng.uniform(-0.3, 0.3, c).astype(np.float32)),
-        _init("mu", rng.uniform(-0.5, 0.5, c).astype(np.float32)),
-        _init("var", rng.uniform(0.5, 2.0, c).astype(np.float32)),
-        _init("fw", rng.normal(0, 1, (k, c)).astype(np.float32)),
-        _init("fb", np.zeros(k, np.float32)),
-    ]
+    ] + _bn_and_head(rng, c, k)
     model = make_model(
         nodes, [helper.make_tensor_value_info("input", F32, ["N", 3, HW, HW])],
         [helper.make_tensor_value_info("logits", F32, ["N", k])], inits)
@@ -209,13 +215,7 @@ def build_bn_add(k: int = 4, seed: int = 4) -> onnx.ModelProto:
         _init("b1", rng.normal(0, 0.1, c).astype(np.float32)),
         _init("w2", rng.normal(0, 0.2, (c, c, 3, 3)).astype(np.float32)),
         _init("b2", rng.normal(0, 0.1, c).astype(np.float32)),
-        _init("g", rng.uniform(0.5, 1.5, c).astype(np.float32)),
-        _init("be", rng.uniform(-0.3, 0.3, c).astype(np.float32)),
-        _init("mu", rng.uniform(-0.5, 0.5, c).astype(np.float32)),
-        _init("var", rng.uniform(0.5, 2.0, c).astype(np.float32)),
-        _init("fw", rng.normal(0, 1, (k, c)).astype(np.float32)),
-        _init("fb", np.zeros(k, np.float32)),
-    ]
+    ] + _bn_and_head(rng, c, k)
     model = make_model(
         nodes, [helper.make_tensor_value_info("input", F32, ["N", 1, HW, HW])],
         [helper.make_tensor_value_info("probs", F32, ["N", k])], inits)
