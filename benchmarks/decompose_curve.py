@@ -23,9 +23,8 @@ import numpy as np
 from onnxdecomp.data import fit_to_input, load_data
 from onnxdecomp.decompose import Decomposer, Settings, kernel_fraction
 from onnxdecomp.link import link_parallel
-from onnxdecomp.metrics import classification_report
 from onnxdecomp.runtime import Runner
-from onnxdecomp.summary import model_stats
+from onnxdecomp.stats import classification_report, model_stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,20 +49,20 @@ def module_row(dec: Decomposer, keep: float | str | None, criterion: str, compen
         dec.settings.compensation = saved
     for k in range(dec.parent.num_classes):
         if k in allocated:
-            kk, proto, removed, _ = allocated[k]
+            module = allocated[k]
         elif keep is None:  # the tuned default: the dec's own criterion and compensation
-            kk, proto, removed, _ = dec.tune(k)
+            module = dec.tune(k)
         else:
-            kk = keep
-            proto, removed = dec.build(k, kk, criterion=criterion, compensation=compensation)
-        fids.append(dec.fidelity(k, proto)[0])
-        st = model_stats(proto)
-        protos.append(proto)
+            module = dec.measure(dec.build(k, keep, criterion=criterion,
+                                           compensation=compensation))
+        fids.append(module.fidelity)
+        st = model_stats(module.proto)
+        protos.append(module.proto)
         macs.append(st.macs / parent_macs)
         params.append(st.params / parent_params)
-        chans.append(1 - len(removed) / max(len(dec.clusters), 1))
-        kernels.append(kernel_fraction(dec.parent.cg, removed))
-        keeps.append(kk)
+        chans.append(1 - len(module.removed) / max(len(dec.clusters), 1))
+        kernels.append(kernel_fraction(dec.parent.cg, module.removed))
+        keeps.append(module.keep)
     build_s = time.perf_counter() - t0
     res = evaluate_linked(protos, x, y)
     return {
@@ -99,7 +98,7 @@ def main() -> None:
     t0 = time.perf_counter()
     dec = Decomposer(args.model, calib.x, calib.y, settings)
     setup_s = time.perf_counter() - t0
-    pm, pp = dec.parent.stats["macs"], dec.parent.stats["params"]
+    pm, pp = dec.parent.macs, dec.parent.params
     rows = []
 
     def add(keep, criterion: str, comp: str, **extra) -> None:

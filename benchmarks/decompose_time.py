@@ -40,9 +40,8 @@ def main() -> None:
     res = {
         "model": args.model, "calibration": ds.source, "cores": os.cpu_count(),
         "data_loading_seconds": round(load_s, 1), "decompose_seconds": round(total, 1),
-        "split_seconds": man["timing_seconds"], "modules": len(man["modules"]),
-        "mean_macs_fraction": round(sum(m["macs_fraction"] for m in man["modules"])
-                                    / len(man["modules"]), 4),
+        "split_seconds": man.to_json()["timing_seconds"], "modules": len(man.modules),
+        "mean_macs_fraction": round(man.mean_macs, 4),
         "command": "python -m benchmarks.decompose_time " + " ".join(
             f"--{k} {v}" for k, v in vars(args).items() if v is not None),
     }

@@ -1,8 +1,8 @@
 """onnxdecomp: cut ONNX classifiers into per-class modules and link them back together."""
 
-__version__ = "0.1.0"
+from onnxdecomp.version import __version__
 
-__all__ = ["__version__", "decompose"]
+__all__ = ["__version__", "decompose", "link"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from onnxdecomp.decompose import decompose
 
         return decompose
+    if name == "link":
+        from onnxdecomp.link import link
+
+        return link
     raise AttributeError(name)

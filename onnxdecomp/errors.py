@@ -1,8 +1,29 @@
-"""User-facing errors: one line, no traceback, printed by the CLI as ``error: ...``."""
+"""User-facing errors: one line, no traceback, printed by the CLI as ``error: ...``.
+
+A message that concerns an argument names it as a placeholder, ``{fidelity}``, listed in
+``options``: the library renders it as the API's parameter name (``fidelity``), the command
+line as its flag (``--fidelity``). The library never spells a flag itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 
 class OnnxDecompError(Exception):
-    """A problem with the user's input (model, data, flags) that they can fix."""
+    """A problem with the user's input (model, data, settings) that they can fix."""
+
+    def __init__(self, message: str, *, options: Sequence[str] = ()) -> None:
+        self.template = message
+        self.options = tuple(options)
+        super().__init__(self.render())
+
+    def render(self, spell: Callable[[str], str] = str) -> str:
+        """The message with each ``{option}`` spelled by ``spell`` (the name by default)."""
+        text = self.template
+        for name in self.options:
+            text = text.replace("{" + name + "}", spell(name))
+        return text
 
 
 class DataError(OnnxDecompError):
@@ -15,3 +36,14 @@ class RuntimeUnavailableError(OnnxDecompError):
 
 class UnsupportedOpError(OnnxDecompError):
     """An op on the channel path has no coupling rule; nothing is written."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def node_error(node, why: str) -> UnsupportedOpError:
+    """An UnsupportedOpError naming the node (anything with ``name`` and ``op_type``)."""
+    return UnsupportedOpError(f"node {node.name!r} ({node.op_type}): {why}")

@@ -1,31 +1,22 @@
-"""Small helpers over onnx-ir shared by the passes: constants, loading, atomic writes."""
+"""Small helpers over onnx-ir shared by the passes: domains, constants, probe copies."""
 
 from __future__ import annotations
-
-import hashlib
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_ir as ir
-from onnx_ir.passes import common
 
-from onnxdecomp.errors import OnnxDecompError
+DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def load_proto(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
-    """Read an ONNX file (weights inside) or pass a proto through; one-line error otherwise."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise OnnxDecompError(f"model file not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise OnnxDecompError(f"not an ONNX model: {path} ({type(exc).__name__})") from exc
+def is_default_domain(domain: str) -> bool:
+    """True for the standard ONNX operator set, however the model spells its domain."""
+    return domain in DEFAULT_DOMAINS
+
+
+def opset_version(model: onnx.ModelProto) -> int:
+    """The model's default-domain opset (1 when it imports none)."""
+    return next((o.version for o in model.opset_import if is_default_domain(o.domain)), 1)
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
@@ -46,12 +37,8 @@ def only_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of ``proto`` whose outputs are just the values ``names``, without the nodes
     they do not need: probing an early layer then costs only the layers before it."""
     model = ir.serde.deserialize_model(proto)
-    values = {v.name: v for v in model.graph.inputs}
-    values.update((v.name, v) for node in model.graph for v in node.outputs)
-    model.graph.outputs.clear()
-    model.graph.outputs.extend(values[name] for name in names)
-    common.RemoveUnusedNodesPass()(model)
-    return to_proto(model)
+    graph = ir.convenience.extract(model.graph, list(model.graph.inputs), names)
+    return to_proto(ir.Model(graph, ir_version=model.ir_version))
 
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:
@@ -85,26 +72,3 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 
 def rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))

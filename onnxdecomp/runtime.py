@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from onnxdecomp.errors import DataError, OnnxDecompError, RuntimeUnavailableError
+from onnxdecomp.errors import DataError, OnnxDecompError, RuntimeUnavailableError, first_line
+from onnxdecomp.modelio import check_model_path
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -64,10 +65,7 @@ def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto) -> bytes | 
         return model.SerializeToString()
     if isinstance(model, (bytes, bytearray)):
         return bytes(model)
-    path = os.fspath(model)
-    if not os.path.isfile(path):
-        raise OnnxDecompError(f"model file not found: {path}")
-    return path
+    return check_model_path(model)  # ORT reads the file itself, external data included
 
 
 class Runner:
@@ -77,7 +75,6 @@ class Runner:
         self,
         model: str | os.PathLike | bytes | onnx.ModelProto,
         device: str = "auto",
-        threads: int | None = None,
         probe: bool = False,
     ) -> None:
         """``probe``: the model outputs intermediate values (``irutil.with_outputs`` or
@@ -85,12 +82,12 @@ class Runner:
         and then fail to load (onnxruntime 1.31: a Conv feeding a residual Add in a pruned
         module), so a probe stops at the EXTENDED level."""
         if device not in DEVICES:
-            raise OnnxDecompError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+            raise OnnxDecompError(
+                f"unknown {{device}} {device!r}: choose one of {', '.join(DEVICES)}",
+                options=["device"])
         ort = import_ort()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # the GPU build logs CUDA load failures loudly; we report them
-        if threads:
-            opts.intra_op_num_threads = threads
         if probe:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         src = _model_bytes(model)
@@ -98,24 +95,23 @@ class Runner:
         want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
         if device == "cuda" and not want_cuda:
             raise RuntimeUnavailableError(
-                "--device cuda: this onnxruntime has no CUDA provider "
-                f"(available: {', '.join(available)}); install 'onnxdecomp[gpu]'"
-            )
+                "{device} cuda: this onnxruntime has no CUDA provider "
+                f"(available: {', '.join(available)}); install 'onnxdecomp[gpu]'",
+                options=["device"])
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else [
             "CPUExecutionProvider"
         ]
         try:
             self.session = ort.InferenceSession(src, sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own types; give one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OnnxDecompError(f"ONNX Runtime cannot load the model: {first}") from exc
+            raise OnnxDecompError(
+                f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
         self.providers = list(self.session.get_providers())
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         if device == "cuda" and self.device != "cuda":
             raise RuntimeUnavailableError(
-                "--device cuda: CUDA did not start in ONNX Runtime (session fell back to CPU); "
-                "check the CUDA/cuDNN libraries"
-            )
+                "{device} cuda: CUDA did not start in ONNX Runtime (session fell back to CPU); "
+                "check the CUDA/cuDNN libraries", options=["device"])
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             names = ", ".join(i.name for i in inputs)
@@ -147,8 +143,7 @@ class Runner:
         if x.dtype != spec.dtype:
             raise DataError(
                 f"input dtype mismatch: data is {x.dtype}, model input {spec.name!r} expects "
-                f"{np.dtype(spec.dtype).name} (use --dtype to convert)"
-            )
+                f"{np.dtype(spec.dtype).name} (use {{dtype}} to convert)", options=["dtype"])
 
     def iter_batches(
         self,

@@ -191,7 +191,7 @@ def test_decompose_macs_budget(small, tmp_path: Path) -> None:
 
 def test_error_missing_model(small, tmp_path: Path) -> None:
     data = small[1]
-    _assert_user_error(_run("eval", tmp_path / "nope.onnx", "--data", data), "not found")
+    _assert_user_error(_run("eval", tmp_path / "nope.onnx", "--data", data), "no such file")
     _assert_user_error(_run("inspect", tmp_path / "nope.onnx"))
 
 

@@ -14,12 +14,11 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from onnxdecomp.cli.options import add_data_options, dataset_from_options
 from onnxdecomp.data import (
     Dataset,
     Preprocess,
-    add_data_options,
     check_dataset,
-    dataset_from_options,
     fit_to_input,
     load_data,
     read_idx,

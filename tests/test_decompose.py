@@ -17,11 +17,11 @@ from onnx import helper, numpy_helper
 from onnxdecomp.channels import analyse
 from onnxdecomp.data import load_data
 from onnxdecomp.decompose import Decomposer, Settings, decompose
+from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.errors import OnnxDecompError, UnsupportedOpError
 from onnxdecomp.link import link_parallel
-from onnxdecomp.normalize import normalize
-from onnxdecomp.profile import logodds_from_logits
-from onnxdecomp.summary import model_stats
+from onnxdecomp.passes import normalize
+from onnxdecomp.stats import model_stats
 
 N_CALIB = 120  # the cntk case runs sample by sample (batch fixed at 1): keep it small
 
@@ -56,8 +56,9 @@ def test_keep_one_modules_are_exact(model_case) -> None:
     expected = logodds_from_logits(model_case.logits(x))
     protos = []
     for k in range(model_case.num_classes):
-        proto, removed = dec.build(k, 1.0, check=True)
-        assert removed == set()
+        module = dec.build(k, 1.0, check=True)
+        proto = module.proto
+        assert module.removed == set()
         score = ort_run(proto, x)
         assert score.shape == (len(x), 1)
         np.testing.assert_allclose(score[:, 0], expected[:, k], atol=1e-5, rtol=0,
@@ -78,8 +79,9 @@ def test_pruned_modules_are_valid_and_smaller(model_case) -> None:
     parent_w = _weights(dec.parent.proto)
     x = model_case.calib(20, seed=5)
     for k in range(model_case.num_classes):
-        proto, removed = dec.build(k, 0.5, check=True)
-        assert removed, "keep=0.5 removed nothing"
+        module = dec.build(k, 0.5, check=True)
+        proto = module.proto
+        assert module.removed, "keep=0.5 removed nothing"
         onnx.checker.check_model(proto, full_check=True)
         assert len(proto.graph.output) == 1
         out = proto.graph.output[0]
@@ -103,7 +105,7 @@ def test_pruned_conv_weights_shrink(get_case) -> None:
     """A torch CNN's Conv weights physically lose output and input channels."""
     case = get_case("plain-torchscript")
     dec = _decomposer(case, keep=0.5)
-    proto, _ = dec.build(0, 0.5)
+    proto = dec.build(0, 0.5).proto
     before, after = _weights(dec.parent.proto), _weights(proto)
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
     assert len(convs) == 2
@@ -133,7 +135,7 @@ def test_residual_group_is_coupled(get_case, exporter: str) -> None:
 def test_residual_pruned_add_operands_agree(get_case, exporter: str) -> None:
     case = get_case(f"residual-{exporter}")
     dec = _decomposer(case, keep=0.5)
-    proto, _ = dec.build(2, 0.5, check=True)
+    proto = dec.build(2, 0.5, check=True).proto
     inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
@@ -151,7 +153,7 @@ def test_residual_pruned_add_operands_agree(get_case, exporter: str) -> None:
 def test_depthwise_group_follows_channels(get_case, exporter: str) -> None:
     case = get_case(f"depthwise-{exporter}")
     dec = _decomposer(case, keep=0.5)
-    proto, _ = dec.build(1, 0.5, check=True)
+    proto = dec.build(1, 0.5, check=True).proto
     inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     dw = [n for n in proto.graph.node if n.op_type == "Conv" and _group(n) > 1]
     assert len(dw) == 1
@@ -180,7 +182,7 @@ def test_concat_maps_channels_to_branches(get_case, exporter: str) -> None:
     assert set(cg.roots(a).tolist()).isdisjoint(cg.roots(b).tolist())
 
     dec = _decomposer(case, keep=0.5)
-    proto, _ = dec.build(0, 0.5, check=True)
+    proto = dec.build(0, 0.5, check=True).proto
     inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     cat_out = next(n for n in proto.graph.node if n.op_type == "Concat").output[0]
     mix = next(n for n in proto.graph.node if n.op_type == "Conv" and n.input[0] == cat_out)
@@ -194,7 +196,7 @@ def test_batchnorm_after_add_is_sliced(get_case) -> None:
     dec = _decomposer(case, keep=0.5)
     bn_parent = [n for n in dec.parent.proto.graph.node if n.op_type == "BatchNormalization"]
     assert len(bn_parent) == 1
-    proto, _ = dec.build(0, 0.5, check=True)
+    proto = dec.build(0, 0.5, check=True).proto
     inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     bn = [n for n in proto.graph.node if n.op_type == "BatchNormalization"]
     assert len(bn) == 1
@@ -203,7 +205,7 @@ def test_batchnorm_after_add_is_sliced(get_case) -> None:
 
 def test_cntk_bias_and_fixed_batch(cntk_case) -> None:
     dec = _decomposer(cntk_case, keep=0.5)
-    proto, _ = dec.build(3, 0.5, check=True)
+    proto = dec.build(3, 0.5, check=True).proto
     inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     add = next(n for n in proto.graph.node if n.op_type == "Add"
                and any(inits.get(i) == (3, 1, 1) for i in n.input))
@@ -241,8 +243,9 @@ def test_grouped_conv_is_pinned() -> None:
                        [helper.make_tensor_value_info("logits", F32, ["N", 3])], inits)
     x = calib([None, 1, 12, 12], 60)
     dec = Decomposer(model, x, None, Settings(keep=0.5, device="cpu"))
-    proto, removed = dec.build(0, 0.5, check=True)
-    assert removed
+    module = dec.build(0, 0.5, check=True)
+    proto = module.proto
+    assert module.removed
     shapes = _weights(proto)
     assert shapes["conv1"][0] == 4 and shapes["grouped"] == (4, 2, 1, 1)
     assert shapes["conv3"][0] == 3 and shapes["fc"] == (3, 3)
@@ -272,7 +275,7 @@ def test_conv_transpose_is_pinned() -> None:
                        [helper.make_tensor_value_info("logits", F32, ["N", 3])], inits)
     x = calib([None, 1, 6, 6], 60)
     dec = Decomposer(model, x, None, Settings(keep=0.5, device="cpu"))
-    proto, removed = dec.build(0, 0.5, check=True)
+    proto = dec.build(0, 0.5, check=True).proto
     shapes = _weights(proto)
     assert shapes["up"] == (1, 4, 2, 2), "ConvTranspose channels must stay"
     assert shapes["conv2"] == (3, 4, 3, 3) and shapes["fc"] == (3, 3)
@@ -305,8 +308,8 @@ def test_gemm_alpha_beta_are_respected(compensation: str) -> None:
         model = _mlp_gemm(alpha, beta)
         dec = Decomposer(model, x, None, Settings(keep=0.5, compensation=compensation,
                                                   device="cpu"))
-        proto, removed = dec.build(0, 0.5)
-        modules.append((ort_run(proto, xt)[:, 0], removed))
+        module = dec.build(0, 0.5)
+        modules.append((ort_run(module.proto, xt)[:, 0], module.removed))
     (plain, removed_a), (scaled, removed_b) = modules
     assert removed_a == removed_b
     np.testing.assert_allclose(scaled, plain, atol=1e-4)
@@ -316,8 +319,8 @@ def test_link_modules_of_different_opsets(get_case) -> None:
     """Modules from the TorchScript (opset 17) and dynamo (opset 18) exports link into one."""
     a, b = get_case("plain-torchscript"), get_case("plain-dynamo")
     xt = a.calib(10, seed=4)
-    pa, _ = _decomposer(a).build(1, 0.5)
-    pb, _ = _decomposer(b).build(3, 0.5)
+    pa = _decomposer(a).build(1, 0.5).proto
+    pb = _decomposer(b).build(3, 0.5).proto
     assert {o.version for o in pa.opset_import} != {o.version for o in pb.opset_import}
     linked = link_parallel([pa, pb])
     scores = ort_run(linked, xt)
@@ -374,7 +377,7 @@ def test_manifest_and_files(get_case, tmp_path: Path) -> None:
     y = np.arange(N_CALIB) % case.num_classes
     manifest = decompose(case.path, case.calib(N_CALIB), y, out, classes=[0, 2],
                          class_names=["a", "b", "c", "d", "e"],
-                         settings=Settings(keep=0.5, device="cpu"))
+                         settings=Settings(keep=0.5, device="cpu")).to_json()
     assert case.path.read_bytes() == before  # the parent is never touched
     parent = manifest["parent"]
     assert {"path", "sha256", "params", "macs", "classes"} <= parent.keys()
@@ -410,7 +413,7 @@ def test_decompose_in_memory_proto_tuned(get_case) -> None:
     case = get_case("bn_conv")
     proto = onnx.load(str(case.path))
     manifest = decompose(proto, case.calib(80), classes=[1],
-                         settings=Settings(fidelity=0.9, device="cpu"))
+                         settings=Settings(fidelity=0.9, device="cpu")).to_json()
     assert manifest["parent"]["path"] == "<memory>"
     (m,) = manifest["modules"]
     assert 0.1 <= m["keep_ratio"] <= 1.0
@@ -432,14 +435,15 @@ def test_sequential_refit_gives_a_valid_module_of_the_same_size() -> None:
     ds = load_data("sklearn:digits", "train")
     dec = Decomposer(str(root / "models" / "cnn_digits.onnx"), ds.x, ds.y,
                      Settings(device="cpu", sequential_samples=200))
-    seq, removed = dec.build(3, 0.4, compensation="sequential", check=True)
-    par, removed_par = dec.build(3, 0.4, compensation="lstsq")
-    assert removed == removed_par and removed
+    seq_module = dec.build(3, 0.4, compensation="sequential", check=True)
+    par_module = dec.build(3, 0.4, compensation="lstsq")
+    seq, par = seq_module.proto, par_module.proto
+    assert seq_module.removed == par_module.removed and seq_module.removed
     assert _weights(seq) == _weights(par)
     seq_w = {t.name: numpy_helper.to_array(t) for t in seq.graph.initializer}
     par_w = {t.name: numpy_helper.to_array(t) for t in par.graph.initializer}
     assert any(not np.allclose(seq_w[n], par_w[n]) for n in seq_w if n in par_w)
-    assert dec.fidelity(3, seq)[0] >= dec.fidelity(3, par)[0] - 0.02
+    assert dec.measure(seq_module).fidelity >= dec.measure(par_module).fidelity - 0.02
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
@@ -452,7 +456,8 @@ def test_sequential_refit_targets_the_residual_add(get_case, exporter: str) -> N
     case = get_case(f"residual-{exporter}")
     dec = Decomposer(case.path, case.calib(200), None,
                      Settings(device="cpu", sequential_samples=100))
-    proto, removed = dec.build(0, 0.5, compensation="sequential", check=True)
+    module = dec.build(0, 0.5, compensation="sequential", check=True)
+    proto, removed = module.proto, module.removed
     seq = dec._sequential
     # the identity block's last conv reads the stem as shortcut; the projection block's
     # last conv and its 1x1 shortcut conv are each other's partners
@@ -472,7 +477,7 @@ def test_sequential_refit_targets_the_residual_add(get_case, exporter: str) -> N
         return float(np.mean((got - want) ** 2))
 
     partner, seq.partner = seq.partner, {}
-    plain, _ = dec.build(0, 0.5, compensation="sequential")
+    plain = dec.build(0, 0.5, compensation="sequential").proto
     seq.partner = partner
     assert add_error(proto) < add_error(plain)
 

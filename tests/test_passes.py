@@ -11,8 +11,8 @@ from conftest import F32, calib, make_model, ort_run, softmax
 from onnx import helper, numpy_helper
 from onnx_ir.passes import common
 
+from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
 from onnxdecomp.irutil import to_proto
-from onnxdecomp.normalize import infer_shapes, normalize
 from onnxdecomp.passes import (
     CanonicalizeFlattenPass,
     FoldBatchNormIntoConvPass,
@@ -20,9 +20,9 @@ from onnxdecomp.passes import (
     FuseMatMulAddIntoGemmPass,
     RemoveDropoutPass,
     StripOutputSoftmaxPass,
+    infer_shapes,
+    normalize,
 )
-from onnxdecomp.passes.append_logodds import AppendLogOddsPass
-from onnxdecomp.profile import logodds_from_logits
 
 RNG = np.random.default_rng(0)
 

@@ -1,4 +1,4 @@
-"""Tests for onnxdecomp.summary: exact MAC and parameter counts computed by hand."""
+"""Tests for onnxdecomp.stats: exact MAC and parameter counts computed by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.summary import LayerStat, ModelStats, TensorInfo, format_stats, model_stats
+from onnxdecomp.stats import LayerStat, ModelStats, TensorInfo, format_stats, model_stats
 
 F = TensorProto.FLOAT
 

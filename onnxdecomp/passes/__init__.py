@@ -1,9 +1,13 @@
-"""Graph passes over onnx-ir models, one concern per file, named ``<Verb><Object>Pass``."""
+"""Graph passes over onnx-ir models, one concern per file, named ``<Verb><Object>Pass``, and
+the two pipelines that run them: ``normalize`` (any exporter's classifier into one canonical
+form) and ``finalize`` (what every emitted model goes through)."""
 
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
+from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.normalize import infer_shapes, normalize
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
@@ -14,4 +18,8 @@ __all__ = [
     "FuseMatMulAddIntoGemmPass",
     "RemoveDropoutPass",
     "StripOutputSoftmaxPass",
+    "check_emitted",
+    "finalize",
+    "infer_shapes",
+    "normalize",
 ]

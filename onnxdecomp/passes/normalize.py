@@ -6,14 +6,12 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.passes import (
-    CanonicalizeFlattenPass,
-    FoldBatchNormIntoConvPass,
-    FoldConstantsPass,
-    FuseMatMulAddIntoGemmPass,
-    RemoveDropoutPass,
-    StripOutputSoftmaxPass,
-)
+from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
+from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
+from onnxdecomp.passes.fold_constants import FoldConstantsPass
+from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
+from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 
 def infer_shapes(model: ir.Model) -> None:

@@ -25,9 +25,8 @@ import math
 
 import numpy as np
 
-from onnxdecomp.channels import ChannelGraph
-from onnxdecomp.profile import Profile
-from onnxdecomp.rules import Dense
+from onnxdecomp.channels import ChannelGraph, dense_bias, dense_weight
+from onnxdecomp.decompose.profile import Profile
 
 CRITERIA = ("refit", "logodds", "activation", "random")
 
@@ -44,7 +43,7 @@ def class_weights(prof: Profile, k: int, focus: float = 0.5) -> np.ndarray:
 
 def _consumer_arrays(cg: ChannelGraph):
     for cons in cg.consumers:
-        w = Dense.weight(cons.node).astype(np.float64)
+        w = dense_weight(cons.node).astype(np.float64)
         yield cons, w.reshape(w.shape[0], -1)
 
 
@@ -126,7 +125,7 @@ def refit_scores(k: int, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
     units = cg.units()
     data = []
     for cons, w in _consumer_arrays(cg):
-        b, _ = Dense.bias(cons.node, w.shape[0])
+        b, _ = dense_bias(cons.node, w.shape[0])
         wt = np.concatenate([w, b[:, None]], axis=1)  # [O, D + 1]
         u = _output_sens(cons, cg, prof, k, sens)
         roots = cg.roots(cons.value)
@@ -180,36 +179,3 @@ def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: flo
         ranked = sorted(members, key=lambda u: (-scores.get(u, 0.0), u))
         removed.update(ranked[n_keep:])
     return removed
-
-
-def jaccard_fidelity(module_score: np.ndarray, parent_logodds: np.ndarray, k: int) -> float:
-    """Agreement of a module with its parent about class k, on held-out samples.
-
-    The parent claims class k when k is its argmax; the module claims it when its score beats
-    the parent's log-odds of every other class. Fidelity = |both| / |either| (1 when neither
-    ever claims it): 1 - fidelity is the share of flipped decisions about class k.
-    """
-    parent = parent_logodds.argmax(axis=1) == k
-    others = np.delete(parent_logodds, k, axis=1).max(axis=1)
-    module = module_score.reshape(-1) > others
-    either = np.sum(parent | module)
-    return 1.0 if either == 0 else float(np.sum(parent & module) / either)
-
-
-FIDELITY_CLIP = 6.0  # log-odds beyond +-6 (p < 0.0025 or > 0.9975) count as saturated
-
-
-def logodds_fidelity(module_score: np.ndarray, parent_logodds: np.ndarray, k: int) -> float:
-    """Share of the variance of the parent's class-k log-odds that the module reproduces
-    on held-out samples: 1 - E[(s' - s)^2] / Var(s), both clipped to +-FIDELITY_CLIP so
-    that confidently rejected samples do not dominate.
-
-    Continuous, unlike a count of flipped decisions, which saturates at 1 on a few hundred
-    training-distribution samples while the test loss is still measurable.
-    """
-    s = np.clip(parent_logodds[:, k], -FIDELITY_CLIP, FIDELITY_CLIP)
-    m = np.clip(module_score.reshape(-1), -FIDELITY_CLIP, FIDELITY_CLIP)
-    var = float(np.var(s))
-    if var == 0.0:
-        return 1.0 if np.allclose(m, s) else 0.0
-    return float(1.0 - np.mean((m - s) ** 2) / var)

@@ -24,8 +24,8 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph
+from onnxdecomp.decompose.columns import consumer_columns, output_rows
 from onnxdecomp.irutil import only_outputs, with_outputs
-from onnxdecomp.profile import consumer_columns, output_rows
 from onnxdecomp.runtime import Runner
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.channels import ChannelGraph
-from onnxdecomp.rules import PruneContext, rule_for
+from onnxdecomp.channels.graph import ChannelGraph
+from onnxdecomp.channels.rules import PruneContext, rule_for
 
 
 def plain_slice(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:

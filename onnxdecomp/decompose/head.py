@@ -1,4 +1,8 @@
-"""AppendLogOddsPass: a module's one output, the log-odds of its class against the rest."""
+"""A module's head: the log-odds of its class against the rest, as a pass and as math.
+
+s_k = z_k - log sum_{j != k} exp z_j is log(p_k / (1 - p_k)) under the parent's softmax, so
+the scores of different modules are on one scale and argmax over them is argmax over z.
+"""
 
 from __future__ import annotations
 
@@ -55,3 +59,30 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         out.shape = ir.Shape([batch, 1])
         graph.outputs[0] = out
         return ir.passes.PassResult(model, True)
+
+
+def logodds_from_logits(z: np.ndarray) -> np.ndarray:
+    """s_k = z_k - log sum_{j != k} exp z_j for every class k (stable)."""
+    z = z.astype(np.float64)
+    k = z.shape[1]
+    s = np.empty_like(z)
+    for c in range(k):
+        rest = np.delete(z, c, axis=1)
+        m = rest.max(axis=1, keepdims=True)
+        s[:, c] = z[:, c] - (m[:, 0] + np.log(np.exp(rest - m).sum(axis=1)))
+    return s
+
+
+def head_sensitivity(z: np.ndarray) -> np.ndarray:
+    """[K, K] sum over samples of |d s_k / d z_j|: 1 for j = k, -softmax_{-k}(z)_j otherwise."""
+    z = z.astype(np.float64)
+    k = z.shape[1]
+    out = np.zeros((k, k))
+    for c in range(k):
+        rest = z.copy()
+        rest[:, c] = -np.inf
+        q = np.exp(rest - rest.max(axis=1, keepdims=True))
+        q /= q.sum(axis=1, keepdims=True)
+        out[c] = q.sum(axis=0)
+        out[c, c] = len(z)
+    return out

@@ -1,12 +1,11 @@
-"""Channel-group analysis: a union-find over the channels of every activation tensor.
+"""The channel graph: every channel of every activation, and which of them are one unit.
 
-Every activation value with a static channel axis (axis 1) gets one element per channel.
-The op rules in :mod:`onnxdecomp.rules` unify elements that must be kept or removed
-together (a residual Add ties its operands' channels, Concat maps onto offset sub-spaces,
-Flatten maps channel c to features [c*s, (c+1)*s)), pin elements that cannot be removed
-(graph input and output, ops with no slicing rule), and record the dense "consumer" ops
-(Conv, Gemm, ...) whose weights read channels. A union-find class with no pinned element is
-a prunable *unit*: one channel, seen in every tensor it flows through.
+Every activation value with a static channel axis (axis 1) gets a *space*: one element per
+channel. The op rules (:mod:`onnxdecomp.channels.rules`) unify elements that must be kept or
+removed together, pin elements that cannot be removed, and record the dense consumers whose
+weights read channels. A set of unified elements with no pinned member is a prunable *unit*:
+one channel, seen in every tensor it flows through. Spaces tied by any unification form a
+*cluster*, the group within which units are ranked against each other.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.errors import UnsupportedOpError
+from onnxdecomp.channels.unionfind import UnionFind
+from onnxdecomp.errors import node_error
 
 
 @dataclass
@@ -34,25 +34,28 @@ class Consumer:
 
 @dataclass
 class ChannelGraph:
-    """Spaces (value name -> first element, size, feature multiplicity) over a union-find."""
+    """Spaces (value name -> first element, size, feature multiplicity) over two union-finds:
+    ``elements`` (channels) and ``spaces`` (clusters of values)."""
 
     offset: dict[str, int] = field(default_factory=dict)
     size: dict[str, int] = field(default_factory=dict)
     mult: dict[str, int] = field(default_factory=dict)
-    parent: list[int] = field(default_factory=list)
     pinned: set[int] = field(default_factory=set)
     consumers: list[Consumer] = field(default_factory=list)
-    _cluster: dict[str, str] = field(default_factory=dict)  # value-level union-find
+    elements: UnionFind = field(default_factory=UnionFind)
+    spaces: UnionFind = field(default_factory=UnionFind)
+    _space: dict[str, int] = field(default_factory=dict)  # value name -> space index
+    _names: list[str] = field(default_factory=list)  # space index -> value name
 
     # --- building -------------------------------------------------------------------
     def add_space(self, value: ir.Value, size: int, mult: int = 1) -> None:
         if value.name in self.offset:
             return
-        self.offset[value.name] = len(self.parent)
+        self.offset[value.name] = self.elements.add(size)
         self.size[value.name] = size
         self.mult[value.name] = mult
-        self.parent.extend(range(len(self.parent), len(self.parent) + size))
-        self._cluster[value.name] = value.name
+        self._space[value.name] = self.spaces.add()
+        self._names.append(value.name)
 
     def has(self, value: ir.Value | None) -> bool:
         return value is not None and value.name in self.offset
@@ -61,25 +64,17 @@ class ChannelGraph:
         return self.offset[value.name] + channel
 
     def find(self, e: int) -> int:
-        parent = self.parent
-        while parent[e] != e:
-            parent[e] = parent[parent[e]]
-            e = parent[e]
-        return e
+        return self.elements.find(e)
 
     def unify(self, a: ir.Value, ca: int, b: ir.Value, cb: int) -> None:
-        ra, rb = self.find(self.element(a, ca)), self.find(self.element(b, cb))
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-        self._union_clusters(a.name, b.name)
+        self.elements.union(self.element(a, ca), self.element(b, cb))
+        self.spaces.union(self._space[a.name], self._space[b.name])
 
     def unify_all(self, a: ir.Value, b: ir.Value, node: ir.Node) -> None:
         """Channel c of ``a`` is channel c of ``b``."""
         if self.size[a.name] != self.size[b.name]:
-            raise UnsupportedOpError(
-                f"node {node.name!r} ({node.op_type}): channel counts differ "
-                f"({self.size[a.name]} vs {self.size[b.name]}); no coupling rule fits"
-            )
+            raise node_error(node, f"channel counts differ ({self.size[a.name]} vs "
+                             f"{self.size[b.name]}); no coupling rule fits")
         for c in range(self.size[a.name]):
             self.unify(a, c, b, c)
 
@@ -87,17 +82,6 @@ class ChannelGraph:
         if self.has(value):
             start = self.offset[value.name]
             self.pinned.update(range(start, start + self.size[value.name]))
-
-    def _find_cluster(self, name: str) -> str:
-        while self._cluster[name] != name:
-            self._cluster[name] = self._cluster[self._cluster[name]]
-            name = self._cluster[name]
-        return name
-
-    def _union_clusters(self, a: str, b: str) -> None:
-        ra, rb = self._find_cluster(a), self._find_cluster(b)
-        if ra != rb:
-            self._cluster[rb] = ra
 
     # --- queries ----------------------------------------------------------------------
     def roots(self, value: ir.Value) -> np.ndarray:
@@ -108,12 +92,16 @@ class ChannelGraph:
     def pinned_roots(self) -> set[int]:
         return {self.find(e) for e in self.pinned}
 
+    def cluster(self, name: str) -> str:
+        """The cluster of the space of value ``name``, named by its first space."""
+        return self._names[self.spaces.find(self._space[name])]
+
     def units(self) -> dict[int, str]:
         """Prunable units -> cluster name (the group of spaces they are ranked within)."""
         pinned = self.pinned_roots()
         out: dict[int, str] = {}
         for name, start in self.offset.items():
-            cluster = self._find_cluster(name)
+            cluster = self.cluster(name)
             for c in range(self.size[name]):
                 r = self.find(start + c)
                 if r not in pinned:
@@ -124,30 +112,6 @@ class ChannelGraph:
         """Indices of the channels of ``value`` that survive when ``removed`` units go."""
         return np.array([c for c, r in enumerate(self.roots(value)) if r not in removed],
                         dtype=np.int64)
-
-
-def analyse(model: ir.Model) -> ChannelGraph:
-    """Build the channel graph of a normalised model (shapes inferred).
-
-    Raises UnsupportedOpError naming the node and op when an op on the channel path has
-    no rule: nothing is guessed.
-    """
-    from onnxdecomp.rules import rule_for
-
-    cg = ChannelGraph()
-    graph = model.graph
-    for value in graph.inputs:
-        add_activation(cg, value)
-        cg.pin(value)
-    for node in graph:
-        if not any(cg.has(v) for v in node.inputs):
-            continue  # shape arithmetic on constants, untouched by pruning
-        rule = rule_for(node)
-        rule.declare(node, cg)
-        rule.couple(node, cg)
-    for value in graph.outputs:
-        cg.pin(value)
-    return cg
 
 
 def add_activation(cg: ChannelGraph, value: ir.Value) -> None:

@@ -1,5 +1,6 @@
-"""The linker. ``parallel``: modules side by side on one shared input, their scores
-concatenated into ``scores`` [N, K] in the order given."""
+"""``parallel`` linking: modules side by side on one shared input, their scores
+concatenated into ``scores`` [N, K] in the order given; identical initializers and
+subgraphs are shared."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import onnx_ir as ir
 from onnx import compose, helper, version_converter
 from onnx_ir.passes import common
 
-from onnxdecomp import __version__
+from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.finalize import finalize
-from onnxdecomp.irutil import load_proto
+from onnxdecomp.irutil import opset_version
+from onnxdecomp.modelio import read_model
+from onnxdecomp.passes import finalize
+from onnxdecomp.version import __version__
 
-MODES = ("parallel",)
 SCORES = "scores"
 
 
@@ -26,21 +28,13 @@ def _signature(m: onnx.ModelProto) -> tuple:
     return t.elem_type, dims[1:]
 
 
-def module_info(m: onnx.ModelProto) -> dict:
-    """Provenance a module carries in its metadata (empty for a foreign model)."""
-    meta = {p.key: p.value for p in m.metadata_props}
-    return {key.split(".", 1)[1]: meta[key] for key in (
-        "onnxdecomp.class_index", "onnxdecomp.class_name", "onnxdecomp.parent_sha256")
-        if key in meta}
-
-
 def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.ModelProto:
     """One model whose output ``scores`` [N, K] is the modules' scores side by side."""
     if not modules:
         raise OnnxDecompError("link needs at least one module")
     protos, labels = [], []
     for src in modules:
-        m = load_proto(src)
+        m = read_model(src)
         label = str(src) if not isinstance(src, onnx.ModelProto) else f"module {len(protos)}"
         if len(m.graph.input) != 1 or len(m.graph.output) != 1:
             raise OnnxDecompError(f"{label}: a module has one input and one output")
@@ -54,12 +48,12 @@ def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.Mo
         if _signature(m) != first:
             raise OnnxDecompError(
                 f"{label}: input {_signature(m)} differs from {labels[0]} {first}")
-    opset = max(_opset(m) for m in protos)
-    merged_nodes, inits, provenance = [], [], []
+    opset = max(opset_version(m) for m in protos)
+    merged_nodes, inits, sources = [], [], []
     shared = protos[0].graph.input[0]
     outputs = []
     for i, (m, label) in enumerate(zip(protos, labels)):
-        if _opset(m) != opset:
+        if opset_version(m) != opset:
             try:
                 m = version_converter.convert_version(m, opset)
             except Exception as exc:
@@ -73,7 +67,8 @@ def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.Mo
         merged_nodes.extend(m.graph.node)
         inits.extend(m.graph.initializer)
         outputs.append(m.graph.output[0].name)
-        provenance.append({"index": i, "source": os.path.basename(label), **module_info(m)})
+        sources.append({"index": i, "source": os.path.basename(label),
+                        **provenance.module_identity(m)})
     merged_nodes.append(helper.make_node("Concat", outputs, [SCORES], axis=1, name="link_concat"))
     out_type = protos[0].graph.output[0].type.tensor_type.elem_type
     batch = shared.type.tensor_type.shape.dim[0]
@@ -88,8 +83,8 @@ def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.Mo
         ir_version=max(m.ir_version for m in protos),
         producer_name="onnxdecomp", producer_version=__version__,
     )
-    helper.set_model_props(model, {"onnxdecomp.link": json.dumps(
-        {"mode": "parallel", "modules": provenance})})
+    helper.set_model_props(model, {provenance.LINK: json.dumps(
+        {"mode": "parallel", "modules": sources})})
     ir_model = ir.serde.deserialize_model(model)
     ir.passes.PassManager([
         common.DeduplicateInitializersPass(),
@@ -97,6 +92,3 @@ def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.Mo
     ])(ir_model)
     return finalize(ir_model)
 
-
-def _opset(m: onnx.ModelProto) -> int:
-    return next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)

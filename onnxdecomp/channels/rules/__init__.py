@@ -1,0 +1,7 @@
+"""The channel rules by op family (``elementwise``, ``dense``, ``layout``) and the table that
+picks one per node (``table``)."""
+
+from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
+from onnxdecomp.channels.rules.table import TABLE, rule_for
+
+__all__ = ["TABLE", "Pinning", "PruneContext", "Rule", "rule_for"]

@@ -1,0 +1,116 @@
+"""Rules for the ops that cut the channel path with weights: Conv, Gemm, MatMul, and the
+depthwise Conv that keeps channels apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.channels.graph import ChannelGraph, Consumer
+from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
+from onnxdecomp.channels.weights import dense_bias, dense_weight, to_op_layout
+from onnxdecomp.errors import node_error
+from onnxdecomp.irutil import const_array, new_initializer
+
+
+class Dense(Rule):
+    """Conv (groups=1), Gemm and MatMul with constant weights.
+
+    They cut the channel path: input channels are read through weights (a consumer), output
+    channels are new units. Pruning slices output rows (and bias) and input columns; when
+    input channels were removed, ``ctx.refit`` re-solves the kept columns.
+    """
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        op, x = node.op_type, node.inputs[0]
+        if const_array(node.inputs[1]) is None:
+            raise node_error(node, "weights are computed, not constant")
+        if op == "Gemm" and node.attributes.get_int("transA", 0):
+            raise node_error(node, "transA=1 is not supported")
+        if op == "MatMul" and (x.shape is None or len(x.shape) != 2):
+            raise node_error(node, "MatMul over a rank other than 2 has no rule yet")
+        if not cg.has(x):
+            raise node_error(node, "input channel count unknown")
+        kind = "conv" if op == "Conv" else "gemm"
+        if kind == "gemm":
+            k = cg.size[x.name] * cg.mult[x.name]
+            if dense_weight(node).shape[1] != k:
+                raise node_error(node, "weight and input feature counts differ")
+        cg.consumers.append(Consumer(node, x, kind))
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        in_changed, out_changed = ctx.changed(x), ctx.changed(y)
+        if not (in_changed or out_changed):
+            return
+        w = dense_weight(node)
+        out = w.shape[0]
+        b, bidx = dense_bias(node, out)
+        span = int(np.prod(w.shape[2:])) if w.ndim > 2 else ctx.cg.mult[x.name]
+        w2 = np.concatenate([w.reshape(out, -1).astype(np.float64), b[:, None]], axis=1)
+        keep_in = ctx.kept(x)
+        rows = (keep_in[:, None] * span + np.arange(span)).reshape(-1)
+        rows = np.append(rows, w2.shape[1] - 1)
+        keep_out = ctx.kept(y) if ctx.cg.has(y) else np.arange(out)
+        w2 = w2[keep_out]
+        w2 = ctx.refit(node, w2, rows) if in_changed else w2
+        dtype = const_array(node.inputs[1]).dtype
+        new_w = w2[:, :-1]
+        if w.ndim > 2:
+            new_w = new_w.reshape((len(keep_out), len(keep_in)) + w.shape[2:])
+        ctx.replace(node, 1, to_op_layout(node, new_w).astype(dtype))
+        if node.op_type == "Gemm":  # alpha and beta are folded into the new weights and bias
+            node.attributes["alpha"] = ir.AttrFloat32("alpha", 1.0)
+            node.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
+        new_b = w2[:, -1].astype(dtype)
+        if bidx is not None and len(node.inputs) > bidx and node.inputs[bidx] is not None:
+            ctx.replace(node, bidx, new_b)
+        elif np.any(new_b != 0):
+            if node.op_type == "MatMul":
+                raise node_error(node, "a refit bias needs Gemm; run the normalisation passes")
+            node.resize_inputs(3)
+            node.replace_input_with(2, new_initializer(ctx.graph, f"{node.name}_bias", new_b))
+
+
+class Depthwise(Rule):
+    """Conv with group == C_in == C_out: y[c] = w[c] * x[c]; weights, bias and group sliced."""
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        if const_array(node.inputs[1]) is None:
+            raise node_error(node, "weights are computed, not constant")
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        if not ctx.changed(node.outputs[0]):
+            return
+        keep = ctx.kept(node.outputs[0])
+        ctx.replace(node, 1, const_array(node.inputs[1])[keep])
+        if len(node.inputs) > 2 and node.inputs[2] is not None:
+            ctx.replace(node, 2, const_array(node.inputs[2])[keep])
+        node.attributes["group"] = ir.AttrInt64("group", len(keep))
+
+
+class ConvRule(Rule):
+    """Conv by its grouping: dense (group 1), depthwise (group == C_in == C_out, one input
+    channel per group) or pinned (any other grouping mixes channels within groups)."""
+
+    def resolve(self, node: ir.Node) -> Rule:
+        group = node.attributes.get_int("group", 1)
+        if group == 1:
+            return DENSE
+        w = const_array(node.inputs[1])
+        cin = node.inputs[0].shape[1] if node.inputs[0].shape is not None else None
+        if w is not None and group == cin == w.shape[0] and w.shape[1] == 1:
+            return DEPTHWISE
+        return PINNING
+
+
+DENSE, DEPTHWISE, PINNING = Dense(), Depthwise(), Pinning()
+RULES: dict[str, Rule] = {
+    "Conv": ConvRule(),
+    "Gemm": DENSE,
+    "MatMul": DENSE,
+    # Its input patches are not the forward conv's windows, so the profiled Gram (and the
+    # refit) would be wrong: keep its channels until it has a rule of its own.
+    "ConvTranspose": PINNING,
+}

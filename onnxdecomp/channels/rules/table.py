@@ -1,0 +1,30 @@
+"""The explicit per-op rule table for channel coupling and pruning.
+
+Each rule says, for one kind of op, (1) ``couple``: which channels of its inputs and outputs
+are the same unit, which it pins, and whether it is a consumer whose weights read channels;
+(2) ``prune``: how to slice its parameters once a set of units is removed. The table is the
+union of each op family's ``RULES``; an op that reaches the channel path without a rule
+stops the analysis with an error naming the node and op.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from onnxdecomp.channels.rules import dense, elementwise, layout
+from onnxdecomp.channels.rules.base import Rule
+from onnxdecomp.errors import node_error
+from onnxdecomp.irutil import is_default_domain
+
+TABLE: dict[str, Rule] = {**elementwise.RULES, **dense.RULES, **layout.RULES}
+
+
+def rule_for(node: ir.Node) -> Rule:
+    """The rule of ``node``; raises UnsupportedOpError when there is none."""
+    if not is_default_domain(node.domain):
+        raise node_error(node, f"custom-domain op ({node.domain}) has no channel rule")
+    rule = TABLE.get(node.op_type)
+    if rule is None:
+        raise node_error(node, "no channel-coupling rule for this op; nothing was written")
+    return rule.resolve(node)
+

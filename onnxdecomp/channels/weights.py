@@ -1,0 +1,54 @@
+"""The weights of a dense op (Conv, Gemm, MatMul) in one layout, whatever the op's own.
+
+Gemm computes alpha * A B' + beta * C (B' = B or B^T by transB), MatMul x W, Conv reads
+[out, in, kernel...]: every reader here sees [out, in, kernel...] and a [out] bias, with
+alpha and beta folded in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.errors import node_error
+from onnxdecomp.irutil import const_array
+
+
+def dense_weight(node: ir.Node) -> np.ndarray:
+    """Weights as [out, in, kernel...]."""
+    w = const_array(node.inputs[1])
+    op = node.op_type
+    if op == "Gemm":
+        w = w * node.attributes.get_float("alpha", 1.0)
+        return w if node.attributes.get_int("transB", 0) else w.T
+    if op == "MatMul":
+        return w.T
+    return w
+
+
+def dense_bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
+    """(bias as [out] float64, input index of the bias or None when the op has none)."""
+    idx = 2 if node.op_type in ("Conv", "Gemm") else None
+    if idx is not None and len(node.inputs) > idx and node.inputs[idx] is not None:
+        b = const_array(node.inputs[idx])
+        if b is None:
+            raise node_error(node, "bias is computed, not constant")
+        if node.op_type == "Gemm":
+            b = np.broadcast_to(b.reshape(-1), (out,)) if b.size in (1, out) else None
+            if b is None:
+                raise node_error(node, "Gemm bias is not a [M] or scalar constant")
+            b = b * node.attributes.get_float("beta", 1.0)
+        return b.astype(np.float64), idx
+    return np.zeros(out), idx
+
+
+def to_op_layout(node: ir.Node, w: np.ndarray) -> np.ndarray:
+    """[out, in, kernel...] weights back in the op's own layout (the inverse of dense_weight,
+    alpha aside)."""
+    op = node.op_type
+    if op == "Gemm":
+        return w if node.attributes.get_int("transB", 0) else w.T
+    if op == "MatMul":
+        return w.T
+    return w
+

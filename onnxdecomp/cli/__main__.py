@@ -1,0 +1,3 @@
+from onnxdecomp.cli import main
+
+main()

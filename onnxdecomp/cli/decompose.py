@@ -1,0 +1,106 @@
+"""``onnxdecomp decompose``: one module per class, and the table of what was kept."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from onnxdecomp.cli.options import (
+    Progress,
+    add_data_options,
+    dataset_from_options,
+    device_option,
+    json_option,
+)
+from onnxdecomp.data import check_dataset, fit_to_input
+from onnxdecomp.decompose import COMPENSATIONS, DEFAULT_FIDELITY, Manifest, Settings, decompose
+from onnxdecomp.decompose.criteria import CRITERIA
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.runtime import Runner
+
+
+@click.command("decompose")
+@click.argument("model", type=click.Path(dir_okay=False))
+@add_data_options(default_split="train", default_limit=1000)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the modules and manifest.json.")
+@click.option("--classes", default=None, metavar="0,3,7",
+              help="Only these class indices [default: all].")
+@click.option("--fidelity", type=float, default=DEFAULT_FIDELITY, show_default=True,
+              help="Share of the parent's class log-odds variance each module must reproduce "
+              "on held-out calibration samples.")
+@click.option("--keep", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Fixed fraction of channels kept per group; disables fidelity tuning.")
+@click.option("--macs", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Budget on the modules' mean MACs, as a fraction of the parent's; keep "
+              "ratios are shared between classes to keep the composed decisions on held-out "
+              "calibration samples. Disables fidelity tuning.")
+@click.option("--criterion", type=click.Choice(CRITERIA), default=Settings.criterion,
+              show_default=True, help="How units are ranked per class (see README).")
+@click.option("--compensation", type=click.Choice(COMPENSATIONS), default=Settings.compensation,
+              show_default=True, help="How the next layer makes up for removed channels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@device_option
+@json_option
+def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
+                  keep: float | None, macs: float | None, criterion: str, compensation: str,
+                  seed: int, device: str, as_json: bool, **data_opts) -> None:
+    """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
+    settings = Settings(fidelity=fidelity, criterion=criterion, compensation=compensation,
+                        keep=keep, macs=macs, seed=seed, device=device)
+    settings.check()  # before any data is read
+    runner = Runner(model, device="cpu")
+    ds = fit_to_input(dataset_from_options(data_opts, seed=seed), runner.input.shape,
+                      runner.input.dtype)
+    runner.check_input(ds.x)
+    check_dataset(ds, None)
+    bars: dict[str, Progress] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = Progress(stage, total)
+        bar(done - bar.last if stage == "modules" else done)
+        bar.last = done
+
+    manifest = decompose(model, ds.x, ds.y, out_dir, classes=_parse_classes(classes),
+                         class_names=ds.class_names, settings=settings, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    if as_json:
+        click.echo(json.dumps({**manifest.to_json(), "passed": manifest.passed}))
+        return
+    click.echo(_table(manifest, model, ds.source))
+    click.echo(f"wrote {len(manifest.modules)} modules and manifest.json to {out_dir}")
+    click.echo(f"{'PASSED' if manifest.passed else 'FAILED'} | onnxdecomp decompose "
+               f"({settings.goal})")
+    if not manifest.passed:
+        sys.exit(1)
+
+
+def _parse_classes(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError as exc:
+        raise OnnxDecompError(f"--classes takes indices like 0,3,7, got {text!r}") from exc
+
+
+def _table(manifest: Manifest, model: str, source: str) -> str:
+    parent = manifest.parent
+    lines = [f"parent  {model}: {parent.params:,} params, {parent.macs:,} MACs, "
+             f"{len(parent.classes)} classes; calibration {source}"]
+    head = f"{'class':<16}{'channels':>9}{'kernels':>9}{'params':>9}{'MACs':>9}{'fidelity':>10}"
+    lines += [head, "-" * len(head)]
+    for m in manifest.modules:
+        lines.append(f"{m.class_index:>3} {m.class_name[:12]:<12}"
+                     f"{100 * m.kept_channels:8.1f}%{100 * m.kept_kernels:8.1f}%"
+                     f"{100 * m.params_fraction:8.1f}%{100 * m.macs_fraction:8.1f}%"
+                     f"{m.fidelity:10.4f}")
+    lines.append(f"mean MACs {100 * manifest.mean_macs:.1f}% of the parent's")
+    lines.append("time: " + ", ".join(f"{k} {v:.1f}s"
+                                      for k, v in manifest.timing_seconds.items()))
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""The ``onnxdecomp`` command group: thin; each command parses, calls the API and prints.
+
+Every command ends with a PASSED or FAILED line (Polygraphy style); ``--json`` prints one
+JSON object instead of the tables. A user error, raised anywhere below, is caught once here:
+one ``error:`` line naming the command's own flags, FAILED, exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from onnxdecomp.cli.decompose import decompose_cmd
+from onnxdecomp.cli.eval import eval_cmd
+from onnxdecomp.cli.inspect import inspect_cmd
+from onnxdecomp.cli.link import link_cmd
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.version import __version__
+
+
+class _Main(click.Group):
+    """The command group, with the one handler of user errors."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OnnxDecompError as exc:
+            command = self.get_command(ctx, ctx.invoked_subcommand or "")
+            click.echo(f"error: {exc.render(_flag_speller(command))}", err=True)
+            click.echo("FAILED", err=True)
+            sys.exit(1)
+
+
+def _flag_speller(command: click.Command | None):
+    """Spell an API parameter the way this command's user typed it: ``keep`` -> ``--keep``."""
+    flags = {}
+    for param in command.params if command else ():
+        if isinstance(param, click.Option):
+            longs = [o for o in param.opts if o.startswith("--")]
+            flags[param.name] = (longs or param.opts)[0]
+    return lambda name: flags.get(name, name)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="onnxdecomp")
+def main() -> None:
+    """Cut ONNX classifiers into one smaller module per class, and link modules into models."""
+
+
+for _command in (eval_cmd, inspect_cmd, decompose_cmd, link_cmd):
+    main.add_command(_command)

@@ -1,0 +1,129 @@
+"""Options shared by the commands (Polygraphy's argument groups), and progress on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import click
+
+from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, Preprocess, load_data
+from onnxdecomp.errors import DataError
+from onnxdecomp.runtime import DEVICES
+
+
+def device_option(f: Callable) -> Callable:
+    return click.option(
+        "--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+        help="auto: CUDA when ONNX Runtime really gets it, else CPU; cuda: CUDA or fail.",
+    )(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+
+
+class Progress:
+    """A progress bar on stderr that stays quiet when stderr is not a terminal."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                     show_eta=True) if sys.stderr.isatty() else None
+        self.last = 0
+        if self.bar:
+            self.bar.__enter__()
+
+    def __call__(self, n: int) -> None:
+        if self.bar:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.__exit__(None, None, None)
+
+
+def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None or text == "":
+        return None
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError as exc:
+        raise DataError(
+            f"{flag} must be comma-separated numbers like 0.5,0.5,0.5: {text!r}"
+        ) from exc
+
+
+def add_data_options(
+    f: Callable | None = None, *, default_split: str = "test", default_limit: int | None = None
+) -> Callable:
+    """Click decorator adding the shared data options (``--data``, ``--split`` ...) to a command.
+
+    Use bare (``@add_data_options``) or with another default split
+    (``@add_data_options(default_split="train")`` for calibration data).
+    """
+    if f is None:
+        return lambda g: add_data_options(
+            g, default_split=default_split, default_limit=default_limit
+        )
+
+    options = [
+        click.option(
+            "--data",
+            "data",
+            required=True,
+            metavar="SPEC",
+            help="Data: a .npz (x, y), an IDX folder, a folder or .tar.gz of "
+            "<split>/<class>/images, or sklearn:digits.",
+        ),
+        click.option(
+            "--split",
+            type=click.Choice(SPLITS),
+            default=default_split,
+            show_default=True,
+            help="Which split to read (ignored for .npz).",
+        ),
+        click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            default=default_limit,
+            show_default=default_limit is not None,
+            metavar="N",
+            help="Use at most N samples (stratified, deterministic subsample).",
+        ),
+        click.option(
+            "--scale", type=float, default=None, help="Multiply image pixels by F (e.g. 0.00392)."
+        ),
+        click.option("--mean", default=None, metavar="A,B,C", help="Per-channel mean to subtract."),
+        click.option("--std", default=None, metavar="A,B,C", help="Per-channel std to divide by."),
+        click.option(
+            "--layout",
+            type=click.Choice(LAYOUTS),
+            default=None,
+            help="Image layout the model takes [default: nchw].",
+        ),
+        click.option(
+            "--dtype",
+            default=None,
+            metavar="NAME",
+            help="Input dtype, e.g. float32, float16, int64 [default: float32 for images, "
+            "as stored for .npz].",
+        ),
+    ]
+    for opt in reversed(options):  # click applies decorators bottom-up; keep --help in order
+        f = opt(f)
+    return f
+
+
+def dataset_from_options(opts: dict, seed: int = 0) -> Dataset:
+    """Build a :class:`Preprocess` from the click values of :func:`add_data_options` and load."""
+    scale = opts.get("scale")
+    pre = Preprocess(
+        scale=1.0 if scale is None else float(scale),
+        mean=_parse_floats(opts.get("mean"), "--mean"),
+        std=_parse_floats(opts.get("std"), "--std"),
+        layout=opts.get("layout"),
+        dtype=opts.get("dtype"),
+    )
+    return load_data(
+        opts["data"], split=opts.get("split") or "test", pre=pre, limit=opts.get("limit"), seed=seed
+    )

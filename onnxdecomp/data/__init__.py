@@ -1,0 +1,23 @@
+"""The data layer every command uses: read a data spec into model-ready arrays and check it.
+
+``readers`` parse the raw formats, ``preprocess`` turns images into model input, ``dataset``
+holds the result and its checks, ``load`` picks the reader for a spec.
+"""
+
+from onnxdecomp.data.dataset import Dataset, check_dataset
+from onnxdecomp.data.load import SPLITS, load_data
+from onnxdecomp.data.preprocess import LAYOUTS, Preprocess, apply_preprocess, fit_to_input
+from onnxdecomp.data.readers import read_idx, read_image_tree
+
+__all__ = [
+    "LAYOUTS",
+    "SPLITS",
+    "Dataset",
+    "Preprocess",
+    "apply_preprocess",
+    "check_dataset",
+    "fit_to_input",
+    "load_data",
+    "read_idx",
+    "read_image_tree",
+]

@@ -1,0 +1,69 @@
+"""The data every command works on, and the checks it must pass before any model sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxdecomp.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """Inputs exactly as the model takes them, with labels."""
+
+    x: np.ndarray
+    y: np.ndarray  # int64, (N,) or (N, T) per-timestep labels; -1 = ignore
+    class_names: list[str] | None
+    source: str  # human description, e.g. "mnist IDX test split (10000 samples)"
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def as_int_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Integer labels as int64; integral floats (0.0, 1.0...) are accepted, others are not."""
+    if y.dtype.kind in "iu":
+        return y.astype(np.int64, copy=False)
+    if y.dtype.kind == "b":
+        return y.astype(np.int64)
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        return y.astype(np.int64)
+    raise DataError(f"labels must be integers, got {y.dtype} in {where}")
+
+
+def check_dataset(ds: Dataset, num_classes: int | None, where: str | None = None) -> None:
+    """One-line DataError for data that cannot be used.
+
+    Checks: empty data; x and y lengths differing; NaN or inf in float ``x``; labels that are
+    not integers; labels outside ``[0, num_classes)`` other than -1 (``num_classes=None``
+    only rejects labels below -1).
+    """
+    src = where or ds.source or "data"
+    x, y = ds.x, ds.y
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise DataError(f"data is empty: no samples in {src}")
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"x and y differ in length: {x.shape[0]} inputs but "
+            f"{y.shape[0] if y.ndim else 0} labels in {src}"
+        )
+    if x.dtype.kind in "fc":
+        bad = ~np.isfinite(x)
+        if bad.any():
+            rows = int(bad.reshape(len(x), -1).any(axis=1).sum())
+            raise DataError(f"data has NaN or inf values in {rows} sample(s) of {src}")
+    if y.dtype.kind not in "iu":
+        raise DataError(f"labels must be integers, got {y.dtype} in {src}")
+    valid = y[y != -1]
+    if valid.size == 0:
+        return
+    lo, hi = int(valid.min()), int(valid.max())
+    if lo < 0:
+        raise DataError(f"label {lo} is negative in {src} (only -1 = ignore is allowed)")
+    if num_classes is not None and hi >= num_classes:
+        raise DataError(
+            f"label {hi} is out of range: the model has {num_classes} classes "
+            f"(labels 0..{num_classes - 1}, -1 = ignore) in {src}"
+        )

@@ -1,0 +1,147 @@
+"""Load a data spec into model-ready arrays.
+
+A data spec is one of (auto-detected, see :func:`load_data`):
+
+* a ``.npz`` file with ``x`` (inputs exactly as the model takes them), ``y`` (int labels,
+  ``(N,)`` or ``(N, T)``, ``-1`` = ignore) and optionally ``class_names``;
+* an IDX folder in the MNIST layout (``train-images-idx3-ubyte[.gz]``, ``t10k-...``);
+* a folder or ``.tar.gz`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one top folder);
+* ``sklearn:digits`` (scikit-learn's bundled 8x8 digits; needs no file).
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from onnxdecomp.data.dataset import Dataset, check_dataset
+from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
+from onnxdecomp.data.readers import is_idx_folder, read_digits, read_idx, read_image_tree, read_npz
+from onnxdecomp.errors import DataError
+
+SPLITS = ("train", "test", "all", "val")
+
+
+def _detect(spec: str) -> str:
+    """Which reader handles ``spec``: 'sklearn', 'npz', 'idx' or 'tree'."""
+    if spec.startswith("sklearn:"):
+        return "sklearn"
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"data not found: {spec}")
+    name = path.name.lower()
+    if path.is_file():
+        if name.endswith(".npz"):
+            return "npz"
+        if name.endswith((".tar.gz", ".tgz", ".tar")):
+            return "tree"
+        if zipfile.is_zipfile(path):  # an npz under another name
+            return "npz"
+        if tarfile.is_tarfile(path):
+            return "tree"
+    elif path.is_dir():
+        if is_idx_folder(path):
+            return "idx"
+        return "tree"
+    raise DataError(
+        f"unrecognised data {spec}: expected a .npz file, an IDX folder, a folder or .tar.gz "
+        "of <split>/<class>/images, or sklearn:digits"
+    )
+
+
+def _stratified_subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` samples, class proportions kept (largest remainder).
+
+    Not scikit-learn's ``train_test_split(stratify=)``: that keeps the same class counts but
+    draws other samples (checked on MNIST), and every committed figure was measured on these.
+    """
+    n = len(y)
+    if limit >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if y.ndim != 1:  # per-timestep labels have no single class to stratify on
+        return np.sort(rng.choice(n, size=limit, replace=False))
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * (limit / n)
+    quota = np.floor(exact).astype(np.int64)
+    short = limit - int(quota.sum())
+    # Hand the leftover places to the largest remainders; ties go to the bigger class.
+    order = np.lexsort((-counts, -(exact - quota)))
+    quota[order[:short]] += 1
+    picked = [
+        rng.choice(np.flatnonzero(y == c), size=int(q), replace=False)
+        for c, q in zip(classes, quota, strict=True)
+        if q > 0
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+def load_data(
+    spec: str,
+    split: str = "test",
+    pre: Preprocess | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load a data spec (see the module docstring) as model-ready arrays.
+
+    Image formats (IDX, image trees, ``sklearn:digits``) get ``pre`` applied; the default is
+    raw pixel values as float32 NCHW, since our models normalise inside the graph. IDX and
+    digits images have one channel: ``[N, 1, H, W]`` (or ``[N, H, W, 1]``). An ``.npz`` is
+    used exactly as stored (``split`` is ignored); only an explicit ``pre.dtype`` converts
+    its ``x``, and scale/mean/std/layout raise, since silently ignoring them would mislead.
+    ``limit`` keeps at most that many samples: a stratified subsample drawn with
+    ``np.random.default_rng(seed)``, in the original order.
+    """
+    pre = pre or Preprocess()
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    if limit is not None and limit < 1:
+        raise DataError(f"{{limit}} must be at least 1, got {limit}", options=["limit"])
+    kind = _detect(spec)
+    images: np.ndarray | None = None  # raw images, preprocessed after any subsampling
+    if kind == "sklearn":
+        name = spec.split(":", 1)[1]
+        if name != "digits":
+            raise DataError(f"unknown scikit-learn data set {spec!r}: only sklearn:digits")
+        images, y = read_digits(split)
+        ds = Dataset(images, y, [str(i) for i in range(10)], "")
+        what = f"sklearn digits {split} split"
+    elif kind == "npz":
+        if not pre.is_identity or pre.layout is not None:
+            raise DataError(
+                f"{spec}: .npz inputs are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
+                "{layout} only apply to image data (preprocess before saving the npz)",
+                options=["scale", "mean", "std", "layout"])
+        x, y, names = read_npz(Path(spec))
+        if pre.dtype is not None:  # an explicit dtype: the user asked for the conversion
+            x = x.astype(target_dtype(pre.dtype), copy=False)
+        ds = Dataset(x, y, names, "")
+        what = f"{Path(spec).name} npz"
+    elif kind == "idx":
+        images, y = read_idx(spec, split)
+        n_cls = max(10, int(y.max()) + 1) if len(y) else 10
+        # IDX files carry no class names (Fashion-MNIST's neither): digits, never guesses.
+        ds = Dataset(images, y, [str(i) for i in range(n_cls)], "")
+        what = f"{Path(spec).resolve().name} IDX {split} split"
+    else:
+        images, y, names = read_image_tree(spec, split)
+        ds = Dataset(images, y, names, "")
+        what = f"{Path(spec).name} images {split} split"
+    check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
+    total = len(ds.x)
+    if limit is not None and limit < total:
+        keep = _stratified_subsample(ds.y, limit, seed)
+        ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
+        ds.source = f"{what} ({len(keep)} of {total} samples, stratified, seed {seed})"
+    else:
+        ds.source = f"{what} ({total} samples)"
+    if images is not None:  # preprocess only what is kept: --limit stays cheap on big sets
+        ds.x = apply_preprocess(ds.x, pre)
+        if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf
+            check_dataset(ds, None, where=spec)
+    return ds

@@ -1,0 +1,278 @@
+"""Readers of the raw data formats: IDX folders (MNIST layout), image trees (a folder or
+tar of ``<split>/<class>/*.jpg|*.png``), ``.npz`` files and scikit-learn's digits.
+
+They return raw arrays; every failure is a one-line :class:`~onnxdecomp.errors.DataError`
+naming the problem and path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from onnxdecomp.data.dataset import as_int_labels
+from onnxdecomp.errors import DataError, first_line
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
+_IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    """File bytes, gunzipped when the file starts with the gzip magic (whatever its name)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from exc
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"corrupt gzip file {path}: {first_line(exc)}") from exc
+
+
+def _parse_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (gzip or plain) into an array of its declared type and shape."""
+    data = _read_maybe_gzip(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise DataError(f"not an IDX file (bad magic number {data[:4].hex() or 'empty'}): {path}")
+    dtype, ndim = _IDX_TYPES[data[2]], data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"truncated IDX header: {path}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(
+            f"corrupt IDX file: header says shape {dims} ({expected} bytes) but it holds "
+            f"{len(data) - header} bytes: {path}"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    return arr.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _idx_file(folder: Path, prefix: str, kind: str) -> Path | None:
+    """The IDX file for ``prefix`` ('train'/'t10k') and ``kind`` ('images'/'labels'), if any."""
+    rank = "3" if kind == "images" else "1"
+    for stem in (f"{prefix}-{kind}-idx{rank}-ubyte", f"{prefix}-{kind}.idx{rank}-ubyte"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def is_idx_folder(folder: Path) -> bool:
+    """A folder holding MNIST-layout image files for at least one split."""
+    return any(_idx_file(folder, p, "images") is not None for p in _IDX_PREFIX.values())
+
+
+def read_idx(folder: str | Path, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Read an MNIST-layout IDX folder.
+
+    ``split`` 'train' reads ``train-images-idx3-ubyte[.gz]`` + ``train-labels-idx1-ubyte[.gz]``,
+    'test' reads the ``t10k-*`` pair, 'all' is train followed by test. Files may be gzipped or
+    plain. Returns ``x`` uint8 ``[N, H, W]`` and ``y`` int64 ``[N]``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"IDX folder not found: {folder}")
+    if split == "all":
+        parts = [read_idx(folder, s) for s in ("train", "test")]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    if split not in _IDX_PREFIX:
+        raise DataError(
+            f"unknown split {split!r} for IDX folder {folder}: it has train, test (or all)"
+        )
+    prefix = _IDX_PREFIX[split]
+    img_path = _idx_file(folder, prefix, "images")
+    lbl_path = _idx_file(folder, prefix, "labels")
+    if img_path is None or lbl_path is None:
+        kind = "images" if img_path is None else "labels"
+        rank = "3" if kind == "images" else "1"
+        raise DataError(
+            f"no {split} {kind} in IDX folder {folder}: expected {prefix}-{kind}-idx{rank}-ubyte"
+            "[.gz]"
+        )
+    x = _parse_idx(img_path)
+    y = _parse_idx(lbl_path)
+    if x.ndim != 3:
+        raise DataError(f"IDX images must be 3-d [N, H, W], got shape {x.shape}: {img_path}")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(f"IDX labels must be 1-d integers, got {y.dtype} {y.shape}: {lbl_path}")
+    if len(x) != len(y):
+        raise DataError(
+            f"IDX images and labels differ in length ({len(x)} vs {len(y)}) in {folder} "
+            f"({split} split)"
+        )
+    return x, y.astype(np.int64)
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTS)
+
+
+def _pick_prefix(prefixes: Iterable[tuple[str, ...]], path: Path) -> tuple[str, ...]:
+    """The shallowest folder holding ``<split>/<class>/<image>``; two at that depth = ambiguous."""
+    prefixes = sorted(set(prefixes), key=lambda p: (len(p), p))
+    if not prefixes:
+        raise DataError(f"no images found as <split>/<class>/*.jpg|*.png in {path}")
+    best = [p for p in prefixes if len(p) == len(prefixes[0])]
+    if len(best) > 1:
+        where = ", ".join("/".join(p) for p in best[:3])
+        raise DataError(f"ambiguous image tree in {path}: split folders under {where}")
+    return best[0]
+
+
+def _decode(blobs: list[tuple[str, bytes | Path]], path: Path) -> np.ndarray:
+    """Decode images to uint8 [N, H, W, C]; C=1 when every image is grayscale, else RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    arrays: list[np.ndarray] = []
+    for name, blob in blobs:
+        try:
+            src = blob if isinstance(blob, Path) else io.BytesIO(blob)
+            with Image.open(src) as im:
+                if im.mode not in ("L", "RGB"):
+                    # Palette, alpha, 16-bit, CMYK...: reduce to 8-bit gray or RGB.
+                    gray = im.mode in ("1", "LA", "I", "I;16", "F")
+                    im = im.convert("L" if gray else "RGB")
+                arrays.append(np.asarray(im, dtype=np.uint8))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"cannot decode image {name} in {path}: {first_line(exc)}") from exc
+    sizes = {a.shape[:2] for a in arrays}
+    if len(sizes) > 1:
+        raise DataError(f"images differ in size in {path}: {sorted(sizes)[:3]}")
+    if any(a.ndim == 3 for a in arrays):
+        # Mixed gray and RGB: promote gray to RGB so every sample has the same shape.
+        arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in arrays]
+    else:
+        arrays = [a[..., None] for a in arrays]
+    return np.stack(arrays)
+
+
+def read_image_tree(
+    path: str | Path, split: str = "test"
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read a folder or ``.tar[.gz]`` holding ``<split>/<class>/*.jpg|*.png``.
+
+    The split folders may sit under one top folder (as in ``cifar10-jpg-q75.tar.gz``).
+    Class names are the sorted class folder names, taken over every split so that label
+    ``k`` means the same class in train and test. ``split='all'`` reads every split.
+    Order is deterministic: by split, then class, then file name. Returns ``x`` uint8
+    ``[N, H, W, C]`` (C=3 for RGB, 1 when all images are grayscale), ``y`` int64 ``[N]``
+    and the class names. A tar is streamed once and only the requested split is kept.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"image data not found: {path}")
+    # (prefix, split, class) seen anywhere, and the wanted images with their bytes or path.
+    classes: set[tuple[tuple[str, ...], str, str]] = set()
+    files: list[tuple[tuple[str, ...], str, str, str, bytes | Path]] = []
+    want = None if split == "all" else split
+
+    def note(parts: tuple[str, ...], blob: Callable[[], bytes | Path]) -> None:
+        if len(parts) < 3 or not _is_image_name(parts[-1]):
+            return
+        prefix, sp, cls, name = parts[:-3], parts[-3], parts[-2], parts[-1]
+        classes.add((prefix, sp, cls))
+        if want is None or sp == want:
+            files.append((prefix, sp, cls, name, blob()))
+
+    if path.is_dir():
+        for root, dirs, names in os.walk(path):
+            dirs.sort()
+            rel = Path(root).relative_to(path).parts
+            for name in names:
+                note(rel + (name,), lambda r=root, n=name: Path(r) / n)
+    else:
+        try:
+            with tarfile.open(path, "r:*") as tf:
+                for member in tf:
+                    if not member.isfile():
+                        continue
+                    # str.split, not PurePosixPath: this runs for all 60k CIFAR members.
+                    parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+
+                    def blob(m: tarfile.TarInfo = member) -> bytes:
+                        f = tf.extractfile(m)
+                        return f.read() if f is not None else b""
+
+                    note(parts, blob)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"cannot read archive {path}: {first_line(exc)}") from exc
+
+    prefix = _pick_prefix((c[0] for c in classes), path)
+    splits = sorted({c[1] for c in classes if c[0] == prefix})
+    if want is not None and want not in splits:
+        raise DataError(f"unknown split {split!r} in {path}: it has {', '.join(splits)} (or all)")
+    class_names = sorted({c[2] for c in classes if c[0] == prefix})
+    index = {c: i for i, c in enumerate(class_names)}
+    chosen = sorted((f for f in files if f[0] == prefix), key=lambda f: (f[1], f[2], f[3]))
+    if not chosen:
+        raise DataError(f"no images in split {split!r} of {path}")
+    x = _decode([("/".join(f[0] + f[1:4]), f[4]) for f in chosen], path)
+    y = np.array([index[f[2]] for f in chosen], dtype=np.int64)
+    return x, y, class_names
+
+
+def read_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x, y = d.images, d.target.astype(np.int64)  # images: float64 [N, 8, 8], values 0..16
+    if split == "all":
+        return x, y
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r} for sklearn:digits: it has train, test, all")
+    idx = np.arange(len(y))
+    tr, te = train_test_split(idx, test_size=0.25, random_state=0, stratify=y)
+    keep = np.sort(tr if split == "train" else te)  # keep the original order
+    return x[keep], y[keep]
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """``x``, integer ``y`` and the optional ``class_names`` of an ``.npz``; pickled (object)
+    arrays are never unpickled."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = [k for k in ("x", "y") if k not in keys]
+            if missing:
+                raise DataError(
+                    f"npz file {path} has no array {' or '.join(missing)!r} "
+                    f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
+                )
+            x, y = z["x"], z["y"]
+            names = (
+                [str(n) for n in z["class_names"].reshape(-1)] if "class_names" in keys else None
+            )
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # ValueError also covers pickled (object) arrays, which we never unpickle.
+        raise DataError(f"cannot read npz file {path}: {first_line(exc)}") from exc
+    if x.ndim == 0 or y.ndim not in (1, 2):
+        raise DataError(
+            f"npz file {path}: x must be [N, ...] and y (N,) or (N, T); "
+            f"got x {x.shape}, y {y.shape}"
+        )
+    return x, as_int_labels(y, str(path)), names

@@ -1,0 +1,90 @@
+"""Least-squares columns of a consumer's input: im2col patches at sampled output positions
+for a Conv (the same positions for every image of a batch, drawn from a seeded rng), the
+features for a Gemm, each row ending in the constant 1 of the bias."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.channels import Consumer
+
+
+def conv_geometry(node: ir.Node, x_shape: tuple[int, ...]) -> tuple[list[int], ...]:
+    """(kernel, strides, dilations, pads_begin, pads_end, out_size) of a Conv over x_shape."""
+    w = node.inputs[1].const_value.numpy()
+    kernel = list(w.shape[2:])
+    nd = len(kernel)
+    strides = list(node.attributes.get_ints("strides", [1] * nd))
+    dil = list(node.attributes.get_ints("dilations", [1] * nd))
+    pads = list(node.attributes.get_ints("pads", [0] * (2 * nd)))
+    auto = node.attributes.get_string("auto_pad", "NOTSET")
+    size = list(x_shape[2:])
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0] * (2 * nd)
+        for i in range(nd):
+            out = -(-size[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - size[i])
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + nd] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    elif auto == "VALID":
+        pads = [0] * (2 * nd)
+    begin, end = pads[:nd], pads[nd:]
+    out = [
+        (size[i] + begin[i] + end[i] - (kernel[i] - 1) * dil[i] - 1) // strides[i] + 1
+        for i in range(nd)
+    ]
+    return kernel, strides, dil, begin, end, out
+
+
+def sample_positions(out: list[int], positions: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted flat indices of ``positions`` random points of an output grid ``out``."""
+    total = int(np.prod(out))
+    return np.sort(rng.choice(total, size=min(positions, total), replace=False))
+
+
+def output_rows(cons: Consumer, x_shape: tuple[int, ...], y: np.ndarray, positions: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Rows [B * P, O] of a consumer-shaped output tensor ``y`` at the positions that
+    ``consumer_columns`` samples from an input of ``x_shape`` with an identically seeded rng."""
+    if cons.kind != "conv":
+        return y.reshape(y.shape[0], -1)
+    out = conv_geometry(cons.node, x_shape)[-1]
+    pick = sample_positions(out, positions, rng)
+    flat = y.reshape(y.shape[0], y.shape[1], -1)[:, :, pick]  # [B, O, P]
+    return np.moveaxis(flat, 1, 2).reshape(-1, y.shape[1])
+
+
+def im2col_sample(
+    x: np.ndarray, node: ir.Node, positions: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Patches [B * P, C * prod(kernel)] at P random output positions (the same for the batch).
+
+    Columns are ordered (channel, kernel...) like the Conv weight's flattened rows.
+    """
+    kernel, strides, dil, begin, end, out = conv_geometry(node, x.shape)
+    nd = len(kernel)
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(b, e) for b, e in zip(begin, end)])
+    pick = sample_positions(out, positions, rng)
+    coords = np.unravel_index(pick, out)
+    window = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    view = np.lib.stride_tricks.sliding_window_view(xp, window, axis=tuple(range(2, 2 + nd)))
+    at = tuple(coords[i] * strides[i] for i in range(nd))
+    patches = view[(slice(None), slice(None)) + at]  # [B, C, P, window...]
+    patches = patches[(Ellipsis,) + tuple(slice(None, None, d) for d in dil)]
+    patches = np.moveaxis(patches, 2, 1)  # [B, P, C, kernel...]
+    return patches.reshape(patches.shape[0] * patches.shape[1], -1)
+
+
+def consumer_columns(cons: Consumer, act: np.ndarray, positions: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """(rows x~ = [columns, 1] float32, rows per sample) of a consumer's input batch:
+    im2col patches at sampled positions for a Conv, the features for a Gemm."""
+    a = act.astype(np.float32)
+    if cons.kind == "conv":
+        cols = im2col_sample(a, cons.node, positions, rng)
+        reps = cols.shape[0] // a.shape[0]
+    else:
+        cols, reps = a.reshape(a.shape[0], -1), 1
+    cols = np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)
+    return cols, reps

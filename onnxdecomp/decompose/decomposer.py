@@ -1,0 +1,285 @@
+"""Decompose a classifier into one standalone, physically smaller ONNX module per class.
+
+normalise -> analyse channel groups -> profile (one pass, all classes) -> per class: score
+units, tune the keep ratio to the smallest module that meets ``fidelity`` on held-out
+calibration samples (or, under a ``macs`` budget, share the budget between classes as the
+composed decisions need it; see ``allocate``) -> prune (+ least-squares refit) -> log-odds
+head -> finalise -> write.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from onnxdecomp import provenance
+from onnxdecomp.channels import PruneChannelsPass
+from onnxdecomp.decompose.allocate import Candidate, allocate
+from onnxdecomp.decompose.compensate import make_refit
+from onnxdecomp.decompose.criteria import choose_removed, class_weights, score_units
+from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
+from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
+from onnxdecomp.decompose.manifest import Manifest, ModuleEntry, ParentEntry
+from onnxdecomp.decompose.parent import Parent, kernel_fraction, load_parent
+from onnxdecomp.decompose.profile import profile
+from onnxdecomp.decompose.sequential import SequentialRefit
+from onnxdecomp.decompose.settings import KEEP_GRID, Settings
+from onnxdecomp.decompose.tune import tune_keep
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.modelio import atomic_write_bytes, sha256_bytes
+from onnxdecomp.passes import check_emitted, finalize
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+from onnxdecomp.version import __version__
+
+
+@dataclass
+class BuiltModule:
+    """One module of class ``k`` at keep ratio ``keep``; fidelities once measured."""
+
+    k: int
+    keep: float
+    proto: onnx.ModelProto
+    removed: set[int]
+    fidelity: float | None = None  # share of the parent's log-odds variance reproduced
+    agreement: float | None = None  # decision agreement (Jaccard) with the parent
+
+
+def build_module(parent: Parent, removed: set[int], refit, k: int, check: bool) -> onnx.ModelProto:
+    model = parent.model.clone()
+    PruneChannelsPass(parent.cg, removed, refit)(model)
+    AppendLogOddsPass(k, parent.num_classes)(model)
+    return finalize(model, check=check)
+
+
+def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(profiling indices, held-out indices), a seeded random split."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_hold = max(1, min(n - 1, int(round(n * holdout))))
+    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+class Decomposer:
+    """The parent profiled once; modules for any class and keep ratio built on demand.
+
+    ``x`` is calibration data exactly as the model takes it; a ``holdout`` fraction of it is
+    kept apart to measure fidelity. ``y`` is optional: classes are assigned by the parent's
+    own predictions.
+    """
+
+    def __init__(self, model, x: np.ndarray, y: np.ndarray | None = None,
+                 settings: Settings | None = None, class_names: list[str] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.settings = s = settings or Settings()
+        s.check()
+        self.timing: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.parent = load_parent(model, class_names)
+        self.clusters = self.parent.cg.units()
+        self.timing["analysis"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
+        self.n_profile, self.n_holdout = len(prof_idx), len(hold_idx)
+        step = (lambda n: progress("profile", n, len(prof_idx))) if progress else None
+        self.profile = profile(
+            self.parent.proto, self.parent.cg, x[prof_idx],
+            None if y is None else y[prof_idx], device=s.device, positions=s.positions,
+            seed=s.seed, progress=step)
+        self.x_hold = x[hold_idx]
+        logits = Runner(self.parent.proto, device=s.device).run(self.x_hold)[0]
+        self.hold_logodds = logodds_from_logits(logits)
+        self.timing["profiling"] = time.perf_counter() - t0
+        self._scores: dict[tuple[str, int], dict[int, float]] = {}
+        self._x_seq = x[prof_idx[:s.sequential_samples]]
+        self._sequential: SequentialRefit | None = None
+
+    def scores(self, k: int, criterion: str | None = None) -> dict[int, float]:
+        key = (criterion or self.settings.criterion, k)
+        if key not in self._scores:
+            self._scores[key] = score_units(key[0], k, self.parent.cg, self.profile,
+                                            self.settings.seed)
+        return self._scores[key]
+
+    def build(self, k: int, keep: float, criterion: str | None = None,
+              compensation: str | None = None, check: bool = False) -> BuiltModule:
+        """The module of class ``k`` keeping ``keep`` of each channel group."""
+        s = self.settings
+        mode = compensation or s.compensation
+        removed = choose_removed(self.scores(k, criterion), self.clusters, keep)
+        weights = class_weights(self.profile, k)
+        refit = make_refit(self.profile, weights, "lstsq" if mode == "sequential" else mode,
+                           s.ridge)
+        if mode != "sequential" or not removed:
+            proto = build_module(self.parent, removed, refit, k, check=check)
+            return BuiltModule(k, keep, proto, removed)
+        if self._sequential is None:
+            self._sequential = SequentialRefit(self.parent.proto, self.parent.cg, self._x_seq,
+                                               s.positions, s.seed, s.ridge, s.device)
+        proto = self._sequential.solve(
+            removed, weights, lambda rf: build_module(self.parent, removed, rf, k, check=False),
+            refit)
+        if check:
+            check_emitted(proto)
+        return BuiltModule(k, keep, proto, removed)
+
+    def hold_score(self, proto: onnx.ModelProto) -> np.ndarray:
+        """A module's score on the held-out samples."""
+        return Runner(proto, device=self.settings.device).run(self.x_hold)[0]
+
+    def measure(self, module: BuiltModule, score: np.ndarray | None = None) -> BuiltModule:
+        """Set the module's fidelities on the held-out samples (from ``score`` if given)."""
+        score = self.hold_score(module.proto) if score is None else score
+        module.fidelity = logodds_fidelity(score, self.hold_logodds, module.k)
+        module.agreement = jaccard_fidelity(score, self.hold_logodds, module.k)
+        return module
+
+    def allocate(self, classes: list[int], budget: float) -> dict[int, BuiltModule]:
+        """Per class the module, measured, with mean module MACs <= ``budget`` (a fraction
+        of the parent's), the keep ratios shared out by ``allocate``; modules are finalised
+        but not yet checked. With the sequential refit, candidates are ranked with the
+        parallel refit (same sizes, a fraction of the cost) and only the chosen modules are
+        built sequentially."""
+        ladder = KEEP_GRID[::-1]  # 1.0 (the parent, exact) down to the smallest
+        built: dict[tuple[int, int], tuple[Candidate, BuiltModule, np.ndarray]] = {}
+        sequential = self.settings.compensation == "sequential"
+
+        def candidate(k: int, i: int) -> Candidate | None:
+            if i >= len(ladder):
+                return None
+            if (k, i) not in built:
+                module = self.build(k, ladder[i], compensation="lstsq" if sequential else None)
+                score = self.hold_score(module.proto)
+                macs = model_stats(module.proto).macs / max(self.parent.macs, 1)
+                built[k, i] = (Candidate(macs, score[:, 0]), module, score)
+            return built[k, i][0]
+
+        chosen = allocate(candidate, classes, self.hold_logodds, budget)
+        out = {}
+        for k, i in chosen.items():
+            _, module, score = built[k, i]
+            if sequential and module.removed:
+                module = self.build(k, ladder[i])
+                score = None
+            out[k] = self.measure(module, score)
+        return out
+
+    def tune(self, k: int) -> BuiltModule:
+        """The smallest module meeting the fidelity target, measured; finalised but not yet
+        checked."""
+        return tune_keep(lambda keep: self.measure(self.build(k, keep)),
+                         lambda module: module.fidelity, self.settings.fidelity)
+
+
+def decompose(
+    model: str | os.PathLike | onnx.ModelProto,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    out_dir: str | os.PathLike | None = None,
+    classes: list[int] | None = None,
+    class_names: list[str] | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Manifest:
+    """Cut ``model`` into one module per class; returns the manifest (also written to
+    ``out_dir/manifest.json`` with the modules when ``out_dir`` is given).
+
+    ``x`` is calibration data exactly as the model takes it (``y`` optional: classes are
+    assigned by the parent's own predictions). ``progress(stage, done, total)`` is called as
+    work advances.
+    """
+    dec = Decomposer(model, x, y, settings, class_names, progress)
+    s, parent, timing = dec.settings, dec.parent, dec.timing
+    k_all = parent.num_classes
+    classes = list(range(k_all)) if classes is None else list(classes)
+    if not classes:
+        raise OnnxDecompError("no class to decompose: {classes} names none",
+                              options=["classes"])
+    for c in classes:
+        if not 0 <= c < k_all:
+            raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
+    entries, files = [], []
+    t0 = time.perf_counter()
+    allocated = dec.allocate(classes, s.macs) if s.macs is not None else {}
+    t_prune, t_write = time.perf_counter() - t0, 0.0
+    for done, k in enumerate(classes):
+        t0 = time.perf_counter()
+        if k in allocated:
+            module = allocated[k]
+            check_emitted(module.proto)
+        elif s.keep is not None:
+            module = dec.measure(dec.build(k, s.keep, check=True))
+        else:
+            module = dec.tune(k)
+            check_emitted(module.proto)
+        t_prune += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        entry = _entry(module, parent, len(dec.clusters))
+        _stamp(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout)
+        data = module.proto.SerializeToString()
+        entry.sha256 = sha256_bytes(data)
+        files.append((entry.file, data))
+        entries.append(entry)
+        t_write += time.perf_counter() - t0
+        if progress:
+            progress("modules", done + 1, len(classes))
+    timing["pruning"] = t_prune
+    t0 = time.perf_counter()
+    manifest = Manifest(
+        parent=ParentEntry(parent.path, parent.sha256, parent.params, parent.macs,
+                           parent.class_names),
+        modules=entries, settings=s,
+        calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
+        parent_agreement_on_calibration=(
+            None if y is None else round(dec.profile.agreement, 4)),
+        onnxdecomp_version=__version__, timing_seconds=timing)
+    if out_dir is not None:
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise OnnxDecompError(f"output path exists and is not a folder: {out}")
+        for name, data in files:
+            atomic_write_bytes(out / name, data)
+    timing["writing"] = t_write + time.perf_counter() - t0
+    if out_dir is not None:
+        manifest.write(out_dir)
+    return manifest
+
+
+def _entry(module: BuiltModule, parent: Parent, n_units: int) -> ModuleEntry:
+    stats = model_stats(module.proto)
+    k = module.k
+    return ModuleEntry(
+        class_index=k,
+        class_name=parent.class_names[k],
+        file=f"class_{k:0{len(str(parent.num_classes - 1))}d}.onnx",
+        params=stats.params,
+        macs=stats.macs,
+        params_fraction=round(stats.params / max(parent.params, 1), 4),
+        macs_fraction=round(stats.macs / max(parent.macs, 1), 4),
+        kept_channels=round(1 - len(module.removed) / max(n_units, 1), 4),
+        kept_kernels=round(kernel_fraction(parent.cg, module.removed), 4),
+        keep_ratio=module.keep,
+        fidelity=round(module.fidelity, 4),
+        decision_agreement=round(module.agreement, 4),
+    )
+
+
+def _stamp(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settings,
+           n_prof: int, n_hold: int) -> None:
+    """Provenance in the module itself: a module stays traceable once copied elsewhere."""
+    kept = {key: getattr(entry, key) for key in (
+        "kept_channels", "kept_kernels", "params_fraction", "macs_fraction", "keep_ratio")}
+    calibration = {
+        "samples": n_prof, "holdout": n_hold, "criterion": s.criterion,
+        "compensation": s.compensation, "fidelity_target": s.fidelity,
+        "macs_budget": s.macs, "fidelity": entry.fidelity, "seed": s.seed,
+        "positions": s.positions}
+    provenance.stamp(proto, provenance.module_meta(
+        parent.sha256, entry.class_index, entry.class_name, parent.num_classes, kept,
+        calibration))

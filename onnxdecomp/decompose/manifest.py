@@ -1,0 +1,88 @@
+"""``manifest.json``: what a decomposition wrote, from what, how, and whether it passed.
+
+Its keys are a public contract (README): extend them, never rename them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from onnxdecomp.decompose.settings import Settings
+from onnxdecomp.modelio import atomic_write_text
+
+FILE = "manifest.json"
+
+
+@dataclass
+class ParentEntry:
+    path: str
+    sha256: str
+    params: int
+    macs: int
+    classes: list[str]
+
+
+@dataclass
+class ModuleEntry:
+    class_index: int
+    class_name: str
+    file: str
+    params: int
+    macs: int
+    params_fraction: float
+    macs_fraction: float
+    kept_channels: float
+    kept_kernels: float
+    keep_ratio: float
+    fidelity: float
+    decision_agreement: float
+    sha256: str = ""
+
+
+@dataclass
+class Manifest:
+    parent: ParentEntry
+    modules: list[ModuleEntry]
+    settings: Settings
+    calibration_samples: int
+    holdout_samples: int
+    parent_agreement_on_calibration: float | None
+    onnxdecomp_version: str
+    timing_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean_macs(self) -> float:
+        """Mean module MACs as a fraction of the parent's."""
+        return sum(m.macs_fraction for m in self.modules) / len(self.modules)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the modules meet what the settings asked for (``Settings.goal``)."""
+        s = self.settings
+        if s.macs is not None:
+            return self.mean_macs <= s.macs + 1e-9
+        if s.keep is not None:
+            return True
+        return all(m.fidelity >= s.fidelity for m in self.modules)
+
+    def to_json(self) -> dict:
+        s = self.settings
+        return {
+            "parent": asdict(self.parent),
+            "modules": [asdict(m) for m in self.modules],
+            "settings": {
+                "fidelity": s.fidelity, "criterion": s.criterion,
+                "compensation": s.compensation, "keep": s.keep, "macs": s.macs,
+                "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
+                "calibration_samples": self.calibration_samples,
+                "holdout_samples": self.holdout_samples,
+            },
+            "parent_agreement_on_calibration": self.parent_agreement_on_calibration,
+            "onnxdecomp_version": self.onnxdecomp_version,
+            "timing_seconds": {key: round(v, 3) for key, v in self.timing_seconds.items()},
+        }
+
+    def write(self, folder: str | Path) -> None:
+        atomic_write_text(Path(folder) / FILE, json.dumps(self.to_json(), indent=2) + "\n")

@@ -1,0 +1,74 @@
+"""The parent of a decomposition: normalised once, analysed once, never modified."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+
+from onnxdecomp.channels import ChannelGraph, analyse
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.irutil import to_proto
+from onnxdecomp.modelio import read_model, sha256_bytes
+from onnxdecomp.passes import normalize
+from onnxdecomp.stats import model_stats
+
+
+@dataclass
+class Parent:
+    """The normalised parent and everything the modules are built from."""
+
+    path: str
+    sha256: str  # of the file as given, before normalisation
+    model: ir.Model  # normalised; modules are built on clones of it
+    proto: onnx.ModelProto  # the same, serialised once for ONNX Runtime
+    cg: ChannelGraph
+    num_classes: int
+    class_names: list[str]
+    params: int
+    macs: int
+
+
+def load_parent(model: str | os.PathLike | onnx.ModelProto,
+                class_names: list[str] | None = None) -> Parent:
+    """Read, normalise and analyse a classifier whose one output is [N, K] class scores."""
+    proto = read_model(model)
+    raw = proto.SerializeToString()
+    ir_model = normalize(ir.serde.deserialize_model(proto))
+    out = ir_model.graph.outputs[0]
+    if out.shape is None or len(out.shape) != 2 or not isinstance(out.shape[1], int):
+        raise OnnxDecompError("the model's output must be [N, K] class scores")
+    k = out.shape[1]
+    if k < 2:
+        raise OnnxDecompError("the model has fewer than two classes")
+    cg = analyse(ir_model)
+    names = list(class_names) if class_names and len(class_names) == k else [
+        str(i) for i in range(k)]
+    stats = model_stats(proto)
+    return Parent(
+        path=str(model) if not isinstance(model, onnx.ModelProto) else "<memory>",
+        sha256=sha256_bytes(raw),
+        model=ir_model,
+        proto=to_proto(ir_model),
+        cg=cg,
+        num_classes=k,
+        class_names=names,
+        params=stats.params,
+        macs=stats.macs,
+    )
+
+
+def kernel_fraction(cg: ChannelGraph, removed: set[int]) -> float:
+    """Kept kernels / all kernels over Conv consumers (CNNSplitter's KRR); 1 with no Conv."""
+    kept = total = 0
+    for cons in cg.consumers:
+        if cons.kind != "conv":
+            continue
+        out = cons.node.outputs[0]
+        n_in = [r not in removed for r in cg.roots(cons.value)]
+        n_out = [r not in removed for r in cg.roots(out)] if cg.has(out) else [True]
+        kept += sum(n_in) * sum(n_out)
+        total += len(n_in) * len(n_out)
+    return kept / total if total else 1.0

@@ -1,0 +1,110 @@
+"""One streaming pass over calibration data that records, for every class at once:
+
+- for each consumer (Conv/Gemm reading channels), the second-moment matrix
+  G_k = sum x~ x~^T of its input columns x~ = [im2col patch or features, 1] over samples the
+  parent assigns to class k (a sample of positions per image for convs): the least-squares
+  refit and the log-odds criterion are read off these;
+- per channel of each consumer input, the class-wise active (> 0) fraction;
+- the head: class-wise E|d s_k / d z_j|, the sensitivity of class k's log-odds to logit j.
+
+Only accumulators are kept, so memory does not grow with the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from onnxdecomp.channels import ChannelGraph, Consumer
+from onnxdecomp.decompose.columns import consumer_columns
+from onnxdecomp.decompose.head import head_sensitivity
+from onnxdecomp.irutil import with_outputs
+from onnxdecomp.runtime import Runner
+
+
+@dataclass
+class ConsumerStats:
+    gram: np.ndarray  # [K, D+1, D+1] float64, the last column is the constant 1
+    rows: np.ndarray  # [K] number of rows accumulated per class
+
+
+@dataclass
+class Profile:
+    num_classes: int
+    samples: np.ndarray  # [K] samples per parent-predicted class
+    consumers: dict[str, ConsumerStats] = field(default_factory=dict)
+    act_freq: dict[str, np.ndarray] = field(default_factory=dict)  # value -> [K, C]
+    head_sens: np.ndarray | None = None  # [K, K]: row k = E|d s_k / d z_j| over all samples
+    agreement: float = 0.0  # parent top-1 agreement with labels on the profiling data
+
+    def gram(self, node: str, weights: np.ndarray) -> np.ndarray:
+        """Second-moment matrix E[x~ x~^T] with class weights (summing to 1)."""
+        st = self.consumers[node]
+        per_class = st.gram / np.maximum(st.rows, 1)[:, None, None]
+        return np.tensordot(weights, per_class, axes=1)
+
+
+def profile(
+    proto: onnx.ModelProto,
+    cg: ChannelGraph,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    device: str = "auto",
+    batch_size: int = 100,
+    positions: int = 64,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Profile:
+    """Stream ``x`` through the parent (normalised, as ``cg`` was built on) once and
+    accumulate the statistics above."""
+    rng = np.random.default_rng(seed)
+    logits_name = proto.graph.output[0].name
+    wanted: dict[str, Consumer] = {c.node.name: c for c in cg.consumers}
+    values = sorted({c.value.name for c in cg.consumers})
+    runner = Runner(with_outputs(proto, values), device=device, probe=True)
+    names = [logits_name] + values
+    k = None
+    prof: Profile | None = None
+    correct = 0
+    for start, stop, outs in runner.iter_batches(x, batch_size, names):
+        z, acts = outs[0], dict(zip(values, outs[1:]))
+        if prof is None:
+            k = z.shape[1]
+            prof = Profile(num_classes=k, samples=np.zeros(k, dtype=np.int64))
+            prof.head_sens = np.zeros((k, k))
+        pred = z.argmax(axis=1)
+        if y is not None:
+            lab = y[start:stop]
+            correct += int(np.sum(pred == lab))
+        prof.samples += np.bincount(pred, minlength=k)
+        prof.head_sens += head_sensitivity(z)
+        for name, a in acts.items():
+            a = a.astype(np.float32)
+            freq = (a.reshape(a.shape[0], a.shape[1], -1) > 0).mean(axis=2)
+            if name not in prof.act_freq:
+                prof.act_freq[name] = np.zeros((k, a.shape[1]))
+            np.add.at(prof.act_freq[name], pred, freq)
+        for node_name, cons in wanted.items():
+            cols, reps = consumer_columns(cons, acts[cons.value.name], positions, rng)
+            row_class = np.repeat(pred, reps)
+            st = prof.consumers.get(node_name)
+            if st is None:
+                d = cols.shape[1]
+                st = ConsumerStats(np.zeros((k, d, d)), np.zeros(k, np.int64))
+                prof.consumers[node_name] = st
+            for c in np.unique(row_class):
+                part = cols[row_class == c]
+                st.gram[c] += part.T @ part
+                st.rows[c] += part.shape[0]
+        if progress:
+            progress(stop - start)
+    assert prof is not None
+    denom = np.maximum(prof.samples, 1)[:, None]
+    for name in prof.act_freq:
+        prof.act_freq[name] /= denom
+    prof.head_sens /= len(x)
+    prof.agreement = correct / len(x) if y is not None else float("nan")
+    return prof

@@ -1,0 +1,57 @@
+"""What a decomposition is asked for: the settings and their bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnxdecomp.decompose.criteria import CRITERIA
+from onnxdecomp.errors import OnnxDecompError
+
+COMPENSATIONS = ("lstsq", "sequential", "mean", "none")
+KEEP_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))  # 0.10 .. 1.00
+DEFAULT_FIDELITY = 0.99
+
+
+@dataclass
+class Settings:
+    fidelity: float = DEFAULT_FIDELITY
+    criterion: str = "refit"
+    compensation: str = "lstsq"
+    keep: float | None = None  # a fixed keep ratio disables tuning
+    macs: float | None = None  # a budget on the mean module MACs (fraction of the parent's)
+    holdout: float = 0.3
+    positions: int = 64
+    sequential_samples: int = 1000  # at most this many profiling samples feed the sequential refit
+    ridge: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        """One-line errors for settings out of bounds, before any work is done."""
+        if self.criterion not in CRITERIA:
+            raise OnnxDecompError(
+                f"unknown {{criterion}} {self.criterion!r}: {', '.join(CRITERIA)}",
+                options=["criterion"])
+        if self.compensation not in COMPENSATIONS:
+            raise OnnxDecompError(
+                f"unknown {{compensation}} {self.compensation!r}: {', '.join(COMPENSATIONS)}",
+                options=["compensation"])
+        for name in ("fidelity", "keep", "macs"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise OnnxDecompError(f"{{{name}}} must be in (0, 1], got {value}",
+                                      options=[name])
+        if self.keep is not None and self.macs is not None:
+            raise OnnxDecompError("{keep} and {macs} exclude each other: give one",
+                                  options=["keep", "macs"])
+        if not 0.0 < self.holdout < 1.0:
+            raise OnnxDecompError(f"holdout fraction must be in (0, 1), got {self.holdout}")
+
+    @property
+    def goal(self) -> str:
+        """What the modules are asked to meet, in words."""
+        if self.macs is not None:
+            return f"mean MACs <= {100 * self.macs:.1f}%"
+        if self.keep is not None:
+            return f"fixed keep ratio {self.keep}"
+        return f"fidelity >= {self.fidelity}"

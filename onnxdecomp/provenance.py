@@ -1,0 +1,55 @@
+"""Provenance in the models we emit: the ``metadata_props`` keys, written and read here only.
+
+A module carries where it came from (parent sha256, class, what was kept, how it was
+calibrated), so it stays traceable once copied away from its manifest; a linked model
+carries what it was linked from.
+"""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+
+from onnxdecomp.version import __version__
+
+PREFIX = "onnxdecomp."
+VERSION = PREFIX + "version"
+PARENT_SHA256 = PREFIX + "parent_sha256"
+CLASS_INDEX = PREFIX + "class_index"
+CLASS_NAME = PREFIX + "class_name"
+NUM_CLASSES = PREFIX + "num_classes"
+KEPT = PREFIX + "kept"  # JSON: kept_channels, kept_kernels, params/macs fractions, keep_ratio
+CALIBRATION = PREFIX + "calibration"  # JSON: samples, criterion, compensation, targets, seed
+LINK = PREFIX + "link"  # JSON: mode, modules [{index, source, class_index, ...}]
+
+# What a linked model records of each module it was built from.
+_IDENTITY = (CLASS_INDEX, CLASS_NAME, PARENT_SHA256)
+
+
+def stamp(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
+    """Replace the model's metadata by ``meta`` and name onnxdecomp as its producer."""
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.producer_version = "onnxdecomp", __version__
+
+
+def module_meta(parent_sha256: str, class_index: int, class_name: str, num_classes: int,
+                kept: dict, calibration: dict) -> dict[str, str]:
+    """The metadata of a module, in the order it is written."""
+    return {
+        VERSION: __version__,
+        PARENT_SHA256: parent_sha256,
+        CLASS_INDEX: str(class_index),
+        CLASS_NAME: class_name,
+        NUM_CLASSES: str(num_classes),
+        KEPT: json.dumps(kept),
+        CALIBRATION: json.dumps(calibration),
+    }
+
+
+def module_identity(proto: onnx.ModelProto) -> dict[str, str]:
+    """class_index, class_name and parent_sha256 of a module, those it has."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return {key[len(PREFIX):]: meta[key] for key in _IDENTITY if key in meta}

@@ -1,0 +1,106 @@
+"""Shapes for one sample: batch 1 on the real inputs, then onnx shape inference in place.
+
+The batch axis of a real graph input is axis 0, except for an input fed straight into an
+RNN/GRU/LSTM with ``layout=0`` (``[seq, batch, in]``), where it is axis 1. Shapes recorded on
+intermediate values (value_info) are forgotten first: a fixed batch there would clash with
+batch 1 and be kept silently. Graph outputs keep only their element type, for the same reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Iterator
+
+import onnx
+import onnx_ir as ir
+
+from onnxdecomp.irutil import is_default_domain
+from onnxdecomp.modelio import SMALL_TENSOR_ELEMENTS
+from onnxdecomp.stats.macs import RNN_GATES
+from onnxdecomp.stats.shapes import one_line
+
+
+def _is_tensor(value: ir.Value) -> bool:
+    # No type but a shape happens for a tensor_type whose elem_type is unset.
+    return value.type is None or isinstance(value.type, ir.TensorType)
+
+
+def batch_one(model: ir.Model, real_inputs: Collection[str]) -> None:
+    """Set the batch axis of the real inputs to 1 and forget every inferable shape."""
+    graph = model.graph
+    seq_first = {
+        node.inputs[0]
+        for node in graph
+        if node.op_type in RNN_GATES
+        and is_default_domain(node.domain)
+        and node.inputs
+        and node.attributes.get_int("layout", 0) == 0
+    }
+    for value in graph.inputs:
+        if value.name not in real_inputs or value.shape is None or not _is_tensor(value):
+            continue
+        axis = 1 if value in seq_first else 0
+        if len(value.shape) > axis:
+            new = list(value.shape)
+            new[axis] = 1
+            value.shape = ir.Shape(new)
+    for value in graph.initializers.values():
+        if value.const_value is not None:  # a value_info may disagree with the tensor
+            value.shape = value.const_value.shape
+            value.dtype = value.const_value.dtype
+    outputs = set(graph.outputs)
+    for node in graph:
+        for value in node.outputs:
+            if value not in outputs:
+                value.type, value.shape = None, None
+            elif _is_tensor(value):
+                value.shape = None  # keep the element type only
+
+
+@contextlib.contextmanager
+def _weights_as_inputs(graph: ir.Graph) -> Iterator[None]:
+    """Big initializers as typed inputs for a while: shape inference needs only their type."""
+    n_inputs = len(graph.inputs)
+    big = [
+        v
+        for v in graph.initializers.values()
+        if v.const_value is None or v.const_value.size > SMALL_TENSOR_ELEMENTS
+    ]
+    for value in big:
+        graph.initializers.pop(value.name)
+        if value not in graph.inputs:
+            graph.inputs.append(value)
+    try:
+        yield
+    finally:
+        while len(graph.inputs) > n_inputs:
+            graph.inputs.pop()
+        for value in big:
+            graph.initializers.add(value)
+
+
+def infer_shapes(model: ir.Model) -> str | None:
+    """Shapes of the top-level values, in place; returns the failure as one line, or None.
+
+    onnx's shape inference runs on a copy whose initializers over SMALL_TENSOR_ELEMENTS are
+    typed inputs (shape tensors keep their values for data propagation) and is read back on
+    protobuf, tensor types only. Not onnx-ir's ShapeInferencePass: in 1.1 it drops every
+    initializer over 1000 bytes (so a shape table of 126+ int64 loses its values), only logs
+    a failure, and raises reading back map types (ZipMap's output).
+    """
+    with _weights_as_inputs(model.graph):
+        light = ir.serde.serialize_model(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(
+            light, check_type=False, strict_mode=False, data_prop=True
+        )
+    except Exception as exc:  # malformed graphs, unsupported opsets: fail only if a shape is needed
+        return one_line(exc)
+    found = {vi.name: vi.type for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+    for node in model.graph:
+        for value in node.outputs:
+            tp = found.get(value.name or "")
+            if tp is not None and tp.WhichOneof("value") == "tensor_type":
+                value.type = ir.serde.deserialize_type_proto_for_type(tp)
+                value.shape = ir.serde.deserialize_type_proto_for_shape(tp)
+    return None
