@@ -7,8 +7,10 @@ behaviour; `--compare` says which files differ.
     ... change the code ...
     python -m benchmarks.module_hashes --out /tmp/after.json --compare /tmp/before.json
 
-It drives the public command line only (`onnxdecomp decompose / link / eval --json`), so it
-keeps working whatever the package layout. Cases whose data is absent are skipped.
+Each file records the commit it ran on; with ``--compare`` it also records the comparison
+(``benchmarks/results/hashes_*.json`` are shown by ``benchmarks.report``). It drives the
+public command line only (`onnxdecomp decompose / link / eval --json`), so it keeps working
+whatever the package layout. Cases whose data is absent are skipped.
 """
 
 from __future__ import annotations
@@ -86,6 +88,12 @@ def fingerprint(name: str, model: str, data: str, flags: list[str], eval_limit: 
         }
 
 
+def _commit() -> str:
+    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                         capture_output=True, text=True)
+    return res.stdout.strip() or "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file to write the fingerprints to.")
@@ -94,7 +102,9 @@ def main() -> None:
     ap.add_argument("--eval-limit", type=int, default=2000)
     args = ap.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
-    result = {}
+    record = {"commit": _commit(), "command": "python -m benchmarks.module_hashes "
+              + " ".join(sys.argv[1:]), "cases": {}}
+    result = record["cases"]
     for name, model, data, flags in CASES:
         if wanted and name not in wanted:
             continue
@@ -105,13 +115,15 @@ def main() -> None:
         result[name] = fingerprint(name, model, data, flags, args.eval_limit)
         r = result[name]
         top1 = "-" if r["linked_top1"] is None else f"{100 * r['linked_top1']:.2f}%"
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")  # after each case
+        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")  # after each case
         print(f"{name:<24} {len(r['modules'])} modules  MACs {100 * r['mean_macs']:5.1f}%  "
               f"linked top-1 {top1}", file=sys.stderr)
     if not args.compare:
         return
-    before = json.loads(Path(args.compare).read_text())
+    baseline = json.loads(Path(args.compare).read_text())
+    before = baseline["cases"]
     differ = 0
+    compared = record["comparison"] = {"against": baseline["commit"], "cases": {}}
     for name, r in result.items():
         b = before.get(name)
         if b is None:
@@ -121,10 +133,13 @@ def main() -> None:
             bad.append("linked.onnx")
         same_top1 = r["linked_top1"] == b["linked_top1"]
         differ += bool(bad) or not same_top1
+        compared["cases"][name] = {"modules": len(r["modules"]), "differ": bad,
+                                   "same_top1": same_top1}
         top1 = "" if same_top1 else f"; top-1 {b['linked_top1']} -> {r['linked_top1']}"
         print(f"{name:<24} {'identical' if not bad else 'DIFFER: ' + ', '.join(bad)}{top1}")
-    print(f"{'PASSED' if not differ else 'FAILED'} | {len(result) - differ} of {len(result)} "
-          "cases byte-identical")
+    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{'PASSED' if not differ else 'FAILED'} | {len(compared['cases']) - differ} of "
+          f"{len(compared['cases'])} cases byte-identical")
     sys.exit(1 if differ else 0)
 
 
