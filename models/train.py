@@ -66,6 +66,7 @@ class Recipe:
     batch_size: int = 128
     weight_decay: float = 5e-4
     augment: bool = False  # random crop (4-pixel padding) + horizontal flip
+    scarce: tuple[int, int] | None = None  # (class, n): train on only n images of that class
 
 
 def _mlp(hidden: int) -> Callable[[Stats], nn.Module]:
@@ -159,6 +160,34 @@ RECIPES: dict[str, Recipe] = {
             lr=0.05,
         ),
         Recipe(
+            "lenet5_mnist_five500",
+            "MNIST, only 500 training images of digit 5",
+            "mnist",
+            "idx",
+            "LeNet-5 (ReLU, max pooling)",
+            lambda s: LeNet5(scale=s.scale, mean=s.mean[0], std=s.std[0]),
+            flat=False,
+            exporter="torchscript",
+            epochs=10,
+            optimizer="sgd",
+            lr=0.05,
+            scarce=(5, 500),
+        ),
+        Recipe(
+            "lenet5_fmnist_shirt100",
+            "Fashion-MNIST, only 100 training images of Shirt (class 6)",
+            "fashion-mnist",
+            "idx",
+            "LeNet-5 (ReLU, max pooling)",
+            lambda s: LeNet5(scale=s.scale, mean=s.mean[0], std=s.std[0]),
+            flat=False,
+            exporter="dynamo",
+            epochs=10,
+            optimizer="sgd",
+            lr=0.05,
+            scarce=(6, 100),
+        ),
+        Recipe(
             "resnet8_fmnist",
             "Fashion-MNIST",
             "fashion-mnist",
@@ -241,8 +270,19 @@ def load_split(recipe: Recipe, data_root: str, split: str) -> tuple[np.ndarray, 
         raise ValueError(recipe.reader)
     if recipe.flat:
         x = x.reshape(len(x), -1)
+    if recipe.scarce is not None and split == "train":
+        x, y = scarce_split(x, np.asarray(y), *recipe.scarce)
     # Writable: torch.from_numpy warns on the read-only buffers the IDX reader returns.
     return np.require(x, requirements=["C", "W"]), np.asarray(y, dtype=np.int64)
+
+
+def scarce_split(x: np.ndarray, y: np.ndarray, cls: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """All samples but ``n`` of class ``cls`` (a seeded draw, independent of the training
+    seed, so every seed sees the same scarce class), in the original order."""
+    own = np.flatnonzero(y == cls)
+    kept = np.random.default_rng(0).choice(own, size=min(n, len(own)), replace=False)
+    keep = np.sort(np.concatenate([np.flatnonzero(y != cls), kept]))
+    return x[keep], y[keep]
 
 
 def train_stats(recipe: Recipe, x: np.ndarray) -> Stats:
