@@ -74,7 +74,7 @@ def fingerprint(name: str, model: str, data: str, flags: list[str], eval_limit: 
         man = _run(["decompose", model_path, "--data", spec, "-o", str(out), *flags])
         files = sorted(out.glob("class_*.onnx"))
         linked = Path(tmp) / "linked.onnx"
-        _run(["link", *map(str, files), "-o", str(linked)])
+        _run(["link", *map(str, files), "-o", str(linked), "--mode", "parallel"])
         # A class subset has no labels of its own to be evaluated on.
         ev = {"top1": None} if "--classes" in flags else _run(
             ["eval", str(linked), "--data", spec, "--limit", str(eval_limit)])

@@ -50,21 +50,29 @@ def const_array(value: ir.Value | None) -> np.ndarray | None:
 
 def set_const(value: ir.Value, array: np.ndarray) -> None:
     """Replace an initializer's content; onnx-ir does not update the shape by itself."""
-    tensor = ir.tensor(np.ascontiguousarray(array), name=value.name)
+    # np.ascontiguousarray makes a 0-d array 1-d: a scalar must stay a scalar.
+    array = np.asarray(array)
+    tensor = ir.tensor(np.ascontiguousarray(array) if array.ndim else array, name=value.name)
     value.const_value = tensor
     value.shape = ir.Shape(array.shape)
     value.dtype = tensor.dtype
 
 
-def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
-    """Register a fresh initializer whose name does not clash with existing values."""
+def fresh_name(graph: ir.Graph, name: str) -> str:
+    """``name``, or ``name_1``, ``name_2`` ... whichever no initializer or value holds yet."""
     taken = {v.name for v in graph.initializers.values()}
     taken.update(v.name for n in graph for v in n.outputs)
+    taken.update(v.name for v in graph.inputs)
     base, i = name, 0
     while name in taken:
         i += 1
         name = f"{base}_{i}"
-    value = ir.Value(name=name)
+    return name
+
+
+def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+    """Register a fresh initializer whose name does not clash with existing values."""
+    value = ir.Value(name=fresh_name(graph, name))
     set_const(value, array)
     graph.register_initializer(value)
     return value
@@ -72,3 +80,22 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 
 def rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
+
+
+# The opset from which an op takes ``axes`` as an input instead of an attribute.
+_AXES_AS_INPUT = {"Squeeze": 13, "Unsqueeze": 13, "ReduceSum": 13}
+_REDUCE_AXES_AS_INPUT = 18
+
+
+def axes_node(graph: ir.Graph, op: str, x: ir.Value, axes: list[int], opset: int, name: str,
+              axes_name: str | None = None, **attributes) -> ir.Node:
+    """``op`` over ``axes`` of ``x``, with the axes where this opset wants them: an int64
+    initializer ``axes_name`` (registered in ``graph``; the node is not) or an attribute."""
+    since = _AXES_AS_INPUT.get(op, _REDUCE_AXES_AS_INPUT if op.startswith("Reduce") else None)
+    if since is None:
+        raise ValueError(f"{op} takes no axes")
+    if opset >= since:
+        axes_value = new_initializer(graph, axes_name or f"{name}_axes",
+                                     np.array(axes, dtype=np.int64))
+        return ir.node(op, [x, axes_value], attributes=attributes, name=name)
+    return ir.node(op, [x], attributes={"axes": list(axes), **attributes}, name=name)

@@ -21,7 +21,9 @@ CLASS_NAME = PREFIX + "class_name"
 NUM_CLASSES = PREFIX + "num_classes"
 KEPT = PREFIX + "kept"  # JSON: kept_channels, kept_kernels, params/macs fractions, keep_ratio
 CALIBRATION = PREFIX + "calibration"  # JSON: samples, criterion, compensation, targets, seed
-LINK = PREFIX + "link"  # JSON: mode, modules [{index, source, class_index, ...}]
+LINK = PREFIX + "link"  # JSON: mode, parts, combiner, held-out accuracies
+COLUMNS = PREFIX + "columns"  # JSON: per output column {class_index, class_name, parent_sha256,
+#                               source}
 
 # What a linked model records of each module it was built from.
 _IDENTITY = (CLASS_INDEX, CLASS_NAME, PARENT_SHA256)
@@ -47,6 +49,23 @@ def module_meta(parent_sha256: str, class_index: int, class_name: str, num_class
         KEPT: json.dumps(kept),
         CALIBRATION: json.dumps(calibration),
     }
+
+
+def link_meta(columns: list[dict], info: dict) -> dict[str, str]:
+    """The metadata of a linked model: its columns' classes and how it was linked."""
+    return {VERSION: __version__, COLUMNS: json.dumps(columns), LINK: json.dumps(info)}
+
+
+def read_columns(proto: onnx.ModelProto) -> list[dict] | None:
+    """The columns a linked model records, or None for any other model."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return json.loads(meta[COLUMNS]) if COLUMNS in meta else None
+
+
+def read_link(proto: onnx.ModelProto) -> dict | None:
+    """How a linked model was linked, or None for any other model."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return json.loads(meta[LINK]) if LINK in meta else None
 
 
 def module_identity(proto: onnx.ModelProto) -> dict[str, str]:

@@ -148,7 +148,7 @@ def test_decompose_link_eval(small, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().splitlines()[-1].startswith("PASSED")
     model = onnx.load(str(linked))
-    assert [o.name for o in model.graph.output] == ["scores"]
+    assert [o.name for o in model.graph.output] == ["scores", "label"]
     assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == case.num_classes
 
     res = _run("eval", linked, "--data", data, "--json")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from click.testing import CliRunner
 
 from onnxdecomp.cli import main
+from onnxdecomp.data import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,3 +36,16 @@ def test_readme_main_job(tmp_path: Path) -> None:
     parent = json.loads(res.output)
     # The default fidelity target keeps the composed loss small on this tiny model.
     assert parent["top1"] - linked["top1"] <= 0.02, (parent["top1"], linked["top1"])
+    # The README's reuse: classes 3 and 8 as one smaller model, beside the parent's figures.
+    reuse = out / "reuse_3_8.onnx"
+    res = run.invoke(main, ["link", str(out / "class_3.onnx"), str(out / "class_8.onnx"),
+                            "-o", str(reuse), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["mode"] == "union" and info["macs"] < manifest["parent"]["macs"]
+    res = run.invoke(main, ["eval", str(reuse), "--data", "sklearn:digits", "--json"])
+    assert res.exit_code == 0, res.output
+    sub = json.loads(res.output)
+    test = load_data("sklearn:digits", "test")
+    assert sub["n"] == int(np.isin(test.y, [3, 8]).sum())  # the test split's 3s and 8s
+    assert sub["top1"] >= sub["parent_restricted_top1"] - 0.02

@@ -10,9 +10,9 @@ import click
 from onnxdecomp.cli.options import (
     Progress,
     add_data_options,
-    dataset_from_options,
     device_option,
     json_option,
+    spec_from_options,
 )
 from onnxdecomp.data import check_dataset, fit_to_input
 from onnxdecomp.decompose import COMPENSATIONS, DEFAULT_FIDELITY, Manifest, Settings, decompose
@@ -52,8 +52,8 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                         keep=keep, macs=macs, seed=seed, device=device)
     settings.check()  # before any data is read
     runner = Runner(model, device="cpu")
-    ds = fit_to_input(dataset_from_options(data_opts, seed=seed), runner.input.shape,
-                      runner.input.dtype)
+    spec = spec_from_options(data_opts, seed=seed)
+    ds = fit_to_input(spec.load(), runner.input.shape, runner.input.dtype)
     runner.check_input(ds.x)
     check_dataset(ds, None)
     bars: dict[str, Progress] = {}
@@ -66,7 +66,8 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
         bar.last = done
 
     manifest = decompose(model, ds.x, ds.y, out_dir, classes=_parse_classes(classes),
-                         class_names=ds.class_names, settings=settings, progress=progress)
+                         class_names=ds.class_names, settings=settings, progress=progress,
+                         calibration=spec)
     for bar in bars.values():
         bar.close()
     if as_json:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
+import numpy as np
 
 from onnxdecomp.cli.options import (
     Progress,
@@ -14,6 +16,8 @@ from onnxdecomp.cli.options import (
     json_option,
 )
 from onnxdecomp.data import check_dataset, fit_to_input
+from onnxdecomp.link.output import label_map
+from onnxdecomp.modelio import read_model
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import classification_report
 
@@ -29,13 +33,24 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     runner = Runner(model, device=device)
     ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
     runner.check_input(ds.x)
+    linked = label_map(read_model(model, weights=False))
+    names = ds.class_names
+    if linked is not None:  # labels are the parent's classes: map them onto the columns
+        to_column, parent = linked
+        classes = sorted(to_column, key=to_column.get)
+        lut = np.full(max(int(ds.y.max()), max(classes)) + 2, -1, dtype=np.int64)
+        lut[classes] = np.arange(len(classes))
+        ds = replace(ds, y=np.where(ds.y >= 0, lut[np.clip(ds.y, 0, None)], -1))
+        names = [names[c] if names and c < len(names) else str(c) for c in classes]
     out_dim = runner.session.get_outputs()[0].shape[-1]
     check_dataset(ds, out_dim if isinstance(out_dim, int) else None)
     bar = Progress("eval", len(ds.x))
     scores = runner.run(ds.x, batch_size=batch_size, progress=bar)[0]
     bar.close()
-    report = classification_report(scores, ds.y, ds.class_names)
+    report = classification_report(scores, ds.y, names)
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
+    if linked is not None:
+        report["parent_restricted_top1"] = _parent_restricted(linked, ds, classes, device)
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -43,6 +58,9 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
                f"({', '.join(runner.providers)})")
     click.echo(f"n       {report['n']}\ntop-1   {100 * report['top1']:.2f}%\n"
                f"top-5   {100 * report['top5']:.2f}%")
+    if report.get("parent_restricted_top1") is not None:
+        click.echo(f"parent  {100 * report['parent_restricted_top1']:.2f}% (restricted to the "
+                   "linked classes, on the same samples)")
     click.echo("per class: " + "  ".join(
         f"{name} {'-' if acc is None else f'{100 * acc:.1f}'}"
         for name, acc in report["per_class"].items()))
@@ -50,3 +68,17 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
         click.echo("most confused (true -> predicted): " + ", ".join(
             f"{p['true']}->{p['predicted']} {p['count']}" for p in report["confused"]))
     click.echo(f"PASSED | onnxdecomp eval {model}")
+
+
+def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | None:
+    """Top-1 of the parent restricted to the linked classes, on the samples of those classes
+    (the sub-task protocol), when the linked model names its parent's file."""
+    _, parent = linked
+    if parent is None:
+        return None
+    runner = Runner(parent, device=device)
+    keep = ds.y >= 0
+    x = fit_to_input(replace(ds, x=ds.x[keep], y=ds.y[keep]), runner.input.shape,
+                     runner.input.dtype).x
+    logits = runner.run(x)[0][:, classes]
+    return round(float(np.mean(logits.argmax(axis=1) == ds.y[keep])), 6)

@@ -1,4 +1,4 @@
-"""``onnxdecomp link``: modules into one model."""
+"""``onnxdecomp link``: modules into one model, and what it costs against its parents."""
 
 from __future__ import annotations
 
@@ -6,32 +6,89 @@ import json
 
 import click
 
-from onnxdecomp.cli.options import json_option
+from onnxdecomp.cli.options import (
+    DATA_HELP,
+    add_data_options,
+    device_option,
+    json_option,
+    specs_from_options,
+)
+from onnxdecomp.decompose import COMPENSATIONS
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.link import MODES, link
+from onnxdecomp.link import COMBINERS, MODES, LinkResult, link
 from onnxdecomp.modelio import atomic_write_bytes
 from onnxdecomp.stats import model_stats
 
+CALIBRATE_HELP = (
+    "Labelled calibration data: " + DATA_HELP + ". Once per parent, in the order the parents "
+    "first appear (labels: that parent's classes), or once for all (labels: the linked "
+    "columns, -1 = ignore). Unions calibrate on it instead of the manifest's data; across "
+    "parts it fits the score combiner.")
+
 
 @click.command("link")
-@click.argument("modules", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("modules", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="The linked .onnx to write.")
-@click.option("--mode", type=click.Choice(MODES), default="parallel", show_default=True,
-              help="parallel: modules side by side, scores concatenated in the order given.")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
+              help="union: one pruned network per parent for its modules' classes; "
+              "parallel: the modules side by side; auto: union where a parent has two "
+              "modules or more, side by side across parents.")
+@add_data_options(flag="--calibrate", required=False, default_split="train",
+                  default_limit=1000, help=CALIBRATE_HELP, multiple=True)
+@click.option("--parent", "parents", multiple=True, type=click.Path(dir_okay=False),
+              help="A parent model, overriding the manifest's (matched by sha256).")
+@click.option("--combiner", type=click.Choice(COMBINERS), default="auto", show_default=True,
+              help="How scores of several parts are combined with --calibrate; auto: the "
+              "best on held-out calibration samples.")
+@click.option("--fidelity", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="A union's fidelity target [default: the manifest's].")
+@click.option("--compensation", type=click.Choice(COMPENSATIONS), default=None,
+              help="A union's refit [default: the manifest's]; sequential gives smaller "
+              "unions of deep nets, at minutes instead of seconds.")
+@device_option
 @json_option
-def link_cmd(modules: tuple[str, ...], out: str, mode: str, as_json: bool) -> None:
-    """Link MODULES into one model whose output ``scores`` is [N, K]."""
+def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, ...],
+             combiner: str, fidelity: float | None, compensation: str | None, device: str,
+             as_json: bool, **data_opts) -> None:
+    """Link MODULES (module files, or folders holding a manifest.json) into one model whose
+    outputs are ``scores`` [N, K] (columns in the order given) and ``label`` [N]."""
     if any(out == m for m in modules):
         raise OnnxDecompError("-o would overwrite an input module")
-    proto = link(list(modules), mode=mode)
-    atomic_write_bytes(out, proto.SerializeToString())
-    stats = model_stats(proto)
-    info = {"output": out, "mode": mode, "modules": list(modules), "params": stats.params,
-            "macs": stats.macs}
+    result = link(list(modules), mode=mode, calibrate=specs_from_options(data_opts),
+                  parents=list(parents), combiner=combiner, fidelity=fidelity,
+                  compensation=compensation, device=device)
+    atomic_write_bytes(out, result.proto.SerializeToString())
+    report(result, out, list(modules), as_json, "link")
+
+
+def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, command: str,
+           ) -> None:
+    """The summary table (or JSON) of a linked or replaced model, PASSED last."""
+    stats = model_stats(result.proto)
+    info = {"output": out, "mode": result.mode, "modules": inputs, "params": stats.params,
+            "macs": stats.macs, "columns": result.columns, "parts": result.parts,
+            "combiner": result.combiner, "held_out": result.held_out, "batch": result.batch,
+            "notes": result.notes}
     if as_json:
         click.echo(json.dumps(info))
         return
-    click.echo(f"linked {len(modules)} modules ({mode}) -> {out}: {stats.params:,} params, "
-               f"{stats.macs:,} MACs; output 'scores' [N, {len(modules)}]")
-    click.echo(f"PASSED | onnxdecomp link -o {out}")
+    k = len(result.columns)
+    click.echo(f"{command} ({result.mode}) -> {out}: {stats.params:,} params, "
+               f"{stats.macs:,} MACs; outputs scores [N, {k}], label [N]")
+    for part in result.parts:
+        if part.get("kind") == "union":
+            click.echo(f"  union of classes {','.join(map(str, part['classes']))}: keep "
+                       f"{part['keep']}, {100 * part['macs_fraction']:.1f}% of the parent's "
+                       f"{part['parent_macs']:,} MACs, fidelity {part['fidelity']:.4f} "
+                       f"(target {part['fidelity_target']}); calibration {part['calibration']}")
+        elif part.get("kind") == "modules":
+            click.echo(f"  modules of classes {','.join(map(str, part['classes']))} side by "
+                       "side")
+    if result.held_out:
+        ranked = sorted(result.held_out.items(), key=lambda kv: -kv[1])
+        click.echo(f"  combiner {result.combiner}; held-out calibration accuracy: " + ", ".join(
+            f"{name} {100 * acc:.1f}%" for name, acc in ranked))
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    click.echo(f"PASSED | onnxdecomp {command} -o {out}")

@@ -15,6 +15,7 @@ from onnxdecomp.cli.decompose import decompose_cmd
 from onnxdecomp.cli.eval import eval_cmd
 from onnxdecomp.cli.inspect import inspect_cmd
 from onnxdecomp.cli.link import link_cmd
+from onnxdecomp.cli.replace import replace_cmd
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.version import __version__
 
@@ -48,5 +49,5 @@ def main() -> None:
     """Cut ONNX classifiers into one smaller module per class, and link modules into models."""
 
 
-for _command in (eval_cmd, inspect_cmd, decompose_cmd, link_cmd):
+for _command in (eval_cmd, inspect_cmd, decompose_cmd, link_cmd, replace_cmd):
     main.add_command(_command)

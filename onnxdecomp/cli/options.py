@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, Preprocess, load_data
+from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, DataSpec, Preprocess
 from onnxdecomp.errors import DataError
 from onnxdecomp.runtime import DEVICES
 
@@ -53,27 +53,36 @@ def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         ) from exc
 
 
+DATA_HELP = ("a .npz (x, y), an IDX folder, a folder or .tar.gz of <split>/<class>/images, "
+             "or sklearn:digits")
+
+
 def add_data_options(
-    f: Callable | None = None, *, default_split: str = "test", default_limit: int | None = None
+    f: Callable | None = None, *, default_split: str = "test", default_limit: int | None = None,
+    flag: str = "--data", required: bool = True, help: str = "Data: " + DATA_HELP + ".",
+    multiple: bool = False,
 ) -> Callable:
     """Click decorator adding the shared data options (``--data``, ``--split`` ...) to a command.
 
     Use bare (``@add_data_options``) or with another default split
-    (``@add_data_options(default_split="train")`` for calibration data).
+    (``@add_data_options(default_split="train")`` for calibration data); ``flag`` names the
+    spec option (``--calibrate`` for the linker, optional there).
     """
     if f is None:
         return lambda g: add_data_options(
-            g, default_split=default_split, default_limit=default_limit
+            g, default_split=default_split, default_limit=default_limit, flag=flag,
+            required=required, help=help, multiple=multiple,
         )
 
     options = [
         click.option(
-            "--data",
+            flag,
             "data",
-            required=True,
+            required=required,
+            default=None,
             metavar="SPEC",
-            help="Data: a .npz (x, y), an IDX folder, a folder or .tar.gz of "
-            "<split>/<class>/images, or sklearn:digits.",
+            help=help,
+            multiple=multiple,
         ),
         click.option(
             "--split",
@@ -114,8 +123,16 @@ def add_data_options(
     return f
 
 
-def dataset_from_options(opts: dict, seed: int = 0) -> Dataset:
-    """Build a :class:`Preprocess` from the click values of :func:`add_data_options` and load."""
+def specs_from_options(opts: dict, seed: int = 0) -> list[DataSpec]:
+    """Every spec of a ``multiple=True`` option group, sharing its other options."""
+    return [spec_from_options({**opts, "data": d}, seed) for d in opts.get("data") or ()]
+
+
+def spec_from_options(opts: dict, seed: int = 0) -> DataSpec | None:
+    """The :class:`DataSpec` of the click values of :func:`add_data_options` (None when the
+    optional spec was not given)."""
+    if opts.get("data") is None:
+        return None
     scale = opts.get("scale")
     pre = Preprocess(
         scale=1.0 if scale is None else float(scale),
@@ -124,6 +141,9 @@ def dataset_from_options(opts: dict, seed: int = 0) -> Dataset:
         layout=opts.get("layout"),
         dtype=opts.get("dtype"),
     )
-    return load_data(
-        opts["data"], split=opts.get("split") or "test", pre=pre, limit=opts.get("limit"), seed=seed
-    )
+    return DataSpec(opts["data"], opts.get("split") or "test", opts.get("limit"), seed, pre)
+
+
+def dataset_from_options(opts: dict, seed: int = 0) -> Dataset:
+    """Load the data the click values of :func:`add_data_options` name."""
+    return spec_from_options(opts, seed).load()

@@ -5,13 +5,14 @@ holds the result and its checks, ``load`` picks the reader for a spec.
 """
 
 from onnxdecomp.data.dataset import Dataset, check_dataset
-from onnxdecomp.data.load import SPLITS, load_data
+from onnxdecomp.data.load import SPLITS, DataSpec, load_data
 from onnxdecomp.data.preprocess import LAYOUTS, Preprocess, apply_preprocess, fit_to_input
 from onnxdecomp.data.readers import read_idx, read_image_tree
 
 __all__ = [
     "LAYOUTS",
     "SPLITS",
+    "DataSpec",
     "Dataset",
     "Preprocess",
     "apply_preprocess",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tarfile
 import zipfile
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,7 @@ def load_data(
     pre: Preprocess | None = None,
     limit: int | None = None,
     seed: int = 0,
+    classes: list[int] | None = None,
 ) -> Dataset:
     """Load a data spec (see the module docstring) as model-ready arrays.
 
@@ -95,7 +96,8 @@ def load_data(
     used exactly as stored (``split`` is ignored); only an explicit ``pre.dtype`` converts
     its ``x``, and scale/mean/std/layout raise, since silently ignoring them would mislead.
     ``limit`` keeps at most that many samples: a stratified subsample drawn with
-    ``np.random.default_rng(seed)``, in the original order.
+    ``np.random.default_rng(seed)``, in the original order. ``classes`` keeps only samples
+    of those labels, before the limit (a sub-task's calibration data).
     """
     pre = pre or Preprocess()
     if split not in SPLITS:
@@ -133,6 +135,14 @@ def load_data(
         ds = Dataset(images, y, names, "")
         what = f"{Path(spec).name} images {split} split"
     check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
+    if classes is not None:
+        if ds.y.ndim != 1:
+            raise DataError(f"per-timestep labels in {spec} cannot be filtered by class")
+        chosen = np.flatnonzero(np.isin(ds.y, classes))
+        if not len(chosen):
+            raise DataError(f"no sample of classes {list(classes)} in {spec}")
+        ds = replace(ds, x=ds.x[chosen], y=ds.y[chosen])
+        what += f", classes {','.join(map(str, classes))}"
     total = len(ds.x)
     if limit is not None and limit < total:
         keep = _stratified_subsample(ds.y, limit, seed)
@@ -145,3 +155,37 @@ def load_data(
         if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf
             check_dataset(ds, None, where=spec)
     return ds
+
+
+@dataclass
+class DataSpec:
+    """A data spec with everything needed to load it again: what ``manifest.json`` records
+    of the calibration data, so that linking can read the same samples later."""
+
+    data: str  # a path (made absolute by ``resolved``) or sklearn:digits
+    split: str = "test"
+    limit: int | None = None
+    seed: int = 0
+    pre: Preprocess = field(default_factory=Preprocess)
+
+    def load(self, classes: list[int] | None = None) -> Dataset:
+        return load_data(self.data, self.split, self.pre, self.limit, self.seed, classes)
+
+    def resolved(self) -> DataSpec:
+        """The same spec with an absolute path, valid from any working folder."""
+        if self.data.startswith("sklearn:"):
+            return self
+        return replace(self, data=str(Path(self.data).resolve()))
+
+    def to_json(self) -> dict:
+        return {"data": self.data, "split": self.split, "limit": self.limit,
+                "seed": self.seed, **asdict(self.pre)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> DataSpec:
+        pre = {k: d.get(k) for k in ("scale", "mean", "std", "layout", "dtype")}
+        pre["scale"] = 1.0 if pre["scale"] is None else float(pre["scale"])
+        for k in ("mean", "std"):
+            pre[k] = None if pre[k] is None else tuple(pre[k])
+        return cls(d["data"], d.get("split", "test"), d.get("limit"), int(d.get("seed", 0)),
+                   Preprocess(**pre))

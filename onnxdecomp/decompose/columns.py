@@ -60,20 +60,28 @@ def im2col_sample(
 ) -> np.ndarray:
     """Patches [B * P, C * prod(kernel)] at P random output positions (the same for the batch).
 
-    Columns are ordered (channel, kernel...) like the Conv weight's flattened rows.
+    Columns are ordered (channel, kernel...) like the Conv weight's flattened rows. One
+    gather at precomputed flat indices into the zero-padded input: the columns are large
+    (700 samples x 64 positions x 577 columns for a 64-channel 3x3 conv), so every copy
+    beyond that one counts.
     """
     kernel, strides, dil, begin, end, out = conv_geometry(node, x.shape)
     nd = len(kernel)
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(b, e) for b, e in zip(begin, end)])
+    b, c = x.shape[:2]
+    padded = [s + lo + hi for s, lo, hi in zip(x.shape[2:], begin, end)]
+    xp = x
+    if any(begin) or any(end):
+        xp = np.zeros((b, c, *padded), dtype=x.dtype)
+        xp[(slice(None), slice(None)) + tuple(
+            slice(lo, lo + s) for lo, s in zip(begin, x.shape[2:]))] = x
     pick = sample_positions(out, positions, rng)
     coords = np.unravel_index(pick, out)
-    window = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
-    view = np.lib.stride_tricks.sliding_window_view(xp, window, axis=tuple(range(2, 2 + nd)))
-    at = tuple(coords[i] * strides[i] for i in range(nd))
-    patches = view[(slice(None), slice(None)) + at]  # [B, C, P, window...]
-    patches = patches[(Ellipsis,) + tuple(slice(None, None, d) for d in dil)]
-    patches = np.moveaxis(patches, 2, 1)  # [B, P, C, kernel...]
-    return patches.reshape(patches.shape[0] * patches.shape[1], -1)
+    grid = np.meshgrid(*[np.arange(k) * d for k, d in zip(kernel, dil)], indexing="ij")
+    offsets = np.stack(grid).reshape(nd, -1)  # [nd, K] kernel offsets, row-major
+    corners = np.stack([coords[i] * strides[i] for i in range(nd)])  # [nd, P]
+    flat = np.ravel_multi_index(tuple(corners[:, :, None] + offsets[:, None, :]), padded)
+    patches = xp.reshape(b, c, -1)[:, :, flat]  # [B, C, P, K]
+    return np.ascontiguousarray(patches.transpose(0, 2, 1, 3)).reshape(b * flat.shape[0], -1)
 
 
 def consumer_columns(cons: Consumer, act: np.ndarray, positions: int,

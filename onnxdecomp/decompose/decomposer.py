@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from onnxdecomp import provenance
 from onnxdecomp.channels import PruneChannelsPass
+from onnxdecomp.data import DataSpec
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
-from onnxdecomp.decompose.criteria import choose_removed, class_weights, score_units
+from onnxdecomp.decompose.criteria import Concern, choose_removed, class_concern, score_units
 from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
 from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
 from onnxdecomp.decompose.manifest import Manifest, ModuleEntry, ParentEntry
@@ -41,20 +43,30 @@ from onnxdecomp.version import __version__
 
 @dataclass
 class BuiltModule:
-    """One module of class ``k`` at keep ratio ``keep``; fidelities once measured."""
+    """A module for ``classes`` (one class, or a union's subset) at keep ratio ``keep``;
+    fidelities once measured."""
 
-    k: int
+    classes: tuple[int, ...]
     keep: float
     proto: onnx.ModelProto
     removed: set[int]
     fidelity: float | None = None  # share of the parent's log-odds variance reproduced
-    agreement: float | None = None  # decision agreement (Jaccard) with the parent
+    agreement: float | None = None  # decision agreement with the parent
+
+    @property
+    def k(self) -> int:
+        """The class of a one-class module."""
+        (k,) = self.classes
+        return k
 
 
-def build_module(parent: Parent, removed: set[int], refit, k: int, check: bool) -> onnx.ModelProto:
+def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPlacePass,
+                 check: bool) -> onnx.ModelProto:
+    """The parent with ``removed`` units pruned (``refit`` compensating) and ``head`` as its
+    output."""
     model = parent.model.clone()
     PruneChannelsPass(parent.cg, removed, refit)(model)
-    AppendLogOddsPass(k, parent.num_classes)(model)
+    head(model)
     return finalize(model, check=check)
 
 
@@ -93,45 +105,59 @@ class Decomposer:
             None if y is None else y[prof_idx], device=s.device, positions=s.positions,
             seed=s.seed, progress=step)
         self.x_hold = x[hold_idx]
-        logits = Runner(self.parent.proto, device=s.device).run(self.x_hold)[0]
-        self.hold_logodds = logodds_from_logits(logits)
+        self.y_hold = None if y is None else y[hold_idx]
+        self.hold_logits = Runner(self.parent.proto, device=s.device).run(self.x_hold)[0]
+        self.hold_logodds = logodds_from_logits(self.hold_logits)
         self.timing["profiling"] = time.perf_counter() - t0
         self._scores: dict[tuple[str, int], dict[int, float]] = {}
         self._x_seq = x[prof_idx[:s.sequential_samples]]
         self._sequential: SequentialRefit | None = None
 
-    def scores(self, k: int, criterion: str | None = None) -> dict[int, float]:
-        key = (criterion or self.settings.criterion, k)
+    def scores(self, concern: Concern, criterion: str | None = None) -> dict[int, float]:
+        key = (criterion or self.settings.criterion, concern.classes)
         if key not in self._scores:
-            self._scores[key] = score_units(key[0], k, self.parent.cg, self.profile,
+            self._scores[key] = score_units(key[0], concern, self.parent.cg, self.profile,
                                             self.settings.seed)
         return self._scores[key]
 
     def build(self, k: int, keep: float, criterion: str | None = None,
               compensation: str | None = None, check: bool = False) -> BuiltModule:
         """The module of class ``k`` keeping ``keep`` of each channel group."""
+        return self.build_for(class_concern(self.profile, k), keep,
+                              AppendLogOddsPass(k, self.parent.num_classes), criterion,
+                              compensation, check)
+
+    def build_for(self, concern: Concern, keep: float, head: ir.passes.InPlacePass,
+                  criterion: str | None = None, compensation: str | None = None,
+                  check: bool = False, removed: set[int] | None = None) -> BuiltModule:
+        """The model serving ``concern`` keeping ``keep`` of each channel group (or without
+        the units ``removed``, when given), with ``head`` (a pass) as its output."""
         s = self.settings
         mode = compensation or s.compensation
-        removed = choose_removed(self.scores(k, criterion), self.clusters, keep)
-        weights = class_weights(self.profile, k)
-        refit = make_refit(self.profile, weights, "lstsq" if mode == "sequential" else mode,
-                           s.ridge)
+        if removed is None:
+            removed = choose_removed(self.scores(concern, criterion), self.clusters, keep)
+        refit = make_refit(self.profile, concern.weights,
+                           "lstsq" if mode == "sequential" else mode, s.ridge)
+
+        def build(rf) -> onnx.ModelProto:
+            return build_module(self.parent, removed, rf, head, check=False)
+
         if mode != "sequential" or not removed:
-            proto = build_module(self.parent, removed, refit, k, check=check)
-            return BuiltModule(k, keep, proto, removed)
-        if self._sequential is None:
-            self._sequential = SequentialRefit(self.parent.proto, self.parent.cg, self._x_seq,
-                                               s.positions, s.seed, s.ridge, s.device)
-        proto = self._sequential.solve(
-            removed, weights, lambda rf: build_module(self.parent, removed, rf, k, check=False),
-            refit)
+            proto = build(refit)
+        else:
+            if self._sequential is None:
+                self._sequential = SequentialRefit(self.parent.proto, self.parent.cg,
+                                                   self._x_seq, s.positions, s.seed, s.ridge,
+                                                   s.device)
+            proto = self._sequential.solve(removed, concern.weights, build, refit)
         if check:
             check_emitted(proto)
-        return BuiltModule(k, keep, proto, removed)
+        return BuiltModule(concern.classes, keep, proto, removed)
 
-    def hold_score(self, proto: onnx.ModelProto) -> np.ndarray:
-        """A module's score on the held-out samples."""
-        return Runner(proto, device=self.settings.device).run(self.x_hold)[0]
+    def hold_score(self, proto: onnx.ModelProto, mask: np.ndarray | None = None) -> np.ndarray:
+        """A module's first output on the held-out samples (those ``mask`` selects)."""
+        x = self.x_hold if mask is None else self.x_hold[mask]
+        return Runner(proto, device=self.settings.device).run(x)[0]
 
     def measure(self, module: BuiltModule, score: np.ndarray | None = None) -> BuiltModule:
         """Set the module's fidelities on the held-out samples (from ``score`` if given)."""
@@ -186,13 +212,15 @@ def decompose(
     class_names: list[str] | None = None,
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    calibration: DataSpec | None = None,
 ) -> Manifest:
     """Cut ``model`` into one module per class; returns the manifest (also written to
     ``out_dir/manifest.json`` with the modules when ``out_dir`` is given).
 
     ``x`` is calibration data exactly as the model takes it (``y`` optional: classes are
-    assigned by the parent's own predictions). ``progress(stage, done, total)`` is called as
-    work advances.
+    assigned by the parent's own predictions); ``calibration`` says where it came from, for
+    the manifest (union linking loads it again). ``progress(stage, done, total)`` is called
+    as work advances.
     """
     dec = Decomposer(model, x, y, settings, class_names, progress)
     s, parent, timing = dec.settings, dec.parent, dec.timing
@@ -233,12 +261,13 @@ def decompose(
     t0 = time.perf_counter()
     manifest = Manifest(
         parent=ParentEntry(parent.path, parent.sha256, parent.params, parent.macs,
-                           parent.class_names),
+                           parent.class_names, _resolved(model)),
         modules=entries, settings=s,
         calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
         parent_agreement_on_calibration=(
             None if y is None else round(dec.profile.agreement, 4)),
-        onnxdecomp_version=__version__, timing_seconds=timing)
+        onnxdecomp_version=__version__, timing_seconds=timing,
+        calibration=None if calibration is None else calibration.resolved())
     if out_dir is not None:
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
@@ -249,6 +278,10 @@ def decompose(
     if out_dir is not None:
         manifest.write(out_dir)
     return manifest
+
+
+def _resolved(model) -> str | None:
+    return None if isinstance(model, onnx.ModelProto) else str(Path(model).resolve())
 
 
 def _entry(module: BuiltModule, parent: Parent, n_units: int) -> ModuleEntry:

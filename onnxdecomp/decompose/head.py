@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import new_initializer
+from onnxdecomp.irutil import axes_node, new_initializer
 
 SCORE = "score"
 
@@ -42,13 +42,8 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         others = new_initializer(graph, "onnxdecomp_rest", rest)
         zk = ir.node("Gather", [z, own], attributes={"axis": 1}, name="onnxdecomp_own")
         zr = ir.node("Gather", [z, others], attributes={"axis": 1}, name="onnxdecomp_others")
-        if opset >= 18:
-            axes = new_initializer(graph, "onnxdecomp_axes", np.array([1], dtype=np.int64))
-            lse = ir.node("ReduceLogSumExp", [zr.outputs[0], axes],
-                          attributes={"keepdims": 1}, name="onnxdecomp_lse")
-        else:
-            lse = ir.node("ReduceLogSumExp", [zr.outputs[0]],
-                          attributes={"axes": [1], "keepdims": 1}, name="onnxdecomp_lse")
+        lse = axes_node(graph, "ReduceLogSumExp", zr.outputs[0], [1], opset, "onnxdecomp_lse",
+                        axes_name="onnxdecomp_axes", keepdims=1)
         score = ir.node("Sub", [zk.outputs[0], lse.outputs[0]], name="onnxdecomp_score")
         for n in (zk, zr, lse, score):
             graph.append(n)

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from onnxdecomp.data import DataSpec
 from onnxdecomp.decompose.settings import Settings
 from onnxdecomp.modelio import atomic_write_text
 
@@ -17,11 +18,12 @@ FILE = "manifest.json"
 
 @dataclass
 class ParentEntry:
-    path: str
+    path: str  # as given
     sha256: str
     params: int
     macs: int
     classes: list[str]
+    resolved_path: str | None = None  # absolute, for a linker run from another folder
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Manifest:
     parent_agreement_on_calibration: float | None
     onnxdecomp_version: str
     timing_seconds: dict[str, float] = field(default_factory=dict)
+    calibration: DataSpec | None = None  # how to load the calibration data again
 
     @property
     def mean_macs(self) -> float:
@@ -79,6 +82,7 @@ class Manifest:
                 "calibration_samples": self.calibration_samples,
                 "holdout_samples": self.holdout_samples,
             },
+            "calibration": None if self.calibration is None else self.calibration.to_json(),
             "parent_agreement_on_calibration": self.parent_agreement_on_calibration,
             "onnxdecomp_version": self.onnxdecomp_version,
             "timing_seconds": {key: round(v, 3) for key, v in self.timing_seconds.items()},

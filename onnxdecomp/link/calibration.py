@@ -1,0 +1,156 @@
+"""What the linker calibrates with: each parent's file and data, and labelled samples for a
+combiner.
+
+A union needs its parent and calibration data: the manifest beside the modules records both
+(``decompose`` writes the parent's path and sha256 and the data spec); ``--parent`` files
+(matched by sha256) and ``--calibrate`` specs override them. Calibration specs are either
+one per parent, in the order the parents first appear, labelled with that parent's class
+indices, or one for all, labelled with the linked model's columns (-1 = ignore).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.data import Dataset, DataSpec, fit_to_input
+from onnxdecomp.decompose import Settings
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.irutil import to_proto
+from onnxdecomp.modelio import sha256_bytes
+from onnxdecomp.runtime import Runner
+
+
+@dataclass
+class UnionSetup:
+    parent: str  # the parent's file
+    x: np.ndarray  # calibration samples of the union's classes, as the parent takes them
+    y: np.ndarray  # their labels, the parent's class indices
+    settings: Settings  # the decomposition's own (criterion, compensation, seed ...)
+    fidelity: float
+    source: str  # where the samples came from, in words
+
+
+class Calibration:
+    def __init__(self, groups, specs: list[DataSpec], parents: list[str], device: str) -> None:
+        if specs and len(specs) not in (1, len(groups)):
+            raise OnnxDecompError(
+                f"{len(specs)} calibration data sets for {len(groups)} parents: give one per "
+                "parent (in the order they first appear) or one for all",
+                options=["calibrate"])
+        self.groups, self.specs, self.device = groups, specs, device
+        self.per_parent = len(specs) == len(groups)
+        self.parents: dict[str, str] = {}
+        shas = {g.parent_sha256 for g in groups}
+        for path in parents:
+            if not Path(path).is_file():
+                raise OnnxDecompError(f"parent model not found: {path}")
+            sha = sha256_bytes(Path(path).read_bytes())
+            if sha not in shas:
+                raise OnnxDecompError(f"{path} is not the parent of any module given (its "
+                                      "sha256 differs from theirs)", options=["parents"])
+            self.parents[sha] = path
+
+    # ---- a union's parent and data ---------------------------------------------------
+    def union_setup(self, group, fidelity: float | None,
+                    compensation: str | None = None) -> UnionSetup:
+        manifest, where = self._manifest(group)
+        parent = self.parent_file(group, manifest, where)
+        s = (manifest or {}).get("settings", {})
+        settings = Settings(criterion=s.get("criterion", "refit"),
+                            compensation=compensation or s.get("compensation", "lstsq"),
+                            holdout=s.get("holdout", 0.3), positions=s.get("positions", 64),
+                            seed=s.get("seed", 0), device=self.device)
+        settings.check()
+        target = fidelity if fidelity is not None else s.get("fidelity") or 0.99
+        classes = list(group.classes)
+        if self.specs:
+            x, y, source = self._samples_of(group, classes)
+        elif manifest and manifest.get("calibration"):
+            spec = DataSpec.from_json(manifest["calibration"])
+            ds = spec.load(classes=classes)
+            x, y, source = ds.x, ds.y, ds.source
+        else:
+            raise OnnxDecompError(
+                f"{group.modules[0].label}: a union needs calibration data, and no manifest "
+                "beside the modules records it: give {calibrate}", options=["calibrate"])
+        return UnionSetup(parent, fit_for(Runner(parent, device="cpu"), x), y, settings,
+                          float(target), source)
+
+    def _manifest(self, group) -> tuple[dict | None, Path | None]:
+        for m in group.modules:
+            if m.manifest is not None:
+                return m.manifest, m.manifest_path
+        return None, None
+
+    def parent_file(self, group, manifest: dict | None, where: Path | None) -> str:
+        """The parent's file: a given one with its sha256, else the manifest's (checked)."""
+        sha = group.parent_sha256
+        if sha in self.parents:
+            return self.parents[sha]
+        label = group.modules[0].label
+        if manifest is None:
+            raise OnnxDecompError(
+                f"{label}: a union needs the parent model, and no manifest beside the modules "
+                "names it: give {parents}", options=["parents"])
+        entry = manifest["parent"]
+        tried = [p for p in (entry.get("resolved_path"), entry.get("path")) if p]
+        if where is not None and entry.get("path"):
+            tried.append(str(where.parent / entry["path"]))
+        for path in tried:
+            if Path(path).is_file():
+                if sha256_bytes(Path(path).read_bytes()) != sha:
+                    raise OnnxDecompError(
+                        f"parent {path} has changed since {label} was cut from it (sha256 "
+                        "differs): give the original with {parents}", options=["parents"])
+                return path
+        raise OnnxDecompError(f"{label}: parent model not found (tried {', '.join(tried)}): "
+                              "give it with {parents}", options=["parents"])
+
+    # ---- labelled samples -------------------------------------------------------------
+    def _samples_of(self, group, classes: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
+        """Samples of ``classes`` of the group's parent, labelled with its class indices."""
+        gi = self.groups.index(group)
+        if self.per_parent:
+            ds = self.specs[gi].load(classes=classes)
+            return ds.x, ds.y, ds.source
+        ds = self.specs[0].load()  # labels are the linked columns
+        keep = np.isin(ds.y, group.members)
+        to_class = {i: m.class_index for i, m in zip(group.members, group.modules)}
+        y = np.array([to_class[int(v)] for v in ds.y[keep]], dtype=np.int64)
+        return ds.x[keep], y, ds.source
+
+    def column_samples(self, modules) -> tuple[np.ndarray, np.ndarray]:
+        """All calibration samples, labelled with the linked model's columns (-1: a class
+        that is not linked)."""
+        if not self.per_parent:  # one data set for several parents: labels are the columns
+            ds = self.specs[0].load()
+            return ds.x, ds.y
+        xs, ys = [], []
+        for gi, g in enumerate(self.groups):
+            ds = self.specs[gi].load()
+            column = {m.class_index: i for i, m in zip(g.members, g.modules)}
+            xs.append(ds.x)
+            ys.append(np.array([column.get(int(v), -1) for v in ds.y], dtype=np.int64))
+        shapes = {x.shape[1:] for x in xs}
+        if len(shapes) > 1:
+            raise OnnxDecompError(f"calibration data sets differ in sample shape: {shapes}",
+                                  options=["calibrate"])
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit_for(runner: Runner, x: np.ndarray) -> np.ndarray:
+    """``x`` as the runner's model takes it (``fit_to_input``), checked."""
+    ds = fit_to_input(Dataset(x, np.zeros(len(x), np.int64), None, ""), runner.input.shape,
+                      runner.input.dtype)
+    runner.check_input(ds.x)
+    return ds.x
+
+
+def run_scores(model: ir.Model, x: np.ndarray, device: str) -> np.ndarray:
+    """The model's first output on ``x``."""
+    runner = Runner(to_proto(model), device=device)
+    return runner.run(fit_for(runner, x))[0]

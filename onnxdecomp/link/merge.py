@@ -1,0 +1,147 @@
+"""Parts side by side on one shared input: the merge every link mode ends with.
+
+``onnx.compose.merge_models`` chains models in sequence and refuses mixed IR versions, so
+the merge is by hand: opsets converted up to the highest, names prefixed per part, every
+part reading the shared input, the parts' outputs concatenated into ``scores``; identical
+initializers and subgraphs are then shared (onnx-ir's dedup and CSE passes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import compose, helper, version_converter
+from onnx_ir.passes import common
+
+from onnxdecomp.errors import OnnxDecompError, first_line
+from onnxdecomp.irutil import opset_version
+from onnxdecomp.link.select_classes import SCORES
+from onnxdecomp.runtime import Runner
+from onnxdecomp.version import __version__
+
+
+@dataclass
+class Part:
+    """A model with one input and one output [N, k]: a module (k = 1) or a union."""
+
+    label: str
+    proto: onnx.ModelProto
+
+    @property
+    def width(self) -> int:
+        return self.proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+
+
+def signature(proto: onnx.ModelProto) -> tuple:
+    """(element type name, dims after the batch axis) of the model's input."""
+    t = proto.graph.input[0].type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                 for d in t.shape.dim)
+    return onnx.TensorProto.DataType.Name(t.elem_type).lower(), dims[1:]
+
+
+def fixed_batch(proto: onnx.ModelProto) -> int | None:
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+
+
+def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:
+    """A copy whose batch axis is symbolic, when the graph allows it (shapes re-inferred and
+    two samples run through ONNX Runtime); None when it does not (a constant holds the batch)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    for vi in (m.graph.input[0], *m.graph.output):
+        dim = vi.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_param = "N"
+    del m.graph.value_info[:]
+    try:
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+        x = np.zeros((2, *signature(m)[1]), dtype=onnx.helper.tensor_dtype_to_np_dtype(
+            m.graph.input[0].type.tensor_type.elem_type))
+        out = Runner(m, device="cpu").run(x)[0]
+    except Exception:
+        return None
+    return m if out.shape[0] == 2 else None
+
+
+def align_batches(parts: list[Part]) -> tuple[list[Part], int | None]:
+    """Parts with a fixed batch made batch-dynamic where their graphs allow; returns the
+    parts and the batch the linked model must keep (None: dynamic)."""
+    if all(fixed_batch(p.proto) is None for p in parts):
+        return parts, None
+    out, kept = [], None
+    for p in parts:
+        b = fixed_batch(p.proto)
+        dyn = p.proto if b is None else batch_dynamic(p.proto)
+        if dyn is None:
+            kept = b
+            dyn = p.proto
+        out.append(Part(p.label, dyn))
+    if kept is not None and any(fixed_batch(p.proto) not in (None, kept) for p in out):
+        raise OnnxDecompError("modules with different fixed batch sizes cannot be linked")
+    return out, kept
+
+
+def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
+    """One model whose output ``scores`` [N, sum of widths] is the parts' outputs side by
+    side; ``batch`` fixes the batch axis (None: symbolic). Inputs must agree (checked)."""
+    first = signature(parts[0].proto)
+    for p in parts[1:]:
+        if signature(p.proto) != first:
+            raise OnnxDecompError(
+                f"{p.label}: input {signature(p.proto)} differs from {parts[0].label} {first}")
+    opset = max(opset_version(p.proto) for p in parts)
+    nodes, inits, outputs = [], [], []
+    shared = onnx.ValueInfoProto()
+    shared.CopyFrom(parts[0].proto.graph.input[0])
+    dim0 = shared.type.tensor_type.shape.dim[0]
+    dim0.Clear()
+    if batch is None:
+        dim0.dim_param = "N"
+    else:
+        dim0.dim_value = batch
+    for i, p in enumerate(parts):
+        m = p.proto
+        if opset_version(m) != opset:
+            try:
+                m = version_converter.convert_version(m, opset)
+            except Exception as exc:
+                raise OnnxDecompError(
+                    f"{p.label}: cannot convert to opset {opset}: {first_line(exc)}") from exc
+        m = compose.add_prefix(m, f"m{i}_")
+        own_input = m.graph.input[0].name
+        for node in m.graph.node:
+            for j, name in enumerate(node.input):
+                if name == own_input:
+                    node.input[j] = shared.name
+        nodes.extend(m.graph.node)
+        inits.extend(m.graph.initializer)
+        outputs.append(m.graph.output[0].name)
+    width = sum(p.width for p in parts)
+    if len(outputs) > 1:
+        nodes.append(helper.make_node("Concat", outputs, [SCORES], axis=1, name="link_concat"))
+    else:
+        nodes.append(helper.make_node("Identity", outputs, [SCORES], name="link_scores"))
+    out_type = parts[0].proto.graph.output[0].type.tensor_type.elem_type
+    graph = helper.make_graph(
+        nodes, "onnxdecomp_linked", [shared],
+        [helper.make_tensor_value_info(SCORES, out_type, [dim0.dim_param or dim0.dim_value,
+                                                          width])],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)],
+        ir_version=max(p.proto.ir_version for p in parts),
+        producer_name="onnxdecomp", producer_version=__version__,
+    )
+    ir_model = ir.serde.deserialize_model(model)
+    ir.passes.PassManager([
+        common.IdentityEliminationPass(),
+        common.DeduplicateInitializersPass(),
+        common.CommonSubexpressionEliminationPass(),
+    ])(ir_model)
+    return ir_model

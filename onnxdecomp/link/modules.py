@@ -1,0 +1,100 @@
+"""The linker's inputs: module files or folders, each module with what it knows of itself.
+
+A folder contributes its ``manifest.json``'s modules in the manifest's order; a file is a
+module when it has one input, one ``[N, 1]`` output and the provenance ``decompose`` stamps
+(class index, parent sha256). The manifest beside a module file, when it lists that file,
+tells where the parent and the calibration data are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from onnxdecomp import provenance
+from onnxdecomp.decompose.manifest import FILE as MANIFEST
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.modelio import read_model, sha256_bytes
+
+
+@dataclass
+class Module:
+    """One module to link, and where it came from."""
+
+    label: str  # how errors name it: its path, or "module i" for a proto
+    proto: onnx.ModelProto
+    class_index: int | None  # None: no onnxdecomp provenance (it links in parallel only)
+    class_name: str
+    parent_sha256: str | None
+    num_classes: int | None
+    manifest: dict | None = None  # the manifest.json that lists it
+    manifest_path: Path | None = None
+
+    @property
+    def column(self) -> dict:
+        """What the linked model records of this module's column."""
+        return {"class_index": self.class_index, "class_name": self.class_name,
+                "parent_sha256": self.parent_sha256, "source": os.path.basename(self.label)}
+
+
+def read_manifest(path: Path) -> dict:
+    """``manifest.json`` at ``path``, checked for the keys the linker reads."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OnnxDecompError(f"cannot read {path}: {exc}") from None
+    if not isinstance(manifest, dict) or not {"parent", "modules"} <= manifest.keys():
+        raise OnnxDecompError(f"{path} is not a manifest.json of onnxdecomp decompose")
+    return manifest
+
+
+def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto]) -> list[Module]:
+    """The modules of ``inputs`` in the order given (a folder: in its manifest's order)."""
+    if not inputs:
+        raise OnnxDecompError("link needs at least one module")
+    modules: list[Module] = []
+    for src in inputs:
+        if not isinstance(src, onnx.ModelProto) and Path(src).is_dir():
+            folder = Path(src)
+            if not (folder / MANIFEST).is_file():
+                raise OnnxDecompError(f"{folder}: a folder to link holds a {MANIFEST}")
+            manifest = read_manifest(folder / MANIFEST)
+            for entry in manifest["modules"]:
+                modules.append(read_module(folder / entry["file"], len(modules)))
+        else:
+            modules.append(read_module(src, len(modules)))
+    return modules
+
+
+def read_module(src: str | os.PathLike | onnx.ModelProto, index: int) -> Module:
+    proto = read_model(src)
+    label = f"module {index}" if isinstance(src, onnx.ModelProto) else str(src)
+    if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
+        raise OnnxDecompError(f"{label}: a module has one input and one output")
+    out = proto.graph.output[0].type.tensor_type.shape.dim
+    if len(out) != 2 or (out[1].HasField("dim_value") and out[1].dim_value != 1):
+        raise OnnxDecompError(f"{label}: output is not a [N, 1] score; is it a module?")
+    meta = provenance.module_identity(proto)
+    num = {p.key: p.value for p in proto.metadata_props}.get(provenance.NUM_CLASSES)
+    known = "class_index" in meta and "parent_sha256" in meta and num is not None
+    module = Module(label, proto, int(meta["class_index"]) if known else None,
+                    meta.get("class_name", ""), meta["parent_sha256"] if known else None,
+                    int(num) if known else None)
+    if not isinstance(src, onnx.ModelProto):
+        _attach_manifest(module, Path(src))
+    return module
+
+
+def _attach_manifest(module: Module, path: Path) -> None:
+    """The manifest beside the module file, when it lists this very file (by sha256)."""
+    candidate = path.parent / MANIFEST
+    if not candidate.is_file():
+        return
+    manifest = read_manifest(candidate)
+    digest = sha256_bytes(path.read_bytes())
+    if any(e.get("sha256") == digest for e in manifest["modules"]):
+        module.manifest, module.manifest_path = manifest, candidate

@@ -1,0 +1,83 @@
+"""``replace``: some classes of a model decided by modules, typically of a stronger model.
+
+The model's logits become the log-odds of each of its classes against the rest (the head of
+``SelectClassesPass`` over all classes); a module's score is the log-odds of its class
+against the rest of its own parent's classes, so a replaced column is on the same scale as
+the columns it competes with. With calibration data labelled in the model's classes, a
+combiner (``combine``; no router: one task) is fitted on top (CNNSplitter's patching).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnxdecomp.data import DataSpec
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.link import combine
+from onnxdecomp.link.calibration import run_scores
+from onnxdecomp.link.linker import LinkResult
+from onnxdecomp.link.merge import Part, align_batches, side_by_side
+from onnxdecomp.link.modules import read_module
+from onnxdecomp.link.output import finish, gather_columns, set_scores
+from onnxdecomp.link.select_classes import SelectClassesPass
+from onnxdecomp.modelio import read_model
+from onnxdecomp.passes import finalize, normalize
+
+
+def replace(model: str | os.PathLike | onnx.ModelProto,
+            replacements: list[tuple[int, str | os.PathLike | onnx.ModelProto]],
+            calibrate: DataSpec | None = None, combiner: str = "auto",
+            device: str = "auto") -> LinkResult:
+    """``model`` with class ``i`` decided by module ``m`` for each ``(i, m)``; outputs
+    ``scores`` [N, K] (the model's classes, in its order) and ``label``."""
+    if combiner not in combine.COMBINERS or combiner == "router":
+        choices = [c for c in combine.COMBINERS if c != "router"]
+        raise OnnxDecompError(f"unknown {{combiner}} {combiner!r} for replace: choose one of "
+                              f"{', '.join(choices)}", options=["combiner"])
+    label = "model" if isinstance(model, onnx.ModelProto) else str(model)
+    base = normalize(ir.serde.deserialize_model(read_model(model)))
+    out = base.graph.outputs[0]
+    if out.shape is None or len(out.shape) != 2 or not isinstance(out.shape[1], int):
+        raise OnnxDecompError(f"{label}: the model's output must be [N, K] class scores")
+    k = out.shape[1]
+    SelectClassesPass(list(range(k)), k)(base)
+    parts = [Part(label, finalize(base, check=False))]
+    replaced: dict[int, int] = {}  # class -> column of the merged scores
+    columns = [{"class_index": c, "class_name": str(c), "source": os.path.basename(label)}
+               for c in range(k)]
+    for cls, src in replacements:
+        if not 0 <= cls < k:
+            raise OnnxDecompError(f"{{classes}}: class {cls} outside the model's classes "
+                                  f"0..{k - 1}", options=["classes"])
+        if cls in replaced:
+            raise OnnxDecompError(f"class {cls} is replaced twice", options=["classes"])
+        module = read_module(src, len(parts))
+        replaced[cls] = k + len(parts) - 1
+        parts.append(Part(module.label, module.proto))
+        columns[cls] = {**module.column, "class_index": cls, "replaces": cls,
+                        "module_class_index": module.class_index}
+    parts, batch = align_batches(parts)
+    merged = side_by_side(parts, batch)
+    gather_columns(merged, [replaced.get(c, c) for c in range(k)])
+    result = LinkResult(onnx.ModelProto(), "replace", columns,
+                        [{"kind": "model", "source": label}]
+                        + [{"kind": "module", "class": c, "source": columns[c]["source"]}
+                           for c in replaced], batch=batch)
+    if calibrate is not None:
+        ds = calibrate.load()
+        if ds.y.ndim != 1 or ds.y.max() >= k:
+            raise OnnxDecompError(f"calibration labels must be the model's classes 0..{k - 1}",
+                                  options=["calibrate"])
+        choice = combine.choose(combiner, run_scores(merged, ds.x, device), ds.y,
+                                np.zeros(k, dtype=np.int64))
+        result.combiner, result.held_out = choice.combiner.name, choice.held_out
+        set_scores(merged, choice.combiner.emit(merged.graph, merged.graph.outputs[0],
+                                                merged.opset_imports.get("", 17)))
+    result.proto = finish(merged, columns, {"mode": "replace", "parts": result.parts,
+                                            "combiner": result.combiner,
+                                            "held_out": result.held_out})
+    return result

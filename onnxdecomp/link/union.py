@@ -1,0 +1,64 @@
+"""Union linking: one pruned network for a subset of a parent's classes.
+
+The subset is profiled as one concern (``criteria.subset_concern``): its classes' samples
+weigh equally in the ranking and the least-squares refit, their logits are the output, and
+the head keeps only their rows (``SelectClassesPass``). A subset is an easier task than each
+of its classes against all others, so the union is no bigger than the subset needs: the keep
+ratio is tuned, as for modules, to the smallest whose fidelity on held-out calibration
+samples of the subset meets the target, the fidelity being the mean over the subset's
+classes of the share of the parent's subset log-odds variance reproduced.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxdecomp.decompose import BuiltModule, Decomposer
+from onnxdecomp.decompose.criteria import subset_concern
+from onnxdecomp.decompose.fidelity import logodds_fidelity
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.decompose.tune import tune_keep
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.link.select_classes import SelectClassesPass
+
+
+class UnionBuilder:
+    """Sub-task models over subsets of one parent's classes, from one profile of it."""
+
+    def __init__(self, dec: Decomposer) -> None:
+        self.dec = dec
+
+    def _held_out(self, classes: tuple[int, ...]) -> np.ndarray:
+        """Held-out samples of the subset: by label where labels are known, else by the
+        parent's decision."""
+        dec = self.dec
+        owner = dec.y_hold if dec.y_hold is not None else dec.hold_logits.argmax(axis=1)
+        mask = np.isin(owner, classes)
+        if not mask.any():
+            raise OnnxDecompError(
+                f"no held-out calibration sample of classes {list(classes)}: give more "
+                "calibration data")
+        return mask
+
+    def build(self, classes: tuple[int, ...], keep: float, check: bool = False) -> BuiltModule:
+        dec = self.dec
+        head = SelectClassesPass(list(classes), dec.parent.num_classes)
+        return dec.build_for(subset_concern(dec.profile, classes), keep, head, check=check)
+
+    def measure(self, module: BuiltModule) -> BuiltModule:
+        """Set the union's fidelity and decision agreement with the parent restricted to the
+        subset, on the subset's held-out samples."""
+        dec, classes = self.dec, list(module.classes)
+        mask = self._held_out(module.classes)
+        score = dec.hold_score(module.proto, mask)
+        parent = logodds_from_logits(dec.hold_logits[mask][:, classes])
+        module.fidelity = float(np.mean([logodds_fidelity(score[:, j], parent, j)
+                                         for j in range(len(classes))]))
+        module.agreement = float(np.mean(score.argmax(axis=1) == parent.argmax(axis=1)))
+        return module
+
+    def tune(self, classes: tuple[int, ...], fidelity: float) -> BuiltModule:
+        """The smallest union meeting ``fidelity``, measured; finalised but not yet checked."""
+        self._held_out(classes)  # fail before any build when the subset has no samples
+        return tune_keep(lambda keep: self.measure(self.build(classes, keep)),
+                         lambda module: module.fidelity, fidelity)

@@ -1,0 +1,275 @@
+"""The linker: union, parallel and cross-model linking, combiners, replace; its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from conftest import ort_run
+from test_cli import _assert_user_error, _npz
+
+from onnxdecomp import link, replace
+from onnxdecomp.cli import main
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.link import combine, link_parallel
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+
+def _run(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _decompose(case, tmp: Path, name: str, *flags) -> tuple[Path, Path, np.ndarray]:
+    """(module folder, calibration .npz, its x) of ``case`` decomposed through the CLI, so
+    that the manifest records the parent and the data; labels are the parent's decisions."""
+    x = case.calib(240, seed=7)
+    y = case.logits(x).argmax(axis=1)
+    data = _npz(tmp / f"{name}.npz", x, y)
+    out = tmp / name
+    res = _run("decompose", case.path, "--data", data, "-o", out, *flags)
+    assert res.exit_code == 0, res.output
+    return out, data, x
+
+
+@pytest.fixture(scope="module")
+def plain(get_case, tmp_path_factory):
+    case = get_case("plain-dynamo")
+    folder, data, x = _decompose(case, tmp_path_factory.mktemp("plain"), "m", "--keep", "0.5")
+    return case, folder, data, x
+
+
+@pytest.fixture(scope="module")
+def other(get_case, tmp_path_factory):
+    """A second parent with the same input: the fixed-batch CNTK-like export (opset 7)."""
+    case = get_case("cntk")
+    folder, data, x = _decompose(case, tmp_path_factory.mktemp("cntk"), "m", "--keep", "0.6")
+    return case, folder, data, x
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("class_*.onnx"))
+
+
+# ------------------------------------------------------------------------ union
+
+
+def test_union_of_a_subset_is_a_smaller_sub_task_model(plain) -> None:
+    case, folder, _, x = plain
+    files = _files(folder)
+    result = link([files[3], files[1]])
+    assert result.mode == "union" and result.parts[0]["classes"] == [3, 1]
+    proto = result.proto
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.name for o in proto.graph.output] == ["scores", "label"]
+    scores, label = Runner(proto, device="cpu").run(x)
+    assert scores.shape == (len(x), 2) and label.dtype == np.int64
+    np.testing.assert_array_equal(label, scores.argmax(axis=1))
+    assert model_stats(proto).macs < model_stats(str(case.path)).macs
+    parent = case.logits(x)[:, [3, 1]]
+    mask = np.isin(parent.argmax(axis=1), [0, 1]) & np.isin(case.logits(x).argmax(1), [3, 1])
+    assert np.mean(label[mask] == parent[mask].argmax(axis=1)) > 0.8
+
+
+def test_union_of_all_classes_at_fidelity_one_is_the_parent(plain) -> None:
+    """Nothing pruned: the scores are the parent's log-odds within the subset, to 1e-5."""
+    case, folder, _, x = plain
+    result = link([folder], mode="union", fidelity=1.0)
+    assert result.parts[0]["keep"] == 1.0
+    scores, _ = Runner(result.proto, device="cpu").run(x)
+    np.testing.assert_allclose(scores, logodds_from_logits(case.logits(x)), atol=1e-5)
+    assert model_stats(result.proto).macs <= model_stats(str(case.path)).macs
+
+
+def test_select_classes_is_stable_where_one_logit_dominates() -> None:
+    from conftest import F32, make_model
+    from onnx import helper
+
+    model = make_model([helper.make_node("Identity", ["input"], ["logits"])],
+                       [helper.make_tensor_value_info("input", F32, ["N", 3])],
+                       [helper.make_tensor_value_info("logits", F32, ["N", 3])], [])
+    import onnx_ir as ir
+
+    from onnxdecomp.link.select_classes import SelectClassesPass
+    from onnxdecomp.passes import finalize
+
+    m = ir.serde.deserialize_model(model)
+    SelectClassesPass([2, 0], 3)(m)
+    z = np.array([[0.0, 1.0, 200.0], [3.0, -1.0, 2.0]], np.float32)
+    got = ort_run(finalize(m), z)
+    want = logodds_from_logits(z[:, [2, 0]].astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert np.all(np.isfinite(got))
+
+
+# ------------------------------------------------------------------------ parallel
+
+
+def test_parallel_keeps_the_order_given(plain) -> None:
+    _, folder, _, x = plain
+    files = _files(folder)
+    chosen = [files[4], files[0], files[2]]
+    result = link(chosen, mode="parallel")
+    assert [c["class_index"] for c in result.columns] == [4, 0, 2]
+    scores, label = Runner(result.proto, device="cpu").run(x)
+    for j, f in enumerate(chosen):
+        np.testing.assert_allclose(scores[:, j], ort_run(f, x)[:, 0], atol=1e-5)
+    np.testing.assert_array_equal(label, scores.argmax(axis=1))
+
+
+def test_a_folder_links_in_its_manifest_order(plain) -> None:
+    _, folder, _, _ = plain
+    manifest = json.loads((folder / "manifest.json").read_text())
+    result = link([folder], mode="parallel")
+    assert [c["class_index"] for c in result.columns] == [
+        m["class_index"] for m in manifest["modules"]]
+
+
+def test_link_parallel_takes_modules_without_provenance(get_case) -> None:
+    from onnxdecomp.decompose import Decomposer, Settings
+
+    case = get_case("bn_conv")
+    dec = Decomposer(case.path, case.calib(60), None, Settings(keep=0.5, device="cpu"))
+    protos = [dec.build(k, 0.5).proto for k in range(2)]
+    scores = ort_run(link_parallel(protos), case.calib(5))
+    assert scores.shape == (5, 2)
+
+
+# ------------------------------------------------------------------------ across models
+
+
+def test_two_parents_with_calibration_get_a_combiner(plain, other) -> None:
+    """Different exporters, opsets and batch axes (one fixed at 1) in one model."""
+    _, folder_a, data_a, xa = plain
+    _, folder_b, data_b, xb = other
+    from onnxdecomp.data import DataSpec
+
+    result = link([folder_a, folder_b], calibrate=[DataSpec(str(data_a)), DataSpec(str(data_b))])
+    assert result.mode == "union" and len(result.parts) == 2
+    assert result.combiner in combine.COMBINERS
+    assert set(result.held_out) == {"router", "temperature", "logistic", "minmax", "argmax"}
+    assert result.batch is None  # the CNTK-like module could be made batch-dynamic
+    onnx.checker.check_model(result.proto, full_check=True)
+    k = len(result.columns)
+    scores, label = Runner(result.proto, device="cpu").run(np.concatenate([xa, xb]))
+    assert scores.shape == (len(xa) + len(xb), k)
+    np.testing.assert_array_equal(label, scores.argmax(axis=1))
+
+
+@pytest.mark.parametrize("name", ["router", "temperature", "logistic", "minmax", "argmax"])
+def test_combiner_in_onnx_matches_numpy(name: str) -> None:
+    """What a combiner computes in the graph is what it was selected on."""
+    import onnx_ir as ir
+    from conftest import F32, make_model
+    from onnx import helper
+
+    from onnxdecomp.passes import finalize
+
+    rng = np.random.default_rng(3)
+    groups = np.array([0, 0, 0, 1, 1])
+    s = rng.normal(0, 4, (200, 5))
+    y = rng.integers(0, 5, 200)
+    fitted = combine.fit(name, s, y, groups)
+    model = make_model([helper.make_node("Identity", ["input"], ["scores"])],
+                       [helper.make_tensor_value_info("input", F32, ["N", 5])],
+                       [helper.make_tensor_value_info("scores", F32, ["N", 5])], [])
+    from onnxdecomp.link.output import set_scores
+
+    m = ir.serde.deserialize_model(model)
+    set_scores(m, fitted.emit(m.graph, m.graph.outputs[0], 17))
+    got = ort_run(finalize(m), s.astype(np.float32))
+    np.testing.assert_allclose(got, fitted.apply(s), rtol=1e-4, atol=1e-4)
+
+
+def test_router_decides_the_parent_then_its_argmax() -> None:
+    rng = np.random.default_rng(0)
+    groups = np.array([0, 0, 1, 1])
+    y = rng.integers(0, 4, 400)
+    s = rng.normal(-4, 1, (400, 4))
+    s[np.arange(400), y] += 8  # the right module says yes
+    s[:, 2:] += np.where(y[:, None] >= 2, 0.0, 6.0)  # parent B is loud on A's inputs
+    choice = combine.choose("auto", s, y, groups)
+    assert choice.held_out["router"] > choice.held_out["argmax"]
+    assert choice.combiner.name != "argmax"
+
+
+# ------------------------------------------------------------------------ replace
+
+
+def test_replace_a_class_by_its_own_module_changes_nothing(get_case, tmp_path: Path) -> None:
+    case = get_case("plain-torchscript")
+    folder, data, x = _decompose(case, tmp_path, "m", "--keep", "1.0", "--compensation",
+                                 "none")
+    result = replace(case.path, [(2, folder / "class_2.onnx")])
+    scores, label = Runner(result.proto, device="cpu").run(x)
+    np.testing.assert_allclose(scores, logodds_from_logits(case.logits(x)), atol=1e-4)
+    assert result.columns[2]["replaces"] == 2
+    from onnxdecomp.data import DataSpec
+
+    fitted = replace(case.path, [(2, folder / "class_2.onnx")], calibrate=DataSpec(str(data)))
+    assert fitted.combiner in ("temperature", "logistic", "minmax", "argmax")
+    assert "router" not in fitted.held_out
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def test_cli_link_union_and_eval_against_the_parent(plain, tmp_path: Path) -> None:
+    case, folder, data, _ = plain
+    files = _files(folder)
+    out = tmp_path / "sub.onnx"
+    res = _run("link", files[0], files[2], "-o", out, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["mode"] == "union" and info["macs"] < model_stats(str(case.path)).macs
+    res = _run("eval", out, "--data", data, "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["parent_restricted_top1"] is not None
+    assert abs(report["top1"] - report["parent_restricted_top1"]) < 0.2
+    again = tmp_path / "t.onnx"
+    res = _run("link", files[0], files[2], "-o", again)
+    assert res.stdout.strip().splitlines()[-1] == f"PASSED | onnxdecomp link -o {again}"
+
+
+def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
+    case, folder, data, _ = plain
+    out = tmp_path / "r.onnx"
+    res = _run("replace", case.path, "--class", 1, "--with", _files(folder)[1], "-o", out,
+               "--calibrate", data)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == f"PASSED | onnxdecomp replace -o {out}"
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+
+
+def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
+    case, folder, data, _ = plain
+    files = _files(folder)
+    out = tmp_path / "x.onnx"
+    # inputs of another shape
+    mlp, _, _ = _decompose(get_case("mlp-torchscript"), tmp_path, "mlp", "--keep", "0.5")
+    _assert_user_error(_run("link", files[0], _files(mlp)[0], "-o", out, "--mode", "parallel"),
+                       "differs from")
+    # a model that is not a module
+    _assert_user_error(_run("link", case.path, "-o", out), "module")
+    # a union without its manifest
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    for f in files[:2]:
+        (lone / f.name).write_bytes(f.read_bytes())
+    _assert_user_error(_run("link", *sorted(lone.glob("*.onnx")), "-o", out, "--mode", "union"),
+                       "--parent")
+    # a parent that is not theirs
+    _assert_user_error(_run("link", *files[:2], "-o", out, "--parent",
+                            get_case("plain-torchscript").path, "--mode", "union"),
+                       "is not the parent", "sha256")
+    # a replace with unmatched flags
+    _assert_user_error(_run("replace", case.path, "--class", 1, "--class", 2, "--with",
+                            files[1], "-o", out), "--with")
+    _assert_user_error(_run("replace", case.path, "--class", 9, "--with", files[1], "-o",
+                            out), "class 9")
+    assert not out.exists()
