@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--fidelity", type=float, default=None, help="also run the tuned default")
     ap.add_argument("--budgets", default=None, help="also these mean-MACs budgets, e.g. 0.5,0.55")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--align", default="1", help="kept channel multiple; the curves recorded "
+                    "before --align existed are align 1")
     args = ap.parse_args()
 
     runner = Runner(args.model, device="cpu")
@@ -94,7 +96,9 @@ def main() -> None:
     calib = fit_to_input(load_data(args.data, "train", limit=args.calib), shape, dtype)
     test = fit_to_input(load_data(args.data, "test", limit=args.test_limit), shape, dtype)
     parent_rep = classification_report(runner.run(test.x)[0], test.y)
-    settings = Settings() if args.fidelity is None else Settings(fidelity=args.fidelity)
+    align = args.align if args.align == "auto" else int(args.align)
+    settings = Settings(align=align) if args.fidelity is None else Settings(
+        fidelity=args.fidelity, align=align)
     t0 = time.perf_counter()
     dec = Decomposer(args.model, calib.x, calib.y, settings)
     setup_s = time.perf_counter() - t0

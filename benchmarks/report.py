@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 GATE_MACS, GATE_LOSS = 0.57, 2.9  # CNNSplitter: 57% kernels kept, 2.89 pp composed loss
@@ -56,6 +58,88 @@ def plot(name: str, res: dict) -> str | None:
     return path.name
 
 
+def reuse_section(name: str, res: dict) -> str:
+    """Sub-task reuse by union linking, by subset size, against the issue's gates."""
+    rows = res["rows"]
+    sizes = sorted({r["size"] for r in rows})
+    out = [f"\n### {name[len('reuse_'):]}\n\n`{res['command']}`\n\n"
+           f"Compensation `{res['compensation']}`, fidelity target {res['fidelity']}; parent "
+           f"{res['parent_macs']:,} MACs, {res['parent_latency_ms']} ms per batch of 64 "
+           f"({res['latency_setup']}).\n\n"
+           "| size | subsets | mean loss pp | max loss pp | mean MACs | max MACs | mean latency "
+           "| mean keep | mean build s |\n|---|---|---|---|---|---|---|---|---|\n"]
+    for size in sizes:
+        rs = [r for r in rows if r["size"] == size]
+
+        def mean(key: str, rs: list[dict] = rs) -> float:
+            return float(np.mean([r[key] for r in rs]))
+
+        out.append(f"| {size} | {len(rs)} | {mean('loss_pp'):.2f} | "
+                   f"{max(r['loss_pp'] for r in rs):.2f} | {100 * mean('macs'):.1f}% | "
+                   f"{100 * max(r['macs'] for r in rs):.1f}% | {100 * mean('latency'):.1f}% | "
+                   f"{mean('keep'):.2f} | {mean('build_seconds'):.1f} |\n")
+    by_size = {size: [r for r in rows if r["size"] == size] for size in sizes}
+    worst = max(float(np.mean([r["loss_pp"] for r in rs])) for rs in by_size.values())
+    pairs = by_size.get(2, [])
+    pair_macs = float(np.mean([r["macs"] for r in pairs])) if pairs else float("nan")
+    over = [r for r in rows if r["macs"] > 1.0]
+    out.append(f"\nGates: mean loss <= 0.5 pp at every size: worst size {worst:.2f} pp "
+               f"({'met' if worst <= 0.5 else 'not met'}); 2-class models at <= 40% MACs: "
+               f"mean {100 * pair_macs:.1f}% ({'met' if pair_macs <= 0.4 else 'not met'}); "
+               f"no subset above the parent's MACs: {'met' if not over else 'not met'}.\n")
+    return "".join(out)
+
+
+def linking_sections() -> str:
+    """Sub-task reuse, linking across data sets, replacement and patching."""
+    out = []
+    reuse = sorted(RESULTS.glob("reuse_*.json"))
+    if reuse:
+        out.append("\n## Sub-task reuse (union linking)\n\nEach subset's union (`onnxdecomp "
+                   "link` defaults) on the test samples of its classes; loss = parent "
+                   "restricted to the subset's logits minus the union; MACs and latency as "
+                   "fractions of the parent's.\n")
+        out += [reuse_section(p.stem, json.loads(p.read_text())) for p in reuse]
+    cross = RESULTS / "link_cross.json"
+    if cross.is_file():
+        res = json.loads(cross.read_text())
+        out.append(f"\n## Linking across data sets\n\n`{res['command']}`\n")
+        for key, r in res.items():
+            if key == "command":
+                continue
+            out.append(f"\n### {key}: {r['first']} + {r['second']}\n\nParents "
+                       f"{100 * r['parents_top1']['first']:.2f}% and "
+                       f"{100 * r['parents_top1']['second']:.2f}% on their own test sets "
+                       f"(mean {100 * r['parents_mean']:.2f}%); linked model evaluated on both "
+                       f"test sets together ({r['test_samples']:,} samples).\n\n"
+                       "| combiner | chosen | top-1 | loss pp | MACs | held-out calibration "
+                       "accuracy (router, temperature, logistic, minmax, argmax) |\n"
+                       "|---|---|---|---|---|---|\n")
+            for name, c in r["combiners"].items():
+                held = ", ".join(f"{100 * v:.1f}%" for v in c["held_out"].values())
+                out.append(f"| {name} | {c['chosen']} | {100 * c['top1']:.2f}% | "
+                           f"{c['loss_pp']:.2f} | {c['macs']:,} | {held} |\n")
+    rep = RESULTS / "link_replace.json"
+    if rep.is_file():
+        res = json.loads(rep.read_text())
+        out.append(f"\n## Replacement and patching\n\n`{res['command']}`\n\n"
+                   "| model | target class | precision | recall | F1 | non-target top-1 | "
+                   "top-1 | combiner |\n|---|---|---|---|---|---|---|---|\n")
+        for section, cls in (("replace", 5), ("patch", 6)):
+            for name, r in res.get(section, {}).items():
+                if not isinstance(r, dict):
+                    continue
+                out.append(f"| {section}: {name} | {cls} | {r['precision']:.3f} | "
+                           f"{r['recall']:.3f} | {r['f1']:.3f} | "
+                           f"{100 * r['non_target_top1']:.2f}% | {100 * r['top1']:.2f}% | "
+                           f"{r.get('combiner') or '-'} |\n")
+        own = res.get("replace", {}).get("own_module_loss_pp")
+        if own:
+            out.append(f"\nEach class of LeNet-5 replaced by its own module: loss "
+                       f"{min(own):.2f} to {max(own):.2f} pp (mean {np.mean(own):.2f}).\n")
+    return "".join(out)
+
+
 def hashes_section(name: str, res: dict) -> str:
     """Byte-identity of emitted models across a change (benchmarks.module_hashes)."""
     cmp = res.get("comparison")
@@ -85,7 +169,7 @@ def main() -> None:
              "(CNNSplitter's KRR). CPU: 2 cores.\n"]
     gates = []
     for path in sorted(RESULTS.glob("*.json")):
-        if path.stem.startswith(("time_", "tmp_", "hashes_")):
+        if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -140,6 +224,7 @@ def main() -> None:
                      + ", ".join(f"{k} {v} s" for k, v in t["split_seconds"].items())
                      + f"); data loading {t['data_loading_seconds']} s; mean module MACs "
                      f"{100 * t['mean_macs_fraction']:.1f}%.\n")
+    parts.append(linking_sections())
     for path in sorted(RESULTS.glob("hashes_*.json")):
         parts.append(hashes_section(path.stem, json.loads(path.read_text())))
     (HERE / "README.md").write_text("".join(parts))

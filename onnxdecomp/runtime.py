@@ -16,8 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from onnxdecomp.errors import DataError, OnnxDecompError, RuntimeUnavailableError, first_line
-from onnxdecomp.modelio import check_model_path
+from onnxdecomp.errors import (
+    DataError,
+    OnnxDecompError,
+    RuntimeFailure,
+    RuntimeUnavailableError,
+    first_line,
+)
+from onnxdecomp.modelio import read_model
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -65,7 +71,8 @@ def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto) -> bytes | 
         return model.SerializeToString()
     if isinstance(model, (bytes, bytearray)):
         return bytes(model)
-    return check_model_path(model)  # ORT reads the file itself, external data included
+    read_model(model, weights=False)  # one-line errors for what is not a model, before ORT
+    return os.fspath(model)  # ORT reads the file itself, external data included
 
 
 class Runner:
@@ -76,11 +83,13 @@ class Runner:
         model: str | os.PathLike | bytes | onnx.ModelProto,
         device: str = "auto",
         probe: bool = False,
+        threads: int | None = None,
     ) -> None:
         """``probe``: the model outputs intermediate values (``irutil.with_outputs`` or
         ``only_outputs``). ORT's layout optimisations (level ALL) can fuse such a value away
         and then fail to load (onnxruntime 1.31: a Conv feeding a residual Add in a pruned
-        module), so a probe stops at the EXTENDED level."""
+        module), so a probe stops at the EXTENDED level. ``threads``: ONNX Runtime's intra-op
+        threads (None: its default, all cores), for latency measurements."""
         if device not in DEVICES:
             raise OnnxDecompError(
                 f"unknown {{device}} {device!r}: choose one of {', '.join(DEVICES)}",
@@ -88,6 +97,8 @@ class Runner:
         ort = import_ort()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # the GPU build logs CUDA load failures loudly; we report them
+        if threads:
+            opts.intra_op_num_threads = threads
         if probe:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         src = _model_bytes(model)
@@ -104,7 +115,7 @@ class Runner:
         try:
             self.session = ort.InferenceSession(src, sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own types; give one line
-            raise OnnxDecompError(
+            raise RuntimeFailure(
                 f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
         self.providers = list(self.session.get_providers())
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
@@ -163,7 +174,11 @@ class Runner:
             if fixed and batch.shape[0] < fixed:  # pad the last batch of a fixed-batch model
                 pad = np.zeros((fixed - batch.shape[0],) + batch.shape[1:], dtype=batch.dtype)
                 batch = np.concatenate([batch, pad])
-            res = self.session.run(names, {self.input.name: np.ascontiguousarray(batch)})
+            try:
+                res = self.session.run(names, {self.input.name: np.ascontiguousarray(batch)})
+            except Exception as exc:  # ORT's own types; one line
+                raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
+                                     f"{first_line(exc)}") from exc
             yield start, stop, [r[: stop - start] for r in res]
 
     def run(

@@ -33,9 +33,10 @@ def _labels(scores: np.ndarray, seed: int = 0) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _assert_user_error(res: Result, *needles: str) -> str:
-    """Exit 1, no traceback, exactly one ``error:`` line (then FAILED); returns the line."""
-    assert res.exit_code == 1, res.output
+def _assert_user_error(res: Result, *needles: str, code: int = 1) -> str:
+    """Exit ``code`` (1: the user's input, 3: an unsupported model, 4: a runtime failure), no
+    traceback, exactly one ``error:`` line (then FAILED); returns the line."""
+    assert res.exit_code == code, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     assert "Traceback" not in res.output
     lines = [line for line in res.stderr.splitlines() if line.strip()]
@@ -227,7 +228,8 @@ def test_error_cuda_without_cuda(small) -> None:
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
     case, data, *_ = small
-    _assert_user_error(_run("eval", case.path, "--data", data, "--device", "cuda"), "CUDA")
+    _assert_user_error(_run("eval", case.path, "--data", data, "--device", "cuda"), "CUDA",
+                       code=4)
 
 
 def test_error_link_output_is_an_input(small, tmp_path: Path) -> None:
@@ -256,7 +258,7 @@ def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:
     data = _npz(tmp_path / "d.npz", x, np.zeros(12, np.int64))
     out = tmp_path / "o"
     _assert_user_error(_run("decompose", model, "--data", data, "--keep", "0.5", "-o", out),
-                       "LpNormalization", "odd_op")
+                       "LpNormalization", "odd_op", code=3)
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -276,5 +278,5 @@ def test_no_onnxruntime(small, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without onnxruntime: one line naming both extras."""
     case, data, *_ = small
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    line = _assert_user_error(_run("eval", case.path, "--data", data))
+    line = _assert_user_error(_run("eval", case.path, "--data", data), code=4)
     assert "onnxdecomp[cpu]" in line and "onnxdecomp[gpu]" in line

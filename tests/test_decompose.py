@@ -485,3 +485,45 @@ def test_sequential_refit_targets_the_residual_add(get_case, exporter: str) -> N
 def _values(dec: Decomposer):
     model = ir.serde.deserialize_model(dec.parent.proto)
     return [o for n in model.graph for o in n.outputs]
+
+
+# ------------------------------------------------------------------------ alignment
+
+
+def test_kept_count_rounds_up_to_the_vector_width() -> None:
+    from onnxdecomp.decompose.align import kept_count
+
+    assert [kept_count(64, k, 8) for k in (0.1, 0.3, 0.5, 0.95, 1.0)] == [8, 24, 32, 64, 64]
+    assert kept_count(84, 0.5, 8) == 48 and kept_count(84, 0.99, 8) == 84
+    assert kept_count(6, 0.5, 8) == 3  # a group of fewer than two vectors stays unaligned
+    assert kept_count(12, 0.5, 8) == 6 and kept_count(16, 0.5, 8) == 8
+    assert [kept_count(49, k, 1) for k in (0.1, 0.5)] == [5, 25]
+
+
+@pytest.mark.parametrize("align", [1, 4])
+def test_aligned_modules_keep_multiples(get_case, align: int) -> None:
+    from onnxdecomp.decompose.align import kept_count
+
+    case = get_case("residual-dynamo")
+    dec = Decomposer(case.path, case.calib(80), None,
+                     Settings(keep=0.5, align=align, device="cpu"))
+    assert dec.align == align
+    module = dec.build(1, 0.5, check=True)
+    from collections import Counter
+
+    sizes = Counter(dec.clusters.values())
+    for cluster, n in sizes.items():
+        kept = sum(1 for u, c in dec.clusters.items() if c == cluster
+                   and u not in module.removed)
+        assert kept == kept_count(n, 0.5, align), (cluster, n, kept)
+        if align > 1 and n >= 2 * align and kept < n:
+            assert kept % align == 0
+
+
+def test_auto_align_reads_the_vector_width() -> None:
+    from onnxdecomp.decompose.align import VECTOR_FLOATS, cpu_features, resolve_align
+
+    features = cpu_features()
+    expected = next((n for flag, n in VECTOR_FLOATS if features.get(flag)), 1)
+    assert resolve_align("auto", "cpu") == expected
+    assert resolve_align("auto", "cuda") == 8 and resolve_align(3) == 3

@@ -267,6 +267,17 @@ def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
     _assert_user_error(_run("link", *files[:2], "-o", out, "--parent",
                             get_case("plain-torchscript").path, "--mode", "union"),
                        "is not the parent", "sha256")
+    # the manifest's parent changed since the modules were cut from it
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    parent = moved / "parent.onnx"
+    parent.write_bytes(case.path.read_bytes())
+    res = _run("decompose", parent, "--data", data, "-o", moved / "m", "--keep", "0.5")
+    assert res.exit_code == 0, res.output
+    other_bytes = onnx.load(str(parent))
+    other_bytes.doc_string = "edited"
+    onnx.save(other_bytes, str(parent))
+    _assert_user_error(_run("link", *_files(moved / "m")[:2], "-o", out), "has changed since")
     # a replace with unmatched flags
     _assert_user_error(_run("replace", case.path, "--class", 1, "--class", 2, "--with",
                             files[1], "-o", out), "--with")

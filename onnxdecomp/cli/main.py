@@ -16,21 +16,35 @@ from onnxdecomp.cli.eval import eval_cmd
 from onnxdecomp.cli.inspect import inspect_cmd
 from onnxdecomp.cli.link import link_cmd
 from onnxdecomp.cli.replace import replace_cmd
-from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.errors import INTERNAL_EXIT, OnnxDecompError, first_line
 from onnxdecomp.version import __version__
 
 
 class _Main(click.Group):
-    """The command group, with the one handler of user errors."""
+    """The command group, with the one handler of errors: one ``error:`` line, FAILED, the
+    error kind's exit code; a traceback only with ``--debug``."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except OnnxDecompError as exc:
+            if ctx.params.get("debug"):
+                raise
             command = self.get_command(ctx, ctx.invoked_subcommand or "")
-            click.echo(f"error: {exc.render(_flag_speller(command))}", err=True)
-            click.echo("FAILED", err=True)
-            sys.exit(1)
+            _fail(f"error: {exc.render(_flag_speller(command))}", exc.exit_code)
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            if ctx.params.get("debug"):
+                raise
+            _fail(f"error: internal error, {type(exc).__name__}: {first_line(exc)} (run with "
+                  "onnxdecomp --debug for the traceback)", INTERNAL_EXIT)
+
+
+def _fail(line: str, code: int) -> None:
+    click.echo(line, err=True)
+    click.echo("FAILED", err=True)
+    sys.exit(code)
 
 
 def _flag_speller(command: click.Command | None):
@@ -45,7 +59,8 @@ def _flag_speller(command: click.Command | None):
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="onnxdecomp")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def main(debug: bool) -> None:
     """Cut ONNX classifiers into one smaller module per class, and link modules into models."""
 
 

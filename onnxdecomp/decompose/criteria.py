@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxdecomp.channels import ChannelGraph, dense_bias, dense_weight
+from onnxdecomp.decompose.align import kept_count
 from onnxdecomp.decompose.profile import Profile
 
 CRITERIA = ("refit", "logodds", "activation", "random")
@@ -209,14 +210,16 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
     return scores
 
 
-def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: float) -> set[int]:
-    """Remove all but the ceil(keep * n) best units of each cluster (at least one stays)."""
+def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: float,
+                   align: int = 1) -> set[int]:
+    """Remove all but the ceil(keep * n) best units of each cluster (at least one stays),
+    the count rounded up to a multiple of ``align`` (``align.kept_count``)."""
     by_cluster: dict[str, list[int]] = {}
     for u, cl in clusters.items():
         by_cluster.setdefault(cl, []).append(u)
     removed: set[int] = set()
     for members in by_cluster.values():
-        n_keep = max(1, math.ceil(keep * len(members) - 1e-9))
+        n_keep = kept_count(len(members), keep, align)
         ranked = sorted(members, key=lambda u: (-scores.get(u, 0.0), u))
         removed.update(ranked[n_keep:])
     return removed

@@ -22,6 +22,7 @@ import onnx_ir as ir
 from onnxdecomp import provenance
 from onnxdecomp.channels import PruneChannelsPass
 from onnxdecomp.data import DataSpec
+from onnxdecomp.decompose.align import resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
 from onnxdecomp.decompose.criteria import Concern, choose_removed, class_concern, score_units
@@ -106,7 +107,9 @@ class Decomposer:
             seed=s.seed, progress=step)
         self.x_hold = x[hold_idx]
         self.y_hold = None if y is None else y[hold_idx]
-        self.hold_logits = Runner(self.parent.proto, device=s.device).run(self.x_hold)[0]
+        runner = Runner(self.parent.proto, device=s.device)
+        self.hold_logits = runner.run(self.x_hold)[0]
+        self.align = resolve_align(s.align, runner.device)
         self.hold_logodds = logodds_from_logits(self.hold_logits)
         self.timing["profiling"] = time.perf_counter() - t0
         self._scores: dict[tuple[str, int], dict[int, float]] = {}
@@ -135,7 +138,8 @@ class Decomposer:
         s = self.settings
         mode = compensation or s.compensation
         if removed is None:
-            removed = choose_removed(self.scores(concern, criterion), self.clusters, keep)
+            removed = choose_removed(self.scores(concern, criterion), self.clusters, keep,
+                                     self.align)
         refit = make_refit(self.profile, concern.weights,
                            "lstsq" if mode == "sequential" else mode, s.ridge)
 
@@ -249,7 +253,7 @@ def decompose(
         t_prune += time.perf_counter() - t0
         t0 = time.perf_counter()
         entry = _entry(module, parent, len(dec.clusters))
-        _stamp(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout)
+        _stamp(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align)
         data = module.proto.SerializeToString()
         entry.sha256 = sha256_bytes(data)
         files.append((entry.file, data))
@@ -265,7 +269,7 @@ def decompose(
         modules=entries, settings=s,
         calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
         parent_agreement_on_calibration=(
-            None if y is None else round(dec.profile.agreement, 4)),
+            None if y is None else round(dec.profile.agreement, 4)), align=dec.align,
         onnxdecomp_version=__version__, timing_seconds=timing,
         calibration=None if calibration is None else calibration.resolved())
     if out_dir is not None:
@@ -304,7 +308,7 @@ def _entry(module: BuiltModule, parent: Parent, n_units: int) -> ModuleEntry:
 
 
 def _stamp(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settings,
-           n_prof: int, n_hold: int) -> None:
+           n_prof: int, n_hold: int, align: int) -> None:
     """Provenance in the module itself: a module stays traceable once copied elsewhere."""
     kept = {key: getattr(entry, key) for key in (
         "kept_channels", "kept_kernels", "params_fraction", "macs_fraction", "keep_ratio")}
@@ -312,7 +316,7 @@ def _stamp(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settin
         "samples": n_prof, "holdout": n_hold, "criterion": s.criterion,
         "compensation": s.compensation, "fidelity_target": s.fidelity,
         "macs_budget": s.macs, "fidelity": entry.fidelity, "seed": s.seed,
-        "positions": s.positions}
+        "positions": s.positions, "align": align}
     provenance.stamp(proto, provenance.module_meta(
         parent.sha256, entry.class_index, entry.class_name, parent.num_classes, kept,
         calibration))

@@ -52,6 +52,7 @@ class Manifest:
     holdout_samples: int
     parent_agreement_on_calibration: float | None
     onnxdecomp_version: str
+    align: int = 1  # the channel multiple used (settings.align resolved)
     timing_seconds: dict[str, float] = field(default_factory=dict)
     calibration: DataSpec | None = None  # how to load the calibration data again
 
@@ -79,6 +80,7 @@ class Manifest:
                 "fidelity": s.fidelity, "criterion": s.criterion,
                 "compensation": s.compensation, "keep": s.keep, "macs": s.macs,
                 "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
+                "align": self.align, "align_requested": s.align,
                 "calibration_samples": self.calibration_samples,
                 "holdout_samples": self.holdout_samples,
             },

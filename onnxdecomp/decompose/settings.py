@@ -25,6 +25,7 @@ class Settings:
     ridge: float = 1e-3
     seed: int = 0
     device: str = "auto"
+    align: int | str = "auto"  # kept channel counts are multiples of this (align.py)
 
     def check(self) -> None:
         """One-line errors for settings out of bounds, before any work is done."""
@@ -44,6 +45,9 @@ class Settings:
         if self.keep is not None and self.macs is not None:
             raise OnnxDecompError("{keep} and {macs} exclude each other: give one",
                                   options=["keep", "macs"])
+        if self.align != "auto" and not (str(self.align).isdigit() and int(self.align) >= 1):
+            raise OnnxDecompError(f"{{align}} takes a positive integer or auto, got "
+                                  f"{self.align!r}", options=["align"])
         if not 0.0 < self.holdout < 1.0:
             raise OnnxDecompError(f"holdout fraction must be in (0, 1), got {self.holdout}")
 
