@@ -8,19 +8,24 @@ atomic: a temporary file in the target folder, then a rename, so readers never s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 
-from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.errors import OnnxDecompError, first_line
 
 # External tensors up to this many elements are read even when weights are not: shape
 # inference needs the values of shape tensors, Resize scales and the like.
 SMALL_TENSOR_ELEMENTS = 4096
+# Protobuf cannot serialise a message over 2 GB, and the tool holds whole models as protos.
+MAX_MODEL_BYTES = 2**31 - 1
 
 
 def check_model_path(path: str | os.PathLike) -> str:
@@ -43,17 +48,64 @@ def read_model(model: str | os.PathLike | onnx.ModelProto,
     if isinstance(model, onnx.ModelProto):
         return model
     path = check_model_path(model)
+    if os.path.getsize(path) > MAX_MODEL_BYTES:
+        raise _too_big(path)
     try:
-        proto = onnx.load(path, load_external_data=weights)
+        proto = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning, ...
         text = " ".join(str(exc).split())
         why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         raise OnnxDecompError(f"not an ONNX model: {path} ({why})") from None
     if proto.ir_version <= 0 or not proto.HasField("graph") or not proto.opset_import:
         raise OnnxDecompError(f"not an ONNX model: {path} (no IR version, opset or graph)")
-    if not weights:
-        _load_small_external(proto, os.path.dirname(os.path.abspath(path)))
+    base = os.path.dirname(os.path.abspath(path))
+    _check_external(proto, path, base)
+    try:  # the graph well formed (every input defined ...) before anything reads it
+        onnx.checker.check_model(path)
+    except Exception as exc:
+        raise OnnxDecompError(f"invalid ONNX model: {path} ({first_line(exc)})") from None
+    if weights:
+        try:
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(proto, base)
+        except Exception as exc:
+            raise OnnxDecompError(
+                f"cannot read the external data of {path}: {first_line(exc)}") from None
+    else:
+        _load_small_external(proto, base)
     return proto
+
+
+def _too_big(path: str) -> OnnxDecompError:
+    return OnnxDecompError(f"{path}: models over 2 GB (weights included) are not supported: "
+                           "protobuf cannot hold them in one message")
+
+
+def _check_external(proto: onnx.ModelProto, path: str, base: str) -> None:
+    """External data must stay in the model's folder (ONNX Runtime refuses it otherwise) and
+    exist; all of it together stays under MAX_MODEL_BYTES."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    root = Path(base).resolve()
+    total = os.path.getsize(path)
+    seen: set[Path] = set()
+    for init in proto.graph.initializer:
+        if not uses_external_data(init):
+            continue
+        location = ExternalDataInfo(init).location
+        target = (root / location).resolve()
+        if root not in target.parents:
+            raise OnnxDecompError(f"{path}: the external data of tensor {init.name!r} is "
+                                  f"outside the model's folder ({location}): refused")
+        if not target.is_file():
+            raise OnnxDecompError(f"{path}: the external data of tensor {init.name!r} is "
+                                  f"missing ({location})")
+        if target not in seen:
+            seen.add(target)
+            total += target.stat().st_size
+    if total > MAX_MODEL_BYTES:
+        raise _too_big(path)
 
 
 def _load_small_external(proto: onnx.ModelProto, base: str) -> None:
@@ -90,3 +142,47 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output_folder(path: str | os.PathLike, force: bool = False,
+                        inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """``path`` as a folder to write: refused when it is a file, when it exists with files
+    in it (unless ``force``) and when it holds one of ``inputs`` (force would delete it)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OnnxDecompError(f"output path exists and is not a folder: {path}")
+    for src in inputs:
+        if path.resolve() in Path(src).resolve().parents:
+            raise OnnxDecompError(f"the output folder {path} holds the input {src}: give "
+                                  "another folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise OnnxDecompError(f"output folder {path} exists and is not empty: give {{force}} "
+                              "to replace it", options=["force"])
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden folder beside ``path`` to fill; when the block ends without an error it
+    replaces ``path`` as a whole, else it is removed and ``path`` is untouched.
+
+    Replacing an existing folder takes two renames (the old one aside, the new one in): a
+    crash between them leaves the old content as ``.NAME.old-*`` beside, never half of it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            os.rmdir(old)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -40,7 +40,29 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from onnx import TensorProto, helper, numpy_helper
+
+# Property-based tests: a few derandomised examples in CI, many with ``pytest --slow``.
+hypothesis_settings.register_profile(
+    "ci", max_examples=6, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+hypothesis_settings.register_profile(
+    "slow", max_examples=150, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+hypothesis_settings.load_profile("ci")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="run the property-based tests with many more examples")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--slow"):
+        hypothesis_settings.load_profile("slow")
+
 
 OPSET = 17
 IR_VERSION = 8  # onnx.helper defaults to an IR version onnxruntime refuses

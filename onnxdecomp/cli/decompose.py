@@ -18,6 +18,7 @@ from onnxdecomp.data import check_dataset, fit_to_input
 from onnxdecomp.decompose import COMPENSATIONS, DEFAULT_FIDELITY, Manifest, Settings, decompose
 from onnxdecomp.decompose.criteria import CRITERIA
 from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.modelio import check_output_folder
 from onnxdecomp.runtime import Runner
 
 
@@ -45,17 +46,20 @@ from onnxdecomp.runtime import Runner
               help="Kept channel counts per group are multiples of N (auto: the vector width "
               "ONNX Runtime's kernels use here: 16 with AVX-512, 8 with AVX2 or CUDA); "
               "1: no alignment.")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists with files.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 @json_option
 def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
                   keep: float | None, macs: float | None, criterion: str, compensation: str,
-                  align: str, seed: int, device: str, as_json: bool, **data_opts) -> None:
+                  align: str, force: bool, seed: int, device: str, as_json: bool,
+                  **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
     settings = Settings(fidelity=fidelity, criterion=criterion, compensation=compensation,
                         keep=keep, macs=macs, seed=seed, device=device,
                         align=align if align == "auto" else _int(align))
     settings.check()  # before any data is read
+    check_output_folder(out_dir, force, (model,))
     runner = Runner(model, device="cpu")
     spec = spec_from_options(data_opts, seed=seed)
     ds = fit_to_input(spec.load(), runner.input.shape, runner.input.dtype)
@@ -72,7 +76,7 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
 
     manifest = decompose(model, ds.x, ds.y, out_dir, classes=_parse_classes(classes),
                          class_names=ds.class_names, settings=settings, progress=progress,
-                         calibration=spec)
+                         calibration=spec, force=force)
     for bar in bars.values():
         bar.close()
     if as_json:

@@ -7,10 +7,13 @@ one ``error:`` line naming the command's own flags, FAILED, exit code 1.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
+from onnxdecomp.cli.check import check_cmd
 from onnxdecomp.cli.decompose import decompose_cmd
 from onnxdecomp.cli.eval import eval_cmd
 from onnxdecomp.cli.inspect import inspect_cmd
@@ -62,7 +65,10 @@ def _flag_speller(command: click.Command | None):
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 def main(debug: bool) -> None:
     """Cut ONNX classifiers into one smaller module per class, and link modules into models."""
+    # SIGTERM unwinds like Ctrl-C, so half-written outputs are removed on the way out.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
-for _command in (eval_cmd, inspect_cmd, decompose_cmd, link_cmd, replace_cmd):
+for _command in (eval_cmd, inspect_cmd, decompose_cmd, link_cmd, replace_cmd, check_cmd):
     main.add_command(_command)

@@ -54,6 +54,11 @@ def check_dataset(ds: Dataset, num_classes: int | None, where: str | None = None
         if bad.any():
             rows = int(bad.reshape(len(x), -1).any(axis=1).sum())
             raise DataError(f"data has NaN or inf values in {rows} sample(s) of {src}")
+    check_labels(y, num_classes, src)
+
+
+def check_labels(y: np.ndarray, num_classes: int | None, src: str = "data") -> None:
+    """Integer labels in ``[0, num_classes)`` or -1 (ignore); ``None`` only rejects < -1."""
     if y.dtype.kind not in "iu":
         raise DataError(f"labels must be integers, got {y.dtype} in {src}")
     valid = y[y != -1]

@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from onnxdecomp import provenance
 from onnxdecomp.channels import PruneChannelsPass
-from onnxdecomp.data import DataSpec
+from onnxdecomp.data import DataSpec, check_labels
 from onnxdecomp.decompose.align import resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
@@ -35,7 +35,7 @@ from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
 from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.modelio import atomic_write_bytes, sha256_bytes
+from onnxdecomp.modelio import atomic_folder, check_output_folder, sha256_bytes
 from onnxdecomp.passes import check_emitted, finalize
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
@@ -95,6 +95,8 @@ class Decomposer:
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
         self.parent = load_parent(model, class_names)
+        if y is not None:
+            check_labels(np.asarray(y), self.parent.num_classes, "the calibration labels")
         self.clusters = self.parent.cg.units()
         self.timing["analysis"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -217,6 +219,7 @@ def decompose(
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     calibration: DataSpec | None = None,
+    force: bool = False,
 ) -> Manifest:
     """Cut ``model`` into one module per class; returns the manifest (also written to
     ``out_dir/manifest.json`` with the modules when ``out_dir`` is given).
@@ -224,8 +227,12 @@ def decompose(
     ``x`` is calibration data exactly as the model takes it (``y`` optional: classes are
     assigned by the parent's own predictions); ``calibration`` says where it came from, for
     the manifest (union linking loads it again). ``progress(stage, done, total)`` is called
-    as work advances.
+    as work advances. ``out_dir`` must be new or empty unless ``force``; it is written as a
+    whole (``modelio.atomic_folder``): an interrupted run leaves it as it was.
     """
+    if out_dir is not None:
+        inputs = () if isinstance(model, onnx.ModelProto) else (model,)
+        check_output_folder(out_dir, force, inputs)
     dec = Decomposer(model, x, y, settings, class_names, progress)
     s, parent, timing = dec.settings, dec.parent, dec.timing
     k_all = parent.num_classes
@@ -236,6 +243,16 @@ def decompose(
     for c in classes:
         if not 0 <= c < k_all:
             raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
+    # A module fitted and measured on no sample of its class would claim a fidelity of 1.
+    counts = (np.bincount(np.asarray(y).reshape(-1)[np.asarray(y).reshape(-1) >= 0],
+                          minlength=k_all) if y is not None else dec.profile.samples)
+    empty = [c for c in classes if counts[c] == 0]
+    if empty:
+        how = "no sample has that label" if y is not None else "the parent decides it for no sample"
+        raise OnnxDecompError(
+            f"class{'es' if len(empty) > 1 else ''} {','.join(map(str, empty))}: no calibration "
+            f"sample ({how}); give data with {'them' if len(empty) > 1 else 'it'}, or leave "
+            "it out with {classes}", options=["classes"])
     entries, files = [], []
     t0 = time.perf_counter()
     allocated = dec.allocate(classes, s.macs) if s.macs is not None else {}
@@ -273,14 +290,13 @@ def decompose(
         onnxdecomp_version=__version__, timing_seconds=timing,
         calibration=None if calibration is None else calibration.resolved())
     if out_dir is not None:
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise OnnxDecompError(f"output path exists and is not a folder: {out}")
-        for name, data in files:
-            atomic_write_bytes(out / name, data)
-    timing["writing"] = t_write + time.perf_counter() - t0
-    if out_dir is not None:
-        manifest.write(out_dir)
+        with atomic_folder(out_dir) as tmp:
+            for name, data in files:
+                (tmp / name).write_bytes(data)
+            timing["writing"] = t_write + time.perf_counter() - t0
+            manifest.write(tmp)
+    else:
+        timing["writing"] = t_write + time.perf_counter() - t0
     return manifest
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from onnxdecomp.data import DataSpec
 from onnxdecomp.decompose.settings import Settings
+from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.modelio import atomic_write_text
 
 FILE = "manifest.json"
@@ -92,3 +93,25 @@ class Manifest:
 
     def write(self, folder: str | Path) -> None:
         atomic_write_text(Path(folder) / FILE, json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def read_manifest(path: str | Path) -> dict:
+    """``manifest.json`` as JSON, checked for the shape its readers rely on (the parent's
+    path and sha256, a list of module entries with their files); one-line errors."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OnnxDecompError(f"cannot read {path}: {first_line(exc)}") from None
+    parent = manifest.get("parent") if isinstance(manifest, dict) else None
+    modules = manifest.get("modules") if isinstance(manifest, dict) else None
+    ok = (isinstance(parent, dict) and isinstance(parent.get("sha256"), str)
+          and isinstance(modules, list)
+          and all(isinstance(m, dict) and isinstance(m.get("file"), str)
+                  and isinstance(m.get("class_index"), int) for m in modules)
+          and isinstance(manifest.get("calibration") or {}, dict)
+          and isinstance(manifest.get("settings") or {}, dict))
+    if not ok:
+        raise OnnxDecompError(f"{path} is not a manifest.json of onnxdecomp decompose (keys "
+                              "missing or of the wrong type)")
+    return manifest

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.data import Dataset, DataSpec, fit_to_input
+from onnxdecomp.data import Dataset, DataSpec, check_labels, fit_to_input
 from onnxdecomp.decompose import Settings
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import to_proto
@@ -115,9 +115,12 @@ class Calibration:
         """Samples of ``classes`` of the group's parent, labelled with its class indices."""
         gi = self.groups.index(group)
         if self.per_parent:
+            ds = self.specs[gi].load()
+            check_labels(ds.y, group.modules[0].num_classes, ds.source)
             ds = self.specs[gi].load(classes=classes)
             return ds.x, ds.y, ds.source
         ds = self.specs[0].load()  # labels are the linked columns
+        check_labels(ds.y, sum(len(g.members) for g in self.groups), ds.source)
         keep = np.isin(ds.y, group.members)
         to_class = {i: m.class_index for i, m in zip(group.members, group.modules)}
         y = np.array([to_class[int(v)] for v in ds.y[keep]], dtype=np.int64)
@@ -128,10 +131,12 @@ class Calibration:
         that is not linked)."""
         if not self.per_parent:  # one data set for several parents: labels are the columns
             ds = self.specs[0].load()
+            check_labels(ds.y, len(modules), ds.source)
             return ds.x, ds.y
         xs, ys = [], []
         for gi, g in enumerate(self.groups):
             ds = self.specs[gi].load()
+            check_labels(ds.y, g.modules[0].num_classes, ds.source)
             column = {m.class_index: i for i, m in zip(g.members, g.modules)}
             xs.append(ds.x)
             ys.append(np.array([column.get(int(v), -1) for v in ds.y], dtype=np.int64))

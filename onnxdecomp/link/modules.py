@@ -8,7 +8,6 @@ tells where the parent and the calibration data are.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import onnx
 
 from onnxdecomp import provenance
 from onnxdecomp.decompose.manifest import FILE as MANIFEST
+from onnxdecomp.decompose.manifest import read_manifest
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.modelio import read_model, sha256_bytes
 
@@ -39,17 +39,6 @@ class Module:
         """What the linked model records of this module's column."""
         return {"class_index": self.class_index, "class_name": self.class_name,
                 "parent_sha256": self.parent_sha256, "source": os.path.basename(self.label)}
-
-
-def read_manifest(path: Path) -> dict:
-    """``manifest.json`` at ``path``, checked for the keys the linker reads."""
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise OnnxDecompError(f"cannot read {path}: {exc}") from None
-    if not isinstance(manifest, dict) or not {"parent", "modules"} <= manifest.keys():
-        raise OnnxDecompError(f"{path} is not a manifest.json of onnxdecomp decompose")
-    return manifest
 
 
 def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto]) -> list[Module]:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp.data import DataSpec
+from onnxdecomp.data import DataSpec, check_labels
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
 from onnxdecomp.link.calibration import run_scores
@@ -69,9 +69,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
                            for c in replaced], batch=batch)
     if calibrate is not None:
         ds = calibrate.load()
-        if ds.y.ndim != 1 or ds.y.max() >= k:
-            raise OnnxDecompError(f"calibration labels must be the model's classes 0..{k - 1}",
-                                  options=["calibrate"])
+        check_labels(ds.y, k, ds.source)
         choice = combine.choose(combiner, run_scores(merged, ds.x, device), ds.y,
                                 np.zeros(k, dtype=np.int64))
         result.combiner, result.held_out = choice.combiner.name, choice.held_out

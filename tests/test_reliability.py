@@ -1,0 +1,223 @@
+"""Every bad input a one-line error with its exit code; outputs atomic; killed runs harmless.
+
+``BAD_INPUTS`` is the README's table of errors ("Errors"): each row is run here, and the
+README is checked to hold every row's message.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from conftest import build_unsupported
+from test_cli import _assert_user_error, _npz
+
+from onnxdecomp.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def env(get_case, tmp_path_factory):
+    """A model, its data, a decomposition, and files that break each rule."""
+    case = get_case("bn_conv")
+    d = tmp_path_factory.mktemp("bad")
+    x = case.calib(60, seed=2)
+    y = case.logits(x).argmax(axis=1)
+    data = _npz(d / "data.npz", x, y)
+    res = _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", d / "modules")
+    assert res.exit_code == 0, res.output
+    files = {
+        "model": case.path, "data": data, "modules": d / "modules", "dir": d,
+        "module": d / "modules" / "class_0.onnx",
+    }
+    (d / "truncated.onnx").write_bytes(case.path.read_bytes()[:200])
+    (d / "text.onnx").write_text("not a model\n")
+    dangling = onnx.load(str(case.path))
+    dangling.graph.node[-1].input[0] = "nowhere"
+    onnx.save(dangling, str(d / "dangling.onnx"))
+    outside = onnx.load(str(case.path))
+    init = outside.graph.initializer[-1]
+    init.data_location = onnx.TensorProto.EXTERNAL
+    init.external_data.add(key="location", value="../elsewhere.bin")
+    init.ClearField("raw_data")
+    init.ClearField("float_data")
+    (d / "ext").mkdir()
+    onnx.save(outside, str(d / "ext" / "outside.onnx"))
+    onnx.save(build_unsupported("lpnorm"), str(d / "unsupported.onnx"))
+    _npz(d / "shape.npz", np.zeros((4, 3, 9, 9), np.float32), np.zeros(4, np.int64))
+    _npz(d / "dtype.npz", x.astype(np.int64), y)  # floats are cast, integers never
+    _npz(d / "one_channel.npz", np.full((12, 1, 12, 12), 100, np.float32),
+         np.zeros(12, np.int64))
+    _npz(d / "labels.npz", x, np.full(len(x), 42, np.int64))
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    _npz(d / "nan.npz", bad, y)
+    one_class = np.zeros_like(y)
+    _npz(d / "one_class.npz", x, one_class)
+    full = d / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    files["full"] = full
+    return files
+
+
+# (row of the README, command builder, message fragment, exit code)
+BAD_INPUTS = [
+    ("truncated model file", lambda e: ["eval", e["dir"] / "truncated.onnx", "--data",
+                                        e["data"]], "not an ONNX model", 1),
+    ("not an ONNX file", lambda e: ["inspect", e["dir"] / "text.onnx"], "not an ONNX model", 1),
+    ("missing model file", lambda e: ["eval", e["dir"] / "nope.onnx", "--data", e["data"]],
+     "no such file", 1),
+    ("malformed graph (an input nothing defines)", lambda e: [
+        "decompose", e["dir"] / "dangling.onnx", "--data", e["data"], "-o", e["dir"] / "o1"],
+     "invalid ONNX model", 1),
+    ("external data outside the model's folder", lambda e: [
+        "inspect", e["dir"] / "ext" / "outside.onnx"], "outside the model's folder", 1),
+    ("op without a channel rule", lambda e: [
+        "decompose", e["dir"] / "unsupported.onnx", "--data", e["dir"] / "one_channel.npz",
+        "--keep", "0.5", "-o", e["dir"] / "o2"],
+     "no channel-coupling rule", 3),
+    ("missing data", lambda e: ["eval", e["model"], "--data", e["dir"] / "none.npz"],
+     "data not found", 1),
+    ("data of another shape", lambda e: ["decompose", e["model"], "--data",
+                                         e["dir"] / "shape.npz", "-o", e["dir"] / "o3"],
+     "input shape mismatch", 1),
+    ("data of another dtype", lambda e: ["eval", e["model"], "--data", e["dir"] / "dtype.npz"],
+     "dtype mismatch", 1),
+    ("labels outside the model's classes (eval)", lambda e: [
+        "eval", e["model"], "--data", e["dir"] / "labels.npz"], "out of range", 1),
+    ("labels outside the model's classes (decompose)", lambda e: [
+        "decompose", e["model"], "--data", e["dir"] / "labels.npz", "-o", e["dir"] / "o4"],
+     "out of range", 1),
+    ("labels outside the model's classes (link --calibrate)", lambda e: [
+        "link", e["modules"], "-o", e["dir"] / "l1.onnx", "--calibrate",
+        e["dir"] / "labels.npz"], "out of range", 1),
+    ("labels outside the model's classes (replace --calibrate)", lambda e: [
+        "replace", e["model"], "--class", 0, "--with", e["module"], "-o", e["dir"] / "r1.onnx",
+        "--calibrate", e["dir"] / "labels.npz"], "out of range", 1),
+    ("NaN or inf in the data", lambda e: ["eval", e["model"], "--data", e["dir"] / "nan.npz"],
+     "NaN or inf", 1),
+    ("a class with no calibration sample", lambda e: [
+        "decompose", e["model"], "--data", e["dir"] / "one_class.npz", "--classes", "0,1",
+        "-o", e["dir"] / "o5"], "no calibration sample", 1),
+    ("output equal to an input (link)", lambda e: ["link", e["module"], e["modules"] /
+                                                   "class_1.onnx", "-o", e["module"]],
+     "overwrite an input", 1),
+    ("output equal to an input (replace)", lambda e: [
+        "replace", e["model"], "--class", 0, "--with", e["module"], "-o", e["model"]],
+     "overwrite an input", 1),
+    ("output folder holding the input model", lambda e: [
+        "decompose", e["model"], "--data", e["data"], "-o", e["model"].parent, "--force"],
+     "holds the input", 1),
+    ("existing non-empty output folder", lambda e: [
+        "decompose", e["model"], "--data", e["data"], "-o", e["full"]],
+     "exists and is not empty", 1),
+    ("a module that is not one", lambda e: ["link", e["model"], "-o", e["dir"] / "l2.onnx"],
+     "module", 1),
+    ("CUDA asked for, none there", lambda e: ["eval", e["model"], "--data", e["data"],
+                                             "--device", "cuda"], "CUDA", 4),
+]
+
+
+@pytest.mark.parametrize("row", BAD_INPUTS, ids=[r[0] for r in BAD_INPUTS])
+def test_bad_input(env, row) -> None:
+    _, command, message, code = row
+    if code == 4:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            pytest.skip("this onnxruntime has CUDA")
+    before = sorted(p.name for p in env["dir"].iterdir())
+    _assert_user_error(_run(*command(env)), message, code=code)
+    assert sorted(p.name for p in env["dir"].iterdir()) == before, "an output was written"
+    assert (env["full"] / "keep.txt").read_text() == "mine"
+
+
+def test_model_over_two_gigabytes(env, monkeypatch) -> None:
+    from onnxdecomp import modelio
+
+    monkeypatch.setattr(modelio, "MAX_MODEL_BYTES", 1000)
+    _assert_user_error(_run("inspect", env["model"]), "over 2 GB")
+
+
+def test_readme_lists_every_bad_input() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Errors"):]
+    for name, _, message, code in BAD_INPUTS:
+        assert f"| {name} |" in table, name
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+        assert message in row and f"| {code} |" in row, row
+
+
+def test_force_replaces_the_folder_as_a_whole(env, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    res = _run("decompose", env["model"], "--data", env["data"], "--keep", "0.5", "-o", out,
+               "--force", "--classes", "0")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["class_0.onnx", "manifest.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_failure_while_writing_leaves_the_folder_as_it_was(env, tmp_path, monkeypatch):
+    from onnxdecomp.decompose import manifest as manifest_module
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    def broken(self, folder):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(manifest_module.Manifest, "write", broken)
+    res = _run("decompose", env["model"], "--data", env["data"], "--keep", "0.5", "-o", out,
+               "--force", "--classes", "0")
+    assert res.exit_code != 0
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_decompose_leaves_no_partial_output(get_case, tmp_path: Path, sig) -> None:
+    """Killed at several points of its run, ``decompose`` leaves the output folder either
+    as it was before or complete, never half written."""
+    case = get_case("residual-dynamo")
+    x = case.calib(300, seed=1)
+    data = _npz(tmp_path / "d.npz", x, case.logits(x).argmax(axis=1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    cmd = [sys.executable, "-m", "onnxdecomp.cli", "decompose", str(case.path), "--data",
+           str(data), "-o", str(out), "--force", "--compensation", "sequential"]
+    outcomes = set()
+    for delay in (0.5, 1.5, 3.0, 6.0):
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ})
+        time.sleep(delay)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        names = sorted(p.name for p in out.iterdir())
+        complete = "manifest.json" in names and len(names) == case.num_classes + 1
+        assert names == ["old.txt"] or complete, names
+        outcomes.add("before" if names == ["old.txt"] else "complete")
+        if complete:  # start the next try from the old folder again
+            for p in out.iterdir():
+                p.unlink()
+            (out / "old.txt").write_text("old")
+        if sig == signal.SIGTERM:  # a caught signal also removes the hidden work folder
+            assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+    assert "before" in outcomes
