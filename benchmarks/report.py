@@ -140,6 +140,58 @@ def linking_sections() -> str:
     return "".join(out)
 
 
+def latency_section(res: dict) -> str:
+    """Module latency / parent latency against MACs share (batch 64, 1 thread), the gate of
+    the deployment issue: worst ratio <= 1.3, median <= 1.15."""
+    out = [f"\n## Latency against MACs\n\n`{res['command']}`; {res['setup']}; p50 of "
+           f"{res['runs']} runs.\n\n![latency](results/latency.png)\n\n"
+           "Batch 64, 1 thread: module latency / parent latency divided by module MACs / "
+           "parent MACs (1.0 = as fast as the MACs say).\n\n| model | align | modules | mean "
+           "MACs | mean latency | median ratio | worst ratio | gate (worst <= 1.3, median "
+           "<= 1.15) |\n|---|---|---|---|---|---|---|---|\n"]
+    points = {}
+    for name, m in res["models"].items():
+        rows = [r for r in m["rows"] if r["batch"] == 64 and r["threads"] == 1]
+        for align in ("auto", "1"):
+            mods = [r for r in rows if r["what"].startswith("module") and
+                    r["what"].endswith(f"align {align}")]
+            if not mods:
+                continue
+            ratios = [r["latency_fraction"] / r["macs_fraction"] for r in mods]
+            points[(name, align)] = [(r["macs_fraction"], r["latency_fraction"]) for r in mods]
+            ok = max(ratios) <= 1.3 and float(np.median(ratios)) <= 1.15
+            out.append(f"| {name} | {align} | {len(mods)} | "
+                       f"{100 * np.mean([r['macs_fraction'] for r in mods]):.1f}% | "
+                       f"{100 * np.mean([r['latency_fraction'] for r in mods]):.1f}% | "
+                       f"{np.median(ratios):.2f} | {max(ratios):.2f} | "
+                       f"{'met' if ok else 'not met'} |\n")
+    linked = [(name, r) for name, m in res["models"].items() for r in m["rows"]
+              if r["what"] in ("union 0,1", "parallel all") and r["batch"] == 64 and
+              r["threads"] == 1]
+    if linked:
+        out.append("\n| model | linked | MACs | latency |\n|---|---|---|---|\n")
+        out += [f"| {n} | {r['what']} | {100 * r['macs_fraction']:.1f}% | "
+                f"{100 * r['latency_fraction']:.1f}% |\n" for n, r in linked]
+    if points:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        for (name, align), pts in points.items():
+            ax.scatter(*zip(*pts), s=14, marker="o" if align == "auto" else "x",
+                       label=f"{name} align {align}")
+        ax.plot([0, 1.2], [0, 1.2], "k--", lw=1, label="latency = MACs")
+        ax.set_xlabel("module MACs / parent MACs")
+        ax.set_ylabel("module latency / parent latency (batch 64, 1 thread)")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(RESULTS / "latency.png", dpi=110)
+        plt.close(fig)
+    return "".join(out)
+
+
 def hashes_section(name: str, res: dict) -> str:
     """Byte-identity of emitted models across a change (benchmarks.module_hashes)."""
     cmp = res.get("comparison")
@@ -169,7 +221,8 @@ def main() -> None:
              "(CNNSplitter's KRR). CPU: 2 cores.\n"]
     gates = []
     for path in sorted(RESULTS.glob("*.json")):
-        if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_")):
+        if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
+                                 "latency")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -227,6 +280,19 @@ def main() -> None:
     parts.append(linking_sections())
     for path in sorted(RESULTS.glob("hashes_*.json")):
         parts.append(hashes_section(path.stem, json.loads(path.read_text())))
+    for name in ("latency.json", "latency_quick.json"):
+        if (RESULTS / name).is_file():
+            parts.append(latency_section(json.loads((RESULTS / name).read_text())))
+            break
+    soak = RESULTS / "soak.json"
+    if soak.is_file():
+        s = json.loads(soak.read_text())
+        parts.append(f"\n## Soak\n\n`{s['command']}`\n\n{s['rounds']} rounds of decompose, "
+                     f"union and parallel link and their evaluation in one process: resident "
+                     f"memory {s['rss_mb_first']} MB after the first round, "
+                     f"{s['rss_mb_after_warmup']} MB after the warm-up, {s['rss_mb_last']} MB "
+                     f"at the end; {s['growth_mb_per_round']} MB per round after the warm-up "
+                     f"(a linear fit).\n")
     (HERE / "README.md").write_text("".join(parts))
     print("".join(parts))
 

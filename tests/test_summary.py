@@ -314,6 +314,26 @@ def test_lstm_symbolic_seq_counts_per_step():
     assert "4,800*" in format_stats(stats)
 
 
+def test_stacked_lstm_with_unknown_input_shape_counts_from_its_weights():
+    """A second layer fed through a custom op (shape unknown, as after the dynamo exporter's
+    reshapes): MACs per sample and time step from W and R alone."""
+    first = helper.make_node("LSTM", ["x", "W", "R", "B"], ["y", "y_h"], name="lstm1",
+                             hidden_size=20, direction="bidirectional")
+    view = helper.make_node("Flip", ["y"], ["z"], name="view", domain="custom")
+    second = helper.make_node("LSTM", ["z", "W2", "R2", "B2"], ["y2", "y2_h"], name="lstm2",
+                              hidden_size=8)
+    inits = [_init("W", (2, 80, 10)), _init("R", (2, 80, 20)), _init("B", (2, 160)),
+             _init("W2", (1, 32, 40)), _init("R2", (1, 32, 8)), _init("B2", (1, 64))]
+    graph = helper.make_graph([first, view, second], "g", [_vi("x", ["T", "N", 10])],
+                              [_vi("y2", [None] * 4), _vi("y2_h", [None] * 3)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("custom", 1)])
+    stats = model_stats(model)
+    layers = {layer.node: layer for layer in stats.layers}
+    assert layers["lstm2"].per_step and layers["lstm2"].macs == 1 * 4 * (8 * 40 + 8 * 8)
+    assert layers["lstm1"].macs == 2 * 4 * (20 * 10 + 20 * 20)
+
+
 # --------------------------------------------------------------------------------------------
 # parameters
 
@@ -572,3 +592,32 @@ def test_torch_export_dynamo(tmp_path):
     assert stats.macs == TORCH_MACS
     assert stats.params == _torch_params(stats)
     assert stats.op_counts.get("Conv") == 1
+
+
+def test_torch_dynamo_two_layer_bilstm_counts_every_layer(tmp_path):
+    """The dynamo exporter's 2-layer bidirectional LSTM: the second layer's input and the
+    head's features are symbolic after shape inference; both count from their weights."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(100, 16)
+            self.lstm = torch.nn.LSTM(16, 20, num_layers=2, bidirectional=True,
+                                      batch_first=True)
+            self.head = torch.nn.Linear(40, 5)
+
+        def forward(self, x):
+            y, _ = self.lstm(self.emb(x))
+            return self.head(y[:, -1])
+
+    path = tmp_path / "bilstm.onnx"
+    x = torch.randint(0, 100, (2, 7))
+    torch.onnx.export(Net().eval(), (x,), str(path), dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("N"), 1: torch.export.Dim("T")},),
+                      verbose=False)
+    stats = model_stats(str(path))
+    macs = sorted(layer.macs for layer in stats.layers if layer.op == "LSTM")
+    assert macs == [2 * 4 * (20 * 16 + 20 * 20), 2 * 4 * (20 * 40 + 20 * 20)]
+    assert stats.macs_per_step and any(layer.op == "Gemm" and layer.macs == 200
+                                       for layer in stats.layers)

@@ -68,8 +68,15 @@ def _conv_transpose(node: ir.Node, sh: ShapeLookup) -> int:
 
 
 def _gemm(node: ir.Node, sh: ShapeLookup) -> int:
-    a = sh.get(node, "input A", 0)
     b = sh.get(node, "input B", 1)
+    a = sh.dims(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
+    inner = 0 if node.attributes.get_int("transA", 0) else 1
+    if a is not None and len(a) == 2 and len(b) == 2 and isinstance(a[1 - inner], int) \
+            and not isinstance(a[inner], int):  # a symbolic inner size is the weight's
+        a = list(a)
+        a[inner] = b[1] if node.attributes.get_int("transB", 0) else b[0]
+    else:
+        a = sh.get(node, "input A", 0)
     if len(a) != 2 or len(b) != 2:
         sh.mismatch(node, f"inputs must be 2-D, got {fmt_shape(a)} and {fmt_shape(b)}")
     m, k = (a[1], a[0]) if node.attributes.get_int("transA", 0) else (a[0], a[1])
@@ -97,23 +104,25 @@ def _matmul(node: ir.Node, sh: ShapeLookup, a_idx: int, b_idx: int) -> int:
 
 
 def _recurrent(node: ir.Node, sh: ShapeLookup) -> tuple[int, bool]:
+    """From X's shape when shape inference knows it; else from the weights alone, per sample
+    and per time step (a stacked layer fed through reshapes often has no inferred shape)."""
     x_value = node.inputs[0] if node.inputs else None
     x_name = (x_value.name or "") if x_value is not None else ""
     x = sh.dims(x_value) if x_value is not None and x_name else None
     w = sh.get(node, "W", 1)
     r = sh.get(node, "R", 2)
-    if x is None or len(x) != 3:
-        sh.fail(node, "input X", x_name, x)
-    seq_axis, batch_axis = (1, 0) if node.attributes.get_int("layout", 0) == 1 else (0, 1)
-    seq, batch = x[seq_axis], x[batch_axis]
-    if not isinstance(batch, int):
-        sh.fail(node, "input X", x_name, x)
     if len(w) != 3 or len(r) != 3:
         sh.mismatch(node, f"W and R must be 3-D, got {fmt_shape(w)} and {fmt_shape(r)}")
     dirs, gh, inp = w
     hidden = r[2]
     gates = RNN_GATES[node.op_type]
-    if gh != gates * hidden or x[2] != inp:
+    if gh != gates * hidden:
+        sh.mismatch(node, f"W {fmt_shape(w)} and R {fmt_shape(r)} do not fit")
+    seq_axis, batch_axis = (1, 0) if node.attributes.get_int("layout", 0) == 1 else (0, 1)
+    if x is None or len(x) != 3 or not isinstance(x[batch_axis], int):
+        return dirs * gates * (hidden * inp + hidden * hidden), True
+    seq, batch = x[seq_axis], x[batch_axis]
+    if isinstance(x[2], int) and x[2] != inp:  # a symbolic feature size is W's
         sh.mismatch(node, f"X {fmt_shape(x)}, W {fmt_shape(w)}, R {fmt_shape(r)} do not fit")
     # Peephole and bias adds are element-wise, and sequence_lens is ignored: an upper bound.
     per_step = batch * dirs * gates * (hidden * inp + hidden * hidden)

@@ -1,0 +1,129 @@
+"""Latency of parents, their modules and linked models, against their MACs.
+
+For each model: the parent, its default modules with ``--align auto`` and ``--align 1``
+(decomposed with the defaults otherwise), a union-linked class pair and the parallel link
+of all modules. Each is timed in ONNX Runtime (CPU unless ``--device cuda``; the session's
+real providers are recorded) at each batch size and thread count: p50 and p90 of
+``--runs`` timed runs after a warm-up, and throughput. Module latency / parent latency is
+set against module MACs / parent MACs (a table per model and ``latency.png``).
+
+    python -m benchmarks.latency [--quick] [--models cnn_digits,lenet5_mnist,...]
+
+``--quick``: batch 64, 1 thread, the modules only (minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from onnxdecomp import link
+from onnxdecomp.data import fit_to_input, load_data
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = {
+    "cnn_digits": ("models/cnn_digits.onnx", "sklearn:digits"),
+    "lenet5_mnist": ("models/lenet5_mnist.onnx", str(DATA / "mnist")),
+    "resnet8_fmnist": ("models/resnet8_fmnist.onnx", str(DATA / "fashion-mnist")),
+    "resnet20_cifar10": ("models/resnet20_cifar10.onnx",
+                         str(DATA / "cifar10-jpg" / "cifar10-jpg-q75.tar.gz")),
+    "mnist_cntk": (str(DATA / "onnx-third-party" / "mnist-cntk.onnx"), str(DATA / "mnist")),
+}
+
+
+def timing(model, x: np.ndarray, batch: int, threads: int | None, runs: int,
+           device: str) -> dict:
+    runner = Runner(model, device=device, threads=threads)
+    fixed = runner.input.fixed_batch
+    xb = x[: fixed or batch]
+    if len(xb) < (fixed or batch):
+        xb = np.concatenate([xb] * ((fixed or batch) // len(xb) + 1))[: fixed or batch]
+    runner.run(xb, batch_size=len(xb))  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.run(xb, batch_size=len(xb))
+        times.append(time.perf_counter() - t0)
+    p50, p90 = float(np.percentile(times, 50)), float(np.percentile(times, 90))
+    return {"batch": len(xb), "threads": threads or os.cpu_count(), "p50_ms": round(1e3 * p50, 4),
+            "p90_ms": round(1e3 * p90, 4), "samples_per_s": round(len(xb) / p50, 1),
+            "providers": runner.providers}
+
+
+def decomposed(model: str, data: str, align: str, work: Path) -> Path:
+    out = work / f"{Path(model).stem}_align{align}"
+    if not (out / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "onnxdecomp.cli", "decompose", model, "--data",
+                        data, "-o", str(out), "--align", align], check=True, cwd=ROOT,
+                       capture_output=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "onnxdecomp-latency"))
+    args = ap.parse_args()
+    settings = [(64, 1)] if args.quick else [(b, t) for b in (1, 32, 64, 256) for t in (1, None)]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    setup = (f"ONNX Runtime on {args.device} ({platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores), {date.today()}")
+    res = {"setup": setup, "runs": args.runs, "models": {}}
+    for name in args.models.split(","):
+        model, data = MODELS[name]
+        if not Path(model).exists() and not (ROOT / model).exists():
+            print(f"skip {name}: {model} not found", file=sys.stderr)
+            continue
+        r = Runner(model, device="cpu")
+        x = fit_to_input(load_data(data, "test", limit=256), r.input.shape, r.input.dtype).x
+        parent_macs = model_stats(model).macs
+        entries = [("parent", model, 1.0)]
+        for align in ("auto", "1"):
+            folder = decomposed(model, data, align, work)
+            manifest = json.loads((folder / "manifest.json").read_text())
+            entries += [(f"module {m['class_index']} align {align}", str(folder / m["file"]),
+                         m["macs_fraction"]) for m in manifest["modules"]]
+            if not args.quick and align == "auto":
+                files = sorted(folder.glob("class_*.onnx"))
+                for mode, chosen in (("union 0,1", files[:2]), ("parallel all", files)):
+                    proto = link(chosen, mode="auto" if mode.startswith("union") else
+                                 "parallel", device="cpu").proto
+                    path = work / f"{name}_{mode.split()[0]}.onnx"
+                    path.write_bytes(proto.SerializeToString())
+                    entries.append((mode, str(path), model_stats(proto).macs / parent_macs))
+        rows = []
+        for label, path, macs in entries:
+            for batch, threads in settings:
+                t = timing(path, x, batch, threads, args.runs, args.device)
+                rows.append({"what": label, "macs_fraction": round(macs, 4), **t})
+                print(name, json.dumps(rows[-1]), flush=True)
+        base = {(r["batch"], r["threads"]): r["p50_ms"] for r in rows if r["what"] == "parent"}
+        for r in rows:
+            r["latency_fraction"] = round(r["p50_ms"] / base[r["batch"], r["threads"]], 4)
+        res["models"][name] = {"model": model, "parent_macs": parent_macs, "rows": rows}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / ("latency_quick.json" if args.quick else "latency.json")
+        res["command"] = "python -m benchmarks.latency " + " ".join(sys.argv[1:])
+        out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
