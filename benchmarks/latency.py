@@ -86,7 +86,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     setup = (f"ONNX Runtime on {args.device} ({platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} cores), {date.today()}")
+    out = RESULTS / ("latency_quick.json" if args.quick else "latency.json")
     res = {"setup": setup, "runs": args.runs, "models": {}}
+    if out.is_file():  # a run of some models adds to the others'
+        res["models"] = json.loads(out.read_text()).get("models", {})
     for name in args.models.split(","):
         model, data = MODELS[name]
         if not Path(model).exists() and not (ROOT / model).exists():
@@ -116,12 +119,14 @@ def main() -> None:
                 rows.append({"what": label, "macs_fraction": round(macs, 4), **t})
                 print(name, json.dumps(rows[-1]), flush=True)
         base = {(r["batch"], r["threads"]): r["p50_ms"] for r in rows if r["what"] == "parent"}
-        for r in rows:
-            r["latency_fraction"] = round(r["p50_ms"] / base[r["batch"], r["threads"]], 4)
-        res["models"][name] = {"model": model, "parent_macs": parent_macs, "rows": rows}
+        for r in rows:  # a parent with a fixed batch has no time at the other batch sizes
+            key = (r["batch"], r["threads"])
+            r["latency_fraction"] = round(r["p50_ms"] / base[key], 4) if key in base else None
+        res["models"][name] = {"model": model, "parent_macs": parent_macs, "rows": rows,
+                               "setup": setup,
+                               "command": "python -m benchmarks.latency " + " ".join(sys.argv[1:])}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / ("latency_quick.json" if args.quick else "latency.json")
-        res["command"] = "python -m benchmarks.latency " + " ".join(sys.argv[1:])
+        res["command"] = "python -m benchmarks.latency"
         out.write_text(json.dumps(res, indent=1) + "\n")
 
 

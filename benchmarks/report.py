@@ -154,7 +154,7 @@ def latency_section(res: dict) -> str:
         rows = [r for r in m["rows"] if r["batch"] == 64 and r["threads"] == 1]
         for align in ("auto", "1"):
             mods = [r for r in rows if r["what"].startswith("module") and
-                    r["what"].endswith(f"align {align}")]
+                    r["what"].endswith(f"align {align}") and r["latency_fraction"] is not None]
             if not mods:
                 continue
             ratios = [r["latency_fraction"] / r["macs_fraction"] for r in mods]
@@ -167,7 +167,7 @@ def latency_section(res: dict) -> str:
                        f"{'met' if ok else 'not met'} |\n")
     linked = [(name, r) for name, m in res["models"].items() for r in m["rows"]
               if r["what"] in ("union 0,1", "parallel all") and r["batch"] == 64 and
-              r["threads"] == 1]
+              r["threads"] == 1 and r["latency_fraction"] is not None]
     if linked:
         out.append("\n| model | linked | MACs | latency |\n|---|---|---|---|\n")
         out += [f"| {n} | {r['what']} | {100 * r['macs_fraction']:.1f}% | "
@@ -189,6 +189,30 @@ def latency_section(res: dict) -> str:
         fig.tight_layout()
         fig.savefig(RESULTS / "latency.png", dpi=110)
         plt.close(fig)
+    return "".join(out)
+
+
+def scale_section(res: dict) -> str:
+    """Decomposition time split, peak memory and growth with data and classes."""
+    out = [f"\n## Decomposition cost and scale\n\n`{res['command']}`; each run a fresh "
+           "process, default settings, 2 cores. Ratio = the whole decomposition over one ONNX "
+           "Runtime pass of the parent over the same calibration data.\n"]
+    for key, title in (("zoo", "Zoo models, 1,000 calibration samples"),
+                       ("calib", "Growth with calibration samples"),
+                       ("classes", "Growth with classes (LeNet-5 body, random K-class head)")):
+        rows = res.get(key)
+        if not rows:
+            continue
+        out.append(f"\n### {title}\n\n| model | samples | classes | total s | analysis | "
+                   "profiling | pruning + tuning | writing | one ORT pass s | ratio | peak MB "
+                   "| mean MACs |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            t = r["split_seconds"]
+            out.append(f"| {Path(r['model']).stem} | {r['calibration_samples']} | "
+                       f"{r['classes']} | {r['decompose_seconds']} | {t['analysis']} | "
+                       f"{t['profiling']} | {t['pruning']} | {t['writing']} | "
+                       f"{r['one_ort_pass_seconds']} | {r['ratio_to_one_ort_pass']} | "
+                       f"{r['peak_memory_mb']} | {100 * r['mean_macs']:.1f}% |\n")
     return "".join(out)
 
 
@@ -222,7 +246,7 @@ def main() -> None:
     gates = []
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
-                                 "latency")):
+                                 "latency", "scale")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -284,6 +308,8 @@ def main() -> None:
         if (RESULTS / name).is_file():
             parts.append(latency_section(json.loads((RESULTS / name).read_text())))
             break
+    if (RESULTS / "scale.json").is_file():
+        parts.append(scale_section(json.loads((RESULTS / "scale.json").read_text())))
     soak = RESULTS / "soak.json"
     if soak.is_file():
         s = json.loads(soak.read_text())

@@ -40,11 +40,27 @@ class Profile:
     head_sens: np.ndarray | None = None  # [K, K]: row k = E|d s_k / d z_j| over all samples
     agreement: float = 0.0  # parent top-1 agreement with labels on the profiling data
 
+    _normalised: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
     def gram(self, node: str, weights: np.ndarray) -> np.ndarray:
-        """Second-moment matrix E[x~ x~^T] with class weights (summing to 1)."""
-        st = self.consumers[node]
-        per_class = st.gram / np.maximum(st.rows, 1)[:, None, None]
-        return np.tensordot(weights, per_class, axes=1)
+        """Second-moment matrix E[x~ x~^T] with class weights (summing to 1).
+
+        sum_j w_j G_j = w_m S + sum_{j: w_j != w_m} (w_j - w_m) G_j, w_m the most common
+        weight and S the sum of the per-class matrices (computed once): a concern weighs
+        most classes alike, so a gram costs a few classes' matrices, not all K of them (with
+        K modules, all K would make decomposition quadratic in the classes).
+        """
+        if node not in self._normalised:
+            st = self.consumers[node]
+            per_class = st.gram / np.maximum(st.rows, 1)[:, None, None]
+            self._normalised[node] = (per_class, per_class.sum(axis=0))
+        per_class, total = self._normalised[node]
+        values, counts = np.unique(weights, return_counts=True)
+        mode = values[counts.argmax()]
+        out = mode * total
+        for j in np.flatnonzero(weights != mode):
+            out = out + (weights[j] - mode) * per_class[j]
+        return out
 
 
 def profile(
