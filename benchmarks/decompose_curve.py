@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--calib", type=int, default=1000, help="calibration samples (train split)")
+    ap.add_argument("--test-data", default=None,
+                    help="test data when --data has no test split (an .npz: default --data)")
     ap.add_argument("--test-limit", type=int, default=None, help="test samples (default all)")
     ap.add_argument("--keeps", default="0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--criteria", default="refit,logodds,activation,random")
@@ -94,7 +96,8 @@ def main() -> None:
     runner = Runner(args.model, device="cpu")
     shape, dtype = runner.input.shape, runner.input.dtype
     calib = fit_to_input(load_data(args.data, "train", limit=args.calib), shape, dtype)
-    test = fit_to_input(load_data(args.data, "test", limit=args.test_limit), shape, dtype)
+    test = fit_to_input(load_data(args.test_data or args.data, "test", limit=args.test_limit),
+                        shape, dtype)
     parent_rep = classification_report(runner.run(test.x)[0], test.y)
     align = args.align if args.align == "auto" else int(args.align)
     settings = Settings(align=align) if args.fidelity is None else Settings(

@@ -4,7 +4,7 @@ from onnxdecomp.channels.analyse import analyse
 from onnxdecomp.channels.graph import ChannelGraph, Consumer, add_activation
 from onnxdecomp.channels.prune import PruneChannelsPass, plain_slice
 from onnxdecomp.channels.rules import rule_for
-from onnxdecomp.channels.weights import dense_bias, dense_weight
+from onnxdecomp.channels.weights import consumer_bias, consumer_weight, dense_bias, dense_weight
 
 __all__ = [
     "ChannelGraph",
@@ -12,6 +12,8 @@ __all__ = [
     "PruneChannelsPass",
     "add_activation",
     "analyse",
+    "consumer_bias",
+    "consumer_weight",
     "dense_bias",
     "dense_weight",
     "plain_slice",

@@ -1,11 +1,14 @@
 """The channel graph: every channel of every activation, and which of them are one unit.
 
-Every activation value with a static channel axis (axis 1) gets a *space*: one element per
-channel. The op rules (:mod:`onnxdecomp.channels.rules`) unify elements that must be kept or
-removed together, pin elements that cannot be removed, and record the dense consumers whose
-weights read channels. A set of unified elements with no pinned member is a prunable *unit*:
-one channel, seen in every tensor it flows through. Spaces tied by any unification form a
-*cluster*, the group within which units are ranked against each other.
+Every activation value with static channel axes gets a *space*: one element per channel. The
+channel axes are axis 1 for images and features ([N, C, ...]); a recurrent op's hidden units
+sit on the last axis, and its Y [T, D, N, H] and Y_h [D, N, H] put the units of its D
+directions on two axes, (1, 3) and (0, 2): channel d * H + h, row-major over the axes in the
+order ``axes`` lists them. The op rules (:mod:`onnxdecomp.channels.rules`) unify elements
+that must be kept or removed together, pin elements that cannot be removed, and record the
+dense consumers whose weights read channels. A set of unified elements with no pinned member
+is a prunable *unit*: one channel, seen in every tensor it flows through. Spaces tied by any
+unification form a *cluster*, the group within which units are ranked against each other.
 """
 
 from __future__ import annotations
@@ -23,23 +26,41 @@ from onnxdecomp.errors import node_error
 class Consumer:
     """A dense op whose weights read the channels of ``value`` (its input 0).
 
-    ``kind`` is "conv" (weight columns ordered channel, kernel...) or "gemm" (features,
-    channel c owning ``mult`` consecutive features).
+    ``kind`` is "conv" (weight columns ordered channel, kernel...), "gemm" (features,
+    channel c owning ``mult`` consecutive features) or "rnn" (a recurrent op reading the
+    features on the last axis of X [T, N, I] through W, rows ordered direction, gate, unit)
+    or "rnn_state" (one direction's R [G*H, H] reading that direction's units of Y one step
+    back, h_{t-1}, rows ordered gate, unit).
     """
 
     node: ir.Node
     value: ir.Value
     kind: str
+    direction: int = 0  # "rnn_state": the direction whose own previous state R reads
+
+    @property
+    def key(self) -> str:
+        """Unique among consumers: the node's name, and the direction of a state reader."""
+        return f"{self.node.name}/R{self.direction}" if self.kind == "rnn_state" else \
+            self.node.name
+
+    @property
+    def source(self) -> str:
+        """The name under which the statistics of its input columns are kept: the input
+        value's (shared by every consumer of the value), the consumer's own for a state
+        reader (its columns are one direction's units, one step back)."""
+        return self.key if self.kind == "rnn_state" else self.value.name
 
 
 @dataclass
 class ChannelGraph:
-    """Spaces (value name -> first element, size, feature multiplicity) over two union-finds:
-    ``elements`` (channels) and ``spaces`` (clusters of values)."""
+    """Spaces (value name -> first element, size, feature multiplicity, channel axes) over
+    two union-finds: ``elements`` (channels) and ``spaces`` (clusters of values)."""
 
     offset: dict[str, int] = field(default_factory=dict)
     size: dict[str, int] = field(default_factory=dict)
     mult: dict[str, int] = field(default_factory=dict)
+    axes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     pinned: set[int] = field(default_factory=set)
     consumers: list[Consumer] = field(default_factory=list)
     elements: UnionFind = field(default_factory=UnionFind)
@@ -48,12 +69,14 @@ class ChannelGraph:
     _names: list[str] = field(default_factory=list)  # space index -> value name
 
     # --- building -------------------------------------------------------------------
-    def add_space(self, value: ir.Value, size: int, mult: int = 1) -> None:
+    def add_space(self, value: ir.Value, size: int, mult: int = 1,
+                  axes: tuple[int, ...] = (1,)) -> None:
         if value.name in self.offset:
             return
         self.offset[value.name] = self.elements.add(size)
         self.size[value.name] = size
         self.mult[value.name] = mult
+        self.axes[value.name] = tuple(axes)
         self._space[value.name] = self.spaces.add()
         self._names.append(value.name)
 
@@ -62,6 +85,14 @@ class ChannelGraph:
 
     def element(self, value: ir.Value, channel: int) -> int:
         return self.offset[value.name] + channel
+
+    def axis(self, value: ir.Value, node: ir.Node) -> int:
+        """The one channel axis of ``value``; an error naming ``node`` when it has two."""
+        axes = self.axes[value.name]
+        if len(axes) != 1:
+            raise node_error(node, f"{value.name!r} holds channels on axes {list(axes)}; this "
+                             "op has a rule for one channel axis only")
+        return axes[0]
 
     def find(self, e: int) -> int:
         return self.elements.find(e)
@@ -108,15 +139,49 @@ class ChannelGraph:
                     out.setdefault(r, cluster)
         return out
 
+    def input_roots(self, cons: Consumer) -> np.ndarray:
+        """Unit id of every input channel a consumer reads, in its weight columns' order."""
+        roots = self.roots(cons.value)
+        if cons.kind != "rnn_state":
+            return roots
+        h = len(roots) // cons.node.inputs[1].const_value.shape[0]  # Y: D blocks of H units
+        return roots[cons.direction * h:(cons.direction + 1) * h]
+
+    def row_roots(self, cons: Consumer) -> np.ndarray | None:
+        """Unit id of every weight row (output) of a consumer, or None when its output has no
+        space (the logits): for a recurrent op row (d, g, h) is unit d * H + h of Y."""
+        outs = [v for v in cons.node.outputs if self.has(v)]
+        if not outs:
+            return None
+        roots = self.roots(outs[0])
+        if cons.kind == "rnn_state":  # rows (g, h) of one direction: its own units again
+            own = self.input_roots(cons)
+            return np.tile(own, cons.node.inputs[2].const_value.shape[1] // len(own))
+        if cons.kind != "rnn":
+            return roots
+        w = cons.node.inputs[1].const_value.numpy()
+        d, h = w.shape[0], len(roots) // w.shape[0]
+        gates = w.shape[1] // h
+        return np.tile(roots.reshape(d, 1, h), (1, gates, 1)).reshape(-1)
+
     def kept_channels(self, value: ir.Value, removed: set[int]) -> np.ndarray:
         """Indices of the channels of ``value`` that survive when ``removed`` units go."""
         return np.array([c for c, r in enumerate(self.roots(value)) if r not in removed],
                         dtype=np.int64)
 
 
-def add_activation(cg: ChannelGraph, value: ir.Value) -> None:
-    """Give ``value`` a space of shape[1] channels when its channel axis is static."""
+def add_activation(cg: ChannelGraph, value: ir.Value, axes: tuple[int, ...] = (1,),
+                   mult: int = 1) -> None:
+    """Give ``value`` a space over its channel ``axes`` when they are static."""
     shape = value.shape
-    if shape is None or len(shape) < 2 or not isinstance(shape[1], int):
+    if shape is None or any(not 0 <= a < len(shape) for a in axes):
         return
-    cg.add_space(value, shape[1])
+    dims = [shape[a] for a in axes]
+    if not all(isinstance(d, int) for d in dims):
+        return
+    cg.add_space(value, int(np.prod(dims)) // mult, mult, axes)
+
+
+def add_like(cg: ChannelGraph, value: ir.Value, source: ir.Value) -> None:
+    """Give ``value`` a space on the channel axes (and multiplicity) of ``source``."""
+    add_activation(cg, value, cg.axes[source.name], cg.mult[source.name])

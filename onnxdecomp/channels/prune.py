@@ -11,7 +11,8 @@ from onnxdecomp.channels.graph import ChannelGraph
 from onnxdecomp.channels.rules import PruneContext, rule_for
 
 
-def plain_slice(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def plain_slice(node: ir.Node, w: np.ndarray, rows: np.ndarray,
+                key: str | None = None) -> np.ndarray:
     """No compensation: keep the surviving input columns as they are."""
     return w[:, rows]
 
@@ -31,7 +32,7 @@ class PruneChannelsPass(ir.passes.InPlacePass):
         self,
         cg: ChannelGraph,
         removed: set[int],
-        refit: Callable[[ir.Node, np.ndarray, np.ndarray], np.ndarray] = plain_slice,
+        refit: Callable[..., np.ndarray] = plain_slice,
     ) -> None:
         super().__init__()
         self.cg, self.removed, self.refit = cg, removed, refit
@@ -46,6 +47,6 @@ class PruneChannelsPass(ir.passes.InPlacePass):
             return ir.passes.PassResult(model, False)
         ctx = PruneContext(model.graph, self.cg, self.removed, self.refit)
         for node in list(model.graph):
-            if any(self.cg.has(v) for v in node.inputs):
+            if any(self.cg.has(v) for v in [*node.inputs, *node.outputs]):
                 rule_for(node).prune(node, ctx)
         return ir.passes.PassResult(model, True)

@@ -13,11 +13,16 @@ import onnx_ir as ir
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import const_array
 
+RECURRENT = ("RNN", "LSTM", "GRU")
+
 
 def dense_weight(node: ir.Node) -> np.ndarray:
-    """Weights as [out, in, kernel...]."""
+    """Weights as [out, in, kernel...]; a recurrent op's input weights W [D, G*H, I] as
+    [D*G*H, I], rows direction-major."""
     w = const_array(node.inputs[1])
     op = node.op_type
+    if op in RECURRENT:
+        return w.reshape(-1, w.shape[-1])
     if op == "Gemm":
         w = w * node.attributes.get_float("alpha", 1.0)
         return w if node.attributes.get_int("transB", 0) else w.T
@@ -27,7 +32,13 @@ def dense_weight(node: ir.Node) -> np.ndarray:
 
 
 def dense_bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
-    """(bias as [out] float64, input index of the bias or None when the op has none)."""
+    """(bias as [out] float64, input index of the bias or None when the op has none); for a
+    recurrent op the input half Wb of B, the part of the gate pre-activations W x + Wb."""
+    if node.op_type in RECURRENT:
+        d = const_array(node.inputs[1]).shape[0]
+        b = const_array(node.inputs[3]) if len(node.inputs) > 3 and \
+            node.inputs[3] is not None else np.zeros((d, 2 * out // d))
+        return b[:, :out // d].reshape(-1).astype(np.float64), None
     idx = 2 if node.op_type in ("Conv", "Gemm") else None
     if idx is not None and len(node.inputs) > idx and node.inputs[idx] is not None:
         b = const_array(node.inputs[idx])
@@ -52,3 +63,21 @@ def to_op_layout(node: ir.Node, w: np.ndarray) -> np.ndarray:
         return w.T
     return w
 
+
+
+def consumer_weight(cons) -> np.ndarray:
+    """The weights a consumer reads its input columns with, as [out, in, kernel...]: a
+    state reader's R [G*H, H] of its direction."""
+    if cons.kind == "rnn_state":
+        return const_array(cons.node.inputs[2])[cons.direction]
+    return dense_weight(cons.node)
+
+
+def consumer_bias(cons, out: int) -> np.ndarray:
+    """The bias that goes with ``consumer_weight``: a state reader's half Rb of B."""
+    if cons.kind == "rnn_state":
+        node, d = cons.node, cons.direction
+        b = const_array(node.inputs[3]) if len(node.inputs) > 3 and \
+            node.inputs[3] is not None else None
+        return np.zeros(out) if b is None else b[d, out:].astype(np.float64)
+    return dense_bias(cons.node, out)[0]

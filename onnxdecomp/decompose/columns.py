@@ -1,6 +1,7 @@
 """Least-squares columns of a consumer's input: im2col patches at sampled output positions
 for a Conv (the same positions for every image of a batch, drawn from a seeded rng), the
-features for a Gemm, each row ending in the constant 1 of the bias."""
+features for a Gemm, the features at sampled time steps for a recurrent op's input
+X [T, N, I], each row ending in the constant 1 of the bias."""
 
 from __future__ import annotations
 
@@ -84,14 +85,38 @@ def im2col_sample(
     return np.ascontiguousarray(patches.transpose(0, 2, 1, 3)).reshape(b * flat.shape[0], -1)
 
 
+def previous_states(cons: Consumer, y: np.ndarray) -> np.ndarray:
+    """h_{t-1} [T, N, H] of a state reader's direction from Y [T, D, N, H]: the state each
+    step starts from (zeros before the first step; a reverse direction steps backwards)."""
+    seq = y[:, cons.direction]
+    zero = np.zeros_like(seq[:1])
+    forward = cons.direction == 0 and cons.node.attributes.get_string(
+        "direction", "forward") != "reverse"
+    return np.concatenate([zero, seq[:-1]]) if forward else np.concatenate([seq[1:], zero])
+
+
+def channels_second(cons: Consumer, act: np.ndarray) -> np.ndarray:
+    """A consumer's input batch as [N, C, ...]: a recurrent op's X [T, N, I] as [N, I, T]."""
+    if cons.kind == "rnn_state":
+        act = previous_states(cons, act)
+    return act.transpose(1, 2, 0) if cons.kind in ("rnn", "rnn_state") else act
+
+
 def consumer_columns(cons: Consumer, act: np.ndarray, positions: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """(rows x~ = [columns, 1] float32, rows per sample) of a consumer's input batch:
-    im2col patches at sampled positions for a Conv, the features for a Gemm."""
+    im2col patches at sampled positions for a Conv, the features for a Gemm, the features
+    at sampled time steps (the same for the batch) for a recurrent op."""
     a = act.astype(np.float32)
     if cons.kind == "conv":
         cols = im2col_sample(a, cons.node, positions, rng)
         reps = cols.shape[0] // a.shape[0]
+    elif cons.kind in ("rnn", "rnn_state"):
+        if cons.kind == "rnn_state":
+            a = previous_states(cons, a)
+        steps = sample_positions([a.shape[0]], positions, rng)
+        picked = a[steps].transpose(1, 0, 2)  # [N, P, I], sample-major rows
+        cols, reps = picked.reshape(-1, a.shape[2]), len(steps)
     else:
         cols, reps = a.reshape(a.shape[0], -1), 1
     cols = np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)

@@ -17,15 +17,18 @@ from onnxdecomp.decompose.profile import Profile
 
 
 def make_refit(prof: Profile, weights: np.ndarray, mode: str, ridge: float):
-    """``refit(node, w, rows)`` for the prune pass: consumer weights ``w`` [out, columns + 1]
-    re-solved for the kept columns ``rows``, class k and the rest weighted by ``weights``."""
+    """``refit(node, w, rows, key)`` for the prune pass: consumer weights ``w``
+    [out, columns + 1] re-solved for the kept columns ``rows``, class k and the rest weighted
+    by ``weights``; ``key`` names the consumer when the node is not enough (``Consumer.key``:
+    a recurrent op's state readers)."""
     if mode == "none":
         return plain_slice
 
-    def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray,
+              key: str | None = None) -> np.ndarray:
         if len(rows) == w.shape[1]:
             return w  # nothing removed from this input: the parent's weights are exact
-        gram = prof.gram(node.name, weights)
+        gram = prof.gram(key or node.name, weights)
         if mode == "mean":
             gone = np.setdiff1d(np.arange(gram.shape[0]), rows)
             out = w[:, rows].copy()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxdecomp.channels import ChannelGraph, dense_bias, dense_weight
+from onnxdecomp.channels import ChannelGraph, consumer_bias, consumer_weight
 from onnxdecomp.decompose.align import kept_count
 from onnxdecomp.decompose.profile import Profile
 
@@ -79,7 +79,7 @@ def class_weights(prof: Profile, k: int, focus: float = 0.5) -> np.ndarray:
 
 def _consumer_arrays(cg: ChannelGraph):
     for cons in cg.consumers:
-        w = dense_weight(cons.node).astype(np.float64)
+        w = consumer_weight(cons).astype(np.float64)
         yield cons, w.reshape(w.shape[0], -1)
 
 
@@ -95,8 +95,8 @@ def score_units(criterion: str, concern: Concern, cg: ChannelGraph, prof: Profil
     scores = dict.fromkeys(units, 0.0)
     if criterion == "activation":
         for cons in cg.consumers:
-            freq = prof.act_freq[cons.value.name][classes].mean(axis=0)
-            for c, r in enumerate(cg.roots(cons.value)):
+            freq = prof.act_freq[cons.source][classes].mean(axis=0)
+            for c, r in enumerate(cg.input_roots(cons)):
                 if r in scores:
                     scores[r] = max(scores[r], float(freq[c]))
         return scores
@@ -111,10 +111,9 @@ def score_units(criterion: str, concern: Concern, cg: ChannelGraph, prof: Profil
 
 
 def _output_sens(cons, cg: ChannelGraph, concern: Concern, sens: dict[int, float]):
-    out = cons.node.outputs[0]
-    if out.is_graph_output():
+    if cons.node.outputs[0].is_graph_output():
         return concern.head
-    return np.array([sens.get(r, 0.0) for r in cg.roots(out)])
+    return np.array([sens.get(r, 0.0) for r in cg.row_roots(cons)])
 
 
 def propagate_logodds(concern: Concern, cg: ChannelGraph, prof: Profile):
@@ -128,13 +127,12 @@ def propagate_logodds(concern: Concern, cg: ChannelGraph, prof: Profile):
         damage = {}
         for cons, w in reversed(arrays):
             s_out = _output_sens(cons, cg, concern, sens)
-            x = cons.value
-            roots = cg.roots(x)
+            roots = cg.input_roots(cons)
             span = w.shape[1] // len(roots)
-            gram = prof.gram(cons.node.name, weights)
+            gram = prof.gram(cons.key, weights)
             mean = gram[:-1, -1]
             cov = gram[:-1, :-1] - np.outer(mean, mean)
-            freq = np.tensordot(weights, prof.act_freq[x.name], axes=1)
+            freq = np.tensordot(weights, prof.act_freq[cons.source], axes=1)
             for c, r in enumerate(roots):
                 cols = slice(c * span, (c + 1) * span)
                 wc = w[:, cols]
@@ -167,12 +165,12 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
     units = cg.units()
     data = []
     for cons, w in _consumer_arrays(cg):
-        b, _ = dense_bias(cons.node, w.shape[0])
+        b = consumer_bias(cons, w.shape[0])
         wt = np.concatenate([w, b[:, None]], axis=1)  # [O, D + 1]
         u = _output_sens(cons, cg, concern, sens)
-        roots = cg.roots(cons.value)
+        roots = cg.input_roots(cons)
         span = w.shape[1] // len(roots)
-        data.append((prof.gram(cons.node.name, weights), wt * u[:, None], roots, span))
+        data.append((prof.gram(cons.key, weights), wt * u[:, None], roots, span))
     by_cluster: dict[str, list[int]] = {}
     for r, cl in units.items():
         by_cluster.setdefault(cl, []).append(r)

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from onnxdecomp.channels import ChannelGraph, Consumer
-from onnxdecomp.decompose.columns import consumer_columns
+from onnxdecomp.decompose.columns import channels_second, consumer_columns
 from onnxdecomp.decompose.head import head_sensitivity
 from onnxdecomp.irutil import with_outputs
 from onnxdecomp.runtime import Runner
@@ -78,8 +78,9 @@ def profile(
     accumulate the statistics above."""
     rng = np.random.default_rng(seed)
     logits_name = proto.graph.output[0].name
-    wanted: dict[str, Consumer] = {c.node.name: c for c in cg.consumers}
+    wanted: dict[str, Consumer] = {c.key: c for c in cg.consumers}
     values = sorted({c.value.name for c in cg.consumers})
+    reader = {c.source: c for c in cg.consumers}  # one consumer per set of input columns
     runner = Runner(with_outputs(proto, values), device=device, probe=True)
     names = [logits_name] + values
     k = None
@@ -97,8 +98,8 @@ def profile(
             correct += int(np.sum(pred == lab))
         prof.samples += np.bincount(pred, minlength=k)
         prof.head_sens += head_sensitivity(z)
-        for name, a in acts.items():
-            a = a.astype(np.float32)
+        for name, cons in reader.items():
+            a = channels_second(cons, acts[cons.value.name].astype(np.float32))
             freq = (a.reshape(a.shape[0], a.shape[1], -1) > 0).mean(axis=2)
             if name not in prof.act_freq:
                 prof.act_freq[name] = np.zeros((k, a.shape[1]))

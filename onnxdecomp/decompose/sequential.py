@@ -37,8 +37,8 @@ class SequentialRefit:
                  positions: int, seed: int, ridge: float, device: str = "auto") -> None:
         self.cg, self.positions, self.seed, self.ridge, self.device = (
             cg, positions, seed, ridge, device)
-        self.partner = {c.node.name: p for c in cg.consumers
-                        if (p := _residual_partner(c.node.outputs[0])) is not None}
+        self.partner = {c.key: p for c in cg.consumers if c.kind in ("conv", "gemm")
+                        and (p := _residual_partner(c.node.outputs[0])) is not None}
         self.names = sorted({c.value.name for c in cg.consumers} | set(self.partner.values()))
         logits = ir.serde.deserialize_model(parent_proto).graph.outputs[0].name
         outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device,
@@ -56,10 +56,11 @@ class SequentialRefit:
         weight = np.where(share > 0, class_weight / np.maximum(share, 1e-12), 0.0)[self.pred]
         solved: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
-        def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            st = solved.get(node.name)
+        def refit(node: ir.Node, w: np.ndarray, rows: np.ndarray,
+                  key: str | None = None) -> np.ndarray:
+            st = solved.get(key or node.name)
             if st is None or st[0].shape[0] != len(rows):
-                return fallback(node, w, rows)
+                return fallback(node, w, rows, key)
             g, c, drift = st
             lam = self.ridge * float(np.trace(g)) / len(rows)
             rhs = c @ w.T if drift is None else c @ w.T + drift
@@ -67,10 +68,10 @@ class SequentialRefit:
 
         proto = build(refit)
         for i, cons in enumerate(self.cg.consumers):
-            roots = self.cg.roots(cons.value)
+            roots = self.cg.input_roots(cons)
             if not any(r in removed for r in roots) or cons.value.name not in self.parent_act:
                 continue  # a layer that keeps all its inputs sees no drift from pruning here
-            partner = self.partner.get(cons.node.name)
+            partner = self.partner.get(cons.key)
             wanted = [cons.value.name] + ([partner] if partner else [])
             outs = Runner(only_outputs(proto, wanted), device=self.device, probe=True).run(
                 self.x)
@@ -92,7 +93,7 @@ class SequentialRefit:
                 rng = np.random.default_rng((self.seed, i))
                 rows = output_rows(cons, parent_act.shape, delta, self.positions, rng)
                 drift = (kw.T @ rows.astype(np.float32)).astype(np.float64)
-            solved[cons.node.name] = ((kw.T @ kept).astype(np.float64),
+            solved[cons.key] = ((kw.T @ kept).astype(np.float64),
                                       (kw.T @ full).astype(np.float64), drift)
             proto = build(refit)
         return proto

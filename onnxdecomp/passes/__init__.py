@@ -6,17 +6,23 @@ from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
+from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.normalize import infer_shapes, normalize
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
+from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 __all__ = [
     "CanonicalizeFlattenPass",
     "FoldBatchNormIntoConvPass",
     "FoldConstantsPass",
+    "FoldGatherOfConcatPass",
     "FuseMatMulAddIntoGemmPass",
+    "NameRecurrentOutputsPass",
     "RemoveDropoutPass",
+    "RemoveZeroInitialStatesPass",
     "StripOutputSoftmaxPass",
     "check_emitted",
     "finalize",

@@ -9,8 +9,11 @@ from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
+from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
+from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 
@@ -28,7 +31,8 @@ def normalize(model: ir.Model) -> ir.Model:
 
     After it: constants are initializers and folded, no Identity/Dropout, BatchNorm after a
     Conv folded, dense layers are Gemm, flattening Reshapes are Flatten, the single output
-    is logits (a trailing Softmax/LogSoftmax stripped), shapes inferred.
+    is logits (a trailing Softmax/LogSoftmax stripped), recurrent ops have no all-zero initial
+    state and a named Y, no Gather picks a slice out of a Concat, shapes inferred.
     """
     if len(model.graph.outputs) != 1:
         raise OnnxDecompError(
@@ -46,6 +50,7 @@ def normalize(model: ir.Model) -> ir.Model:
             RemoveDropoutPass(),
             common.IdentityEliminationPass(),
             StripOutputSoftmaxPass(),
+            RemoveZeroInitialStatesPass(),
             common.RemoveUnusedNodesPass(),
             common.TopologicalSortPass(),
         ]
@@ -57,7 +62,9 @@ def normalize(model: ir.Model) -> ir.Model:
             FoldBatchNormIntoConvPass(),
             FuseMatMulAddIntoGemmPass(),
             CanonicalizeFlattenPass(),
-            common.RemoveUnusedNodesPass(),
+            FoldGatherOfConcatPass(),
+            common.RemoveUnusedNodesPass(),  # it also unnames unused outputs: name Y after it
+            NameRecurrentOutputsPass(),
             common.TopologicalSortPass(),
         ]
     )

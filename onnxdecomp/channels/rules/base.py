@@ -17,7 +17,8 @@ from onnxdecomp.irutil import new_initializer
 class PruneContext:
     """What a rule needs to slice its node: the channel graph and the removed units.
 
-    ``refit(node, w, rows)`` returns consumer weights ``w`` [out, in_columns + 1] (bias as the
+    ``refit(node, w, rows, key=None)`` returns consumer weights ``w`` [out, in_columns + 1]
+    (``key``: the consumer's ``Consumer.key`` where a node reads several inputs; bias as the
     last column) re-solved for the kept input columns ``rows`` (bias column included), or
     just ``w[:, rows]`` when no compensation is wanted.
     """
@@ -25,7 +26,7 @@ class PruneContext:
     graph: ir.Graph
     cg: ChannelGraph
     removed: set[int]
-    refit: Callable[[ir.Node, np.ndarray, np.ndarray], np.ndarray]
+    refit: Callable[..., np.ndarray]
     _kept: dict[str, np.ndarray] = field(default_factory=dict)
 
     def kept(self, value: ir.Value) -> np.ndarray | None:
@@ -52,6 +53,10 @@ class Rule:
     def resolve(self, node: ir.Node) -> Rule:
         """The rule that applies to this node (a rule may depend on attributes)."""
         return self
+
+    def origin(self, node: ir.Node) -> bool:
+        """True when the node makes channels with no channel input (a lookup table)."""
+        return False
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         for out in node.outputs:

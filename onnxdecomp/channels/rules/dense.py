@@ -31,6 +31,9 @@ class Dense(Rule):
             raise node_error(node, "MatMul over a rank other than 2 has no rule yet")
         if not cg.has(x):
             raise node_error(node, "input channel count unknown")
+        if cg.axes[x.name] != (1,):
+            raise node_error(node, f"reads channels on axes {list(cg.axes[x.name])}; a dense "
+                             "layer over a sequence's last axis has no rule yet")
         kind = "conv" if op == "Conv" else "gemm"
         if kind == "gemm":
             k = cg.size[x.name] * cg.mult[x.name]
@@ -78,6 +81,8 @@ class Depthwise(Rule):
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         if const_array(node.inputs[1]) is None:
             raise node_error(node, "weights are computed, not constant")
+        if cg.axis(node.inputs[0], node) != 1:
+            raise node_error(node, "input channels are not on axis 1")
         cg.unify_all(node.inputs[0], node.outputs[0], node)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:

@@ -6,10 +6,22 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.channels.graph import ChannelGraph
+from onnxdecomp.channels.graph import ChannelGraph, add_activation, add_like
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import const_array
+
+
+def _like_input(node: ir.Node, cg: ChannelGraph) -> None:
+    """Outputs take the channel axes of the first input of their rank that has channels
+    (axis 1 when none has: the base rule)."""
+    out = node.outputs[0]
+    src = next((v for v in node.inputs if cg.has(v) and v.shape is not None
+                and out.shape is not None and len(v.shape) == len(out.shape)), None)
+    if src is None:
+        Rule.declare(Rule(), node, cg)
+    else:
+        add_like(cg, out, src)
 
 
 class Elementwise(Rule):
@@ -18,15 +30,21 @@ class Elementwise(Rule):
     An operand whose aligned channel axis has the full size C is the same unit as the output
     (a residual Add ties both branches); a constant of size C there is a per-channel
     parameter and is sliced; an operand of size 1 there is a broadcast and couples nothing
-    (Torch-Pruning #510).
+    (Torch-Pruning #510). The channel axis is the output's (axis 1, or the last axis of a
+    recurrent layer's units); an output with channels on two axes takes operands of its
+    own shape and constants that broadcast over both.
     """
 
-    def _aligned(self, node: ir.Node, operand: ir.Value) -> tuple[int | None, int]:
-        """(size of the operand on the output's channel axis, that axis in the operand)."""
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        _like_input(node, cg)
+
+    def _aligned(self, node: ir.Node, operand: ir.Value, axis: int) -> tuple[int | None, int]:
+        """(size of the operand on the output's channel ``axis``, that axis in the
+        operand)."""
         out = node.outputs[0]
         if out.shape is None or operand.shape is None:
             raise node_error(node, "operand shapes unknown; run shape inference")
-        axis = 1 - (len(out.shape) - len(operand.shape))
+        axis = axis - (len(out.shape) - len(operand.shape))
         if axis < 0:
             return None, axis
         dim = operand.shape[axis]
@@ -36,11 +54,14 @@ class Elementwise(Rule):
         out = node.outputs[0]
         if not cg.has(out):
             raise node_error(node, "output channel count unknown")
-        c = cg.size[out.name]
+        if len(cg.axes[out.name]) > 1:
+            self._couple_multi_axis(node, cg)
+            return
+        c, axis = cg.size[out.name], cg.axis(out, node)
         for v in node.inputs:
             if v is None:
                 continue
-            size, _ = self._aligned(node, v)
+            size, _ = self._aligned(node, v, axis)
             if cg.has(v) and size == c:
                 if len(v.shape) != len(out.shape):
                     raise node_error(node, "operand of another rank on the channel axis")
@@ -51,24 +72,41 @@ class Elementwise(Rule):
                 raise node_error(
                     node, f"operand {v.name!r} is computed, not constant, and per-channel")
 
+    def _couple_multi_axis(self, node: ir.Node, cg: ChannelGraph) -> None:
+        out = node.outputs[0]
+        for v in node.inputs:
+            if v is None:
+                continue
+            sizes = [self._aligned(node, v, a)[0] for a in cg.axes[out.name]]
+            if cg.has(v) and cg.axes[v.name] == cg.axes[out.name]:
+                cg.unify_all(v, out, node)
+            elif any(d not in (None, 1) for d in sizes):
+                raise node_error(node, f"operand {v.name!r} is per-channel over the "
+                                 "directions and units of a recurrent output; no rule")
+
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         out = node.outputs[0]
         if not ctx.changed(out):
             return
+        if len(ctx.cg.axes[out.name]) > 1:
+            return  # its constants broadcast over the channel axes (``couple`` checked)
         keep = ctx.kept(out)
+        axis = ctx.cg.axes[out.name][0]
         for i, v in enumerate(node.inputs):
             a = const_array(v)
             if a is None or a.ndim == 0:
                 continue
-            size, axis = self._aligned(node, v)
+            size, in_axis = self._aligned(node, v, axis)
             if size == ctx.cg.size[out.name] and size > 1:
-                ctx.replace(node, i, np.take(a, keep, axis=axis))
+                ctx.replace(node, i, np.take(a, keep, axis=in_axis))
 
 
 class PerChannelParams(Rule):
     """BatchNormalization / InstanceNormalization: y[c] = a[c] * x[c] + b[c]; params sliced."""
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        if cg.has(node.inputs[0]) and cg.axis(node.inputs[0], node) != 1:
+            raise node_error(node, "normalises a tensor whose channels are not on axis 1")
         cg.unify_all(node.inputs[0], node.outputs[0], node)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
@@ -81,30 +119,47 @@ class PerChannelParams(Rule):
                 ctx.replace(node, i, a[keep])
 
 
-class ChannelPreserving(Rule):
-    """Pooling, spatial reductions, spatial pads and resizes: y[c] depends on x[c] only.
+def _reduced_axes(node: ir.Node) -> list[int] | None:
+    axes = node.attributes.get_ints("axes", None)
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
+        arr = const_array(node.inputs[1])
+        if arr is None:
+            raise node_error(node, "reduction axes are not constant")
+        axes = arr.tolist()
+    return None if axes is None else [a % len(node.inputs[0].shape) for a in axes]
 
-    Reductions and pads are checked not to touch axes 0 and 1.
+
+class ChannelPreserving(Rule):
+    """Pooling, reductions over other axes, pads and resizes: y[c] depends on x[c] only.
+
+    Reductions and pads are checked not to touch the channel axes, nor axis 0 of an
+    [N, C, ...] tensor (its batch). A reduction over the time axis of a recurrent layer's
+    output (mean pooling over a sequence) is one of these; without ``keepdims`` the channel
+    axes move down past the reduced ones.
     """
 
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        if not cg.has(x):
+            raise node_error(node, "input channel count unknown")
+        axes = cg.axes[x.name]
+        if node.op_type.startswith("Reduce") and not node.attributes.get_int("keepdims", 1):
+            gone = _reduced_axes(node) or []
+            axes = tuple(a - sum(g < a for g in gone) for a in axes)
+        add_activation(cg, y, axes, cg.mult[x.name])
+
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        op = node.op_type
+        op, x = node.op_type, node.inputs[0]
+        channel_axes = cg.axes[x.name]
+        image = channel_axes == (1,)  # [N, C, ...]: axis 0 is the batch
         if op.startswith("Reduce"):
-            axes = node.attributes.get_ints("axes", None)
-            if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
-                arr = const_array(node.inputs[1])
-                if arr is None:
-                    raise node_error(node, "reduction axes are not constant")
-                axes = arr.tolist()
+            axes = _reduced_axes(node)
             if not axes:
                 raise node_error(node, "reduces over all axes, channels included")
-            rank = len(node.inputs[0].shape)
-            if any(a % rank in (0, 1) for a in axes):
+            if any(a in channel_axes or (image and a == 0) for a in axes):
                 raise node_error(
                     node, f"reduces over the batch or channel axis (axes={list(axes)})")
-            if not node.attributes.get_int("keepdims", 1) and 0 in [a % rank for a in axes]:
-                raise node_error(node, "drops the batch axis")
-        if op == "Pad":
+        elif op == "Pad":
             pads = node.attributes.get_ints("pads", None)
             if pads is None and len(node.inputs) > 1:
                 arr = const_array(node.inputs[1])
@@ -112,21 +167,26 @@ class ChannelPreserving(Rule):
             if pads is None or len(node.inputs) > 3 and node.inputs[3] is not None:
                 raise node_error(node, "pads must be constant over all axes")
             r = len(pads) // 2
-            if pads[1] or pads[r + 1] or pads[0] or pads[r]:
+            if any(pads[a] or pads[r + a] for a in [*channel_axes, *([0] if image else [])]):
                 raise node_error(node, "pads the channel or batch axis")
+        elif not image:
+            raise node_error(node, f"{op} of a tensor whose channels are not on axis 1")
         if op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1].uses():
             raise node_error(node, "pooling indices are used")
-        cg.unify_all(node.inputs[0], node.outputs[0], node)
+        cg.unify_all(x, node.outputs[0], node)
 
 
-class SoftmaxRule(Rule):
-    """Softmax/LogSoftmax/Hardmax: over the channel axis they mix channels (pinned);
+class SoftmaxRule(Elementwise):
+    """Softmax/LogSoftmax/Hardmax: over a channel axis they mix channels (pinned);
     over another axis they are elementwise as far as channels go."""
 
-    def resolve(self, node: ir.Node) -> Rule:
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
         axis = node.attributes.get_int("axis", -1)
-        rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else 0
-        return PINNING if rank and axis % rank == 1 else ELEMENTWISE
+        if cg.has(x) and axis % len(x.shape) in cg.axes[x.name]:
+            PINNING.couple(node, cg)
+        else:
+            super().couple(node, cg)
 
 
 _UNARY = (

@@ -1,12 +1,19 @@
 """Rules for ops that move channels without computing on them: Flatten into features,
-Concat and Split into offset sub-spaces, Slice, axis-preserving reshapes, and Shape."""
+Concat and Split into offset sub-spaces, Slice, Gather (embedding lookups, and picking one
+direction or layer of a recurrent state), Transpose, Squeeze, Unsqueeze and Reshape (the
+channel axes follow), and Shape.
+
+A value whose channels lie on two axes (a recurrent layer's directions and units, see
+:mod:`onnxdecomp.channels.graph`) can be cut, concatenated or indexed along the first of
+them, the direction axis, which pruning never changes: only the units are removed, the same
+in every direction."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.channels.graph import ChannelGraph
+from onnxdecomp.channels.graph import ChannelGraph, add_activation, add_like
 from onnxdecomp.channels.rules.base import PruneContext, Rule
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import const_array
@@ -21,6 +28,8 @@ class FlattenRule(Rule):
             raise node_error(node, "only axis=1 keeps the batch axis apart")
         if not cg.has(x) or x.shape is None:
             raise node_error(node, "input channel count unknown")
+        if cg.axis(x, node) != 1:
+            raise node_error(node, "flattens a tensor whose channels are not on axis 1")
         spatial = 1
         for d in list(x.shape)[2:]:
             if not isinstance(d, int):
@@ -43,35 +52,82 @@ def _map_offsets(cg: ChannelGraph, whole: ir.Value, parts, node: ir.Node) -> Non
         off += cg.size[part.name]
 
 
+def _same_channels(cg: ChannelGraph, values, y: ir.Value, node: ir.Node) -> None:
+    """Every value has ``y``'s channels (a concat or split along another axis)."""
+    for v in values:
+        if not cg.has(v):
+            raise node_error(node, f"{v.name!r} has no channels to match {y.name!r}'s")
+        cg.unify_all(v, y, node)
+
+
+def _on_channels(cg: ChannelGraph, value: ir.Value, axis: int, node: ir.Node) -> bool:
+    """Whether ``axis`` is a channel axis of ``value``: the one channel axis, or the first
+    (direction) axis of two; an error for a later one of two."""
+    axes = cg.axes[value.name]
+    if axis not in axes:
+        return False
+    if axes.index(axis) != 0:
+        raise node_error(node, f"cuts the unit axis of {value.name!r}, whose channels lie on "
+                         f"axes {list(axes)}")
+    return True
+
+
+def _first_channel_input(node: ir.Node, cg: ChannelGraph) -> ir.Value:
+    src = next((v for v in node.inputs if cg.has(v)), None)
+    if src is None:
+        raise node_error(node, "no input with a static channel count")
+    return src
+
+
 class ConcatRule(Rule):
-    """Concat on axis 1: output channel off_i + c is input i's channel c. On another axis
-    every input has the output's channels."""
+    """Concat along the channel axis: output channel off_i + c is input i's channel c.
+    Along another axis every input has the output's channels."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        add_like(cg, node.outputs[0], _first_channel_input(node, cg))
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         y = node.outputs[0]
+        if not cg.has(y):
+            raise node_error(node, "output channel count unknown")
         axis = node.attributes.get_int("axis", 1) % len(y.shape)
-        if axis != 1:
-            for v in node.inputs:
-                cg.unify_all(v, y, node)
+        if not _on_channels(cg, y, axis, node):
+            _same_channels(cg, node.inputs, y, node)
             return
         _map_offsets(cg, y, node.inputs, node)
+        _tie_blocks(cg, y)
+
+
+def _tie_blocks(cg: ChannelGraph, value: ir.Value) -> None:
+    """Unit c of every direction (or layer) block of ``value`` is one unit: a tensor holds
+    the same count of units in each, so they are kept or removed together."""
+    if len(cg.axes[value.name]) > 1:
+        block = _block(cg, value)
+        for e in range(block, cg.size[value.name]):
+            cg.unify(value, e, value, e % block)
 
 
 class SplitRule(Rule):
-    """Split on axis 1: output j's channel c is input channel off_j + c; sizes patched."""
+    """Split along the channel axis: output j's channel c is input channel off_j + c;
+    sizes patched (along a direction axis nothing changes size)."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        for out in node.outputs:
+            add_like(cg, out, node.inputs[0])
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x = node.inputs[0]
         axis = node.attributes.get_int("axis", 0) % len(x.shape)
-        if axis != 1:
-            for out in node.outputs:
-                cg.unify_all(x, out, node)
+        if not _on_channels(cg, x, axis, node):
+            _same_channels(cg, node.outputs, x, node)
             return
         _map_offsets(cg, x, node.outputs, node)
+        _tie_blocks(cg, x)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x = node.inputs[0]
-        if node.attributes.get_int("axis", 0) % len(x.shape) != 1 or not ctx.changed(x):
+        axis = node.attributes.get_int("axis", 0) % len(x.shape)
+        if ctx.cg.axes[x.name] != (axis,) or not ctx.changed(x):
             return
         sizes = np.array([len(ctx.kept(o)) for o in node.outputs], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:
@@ -82,9 +138,19 @@ class SplitRule(Rule):
             raise node_error(node, "equal split cannot express unequal kept counts")
 
 
+def _block(cg: ChannelGraph, value: ir.Value) -> int:
+    """Channels per step of ``value``'s first channel axis (the units of one direction)."""
+    first = cg.axes[value.name][0]
+    return cg.size[value.name] // value.shape[first]
+
+
 class SliceRule(Rule):
-    """Slice with constant starts/ends/steps: channel c of the output is channel start + c
-    of the input when axis 1 is sliced with step 1; bounds patched to kept counts."""
+    """Slice with constant starts/ends/steps. On the one channel axis with step 1: channel c
+    of the output is channel start + c of the input, bounds patched to kept counts; on a
+    direction axis, whole blocks of units; on other axes the channels pass through."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        add_like(cg, node.outputs[0], node.inputs[0])
 
     def _params(self, node: ir.Node) -> tuple[np.ndarray, ...]:
         arrays = [const_array(v) if v is not None else None for v in node.inputs[1:5]]
@@ -99,25 +165,28 @@ class SliceRule(Rule):
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
         starts, ends, axes, steps = self._params(node)
-        if 0 in axes.tolist():
+        if cg.axes[x.name] == (1,) and 0 in axes.tolist():
             raise node_error(node, "slices the batch axis")
-        if 1 not in axes.tolist():
+        sliced = [a for a in axes.tolist() if _on_channels(cg, x, a, node)]
+        if not sliced:
             cg.unify_all(x, y, node)
             return
-        i = axes.tolist().index(1)
+        i = axes.tolist().index(sliced[0])
         if steps[i] != 1:
             raise node_error(node, "a strided slice of channels has no rule")
-        start = int(np.clip(starts[i] if starts[i] >= 0 else starts[i] + cg.size[x.name], 0,
-                            cg.size[x.name]))
+        n = x.shape[sliced[0]]
+        start = int(np.clip(starts[i] if starts[i] >= 0 else starts[i] + n, 0, n))
+        block = _block(cg, x)
         for c in range(cg.size[y.name]):
-            cg.unify(x, start + c, y, c)
+            cg.unify(x, start * block + c, y, c)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x = node.inputs[0]
         starts, ends, axes, _ = self._params(node)
-        if 1 not in axes.tolist() or not ctx.changed(x):
+        axis = ctx.cg.axes[x.name]
+        if len(axis) != 1 or axis[0] not in axes.tolist() or not ctx.changed(x):
             return
-        i = axes.tolist().index(1)
+        i = axes.tolist().index(axis[0])
         c = ctx.cg.size[x.name]
         start = int(np.clip(starts[i] if starts[i] >= 0 else starts[i] + c, 0, c))
         stop = int(np.clip(ends[i] if ends[i] >= 0 else ends[i] + c, 0, c))
@@ -130,24 +199,173 @@ class SliceRule(Rule):
         ctx.replace(node, 2, ends)
 
 
-class AxesPreserving(Rule):
-    """Squeeze/Unsqueeze/Transpose that leave axes 0 and 1 where they are."""
+class GatherRule(Rule):
+    """Gather with a constant table and computed indices is an embedding lookup: the table's
+    columns are new channels on the output's last axis, pruned by slicing columns. Gather
+    with constant indices on a value with channels: along another axis the channels pass
+    through (a scalar index drops the axis); a scalar index on a direction axis picks that
+    direction's units (``h_n[-1]``)."""
+
+    def origin(self, node: ir.Node) -> bool:
+        return self._lookup(node)
+
+    def _lookup(self, node: ir.Node) -> bool:
+        table = const_array(node.inputs[0])
+        return table is not None and const_array(node.inputs[1]) is None
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        axis = node.attributes.get_int("axis", 0)
+        if self._lookup(node):
+            if const_array(data).ndim != 2 or axis != 0:
+                raise node_error(node, "a lookup other than rows of a 2-D table has no rule")
+            if y.shape is None:
+                raise node_error(node, "output shape unknown")
+            add_activation(cg, y, (len(y.shape) - 1,))
+            return
+        index = const_array(idx)
+        if index is None or not cg.has(data):
+            raise node_error(node, "gathers channels at computed indices; no rule")
+        axis %= len(data.shape)
+        shift = index.ndim - 1
+        axes = cg.axes[data.name]
+        if _on_channels(cg, data, axis, node):
+            if index.ndim != 0 or len(axes) == 1:
+                raise node_error(node, "gathers channels by index; no rule")
+            axes = axes[1:]
+        add_activation(cg, y, tuple(a + shift if a > axis else a for a in axes),
+                       cg.mult[data.name])
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        op = node.op_type
-        if op == "Transpose":
-            perm = node.attributes.get_ints("perm", None)
-            if perm is None or list(perm[:2]) != [0, 1]:
-                raise node_error(node, "moves the channel axis")
-        else:
-            axes = node.attributes.get_ints("axes", None)
-            if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
-                arr = const_array(node.inputs[1])
-                axes = None if arr is None else arr.tolist()
-            rank = len(node.outputs[0].shape if op == "Unsqueeze" else node.inputs[0].shape)
-            if axes is None or any(a % rank in (0, 1) for a in axes):
-                raise node_error(node, "touches the batch or channel axis")
+        if self._lookup(node):
+            return  # new units: the table's columns
+        data, y = node.inputs[0], node.outputs[0]
+        axis = node.attributes.get_int("axis", 0) % len(data.shape)
+        if axis not in cg.axes[data.name]:
+            cg.unify_all(data, y, node)
+            return
+        n = data.shape[axis]
+        pick = int(const_array(node.inputs[1]))
+        start = (pick % n) * _block(cg, data)
+        for c in range(cg.size[y.name]):
+            cg.unify(data, start + c, y, c)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        if self._lookup(node) and ctx.changed(node.outputs[0]):
+            table = const_array(node.inputs[0])
+            ctx.replace(node, 0, table[:, ctx.kept(node.outputs[0])])
+
+
+class TransposeRule(Rule):
+    """Transpose: the channel axes move with the permutation, channel order unchanged."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        perm = node.attributes.get_ints("perm", None)
+        if perm is None:
+            perm = list(range(len(x.shape)))[::-1]
+        add_activation(cg, node.outputs[0], tuple(list(perm).index(a) for a in cg.axes[x.name]),
+                       cg.mult[x.name])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+
+def _axes_operand(node: ir.Node) -> list[int] | None:
+    axes = node.attributes.get_ints("axes", None)
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
+        arr = const_array(node.inputs[1])
+        if arr is None:
+            raise node_error(node, "axes are computed, not constant")
+        axes = arr.tolist()
+    return None if axes is None else list(axes)
+
+
+class SqueezeRule(Rule):
+    """Squeeze/Unsqueeze: the channel axes shift past the removed or inserted axes; a
+    channel axis of size 1 (the one direction of a unidirectional layer) may be squeezed."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        axes = _axes_operand(node)
+        channel = cg.axes[x.name]
+        if node.op_type == "Unsqueeze":
+            if axes is None:
+                raise node_error(node, "axes unknown")
+            added = sorted(a % len(y.shape) for a in axes)
+            kept = [a for a in range(len(y.shape)) if a not in added]  # input axis i -> kept[i]
+            new = tuple(kept[a] for a in channel)
+        else:
+            if axes is None:
+                axes = [i for i, d in enumerate(x.shape) if d == 1]
+            gone = [a % len(x.shape) for a in axes]
+            if any(a in channel and x.shape[a] != 1 for a in gone):
+                raise node_error(node, "squeezes a channel axis")
+            new = tuple(a - sum(g < a for g in gone) for a in channel if a not in gone)
+            if not new:
+                raise node_error(node, "squeezes every channel axis")
+        add_activation(cg, y, new, cg.mult[x.name])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+
+class ReshapeRule(Rule):
+    """Reshape that keeps the channel axes, and what follows them, apart from the rest:
+    [T, N, D, H] -> [T, N, D * H] merges a recurrent layer's directions and units into one
+    axis (channel d * H + h either way), [N, T, H] -> [N * T, H] merges other axes. A
+    constant target shape is patched to the kept count; a computed one must follow the
+    tensor's own shape (every emitted module is run before it is written)."""
+
+    def _map(self, node: ir.Node, cg: ChannelGraph) -> tuple[int, ...]:
+        x, y = node.inputs[0], node.outputs[0]
+        if x.shape is None or y.shape is None:
+            raise node_error(node, "shapes unknown; a reshape of channels needs them")
+        axes = cg.axes[x.name]
+        if list(axes) != list(range(axes[0], axes[-1] + 1)):
+            raise node_error(node, "reshapes channels that lie on axes apart")
+        xin, yout = list(x.shape), list(y.shape)
+        tail = xin[axes[-1] + 1:]
+        lead = xin[:axes[0]]
+        if not tail and len(yout) == len(lead) + 1 and all(
+                str(a) == str(b) for a, b in zip(lead, yout)):
+            return (len(lead),)  # [T, N, D, H] -> [T, N, D * H] (or to a computed last axis)
+        body = xin[axes[0]:axes[-1] + 1]
+        if any(not isinstance(d, int) for d in tail + body) or (
+                tail and yout[len(yout) - len(tail):] != tail):
+            raise node_error(node, "reshape mixes the channel axes with other axes")
+        want, got, b = int(np.prod(body)), 1, len(yout) - len(tail)
+        while got < want and b > 0:
+            b -= 1
+            if not isinstance(yout[b], int):
+                break
+            got *= yout[b]
+        if got != want:
+            raise node_error(node, "reshape mixes the channel axes with other axes")
+        return tuple(range(b, len(yout) - len(tail)))
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        if not cg.has(x):
+            raise node_error(node, "input channel count unknown")
+        # The channels are x's, whatever shape inference could say of the target axis.
+        cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name], self._map(node, cg))
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        shape = const_array(node.inputs[1])
+        if not ctx.changed(x) or shape is None:
+            return
+        axes = ctx.cg.axes[y.name]
+        dims = [int(shape[a]) for a in axes]
+        if any(d in (-1, 0) for d in dims):
+            return  # -1 takes the kept count by itself, 0 copies the pruned input's axis
+        shape = shape.copy()
+        shape[axes[-1]] = len(ctx.kept(x)) // int(np.prod(dims[:-1]))
+        ctx.replace(node, 1, shape)
 
 
 class ShapeOnly(Rule):
@@ -165,6 +383,9 @@ RULES: dict[str, Rule] = {
     "Concat": ConcatRule(),
     "Split": SplitRule(),
     "Slice": SliceRule(),
-    **dict.fromkeys(["Squeeze", "Unsqueeze", "Transpose"], AxesPreserving()),
+    "Gather": GatherRule(),
+    "Transpose": TransposeRule(),
+    "Reshape": ReshapeRule(),
+    **dict.fromkeys(["Squeeze", "Unsqueeze"], SqueezeRule()),
     **dict.fromkeys(["Shape", "Size"], ShapeOnly()),
 }

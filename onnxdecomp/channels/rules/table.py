@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from onnxdecomp.channels.rules import dense, elementwise, layout
+from onnxdecomp.channels.rules import dense, elementwise, layout, recurrent
 from onnxdecomp.channels.rules.base import Rule
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import is_default_domain
 
-TABLE: dict[str, Rule] = {**elementwise.RULES, **dense.RULES, **layout.RULES}
+TABLE: dict[str, Rule] = {
+    **elementwise.RULES, **dense.RULES, **layout.RULES, **recurrent.RULES}
 
 
 def rule_for(node: ir.Node) -> Rule:
@@ -28,3 +29,9 @@ def rule_for(node: ir.Node) -> Rule:
         raise node_error(node, "no channel-coupling rule for this op; nothing was written")
     return rule.resolve(node)
 
+
+
+def is_origin(node: ir.Node) -> bool:
+    """Whether the node's rule makes channels from inputs that have none."""
+    rule = TABLE.get(node.op_type) if is_default_domain(node.domain) else None
+    return rule is not None and rule.resolve(node).origin(node)

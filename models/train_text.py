@@ -1,0 +1,191 @@
+"""Train, export and register one recurrent text model of the zoo.
+
+    python -m models.train_text NAME [--epochs E] [--seed 0] [--data-root ../shared/data]
+                                     [--threads 2] [--no-zoo]
+
+Intent classifiers on CLINC150's 150 in-scope intents (train split; val for nothing; test
+for the recorded top-1): an embedding, a recurrent layer (ONNX RNN, LSTM or GRU), the final
+state of the last layer (both directions' for a bidirectional one) and a linear head. The
+vocabulary (``models/clinc150_vocab.json``, built from the train split, words seen twice)
+is written on first use and shared by every CLINC model; ``python -m models.text`` turns
+text into the ``.npz`` the command line takes with it. Top-1 is measured with ONNX Runtime
+on the ids of that ``.npz``, exactly what ``onnxdecomp eval`` feeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.nets import count_params
+from models.text import CLINC_VOCAB, Vocab, clinc_arrays, read_clinc
+from models.train import (
+    DEFAULT_DATA_ROOT,
+    MODELS_DIR,
+    export_onnx,
+    ort_session,
+    set_determinism,
+    update_zoo,
+)
+
+MAX_LEN = 20
+CHECK_TOLERANCE = 1e-4
+
+
+class IntentRNN(nn.Module):
+    """Embedding -> RNN/LSTM/GRU -> final state of the last layer -> linear."""
+
+    def __init__(self, vocab: int, classes: int, cell: str, embed: int, hidden: int,
+                 layers: int = 1, bidirectional: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed, padding_idx=0)
+        self.rnn = getattr(nn, cell)(embed, hidden, num_layers=layers, batch_first=True,
+                                     bidirectional=bidirectional)
+        self.bidirectional = bidirectional
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        _, state = self.rnn(self.embed(ids))
+        h = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+        last = torch.cat([h[-2], h[-1]], dim=1) if self.bidirectional else h[-1]
+        return self.head(last)
+
+
+@dataclass(frozen=True)
+class TextRecipe:
+    name: str
+    cell: str
+    embed: int
+    hidden: int
+    layers: int
+    bidirectional: bool
+    exporter: str
+    epochs: int
+    lr: float = 3e-3
+    batch_size: int = 64
+
+    @property
+    def architecture(self) -> str:
+        kind = f"{'bidirectional ' if self.bidirectional else ''}{self.layers}-layer {self.cell}"
+        return f"IntentRNN: embedding {self.embed}, {kind} {self.hidden}, final state, linear"
+
+
+RECIPES = {r.name: r for r in [
+    TextRecipe("clinc_lstm", "LSTM", 64, 128, 1, False, "torchscript", 12),
+    TextRecipe("clinc_gru", "GRU", 64, 128, 1, False, "torchscript", 12),
+    TextRecipe("clinc_rnn", "RNN", 64, 128, 1, False, "torchscript", 15),
+    TextRecipe("clinc_bilstm2", "LSTM", 64, 96, 2, True, "dynamo", 12),
+]}
+
+
+def clinc_vocab(data_root: str) -> Vocab:
+    """The shared CLINC vocabulary, built from the train split on first use."""
+    if CLINC_VOCAB.exists():
+        return Vocab.load(CLINC_VOCAB)
+    texts, intents = read_clinc(data_root, "train")
+    vocab = Vocab.build(texts, sorted(set(intents)), MAX_LEN)
+    vocab.save(CLINC_VOCAB)
+    return vocab
+
+
+def train(model: nn.Module, r: TextRecipe, x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=r.lr)
+    steps = math.ceil(len(xt) / r.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=r.epochs * steps,
+                                                pct_start=0.2)
+    loss_fn = nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for epoch in range(1, r.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        total, correct = 0.0, 0
+        for i in range(steps):
+            idx = perm[i * r.batch_size:(i + 1) * r.batch_size]
+            logits = model(xt[idx])
+            loss = loss_fn(logits, yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # recurrent gradients spike
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == yt[idx]).sum())
+        print(f"epoch {epoch:3d}/{r.epochs}  loss {total / len(xt):.4f}  "
+              f"train_acc {correct / len(xt):.4f}  elapsed {time.perf_counter() - start:.0f}s",
+              flush=True)
+    return time.perf_counter() - start
+
+
+def opset_of(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path))
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def ort_top1(sess, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+    correct = 0
+    for i in range(0, len(x), batch):
+        (logits,) = sess.run(["logits"], {"input": x[i:i + batch]})
+        correct += int((logits.argmax(1) == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.train_text",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-zoo", action="store_true", help="do not touch models/zoo.json")
+    args = p.parse_args(argv)
+    r = RECIPES[args.name]
+    if args.epochs:
+        r = TextRecipe(**{**r.__dict__, "epochs": args.epochs})
+    set_determinism(args.seed, args.threads)
+    vocab = clinc_vocab(args.data_root)
+    x, y = clinc_arrays(args.data_root, "train", vocab)
+    x_test, y_test = clinc_arrays(args.data_root, "test", vocab)
+    model = IntentRNN(vocab.size, len(vocab.classes), r.cell, r.embed, r.hidden, r.layers,
+                      r.bidirectional)
+    seconds = train(model, r, x, y, args.seed)
+    out = MODELS_DIR / f"{r.name}.onnx"
+    export_onnx(model.eval(), torch.from_numpy(x[:4]), out, r.exporter)
+    sess = ort_session(out, args.threads)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x_test[:64])).numpy()
+    (got,) = sess.run(["logits"], {"input": x_test[:64]})
+    if not float(np.abs(ref - got).max()) < CHECK_TOLERANCE:
+        raise RuntimeError("ONNX Runtime differs from torch")
+    top1 = ort_top1(sess, x_test, y_test)
+    print(f"{r.name}: test top-1 {top1:.4f} ({count_params(model)} parameters, {seconds:.0f}s)")
+    if not args.no_zoo:
+        update_zoo({
+            "name": r.name, "file": out.name,
+            "dataset": "CLINC150, 150 in-scope intents (out-of-scope excluded)",
+            "data": "../shared/data/clinc-oos", "split": "test",
+            "text": {"vocab": CLINC_VOCAB.name, "dataset": "clinc150", "max_len": MAX_LEN},
+            "architecture": r.architecture, "exporter": r.exporter,
+            "opset": opset_of(out),
+            "params": count_params(model), "top1": round(top1, 4), "epochs": r.epochs,
+            "train_seconds": round(seconds, 1), "seed": args.seed, "torch": torch.__version__,
+            "command": f"python -m models.train_text {r.name} --epochs {r.epochs} "
+                       f"--seed {args.seed} --threads {args.threads} --data-root "
+                       f"{args.data_root}"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Recurrent classifiers (ONNX RNN, LSTM, GRU): exact modules with nothing pruned, against
+torch, for both exporters, uni- and bidirectional, 1 and 2 layers; pruned modules that are
+valid and smaller; the normalisation passes they need; one-line errors for what has no rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from onnxdecomp.channels import analyse
+from onnxdecomp.decompose import Decomposer, Settings
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.errors import UnsupportedOpError
+from onnxdecomp.passes import FoldGatherOfConcatPass, normalize
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+torch = pytest.importorskip("torch")
+
+VOCAB, EMBED, HIDDEN, CLASSES, STEPS = 40, 6, 8, 4, 7
+
+
+class IntentNet(torch.nn.Module):
+    """Embedding -> RNN/LSTM/GRU -> final state of the last layer -> linear (as the zoo)."""
+
+    def __init__(self, cell: str, bidirectional: bool, layers: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, EMBED, padding_idx=0)
+        self.rnn = getattr(torch.nn, cell)(EMBED, HIDDEN, num_layers=layers, batch_first=True,
+                                           bidirectional=bidirectional)
+        self.bidirectional = bidirectional
+        self.head = torch.nn.Linear(HIDDEN * (2 if bidirectional else 1), CLASSES)
+
+    def forward(self, ids):
+        _, state = self.rnn(self.embed(ids))
+        h = state[0] if isinstance(state, tuple) else state
+        return self.head(torch.cat([h[-2], h[-1]], 1) if self.bidirectional else h[-1])
+
+
+def ids(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, VOCAB, (n, STEPS)).astype(np.int64)
+
+
+def export(net, exporter: str, path: Path) -> Path:
+    x = torch.from_numpy(ids(3, 7))
+    sink = io.StringIO()
+    kwargs = dict(input_names=["input"], output_names=["logits"])
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        if exporter == "torchscript":
+            torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17,
+                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, **kwargs)
+        else:
+            torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False,
+                              dynamic_shapes=({0: torch.export.Dim("N", min=1)},), **kwargs)
+    return path
+
+
+CASES = [(cell, bi, layers, exporter) for cell in ("LSTM", "GRU", "RNN")
+         for bi in (False, True) for layers in (1, 2) for exporter in ("torchscript", "dynamo")]
+
+
+@pytest.mark.parametrize("cell,bi,layers,exporter", CASES,
+                         ids=[f"{c}-{'bi' if b else 'uni'}-{n}-{e}" for c, b, n, e in CASES])
+def test_recurrent_modules_exact_then_smaller(tmp_path: Path, cell: str, bi: bool, layers: int,
+                                              exporter: str) -> None:
+    """Nothing pruned: every module's score is the parent's (= torch's) class log-odds to
+    1e-5. Pruned: valid modules with fewer hidden units and fewer MACs."""
+    torch.manual_seed(0)
+    net = IntentNet(cell, bi, layers).eval()
+    path = export(net, exporter, tmp_path / "m.onnx")
+    x = ids(200, 0)
+    if cell == "RNN" and exporter == "dynamo":  # it unrolls the loop into MatMul/Tanh steps
+        with pytest.raises(UnsupportedOpError, match=r"node '.*' \(MatMul\)"):
+            Decomposer(path, x, settings=Settings(keep=1.0, device="cpu"))
+        return
+    with torch.no_grad():
+        want = logodds_from_logits(net(torch.from_numpy(x)).numpy())
+    dec = Decomposer(path, x, settings=Settings(keep=1.0, compensation="none", device="cpu"))
+    for k in range(CLASSES):
+        module = dec.build(k, 1.0, check=True)
+        got = Runner(module.proto, device="cpu").run(x)[0][:, 0]
+        np.testing.assert_allclose(got, want[:, k], atol=1e-5)
+    dec = Decomposer(path, x, settings=Settings(keep=0.5, align=1, device="cpu"))
+    module = dec.measure(dec.build(1, 0.5, check=True))
+    sizes = [a.i for n in module.proto.graph.node if n.op_type == cell
+             for a in n.attribute if a.name == "hidden_size"]
+    assert len(sizes) == layers and all(s == HIDDEN // 2 for s in sizes)
+    assert model_stats(module.proto).macs < 0.5 * dec.parent.macs
+    assert np.isfinite(module.fidelity)
+
+
+def test_state_refit_beats_slicing(tmp_path: Path) -> None:
+    """Refitting R from the parent's own states (and W, the head) keeps a pruned LSTM's
+    log-odds closer to the parent's than plain slicing does."""
+    torch.manual_seed(1)
+    path = export(IntentNet("LSTM", False, 1).eval(), "torchscript", tmp_path / "m.onnx")
+    x = ids(600, 1)
+    fid = {}
+    for comp in ("lstsq", "none"):
+        dec = Decomposer(path, x, settings=Settings(keep=0.5, compensation=comp, align=1,
+                                                    device="cpu"))
+        fid[comp] = np.mean([dec.measure(dec.build(k, 0.75)).fidelity for k in range(CLASSES)])
+    assert fid["lstsq"] > fid["none"]
+
+
+def test_zero_initial_states_are_dropped_and_y_named(tmp_path: Path) -> None:
+    """Exporters build h0 = ConstantOfShape(Concat(D, N, H)), the hidden size baked in: the
+    normalised model has no initial state (zeros by the spec) and a named Y."""
+    torch.manual_seed(0)
+    path = export(IntentNet("GRU", True, 2).eval(), "torchscript", tmp_path / "m.onnx")
+    assert any(n.op_type == "ConstantOfShape" for n in onnx.load(str(path)).graph.node)
+    model = normalize(ir.serde.deserialize_model(onnx.load(str(path))))
+    grus = [n for n in model.graph if n.op_type == "GRU"]
+    assert len(grus) == 2
+    for node in grus:
+        assert len(node.inputs) <= 5 and node.outputs[0].name
+    assert not any(n.op_type == "ConstantOfShape" for n in model.graph)
+
+
+def test_fold_gather_of_concat() -> None:
+    """Gather(Concat(a, b, axis 0), -1, axis 0) reads b's last row."""
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
+    idx = numpy_helper.from_array(np.array(-1, np.int64), "idx")
+    graph = helper.make_graph([
+        helper.make_node("Concat", ["a", "b"], ["c"], axis=0),
+        helper.make_node("Gather", ["c", "idx"], ["y"], axis=0)], "g", [a, b], [y], [idx])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = ir.serde.deserialize_model(proto)
+    ir.passes.common.ShapeInferencePass()(model)
+    assert FoldGatherOfConcatPass()(model).modified
+    gather = next(n for n in model.graph if n.op_type == "Gather")
+    assert gather.inputs[0].name == "b" and int(gather.inputs[1].const_value.numpy()) == 0
+    (out,) = ReferenceEvaluator(ir.serde.serialize_model(model)).run(
+        None, {"a": np.ones((2, 3), np.float32), "b": np.full((1, 3), 5, np.float32)})
+    np.testing.assert_array_equal(out, np.full(3, 5, np.float32))
+
+
+def _lstm_model(**attrs) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    h, i, k = 4, 3, 3
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in [
+        ("W", (1, 4 * h, i)), ("R", (1, 4 * h, h)), ("WhT", (h, k))]]
+    inits.append(numpy_helper.from_array(np.array([0], np.int64), "ax"))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, "N", i])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", k])
+    nodes = [helper.make_node("LSTM", ["x", "W", "R"], ["y", "yh"], hidden_size=h, **attrs),
+             helper.make_node("Squeeze", ["yh", "ax"], ["h"]),
+             helper.make_node("MatMul", ["h", "WhT"], ["z"])]
+    graph = helper.make_graph(nodes, "lstm", [x], [z], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("attrs,message", [
+    (dict(layout=1), "layout=1"),
+    (dict(activations=["Sigmoid", "Relu", "Tanh"]), "custom activations"),
+], ids=["layout1", "activations"])
+def test_unsupported_recurrent_layouts_name_the_node(attrs, message) -> None:
+    proto = _lstm_model(**attrs)
+    model = normalize(ir.serde.deserialize_model(proto))
+    with pytest.raises(UnsupportedOpError, match=message) as err:
+        analyse(model)
+    assert "(LSTM)" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_default_lstm_model_analyses() -> None:
+    """The same graph with the defaults: the hidden units are prunable units."""
+    model = normalize(ir.serde.deserialize_model(_lstm_model()))
+    cg = analyse(model)
+    assert len(cg.units()) == 4
+    assert {c.kind for c in cg.consumers} == {"gemm", "rnn_state"}
