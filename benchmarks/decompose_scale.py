@@ -9,8 +9,10 @@ whole decomposition to one ONNX Runtime pass of the parent over the same calibra
 - ``--calib``: LeNet-5 and ResNet-8 at 500, 1,000, 2,000, 5,000 and 10,000 samples.
 - ``--classes``: LeNet-5's body with a random head of K = 10, 25, 50, 100, 150 classes
   (timing only: the head is not trained; balanced labels keep every class in).
+- ``--recurrent``: the CLINC150 intent classifiers (150 classes), 1,000 calibration
+  sentences of the train split.
 
-    python -m benchmarks.decompose_scale [--zoo] [--calib] [--classes]
+    python -m benchmarks.decompose_scale [--zoo] [--calib] [--classes] [--recurrent]
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ ZOO = [("models/cnn_digits.onnx", "sklearn:digits"),
        (str(DATA / "onnx-third-party" / "mnist-cntk.onnx"), str(DATA / "mnist"))]
 
 
-def one(model: str, data: str, calib: int) -> dict:
-    """One decomposition in this process (the parent's labels when the model is a re-headed
-    one, since its head is not trained)."""
+RECURRENT = ["clinc_rnn", "clinc_lstm", "clinc_gru", "clinc_bilstm2"]
+
+
+def one(model: str, data: str, calib: int, balanced: bool = False) -> dict:
+    """One decomposition in this process (``balanced``: labels cycling over the classes,
+    for a re-headed model whose head is not trained)."""
     from onnxdecomp import decompose
     from onnxdecomp.data import fit_to_input, load_data
     from onnxdecomp.runtime import Runner
@@ -57,7 +62,7 @@ def one(model: str, data: str, calib: int) -> dict:
     ort_s = time.perf_counter() - t0
     # A re-headed model's random head decides few classes: balanced labels keep every class
     # (timing only; profiling assigns samples by the parent's own decisions anyway).
-    y = ds.y if logits.shape[1] == 10 else np.arange(len(ds.x)) % logits.shape[1]
+    y = np.arange(len(ds.x)) % logits.shape[1] if balanced else ds.y
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         manifest = decompose(model, ds.x, y, Path(out) / "m")
@@ -99,9 +104,10 @@ def reheaded(k: int, folder: Path) -> str:
     return str(path)
 
 
-def run(model: str, data: str, calib: int) -> dict:
+def run(model: str, data: str, calib: int, balanced: bool = False) -> dict:
     out = subprocess.run([sys.executable, "-m", "benchmarks.decompose_scale", "--one", model,
-                          data, str(calib)], cwd=ROOT, capture_output=True, text=True)
+                          data, str(calib)] + (["--balanced"] if balanced else []),
+                         cwd=ROOT, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
     row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -115,13 +121,15 @@ def main() -> None:
     ap.add_argument("--zoo", action="store_true")
     ap.add_argument("--calib", action="store_true")
     ap.add_argument("--classes", action="store_true")
+    ap.add_argument("--recurrent", action="store_true")
+    ap.add_argument("--balanced", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]))))
+        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]), args.balanced)))
         return
     path = RESULTS / "scale.json"
     res = json.loads(path.read_text()) if path.is_file() else {}
-    res["command"] = "python -m benchmarks.decompose_scale --zoo --calib --classes"
+    res["command"] = "python -m benchmarks.decompose_scale --zoo --calib --classes --recurrent"
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.zoo:
         res["zoo"] = [run(m, d, 1000) for m, d in ZOO if Path(m).exists() or
@@ -133,8 +141,18 @@ def main() -> None:
         path.write_text(json.dumps(res, indent=1) + "\n")
     if args.classes:
         with tempfile.TemporaryDirectory() as tmp:
-            res["classes"] = [run(reheaded(k, Path(tmp)), str(DATA / "mnist"), 1000)
+            res["classes"] = [run(reheaded(k, Path(tmp)), str(DATA / "mnist"), 1000, True)
                               for k in (10, 25, 50, 100, 150)]
+        path.write_text(json.dumps(res, indent=1) + "\n")
+    if args.recurrent:
+        from models.text import CLINC_VOCAB, Vocab, clinc_arrays, write_npz
+
+        vocab = Vocab.load(CLINC_VOCAB)
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = Path(tmp) / "clinc150_train.npz"
+            write_npz(npz, *clinc_arrays(DATA, "train", vocab), vocab.classes)
+            res["recurrent"] = [run(str(ROOT / "models" / f"{m}.onnx"), str(npz), 1000)
+                                for m in RECURRENT if (ROOT / "models" / f"{m}.onnx").exists()]
         path.write_text(json.dumps(res, indent=1) + "\n")
 
 

@@ -161,8 +161,10 @@ class Runner:
         x: np.ndarray,
         batch_size: int = 256,
         outputs: Sequence[str] | None = None,
+        batch_axes: dict[str, int] | None = None,
     ) -> Iterator[tuple[int, int, list[np.ndarray]]]:
-        """Yield ``(start, stop, outputs)`` over ``x`` in batches; memory stays bounded."""
+        """Yield ``(start, stop, outputs)`` over ``x`` in batches; memory stays bounded.
+        ``batch_axes``: outputs whose batch axis is not 0 (a recurrent layer's Y [T, D, N, H])."""
         self.check_input(x)
         fixed = self.input.fixed_batch
         bs = fixed or max(1, int(batch_size))
@@ -179,7 +181,11 @@ class Runner:
             except Exception as exc:  # ORT's own types; one line
                 raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
                                      f"{first_line(exc)}") from exc
-            yield start, stop, [r[: stop - start] for r in res]
+            axes = [(batch_axes or {}).get(name, 0) for name in
+                     (names or [o.name for o in self.session.get_outputs()])]
+            yield start, stop, [r if r.shape[a] == stop - start else
+                                np.take(r, np.arange(stop - start), axis=a)
+                                for r, a in zip(res, axes)]
 
     def run(
         self,
@@ -187,14 +193,19 @@ class Runner:
         batch_size: int = 256,
         outputs: Sequence[str] | None = None,
         progress: Callable[[int], None] | None = None,
+        batch_axes: dict[str, int] | None = None,
     ) -> list[np.ndarray]:
-        """Run all of ``x`` and return the requested outputs, concatenated over batches."""
+        """Run all of ``x`` and return the requested outputs, concatenated over batches
+        (along each output's ``batch_axes`` entry, 0 by default)."""
         parts: list[list[np.ndarray]] = []
-        for start, stop, res in self.iter_batches(x, batch_size, outputs):
+        for start, stop, res in self.iter_batches(x, batch_size, outputs, batch_axes):
             parts.append(res)
             if progress:
                 progress(stop - start)
-        return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        names = list(outputs) if outputs is not None else [
+            o.name for o in self.session.get_outputs()]
+        axes = [(batch_axes or {}).get(name, 0) for name in names]
+        return [np.concatenate([p[i] for p in parts], axis=a) for i, a in enumerate(axes)]
 
 
 def _fmt_shape(shape: tuple) -> str:

@@ -293,6 +293,26 @@ def build_cntk(k: int = 6, seed: int = 5) -> onnx.ModelProto:
     return model
 
 
+def build_lstm(**attrs) -> onnx.ModelProto:
+    """x [N, 5, 3] -> (Transpose to [5, N, 3] unless ``layout=1``) -> LSTM(hidden 4,
+    ``attrs``) -> Y_h squeezed -> MatMul head (3 classes)."""
+    rng = np.random.default_rng(0)
+    h, i, k = 4, 3, 3
+    batch_first = attrs.get("layout", 0) == 1
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in [
+        ("W", (1, 4 * h, i)), ("R", (1, 4 * h, h)), ("WhT", (h, k))]]
+    inits.append(numpy_helper.from_array(np.array([1 if batch_first else 0], np.int64), "ax"))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, i])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", k])
+    nodes = [] if batch_first else [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2])]
+    nodes += [helper.make_node("LSTM", ["x" if batch_first else "xt", "W", "R"], ["y", "yh"],
+                               hidden_size=h, name="lstm", **attrs),
+              helper.make_node("Squeeze", ["yh", "ax"], ["hn"]),
+              helper.make_node("MatMul", ["hn", "WhT"], ["z"])]
+    graph = helper.make_graph(nodes, "lstm", [x], [z], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     """A small CNN with one op on the channel path that has no coupling rule:
     ``lpnorm`` LpNormalization(axis=1), ``gather`` Gather on axis 1, ``reshape`` a Reshape

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from conftest import build_lstm
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -151,27 +152,12 @@ def test_fold_gather_of_concat() -> None:
     np.testing.assert_array_equal(out, np.full(3, 5, np.float32))
 
 
-def _lstm_model(**attrs) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    h, i, k = 4, 3, 3
-    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in [
-        ("W", (1, 4 * h, i)), ("R", (1, 4 * h, h)), ("WhT", (h, k))]]
-    inits.append(numpy_helper.from_array(np.array([0], np.int64), "ax"))
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, "N", i])
-    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", k])
-    nodes = [helper.make_node("LSTM", ["x", "W", "R"], ["y", "yh"], hidden_size=h, **attrs),
-             helper.make_node("Squeeze", ["yh", "ax"], ["h"]),
-             helper.make_node("MatMul", ["h", "WhT"], ["z"])]
-    graph = helper.make_graph(nodes, "lstm", [x], [z], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
 @pytest.mark.parametrize("attrs,message", [
     (dict(layout=1), "layout=1"),
     (dict(activations=["Sigmoid", "Relu", "Tanh"]), "custom activations"),
 ], ids=["layout1", "activations"])
 def test_unsupported_recurrent_layouts_name_the_node(attrs, message) -> None:
-    proto = _lstm_model(**attrs)
+    proto = build_lstm(**attrs)
     model = normalize(ir.serde.deserialize_model(proto))
     with pytest.raises(UnsupportedOpError, match=message) as err:
         analyse(model)
@@ -180,7 +166,7 @@ def test_unsupported_recurrent_layouts_name_the_node(attrs, message) -> None:
 
 def test_default_lstm_model_analyses() -> None:
     """The same graph with the defaults: the hidden units are prunable units."""
-    model = normalize(ir.serde.deserialize_model(_lstm_model()))
+    model = normalize(ir.serde.deserialize_model(build_lstm()))
     cg = analyse(model)
     assert len(cg.units()) == 4
     assert {c.kind for c in cg.consumers} == {"gemm", "rnn_state"}

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from conftest import build_unsupported
+from conftest import build_lstm, build_unsupported
 from test_cli import _assert_user_error, _npz
 
 from onnxdecomp.cli import main
@@ -57,6 +57,8 @@ def env(get_case, tmp_path_factory):
     (d / "ext").mkdir()
     onnx.save(outside, str(d / "ext" / "outside.onnx"))
     onnx.save(build_unsupported("lpnorm"), str(d / "unsupported.onnx"))
+    onnx.save(build_lstm(activations=["Sigmoid", "Relu", "Tanh"]), str(d / "lstm_relu.onnx"))
+    _npz(d / "sequences.npz", np.zeros((8, 5, 3), np.float32), np.arange(8) % 3)
     _npz(d / "shape.npz", np.zeros((4, 3, 9, 9), np.float32), np.zeros(4, np.int64))
     _npz(d / "dtype.npz", x.astype(np.int64), y)  # floats are cast, integers never
     _npz(d / "one_channel.npz", np.full((12, 1, 12, 12), 100, np.float32),
@@ -90,6 +92,10 @@ BAD_INPUTS = [
         "decompose", e["dir"] / "unsupported.onnx", "--data", e["dir"] / "one_channel.npz",
         "--keep", "0.5", "-o", e["dir"] / "o2"],
      "no channel-coupling rule", 3),
+    ("recurrent layout without a rule", lambda e: [
+        "decompose", e["dir"] / "lstm_relu.onnx", "--data", e["dir"] / "sequences.npz",
+        "-o", e["dir"] / "o9"],
+     "node 'lstm' (LSTM): custom activations ['Sigmoid', 'Relu', 'Tanh'] have no rule", 3),
     ("missing data", lambda e: ["eval", e["model"], "--data", e["dir"] / "none.npz"],
      "data not found", 1),
     ("data of another shape", lambda e: ["decompose", e["model"], "--data",

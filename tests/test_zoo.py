@@ -18,15 +18,28 @@ def _data_present(spec: str) -> bool:
     return spec.startswith("sklearn:") or (ROOT / spec).exists()
 
 
+def _text_npz(entry: dict, folder: Path) -> Path:
+    """A text model's test split as the .npz the CLI takes, through the committed vocabulary
+    (the documented way: ``python -m models.text``)."""
+    from models.text import Vocab, clinc_arrays, write_npz
+
+    vocab = Vocab.load(ROOT / "models" / entry["text"]["vocab"])
+    x, y = clinc_arrays(ROOT / entry["data"] / "..", entry["split"], vocab)
+    write_npz(folder / "test.npz", x, y, vocab.classes)
+    return folder / "test.npz"
+
+
 @pytest.mark.parametrize("entry", ZOO, ids=[m["name"] for m in ZOO])
-def test_zoo_top1_reproduces(entry: dict) -> None:
+def test_zoo_top1_reproduces(entry: dict, tmp_path: Path) -> None:
     if not _data_present(entry["data"]):
         pytest.skip(f"data {entry['data']} absent (../shared/data not beside the repo)")
     model = ROOT / "models" / entry["file"]
     assert model.is_file(), f"{model} listed in zoo.json but not committed"
-    res = CliRunner().invoke(main, ["eval", str(model), "--data", str(
-        entry["data"] if entry["data"].startswith("sklearn:") else ROOT / entry["data"]),
-        "--split", entry["split"], "--device", "cpu", "--json"])
+    data = str(entry["data"] if entry["data"].startswith("sklearn:") else ROOT / entry["data"])
+    if "text" in entry:
+        data = str(_text_npz(entry, tmp_path))
+    res = CliRunner().invoke(main, ["eval", str(model), "--data", data,
+                                    "--split", entry["split"], "--device", "cpu", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert abs(report["top1"] - entry["top1"]) <= 0.001, (report["top1"], entry["top1"])

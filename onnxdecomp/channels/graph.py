@@ -45,6 +45,11 @@ class Consumer:
             self.node.name
 
     @property
+    def batch_axis(self) -> int:
+        """Where the samples are in its input: X [T, N, I], Y [T, D, N, H]."""
+        return {"rnn": 1, "rnn_state": 2}.get(self.kind, 0)
+
+    @property
     def source(self) -> str:
         """The name under which the statistics of its input columns are kept: the input
         value's (shared by every consumer of the value), the consumer's own for a state
@@ -63,6 +68,7 @@ class ChannelGraph:
     axes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     pinned: set[int] = field(default_factory=set)
     consumers: list[Consumer] = field(default_factory=list)
+    lookups: set[str] = field(default_factory=set)  # values that are embedding lookups
     elements: UnionFind = field(default_factory=UnionFind)
     spaces: UnionFind = field(default_factory=UnionFind)
     _space: dict[str, int] = field(default_factory=dict)  # value name -> space index

@@ -46,18 +46,22 @@ from onnxdecomp.runtime import Runner
               help="Kept channel counts per group are multiples of N (auto: the vector width "
               "ONNX Runtime's kernels use here: 16 with AVX-512, 8 with AVX2 or CUDA); "
               "1: no alignment.")
+@click.option("--prune-embeddings", is_flag=True,
+              help="Also prune the columns of embedding lookups (by default they are kept: "
+              "they save only the next layer's input columns and cost the most accuracy).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists with files.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 @json_option
 def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
                   keep: float | None, macs: float | None, criterion: str, compensation: str,
-                  align: str, force: bool, seed: int, device: str, as_json: bool,
-                  **data_opts) -> None:
+                  align: str, prune_embeddings: bool, force: bool, seed: int, device: str,
+                  as_json: bool, **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
     settings = Settings(fidelity=fidelity, criterion=criterion, compensation=compensation,
                         keep=keep, macs=macs, seed=seed, device=device,
-                        align=align if align == "auto" else _int(align))
+                        align=align if align == "auto" else _int(align),
+                        prune_embeddings=prune_embeddings)
     settings.check()  # before any data is read
     check_output_folder(out_dir, force, (model,))
     runner = Runner(model, device="cpu")

@@ -190,13 +190,16 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
                 a = a + ridge * float(np.trace(a)) / len(cols) * np.eye(len(cols))
                 p = np.linalg.inv(a)
                 beta = p @ (gram[cols] @ wu.T)  # [S, O]
-                for pos, c in enumerate(keep_ch):
-                    r = roots[c]
-                    if r not in rise:
-                        continue
-                    blk = slice(pos * span, (pos + 1) * span)
-                    bb = beta[blk]
-                    rise[r] += float(np.sum(bb * np.linalg.solve(p[blk, blk], bb)))
+                pos = [i for i, c in enumerate(keep_ch) if roots[c] in rise]
+                if not pos:
+                    continue
+                # Every unit's block at once: one batched solve, each block's sum as before.
+                idx = (np.array(pos)[:, None] * span + np.arange(span)).reshape(len(pos), span)
+                bb = beta[idx]  # [n, span, O]
+                sol = np.linalg.solve(p[idx[:, :, None], idx[:, None, :]], bb)
+                per_unit = (bb * sol).reshape(len(pos), -1).sum(axis=1)
+                for i, value in zip(pos, per_unit.tolist()):
+                    rise[roots[keep_ch[i]]] += value
             n_drop = max(1, min(int(chunk * len(remaining)), len(remaining) - stop))
             for r in sorted(remaining, key=lambda q: (rise[q], q))[:n_drop]:
                 scores[r] = step

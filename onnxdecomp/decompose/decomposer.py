@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,9 @@ class Decomposer:
         if y is not None:
             check_labels(np.asarray(y), self.parent.num_classes, "the calibration labels")
         self.clusters = self.parent.cg.units()
+        if not s.prune_embeddings:
+            lookups = {self.parent.cg.cluster(name) for name in self.parent.cg.lookups}
+            self.clusters = {u: c for u, c in self.clusters.items() if c not in lookups}
         self.timing["analysis"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
@@ -204,9 +207,19 @@ class Decomposer:
 
     def tune(self, k: int) -> BuiltModule:
         """The smallest module meeting the fidelity target, measured; finalised but not yet
-        checked."""
-        return tune_keep(lambda keep: self.measure(self.build(k, keep)),
-                         lambda module: module.fidelity, self.settings.fidelity)
+        checked. Keep ratios that remove the same units (aligned counts round several
+        ratios to one) are built and measured once."""
+        concern = class_concern(self.profile, k)
+        seen: dict[frozenset[int], BuiltModule] = {}
+
+        def build(keep: float) -> BuiltModule:
+            key = frozenset(choose_removed(self.scores(concern), self.clusters, keep,
+                                           self.align))
+            if key not in seen:
+                seen[key] = self.measure(self.build(k, keep))
+            return replace(seen[key], keep=keep)
+
+        return tune_keep(build, lambda module: module.fidelity, self.settings.fidelity)
 
 
 def decompose(

@@ -86,7 +86,8 @@ def profile(
     k = None
     prof: Profile | None = None
     correct = 0
-    for start, stop, outs in runner.iter_batches(x, batch_size, names):
+    axes = {c.value.name: c.batch_axis for c in cg.consumers}
+    for start, stop, outs in runner.iter_batches(x, batch_size, names, axes):
         z, acts = outs[0], dict(zip(values, outs[1:]))
         if prof is None:
             k = z.shape[1]

@@ -26,6 +26,8 @@ import onnx_ir as ir
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.decompose.columns import consumer_columns, output_rows
 from onnxdecomp.irutil import only_outputs, with_outputs
+from onnxdecomp.passes import NameRecurrentOutputsPass
+from onnxdecomp.passes.name_recurrent_outputs import RECURRENT
 from onnxdecomp.runtime import Runner
 
 
@@ -41,8 +43,9 @@ class SequentialRefit:
                         and (p := _residual_partner(c.node.outputs[0])) is not None}
         self.names = sorted({c.value.name for c in cg.consumers} | set(self.partner.values()))
         logits = ir.serde.deserialize_model(parent_proto).graph.outputs[0].name
+        self.axes = {c.value.name: c.batch_axis for c in cg.consumers}
         outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device,
-                      probe=True).run(x)
+                      probe=True).run(x, batch_axes=self.axes)
         self.x = x
         self.parent_act = dict(zip(self.names, outs[1:]))
         self.pred = outs[0].argmax(axis=1)
@@ -73,8 +76,8 @@ class SequentialRefit:
                 continue  # a layer that keeps all its inputs sees no drift from pruning here
             partner = self.partner.get(cons.key)
             wanted = [cons.value.name] + ([partner] if partner else [])
-            outs = Runner(only_outputs(proto, wanted), device=self.device, probe=True).run(
-                self.x)
+            outs = Runner(only_outputs(_named_states(proto), wanted), device=self.device,
+                          probe=True).run(self.x, outputs=wanted, batch_axes=self.axes)
             act = outs[0]
             rng = np.random.default_rng((self.seed, i))
             parent_act = self.parent_act[cons.value.name]
@@ -97,6 +100,16 @@ class SequentialRefit:
                                       (kw.T @ full).astype(np.float64), drift)
             proto = build(refit)
         return proto
+
+
+def _named_states(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The module with its recurrent ops' Y named again (finalising unnamed it, unused), by
+    the rule that named the parent's: the probe asks for it by that name."""
+    if not any(n.op_type in RECURRENT for n in proto.graph.node):
+        return proto
+    model = ir.serde.deserialize_model(proto)
+    NameRecurrentOutputsPass()(model)
+    return ir.serde.serialize_model(model)
 
 
 def _residual_partner(y: ir.Value) -> str | None:

@@ -222,6 +222,7 @@ class GatherRule(Rule):
             if y.shape is None:
                 raise node_error(node, "output shape unknown")
             add_activation(cg, y, (len(y.shape) - 1,))
+            cg.lookups.add(y.name)
             return
         index = const_array(idx)
         if index is None or not cg.has(data):
