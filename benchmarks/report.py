@@ -247,6 +247,49 @@ def recurrent_gates(models: list[tuple[str, dict]]) -> str:
     return "".join(out)
 
 
+def recurrent_sections() -> str:
+    """Default settings, reuse and replacement of the recurrent zoo."""
+    out = []
+    path = RESULTS / "recurrent_default.json"
+    if path.is_file():
+        res = json.loads(path.read_text())
+        out.append(f"\n## Recurrent models at default settings\n\n`{res['command']}`: "
+                   "`decompose` without options (1,000 training sentences, `--fidelity "
+                   "0.99`, `--align auto`), 150 modules linked back with `link --mode "
+                   f"parallel`, {res['test_samples']} test sentences.\n\n| model | parent "
+                   "top-1 | linked top-1 | loss pp | mean MACs | align | decompose s |\n"
+                   "|---|---|---|---|---|---|---|\n")
+        for r in res["rows"]:
+            t = r.get("timing_seconds") or {}
+            out.append(f"| {r['model']} | {100 * r['parent_top1']:.2f}% | "
+                       f"{100 * r['linked_top1']:.2f}% | {r['loss_pp']:.2f} | "
+                       f"{100 * r['mean_macs']:.1f}% | {r['align']} | "
+                       f"{sum(t.values()):.0f} |\n")
+    path = RESULTS / "recurrent_reuse.json"
+    if path.is_file():
+        res = json.loads(path.read_text())
+        out.append(f"\n## Recurrent reuse and replacement\n\n`{res['command']}`. Reuse: "
+                   f"intents of `{res['parent']}` union-linked into a sub-task model, top-1 on "
+                   "the test sentences of those intents against the parent restricted to "
+                   "them.\n\n| intents | top-1 | parent restricted | loss pp | MACs |\n"
+                   "|---|---|---|---|---|\n")
+        for r in res["reuse"]:
+            out.append(f"| {','.join(map(str, r['classes']))} | {100 * r['top1']:.2f}% | "
+                       f"{100 * r['parent_restricted_top1']:.2f}% | {r['loss_pp']:.2f} | "
+                       f"{100 * r['macs_fraction']:.1f}% |\n")
+        out.append(f"\nReplacement: an intent of `{res['parent']}` decided by "
+                   f"`{res['donor']}`'s module (raw log-odds), the intents chosen on the "
+                   "validation split; F1 of the intent and top-1 on the test split.\n\n"
+                   "| intent | F1 parent | F1 donor | F1 replaced (P / R) | top-1 change pp |"
+                   "\n|---|---|---|---|---|\n")
+        for r in res["replace"]:
+            rep = r["replaced"]
+            out.append(f"| {r['intent']} | {r['lstm']['f1']:.3f} | {r['gru']['f1']:.3f} | "
+                       f"{rep['f1']:.3f} ({rep['precision']:.3f} / {rep['recall']:.3f}) | "
+                       f"{r['top1_change_pp']:+.2f} |\n")
+    return "".join(out)
+
+
 def hashes_section(name: str, res: dict) -> str:
     """Byte-identity of emitted models across a change (benchmarks.module_hashes)."""
     cmp = res.get("comparison")
@@ -277,7 +320,7 @@ def main() -> None:
     gates, recurrent = [], []
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
-                                 "latency", "scale")):
+                                 "latency", "scale", "recurrent_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -329,6 +372,7 @@ def main() -> None:
         parts.append(f"| {name} | {b[0]} | {b[1]} | {t[0]} | {t[1]} |\n")
     if recurrent:
         parts.append(recurrent_gates(recurrent))
+    parts.append(recurrent_sections())
     for path in sorted(RESULTS.glob("time_*.json")):
         t = json.loads(path.read_text())
         parts.append(f"\n## Decomposition time: {t['model']}\n\n`{t['command']}`\n\n"

@@ -82,6 +82,7 @@ class Manifest:
                 "compensation": s.compensation, "keep": s.keep, "macs": s.macs,
                 "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
                 "align": self.align, "align_requested": s.align,
+                "prune_embeddings": s.prune_embeddings,
                 "calibration_samples": self.calibration_samples,
                 "holdout_samples": self.holdout_samples,
             },
