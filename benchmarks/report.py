@@ -257,7 +257,8 @@ def recurrent_sections() -> str:
                    "`decompose` without options (1,000 training sentences, `--fidelity "
                    "0.99`, `--align auto`), 150 modules linked back with `link --mode "
                    f"parallel`, {res['test_samples']} test sentences.\n\n| model | parent "
-                   "top-1 | linked top-1 | loss pp | mean MACs | align | decompose s |\n"
+                   "top-1 | linked top-1 | loss pp | mean MACs | align | decompose s (machine "
+                   "shared with other runs; clean times: scale section) |\n"
                    "|---|---|---|---|---|---|---|\n")
         for r in res["rows"]:
             t = r.get("timing_seconds") or {}

@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxdecomp.errors import node_error
+
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -46,6 +48,18 @@ def const_array(value: ir.Value | None) -> np.ndarray | None:
     if value is None or value.const_value is None:
         return None
     return value.const_value.numpy()
+
+
+def axes_operand(node: ir.Node) -> list[int] | None:
+    """The ``axes`` of a Squeeze/Unsqueeze/Reduce node, attribute or constant input 1 by
+    opset (None when it has none); raises when they are computed."""
+    axes = node.attributes.get_ints("axes", None)
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
+        arr = const_array(node.inputs[1])
+        if arr is None:
+            raise node_error(node, "axes are computed, not constant")
+        axes = arr.tolist()
+    return None if axes is None else list(axes)
 
 
 def set_const(value: ir.Value, array: np.ndarray) -> None:

@@ -486,7 +486,15 @@ def export_torch(name: str, exporter: str, path: Path) -> tuple[Path, tuple, int
     import torch
 
     net, shape = _torch_model(name)
-    x = torch.from_numpy(calib(shape, 2, seed=7))
+    torch_export(net, torch.from_numpy(calib(shape, 2, seed=7)), exporter, path)
+    k = net.head.out_features
+    return path, shape, k
+
+
+def torch_export(net, x, exporter: str, path: Path) -> Path:
+    """``net`` exported on example ``x`` with a dynamic batch axis N, quietly."""
+    import torch
+
     kwargs = dict(input_names=["input"], output_names=["logits"])
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
@@ -500,8 +508,7 @@ def export_torch(name: str, exporter: str, path: Path) -> tuple[Path, tuple, int
             torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False,
                               opset_version=18, verbose=False,
                               dynamic_shapes=({0: torch.export.Dim("N", min=1)},), **kwargs)
-    k = net.head.out_features
-    return path, shape, k
+    return path
 
 
 # --------------------------------------------------------------------------- cases

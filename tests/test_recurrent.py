@@ -5,17 +5,13 @@ valid and smaller; the normalisation passes they need; one-line errors for what 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import build_lstm
+from conftest import build_lstm, torch_export
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -54,20 +50,7 @@ def ids(n: int, seed: int) -> np.ndarray:
 
 
 def export(net, exporter: str, path: Path) -> Path:
-    x = torch.from_numpy(ids(3, 7))
-    sink = io.StringIO()
-    kwargs = dict(input_names=["input"], output_names=["logits"])
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
-            contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch").setLevel(logging.ERROR)
-        if exporter == "torchscript":
-            torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17,
-                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, **kwargs)
-        else:
-            torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False,
-                              dynamic_shapes=({0: torch.export.Dim("N", min=1)},), **kwargs)
-    return path
+    return torch_export(net, torch.from_numpy(ids(3, 7)), exporter, path)
 
 
 CASES = [(cell, bi, layers, exporter) for cell in ("LSTM", "GRU", "RNN")

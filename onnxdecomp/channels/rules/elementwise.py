@@ -9,7 +9,7 @@ import onnx_ir as ir
 from onnxdecomp.channels.graph import ChannelGraph, add_activation, add_like
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array
+from onnxdecomp.irutil import axes_operand, const_array
 
 
 def _like_input(node: ir.Node, cg: ChannelGraph) -> None:
@@ -120,12 +120,7 @@ class PerChannelParams(Rule):
 
 
 def _reduced_axes(node: ir.Node) -> list[int] | None:
-    axes = node.attributes.get_ints("axes", None)
-    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
-        arr = const_array(node.inputs[1])
-        if arr is None:
-            raise node_error(node, "reduction axes are not constant")
-        axes = arr.tolist()
+    axes = axes_operand(node)
     return None if axes is None else [a % len(node.inputs[0].shape) for a in axes]
 
 

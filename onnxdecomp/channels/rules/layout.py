@@ -16,7 +16,7 @@ import onnx_ir as ir
 from onnxdecomp.channels.graph import ChannelGraph, add_activation, add_like
 from onnxdecomp.channels.rules.base import PruneContext, Rule
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array
+from onnxdecomp.irutil import axes_operand, const_array
 
 
 class FlattenRule(Rule):
@@ -272,23 +272,13 @@ class TransposeRule(Rule):
         cg.unify_all(node.inputs[0], node.outputs[0], node)
 
 
-def _axes_operand(node: ir.Node) -> list[int] | None:
-    axes = node.attributes.get_ints("axes", None)
-    if axes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
-        arr = const_array(node.inputs[1])
-        if arr is None:
-            raise node_error(node, "axes are computed, not constant")
-        axes = arr.tolist()
-    return None if axes is None else list(axes)
-
-
 class SqueezeRule(Rule):
     """Squeeze/Unsqueeze: the channel axes shift past the removed or inserted axes; a
     channel axis of size 1 (the one direction of a unidirectional layer) may be squeezed."""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        axes = _axes_operand(node)
+        axes = axes_operand(node)
         channel = cg.axes[x.name]
         if node.op_type == "Unsqueeze":
             if axes is None:
