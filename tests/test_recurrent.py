@@ -153,3 +153,18 @@ def test_default_lstm_model_analyses() -> None:
     cg = analyse(model)
     assert len(cg.units()) == 4
     assert {c.kind for c in cg.consumers} == {"gemm", "rnn_state"}
+
+
+def test_embeddings_kept_unless_asked(tmp_path: Path) -> None:
+    """The lookup table keeps its columns by default; ``prune_embeddings`` prunes them too."""
+    torch.manual_seed(0)
+    path = export(IntentNet("GRU", False, 1).eval(), "torchscript", tmp_path / "m.onnx")
+    x = ids(200, 0)
+    widths = {}
+    for prune in (False, True):
+        dec = Decomposer(path, x, settings=Settings(keep=0.5, align=1, device="cpu",
+                                                    prune_embeddings=prune))
+        proto = dec.build(0, 0.5, check=True).proto
+        table = next(t for t in proto.graph.initializer if list(t.dims[:1]) == [VOCAB])
+        widths[prune] = table.dims[1]
+    assert widths == {False: EMBED, True: EMBED // 2}
