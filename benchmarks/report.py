@@ -223,7 +223,9 @@ def recurrent_gates(models: list[tuple[str, dict]]) -> str:
     with the random-unit baseline at the same keep ratios."""
     out = ["\n## Recurrent gate summary\n\nGate: <= 1 pp at <= 90% of the parent's MACs; "
            "goal: <= 0.5 pp at <= 60% (Imtiaz et al.: 0.6 pp with modules of full size). "
-           "Refit criterion against random units at the same keep ratios.\n\n| model | "
+           "Refit criterion against random units at the same keep ratios. The curves' "
+           "`.npz` files come from `python -m models.text clinc150 --split train --out "
+           "/tmp/clinc_train.npz` (and `--split test --out /tmp/clinc_test.npz`).\n\n| model | "
            "smallest refit point <= 1 pp | best refit point at <= 60% MACs | random at that "
            "keep | tuned to --fidelity |\n|---|---|---|---|---|\n"]
     for name, res in models:
