@@ -201,7 +201,11 @@ def scale_section(res: dict) -> str:
                        ("recurrent", "Recurrent CLINC150 intent classifiers (150 classes), "
                         "1,000 calibration sentences"),
                        ("calib", "Growth with calibration samples"),
-                       ("classes", "Growth with classes (LeNet-5 body, random K-class head)")):
+                       ("classes", "Growth with classes (LeNet-5 body, random K-class head)"),
+                       ("classes_before", "The same before `Profile.gram` summed the per-class "
+                        f"matrices once (recorded at {res.get('classes_before_commit')}, "
+                        "possibly under other settings: the mean MACs differ; the grams of "
+                        "both ways agree to 1e-16 relative): super-linear in the classes")):
         rows = res.get(key)
         if not rows:
             continue
