@@ -9,6 +9,7 @@ import onnx_ir as ir
 from onnxdecomp.errors import node_error
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
+RNN_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # the recurrent ops and their gate blocks
 
 
 def is_default_domain(domain: str) -> bool:

@@ -159,15 +159,15 @@ class ChannelGraph:
         outs = [v for v in cons.node.outputs if self.has(v)]
         if not outs:
             return None
-        roots = self.roots(outs[0])
         if cons.kind == "rnn_state":  # rows (g, h) of one direction: its own units again
             own = self.input_roots(cons)
             return np.tile(own, cons.node.inputs[2].const_value.shape[1] // len(own))
+        roots = self.roots(outs[0])
         if cons.kind != "rnn":
             return roots
-        w = cons.node.inputs[1].const_value.numpy()
-        d, h = w.shape[0], len(roots) // w.shape[0]
-        gates = w.shape[1] // h
+        d, rows = cons.node.inputs[1].const_value.shape[:2]  # W [D, G*H, I]
+        h = len(roots) // d
+        gates = rows // h
         return np.tile(roots.reshape(d, 1, h), (1, gates, 1)).reshape(-1)
 
     def kept_channels(self, value: ir.Value, removed: set[int]) -> np.ndarray:

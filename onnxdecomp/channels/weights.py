@@ -11,9 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array
-
-RECURRENT = ("RNN", "LSTM", "GRU")
+from onnxdecomp.irutil import RNN_GATES, const_array
 
 
 def dense_weight(node: ir.Node) -> np.ndarray:
@@ -21,7 +19,7 @@ def dense_weight(node: ir.Node) -> np.ndarray:
     [D*G*H, I], rows direction-major."""
     w = const_array(node.inputs[1])
     op = node.op_type
-    if op in RECURRENT:
+    if op in RNN_GATES:
         return w.reshape(-1, w.shape[-1])
     if op == "Gemm":
         w = w * node.attributes.get_float("alpha", 1.0)
@@ -34,11 +32,9 @@ def dense_weight(node: ir.Node) -> np.ndarray:
 def dense_bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
     """(bias as [out] float64, input index of the bias or None when the op has none); for a
     recurrent op the input half Wb of B, the part of the gate pre-activations W x + Wb."""
-    if node.op_type in RECURRENT:
-        d = const_array(node.inputs[1]).shape[0]
-        b = const_array(node.inputs[3]) if len(node.inputs) > 3 and \
-            node.inputs[3] is not None else np.zeros((d, 2 * out // d))
-        return b[:, :out // d].reshape(-1).astype(np.float64), None
+    if node.op_type in RNN_GATES:
+        b = recurrent_bias(node)
+        return b[:, :b.shape[1] // 2].reshape(-1).astype(np.float64), None
     idx = 2 if node.op_type in ("Conv", "Gemm") else None
     if idx is not None and len(node.inputs) > idx and node.inputs[idx] is not None:
         b = const_array(node.inputs[idx])
@@ -53,6 +49,14 @@ def dense_bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
     return np.zeros(out), idx
 
 
+def recurrent_bias(node: ir.Node) -> np.ndarray:
+    """B [D, 2*G*H] of a recurrent op (Wb then Rb per direction), zeros when it has none."""
+    w = const_array(node.inputs[1])
+    if len(node.inputs) > 3 and node.inputs[3] is not None:
+        return const_array(node.inputs[3])
+    return np.zeros((w.shape[0], 2 * w.shape[1]), w.dtype)
+
+
 def to_op_layout(node: ir.Node, w: np.ndarray) -> np.ndarray:
     """[out, in, kernel...] weights back in the op's own layout (the inverse of dense_weight,
     alpha aside)."""
@@ -62,7 +66,6 @@ def to_op_layout(node: ir.Node, w: np.ndarray) -> np.ndarray:
     if op == "MatMul":
         return w.T
     return w
-
 
 
 def consumer_weight(cons) -> np.ndarray:
@@ -76,8 +79,5 @@ def consumer_weight(cons) -> np.ndarray:
 def consumer_bias(cons, out: int) -> np.ndarray:
     """The bias that goes with ``consumer_weight``: a state reader's half Rb of B."""
     if cons.kind == "rnn_state":
-        node, d = cons.node, cons.direction
-        b = const_array(node.inputs[3]) if len(node.inputs) > 3 and \
-            node.inputs[3] is not None else None
-        return np.zeros(out) if b is None else b[d, out:].astype(np.float64)
+        return recurrent_bias(cons.node)[cons.direction, out:].astype(np.float64)
     return dense_bias(cons.node, out)[0]

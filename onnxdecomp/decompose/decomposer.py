@@ -210,13 +210,14 @@ class Decomposer:
         checked. Keep ratios that remove the same units (aligned counts round several
         ratios to one) are built and measured once."""
         concern = class_concern(self.profile, k)
+        head = AppendLogOddsPass(k, self.parent.num_classes)
         seen: dict[frozenset[int], BuiltModule] = {}
 
         def build(keep: float) -> BuiltModule:
-            key = frozenset(choose_removed(self.scores(concern), self.clusters, keep,
-                                           self.align))
+            removed = choose_removed(self.scores(concern), self.clusters, keep, self.align)
+            key = frozenset(removed)
             if key not in seen:
-                seen[key] = self.measure(self.build(k, keep))
+                seen[key] = self.measure(self.build_for(concern, keep, head, removed=removed))
             return replace(seen[key], keep=keep)
 
         return tune_keep(build, lambda module: module.fidelity, self.settings.fidelity)

@@ -25,9 +25,8 @@ import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.decompose.columns import consumer_columns, output_rows
-from onnxdecomp.irutil import only_outputs, with_outputs
+from onnxdecomp.irutil import RNN_GATES, only_outputs, with_outputs
 from onnxdecomp.passes import NameRecurrentOutputsPass
-from onnxdecomp.passes.name_recurrent_outputs import RECURRENT
 from onnxdecomp.runtime import Runner
 
 
@@ -105,7 +104,7 @@ class SequentialRefit:
 def _named_states(proto: onnx.ModelProto) -> onnx.ModelProto:
     """The module with its recurrent ops' Y named again (finalising unnamed it, unused), by
     the rule that named the parent's: the probe asks for it by that name."""
-    if not any(n.op_type in RECURRENT for n in proto.graph.node):
+    if not any(n.op_type in RNN_GATES for n in proto.graph.node):
         return proto
     model = ir.serde.deserialize_model(proto)
     NameRecurrentOutputsPass()(model)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from onnxdecomp.irutil import fresh_name, is_default_domain
-
-RECURRENT = ("RNN", "GRU", "LSTM")
+from onnxdecomp.irutil import RNN_GATES, fresh_name, is_default_domain
 
 
 class NameRecurrentOutputsPass(ir.passes.InPlacePass):
@@ -22,7 +20,7 @@ class NameRecurrentOutputsPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         for node in model.graph:
-            if node.op_type not in RECURRENT or not is_default_domain(node.domain):
+            if node.op_type not in RNN_GATES or not is_default_domain(node.domain):
                 continue
             y = node.outputs[0]
             if not y.name:

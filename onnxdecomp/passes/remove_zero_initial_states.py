@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, is_default_domain
+from onnxdecomp.irutil import RNN_GATES, const_array, is_default_domain
 
-RECURRENT = ("RNN", "GRU", "LSTM")
 INITIAL_STATES = (5, 6)  # initial_h, initial_c
 # Ops that keep a tensor that is zero everywhere zero everywhere, whatever else they do.
 _ZERO_PRESERVING = ("Slice", "Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity", "Expand",
@@ -45,7 +44,7 @@ class RemoveZeroInitialStatesPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         for node in model.graph:
-            if node.op_type not in RECURRENT or not is_default_domain(node.domain):
+            if node.op_type not in RNN_GATES or not is_default_domain(node.domain):
                 continue
             for i in INITIAL_STATES:
                 if len(node.inputs) > i and node.inputs[i] is not None and \

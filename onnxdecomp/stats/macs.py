@@ -13,11 +13,10 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.irutil import is_default_domain
+from onnxdecomp.irutil import RNN_GATES, is_default_domain
 from onnxdecomp.stats.shapes import Dim, dims, fmt_shape
 
 # Gate count G per recurrent op: each gate has its own input and hidden weight matrices.
-RNN_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
 
 class ShapeLookup:

@@ -27,10 +27,10 @@ import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph, Consumer
 from onnxdecomp.channels.rules.base import PruneContext, Rule
+from onnxdecomp.channels.weights import recurrent_bias
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array, new_initializer
+from onnxdecomp.irutil import RNN_GATES, const_array, new_initializer
 
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"],
                        "RNN": ["tanh"]}
 X, W, R, B, SEQUENCE_LENS, INITIAL_H, INITIAL_C, P = range(8)
@@ -46,7 +46,7 @@ def hidden_size(node: ir.Node) -> int:
 
 def unit_rows(node: ir.Node, units: np.ndarray, gates: int | None = None) -> np.ndarray:
     """Rows g * H + h of one direction's gate blocks for the units ``units``."""
-    h, g = hidden_size(node), gates or GATES[node.op_type]
+    h, g = hidden_size(node), gates or RNN_GATES[node.op_type]
     return (np.arange(g)[:, None] * h + np.asarray(units)[None, :]).reshape(-1)
 
 
@@ -112,7 +112,7 @@ class RecurrentRule(Rule):
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x, outs = node.inputs[X], state_outputs(node)
-        h, d, g = hidden_size(node), directions(node), GATES[node.op_type]
+        h, d, g = hidden_size(node), directions(node), RNN_GATES[node.op_type]
         kept = ctx.kept(outs[0])
         units = kept[kept < h]
         x_changed = ctx.cg.has(x) and ctx.changed(x)
@@ -122,7 +122,7 @@ class RecurrentRule(Rule):
         w = const_array(node.inputs[W])
         dtype = w.dtype
         bias = node.inputs[B] if len(node.inputs) > B else None
-        b = const_array(bias) if bias is not None else np.zeros((d, 2 * g * h), dtype)
+        b = recurrent_bias(node)
         w_in = np.concatenate([w[:, rows].astype(np.float64),
                                b[:, :g * h][:, rows, None].astype(np.float64)], axis=2)
         if x_changed:  # the gate pre-activations W x + Wb of every direction at once
@@ -150,7 +150,6 @@ class RecurrentRule(Rule):
             ctx.replace(node, P, const_array(node.inputs[P])[:, unit_rows(node, units, 3)])
         node.attributes["hidden_size"] = ir.AttrInt64("hidden_size", len(units))
 
-
     def _refit_state(self, node: ir.Node, ctx: PruneContext, w: np.ndarray,
                      units: np.ndarray, d: int) -> np.ndarray:
         """[R_d | Rb_d] of the kept rows, re-solved for the kept units (bias column last)."""
@@ -166,4 +165,4 @@ class RecurrentRule(Rule):
 
 
 RECURRENT = RecurrentRule()
-RULES: dict[str, Rule] = dict.fromkeys(GATES, RECURRENT)
+RULES: dict[str, Rule] = dict.fromkeys(RNN_GATES, RECURRENT)

@@ -30,7 +30,6 @@ def rule_for(node: ir.Node) -> Rule:
     return rule.resolve(node)
 
 
-
 def is_origin(node: ir.Node) -> bool:
     """Whether the node's rule makes channels from inputs that have none."""
     rule = TABLE.get(node.op_type) if is_default_domain(node.domain) else None
