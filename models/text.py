@@ -2,6 +2,11 @@
 
     python -m models.text clinc150 --split test --out clinc150_test.npz
                           [--vocab models/clinc150_vocab.json] [--data-root ../shared/data]
+    python -m models.text conll2000 --split test --out conll2000_test.npz
+                          [--vocab models/conll2000_vocab.json]
+
+The taggers' data (CoNLL-2000, universal tags, labels [N, max_len] with -1 on padding) is
+described in :mod:`models.tags`; the rest of this docstring is about the intent classifiers.
 
 The tokeniser lower-cases and keeps runs of letters and digits (with an apostrophe suffix:
 "what's", "don't"). Ids: 0 pads, 1 is a word outside the vocabulary, then the vocabulary in
@@ -31,6 +36,7 @@ PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"
 PAD, UNK = 0, 1
 MODELS_DIR = Path(__file__).resolve().parent
 CLINC_VOCAB = MODELS_DIR / "clinc150_vocab.json"
+CONLL_VOCAB = MODELS_DIR / "conll2000_vocab.json"
 
 
 def tokenize(text: str, pattern: str = PATTERN) -> list[str]:
@@ -122,16 +128,26 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.text", description=__doc__.split("\n")[0])
-    p.add_argument("dataset", choices=["clinc150"])
+    p.add_argument("dataset", choices=["clinc150", "conll2000"])
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", required=True, help="the .npz to write")
-    p.add_argument("--vocab", default=str(CLINC_VOCAB))
+    p.add_argument("--vocab", default=None, help="default: the dataset's in models/")
     p.add_argument("--data-root", default=str(MODELS_DIR.parent.parent / "shared" / "data"))
     args = p.parse_args(argv)
-    vocab = Vocab.load(Path(args.vocab))
-    x, y = clinc_arrays(args.data_root, args.split, vocab)
-    write_npz(Path(args.out), x, y, vocab.classes)
-    print(f"wrote {args.out}: x {x.shape} int64, y {y.shape}, {len(vocab.classes)} classes")
+    if args.dataset == "conll2000":
+        from models.tags import TagVocab, conll_arrays
+
+        if args.split == "val":
+            p.error("CoNLL-2000 has a train and a test split only")
+        tag_vocab = TagVocab.load(Path(args.vocab or CONLL_VOCAB))
+        x, y = conll_arrays(args.data_root, args.split, tag_vocab)
+        classes = tag_vocab.tags
+    else:
+        vocab = Vocab.load(Path(args.vocab or CLINC_VOCAB))
+        x, y = clinc_arrays(args.data_root, args.split, vocab)
+        classes = vocab.classes
+    write_npz(Path(args.out), x, y, classes)
+    print(f"wrote {args.out}: x {x.shape} int64, y {y.shape}, {len(classes)} classes")
     return 0
 
 

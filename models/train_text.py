@@ -3,6 +3,11 @@
     python -m models.train_text NAME [--epochs E] [--seed 0] [--data-root ../shared/data]
                                      [--threads 2] [--no-zoo]
 
+Part-of-speech taggers (``conll_*``) on CoNLL-2000 with the 12 universal tags (train split;
+test for the recorded token accuracy, padding excluded): an embedding, recurrent layers
+over the whole sentence and a linear head at every step, logits [N, T, 12]; the data and the
+vocabulary (``models/conll2000_vocab.json``) are described in :mod:`models.tags`.
+
 Intent classifiers on CLINC150's 150 in-scope intents (train split; val for nothing; test
 for the recorded top-1): an embedding, a recurrent layer (ONNX RNN, LSTM or GRU), the final
 state of the last layer (both directions' for a bidirectional one) and a linear head. The
@@ -26,7 +31,8 @@ import torch
 from torch import nn
 
 from models.nets import count_params
-from models.text import CLINC_VOCAB, Vocab, clinc_arrays, read_clinc
+from models.tags import TagVocab, conll_arrays, read_conll2000
+from models.text import CLINC_VOCAB, CONLL_VOCAB, Vocab, clinc_arrays, read_clinc
 from models.train import (
     DEFAULT_DATA_ROOT,
     MODELS_DIR,
@@ -59,6 +65,22 @@ class IntentRNN(nn.Module):
         return self.head(last)
 
 
+class TaggerRNN(nn.Module):
+    """Embedding -> RNN/LSTM/GRU over the sentence -> linear at every step: [N, T, tags]."""
+
+    def __init__(self, vocab: int, classes: int, cell: str, embed: int, hidden: int,
+                 layers: int = 1, bidirectional: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed, padding_idx=0)
+        self.rnn = getattr(nn, cell)(embed, hidden, num_layers=layers, batch_first=True,
+                                     bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.rnn(self.embed(ids))
+        return self.head(seq)
+
+
 @dataclass(frozen=True)
 class TextRecipe:
     name: str
@@ -73,8 +95,14 @@ class TextRecipe:
     batch_size: int = 64
 
     @property
+    def tagger(self) -> bool:
+        return self.name.startswith("conll_")
+
+    @property
     def architecture(self) -> str:
         kind = f"{'bidirectional ' if self.bidirectional else ''}{self.layers}-layer {self.cell}"
+        if self.tagger:
+            return f"TaggerRNN: embedding {self.embed}, {kind} {self.hidden}, linear per step"
         return f"IntentRNN: embedding {self.embed}, {kind} {self.hidden}, final state, linear"
 
 
@@ -83,7 +111,10 @@ RECIPES = {r.name: r for r in [
     TextRecipe("clinc_gru", "GRU", 64, 128, 1, False, "torchscript", 12),
     TextRecipe("clinc_rnn", "RNN", 64, 128, 1, False, "torchscript", 15),
     TextRecipe("clinc_bilstm2", "LSTM", 64, 96, 2, True, "dynamo", 12),
+    TextRecipe("conll_lstm", "LSTM", 64, 128, 1, False, "torchscript", 8),
+    TextRecipe("conll_bigru2", "GRU", 64, 64, 2, True, "dynamo", 8),
 ]}
+TAG_LEN = 40
 
 
 def clinc_vocab(data_root: str) -> Vocab:
@@ -103,25 +134,28 @@ def train(model: nn.Module, r: TextRecipe, x: np.ndarray, y: np.ndarray, seed: i
     steps = math.ceil(len(xt) / r.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=r.epochs * steps,
                                                 pct_start=0.2)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-1)  # taggers: -1 on padding
     start = time.perf_counter()
     for epoch in range(1, r.epochs + 1):
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
-        total, correct = 0.0, 0
+        total, correct, seen = 0.0, 0, 0
         for i in range(steps):
             idx = perm[i * r.batch_size:(i + 1) * r.batch_size]
             logits = model(xt[idx])
-            loss = loss_fn(logits, yt[idx])
+            k = logits.shape[-1]
+            loss = loss_fn(logits.reshape(-1, k), yt[idx].reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # recurrent gradients spike
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yt[idx]).sum())
+            lab = yt[idx]
+            correct += int(((logits.argmax(-1) == lab) & (lab >= 0)).sum())
+            seen += int((lab >= 0).sum())
         print(f"epoch {epoch:3d}/{r.epochs}  loss {total / len(xt):.4f}  "
-              f"train_acc {correct / len(xt):.4f}  elapsed {time.perf_counter() - start:.0f}s",
+              f"train_acc {correct / seen:.4f}  elapsed {time.perf_counter() - start:.0f}s",
               flush=True)
     return time.perf_counter() - start
 
@@ -134,11 +168,23 @@ def opset_of(path: Path) -> int:
 
 
 def ort_top1(sess, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
-    correct = 0
+    """Top-1 over samples, or over labelled tokens (label >= 0) for a tagger."""
+    correct = seen = 0
     for i in range(0, len(x), batch):
         (logits,) = sess.run(["logits"], {"input": x[i:i + batch]})
-        correct += int((logits.argmax(1) == y[i:i + batch]).sum())
-    return correct / len(x)
+        lab = y[i:i + batch]
+        correct += int(((logits.argmax(-1) == lab) & (lab >= 0)).sum())
+        seen += int((lab >= 0).sum())
+    return correct / seen
+
+
+def conll_vocab(data_root: str) -> TagVocab:
+    """The shared CoNLL-2000 vocabulary, built from the train split on first use."""
+    if CONLL_VOCAB.exists():
+        return TagVocab.load(CONLL_VOCAB)
+    vocab = TagVocab.build(read_conll2000(data_root, "train"), TAG_LEN)
+    vocab.save(CONLL_VOCAB)
+    return vocab
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         r = TextRecipe(**{**r.__dict__, "epochs": args.epochs})
     set_determinism(args.seed, args.threads)
-    vocab = clinc_vocab(args.data_root)
-    x, y = clinc_arrays(args.data_root, "train", vocab)
-    x_test, y_test = clinc_arrays(args.data_root, "test", vocab)
-    model = IntentRNN(vocab.size, len(vocab.classes), r.cell, r.embed, r.hidden, r.layers,
-                      r.bidirectional)
+    if r.tagger:
+        vocab = conll_vocab(args.data_root)
+        x, y = conll_arrays(args.data_root, "train", vocab)
+        x_test, y_test = conll_arrays(args.data_root, "test", vocab)
+        classes, net = vocab.tags, TaggerRNN
+    else:
+        vocab = clinc_vocab(args.data_root)
+        x, y = clinc_arrays(args.data_root, "train", vocab)
+        x_test, y_test = clinc_arrays(args.data_root, "test", vocab)
+        classes, net = vocab.classes, IntentRNN
+    model = net(vocab.size, len(classes), r.cell, r.embed, r.hidden, r.layers,
+                r.bidirectional)
     seconds = train(model, r, x, y, args.seed)
     out = MODELS_DIR / f"{r.name}.onnx"
     export_onnx(model.eval(), torch.from_numpy(x[:4]), out, r.exporter)
@@ -174,9 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_zoo:
         update_zoo({
             "name": r.name, "file": out.name,
-            "dataset": "CLINC150, 150 in-scope intents (out-of-scope excluded)",
-            "data": "../shared/data/clinc-oos", "split": "test",
-            "text": {"vocab": CLINC_VOCAB.name, "dataset": "clinc150", "max_len": MAX_LEN},
+            **({"dataset": "CoNLL-2000 part-of-speech, 12 universal tags (token accuracy, "
+                           "padding excluded)",
+                "data": "../shared/data/nltk_data", "split": "test",
+                "text": {"vocab": CONLL_VOCAB.name, "dataset": "conll2000", "max_len": TAG_LEN}}
+               if r.tagger else
+               {"dataset": "CLINC150, 150 in-scope intents (out-of-scope excluded)",
+                "data": "../shared/data/clinc-oos", "split": "test",
+                "text": {"vocab": CLINC_VOCAB.name, "dataset": "clinc150",
+                         "max_len": MAX_LEN}}),
             "architecture": r.architecture, "exporter": r.exporter,
             "opset": opset_of(out),
             "params": count_params(model), "top1": round(top1, 4), "epochs": r.epochs,

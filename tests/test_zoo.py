@@ -21,11 +21,19 @@ def _data_present(spec: str) -> bool:
 def _text_npz(entry: dict, folder: Path) -> Path:
     """A text model's test split as the .npz the CLI takes, through the committed vocabulary
     (the documented way: ``python -m models.text``)."""
+    from models.tags import TagVocab, conll_arrays
     from models.text import Vocab, clinc_arrays, write_npz
 
-    vocab = Vocab.load(ROOT / "models" / entry["text"]["vocab"])
-    x, y = clinc_arrays(ROOT / entry["data"] / "..", entry["split"], vocab)
-    write_npz(folder / "test.npz", x, y, vocab.classes)
+    vocab_file = ROOT / "models" / entry["text"]["vocab"]
+    if entry["text"]["dataset"] == "conll2000":  # a tagger: labels [N, T], -1 on padding
+        tag_vocab = TagVocab.load(vocab_file)
+        x, y = conll_arrays(ROOT / entry["data"] / "..", entry["split"], tag_vocab)
+        classes = tag_vocab.tags
+    else:
+        vocab = Vocab.load(vocab_file)
+        x, y = clinc_arrays(ROOT / entry["data"] / "..", entry["split"], vocab)
+        classes = vocab.classes
+    write_npz(folder / "test.npz", x, y, classes)
     return folder / "test.npz"
 
 
