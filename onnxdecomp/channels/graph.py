@@ -30,13 +30,15 @@ class Consumer:
     channel c owning ``mult`` consecutive features) or "rnn" (a recurrent op reading the
     features on the last axis of X [T, N, I] through W, rows ordered direction, gate, unit)
     or "rnn_state" (one direction's R [G*H, H] reading that direction's units of Y one step
-    back, h_{t-1}, rows ordered gate, unit).
+    back, h_{t-1}, rows ordered gate, unit) or "seq" (a MatMul over the last axis of a
+    sequence, [N, T, F] or [T, N, F]: the features at every step).
     """
 
     node: ir.Node
     value: ir.Value
     kind: str
     direction: int = 0  # "rnn_state": the direction whose own previous state R reads
+    batch: int = 0  # "seq": the axis of its input that holds the samples (the other is time)
 
     @property
     def key(self) -> str:
@@ -47,7 +49,7 @@ class Consumer:
     @property
     def batch_axis(self) -> int:
         """Where the samples are in its input: X [T, N, I], Y [T, D, N, H]."""
-        return {"rnn": 1, "rnn_state": 2}.get(self.kind, 0)
+        return {"rnn": 1, "rnn_state": 2}.get(self.kind, self.batch)
 
     @property
     def source(self) -> str:

@@ -35,6 +35,10 @@ def dense_bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
     if node.op_type in RNN_GATES:
         b = recurrent_bias(node)
         return b[:, :b.shape[1] // 2].reshape(-1).astype(np.float64), None
+    if (found := bias_add(node)) is not None:
+        add, index = found
+        b = np.broadcast_to(const_array(add.inputs[index]).reshape(-1), (out,))
+        return b.astype(np.float64), None
     idx = 2 if node.op_type in ("Conv", "Gemm") else None
     if idx is not None and len(node.inputs) > idx and node.inputs[idx] is not None:
         b = const_array(node.inputs[idx])
@@ -47,6 +51,24 @@ def dense_bias(node: ir.Node, out: int) -> tuple[np.ndarray, int | None]:
             b = b * node.attributes.get_float("beta", 1.0)
         return b.astype(np.float64), idx
     return np.zeros(out), idx
+
+
+def bias_add(node: ir.Node) -> tuple[ir.Node, int] | None:
+    """(the Add, its operand index) when a MatMul's output goes only into an Add with a
+    constant of one value per output feature (or one for all): the bias exporters put after
+    a MatMul over a sequence, which has no Gemm to hold it."""
+    if node.op_type != "MatMul":
+        return None
+    y = node.outputs[0]
+    uses = list(y.uses())
+    if len(uses) != 1 or y.is_graph_output() or uses[0].node.op_type != "Add":
+        return None
+    add, idx = uses[0].node, 1 - uses[0].idx
+    b = const_array(add.inputs[idx]) if len(add.inputs) == 2 else None
+    out = const_array(node.inputs[1]).shape[-1]
+    if b is None or b.size not in (1, out) or (b.ndim and b.shape[-1] != b.size):
+        return None
+    return add, idx
 
 
 def recurrent_bias(node: ir.Node) -> np.ndarray:

@@ -77,8 +77,13 @@ def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | N
     if parent is None:
         return None
     runner = Runner(parent, device=device)
-    keep = ds.y >= 0
-    x = fit_to_input(replace(ds, x=ds.x[keep], y=ds.y[keep]), runner.input.shape,
-                     runner.input.dtype).x
-    logits = runner.run(x)[0][:, classes]
-    return round(float(np.mean(logits.argmax(axis=1) == ds.y[keep])), 6)
+    steps = ds.y >= 0
+    if ds.y.ndim == 1:
+        ds = replace(ds, x=ds.x[steps], y=ds.y[steps])
+        steps = np.ones(len(ds.y), bool)
+    else:  # a tagger: its sentences with a labelled step of the linked classes
+        rows = steps.any(axis=1)
+        ds, steps = replace(ds, x=ds.x[rows], y=ds.y[rows]), steps[rows]
+    x = fit_to_input(ds, runner.input.shape, runner.input.dtype).x
+    logits = runner.run(x)[0][..., classes]
+    return round(float(np.mean(logits.argmax(axis=-1)[steps] == ds.y[steps])), 6)

@@ -136,9 +136,9 @@ def load_data(
         what = f"{Path(spec).name} images {split} split"
     check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
     if classes is not None:
-        if ds.y.ndim != 1:
-            raise DataError(f"per-timestep labels in {spec} cannot be filtered by class")
-        chosen = np.flatnonzero(np.isin(ds.y, classes))
+        # Per-step labels: the samples with a step of those classes, all their steps kept.
+        hit = np.isin(ds.y, classes)
+        chosen = np.flatnonzero(hit.reshape(len(hit), -1).any(axis=1))
         if not len(chosen):
             raise DataError(f"no sample of classes {list(classes)} in {spec}")
         ds = replace(ds, x=ds.x[chosen], y=ds.y[chosen])
@@ -147,7 +147,8 @@ def load_data(
     if limit is not None and limit < total:
         keep = _stratified_subsample(ds.y, limit, seed)
         ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
-        ds.source = f"{what} ({len(keep)} of {total} samples, stratified, seed {seed})"
+        how = "stratified" if ds.y.ndim == 1 else "random"
+        ds.source = f"{what} ({len(keep)} of {total} samples, {how}, seed {seed})"
     else:
         ds.source = f"{what} ({total} samples)"
     if images is not None:  # preprocess only what is kept: --limit stays cheap on big sets

@@ -48,6 +48,10 @@ def output_rows(cons: Consumer, x_shape: tuple[int, ...], y: np.ndarray, positio
                 rng: np.random.Generator) -> np.ndarray:
     """Rows [B * P, O] of a consumer-shaped output tensor ``y`` at the positions that
     ``consumer_columns`` samples from an input of ``x_shape`` with an identically seeded rng."""
+    if cons.kind == "seq":
+        view = y if cons.batch == 0 else y.transpose(1, 0, 2)
+        pick = sample_positions([view.shape[1]], positions, rng)
+        return view[:, pick].reshape(-1, view.shape[2])
     if cons.kind != "conv":
         return y.reshape(y.shape[0], -1)
     out = conv_geometry(cons.node, x_shape)[-1]
@@ -95,29 +99,53 @@ def previous_states(cons: Consumer, y: np.ndarray) -> np.ndarray:
     return np.concatenate([zero, seq[:-1]]) if forward else np.concatenate([seq[1:], zero])
 
 
-def channels_second(cons: Consumer, act: np.ndarray) -> np.ndarray:
-    """A consumer's input batch as [N, C, ...]: a recurrent op's X [T, N, I] as [N, I, T]."""
+SEQUENCE_KINDS = ("rnn", "rnn_state", "seq")
+
+
+def sequence_view(cons: Consumer, act: np.ndarray) -> np.ndarray:
+    """A sequence consumer's input batch as [N, T, C], step t at index t: a recurrent op's
+    X [T, N, I], a state reader's h_{t-1} from Y, a sequence MatMul's [N, T, F] or
+    [T, N, F]."""
     if cons.kind == "rnn_state":
         act = previous_states(cons, act)
-    return act.transpose(1, 2, 0) if cons.kind in ("rnn", "rnn_state") else act
+    if cons.kind in ("rnn", "rnn_state"):
+        return act.transpose(1, 0, 2)
+    return act if cons.batch == 0 else act.transpose(1, 0, 2)
+
+
+def channels_second(cons: Consumer, act: np.ndarray) -> np.ndarray:
+    """A consumer's input batch as [N, C, ...]: a sequence's as [N, C, T]."""
+    if cons.kind in SEQUENCE_KINDS:
+        return sequence_view(cons, act).transpose(0, 2, 1)
+    return act
+
+
+def sequence_columns(cons: Consumer, act: np.ndarray, positions: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [N * P, C] float32, sample-major, the P sampled steps, the same for the batch)
+    of a sequence consumer's input."""
+    view = sequence_view(cons, act.astype(np.float32))
+    steps = sample_positions([view.shape[1]], positions, rng)
+    return view[:, steps].reshape(-1, view.shape[2]), steps
 
 
 def consumer_columns(cons: Consumer, act: np.ndarray, positions: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """(rows x~ = [columns, 1] float32, rows per sample) of a consumer's input batch:
     im2col patches at sampled positions for a Conv, the features for a Gemm, the features
-    at sampled time steps (the same for the batch) for a recurrent op."""
+    at sampled time steps (the same for the batch) for a sequence consumer."""
     a = act.astype(np.float32)
     if cons.kind == "conv":
         cols = im2col_sample(a, cons.node, positions, rng)
         reps = cols.shape[0] // a.shape[0]
-    elif cons.kind in ("rnn", "rnn_state"):
-        if cons.kind == "rnn_state":
-            a = previous_states(cons, a)
-        steps = sample_positions([a.shape[0]], positions, rng)
-        picked = a[steps].transpose(1, 0, 2)  # [N, P, I], sample-major rows
-        cols, reps = picked.reshape(-1, a.shape[2]), len(steps)
+    elif cons.kind in SEQUENCE_KINDS:
+        cols, steps = sequence_columns(cons, a, positions, rng)
+        reps = len(steps)
     else:
         cols, reps = a.reshape(a.shape[0], -1), 1
-    cols = np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)
-    return cols, reps
+    return with_ones(cols), reps
+
+
+def with_ones(cols: np.ndarray) -> np.ndarray:
+    """The columns and the constant 1 of the bias."""
+    return np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)

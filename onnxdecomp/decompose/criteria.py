@@ -111,9 +111,18 @@ def score_units(criterion: str, concern: Concern, cg: ChannelGraph, prof: Profil
 
 
 def _output_sens(cons, cg: ChannelGraph, concern: Concern, sens: dict[int, float]):
+    """|d output / d row| of a consumer: the head's for the logits, whether the consumer
+    writes them or an elementwise op after it does (a sequence MatMul's bias Add)."""
     if cons.node.outputs[0].is_graph_output():
         return concern.head
-    return np.array([sens.get(r, 0.0) for r in cg.row_roots(cons)])
+    rows = cg.row_roots(cons)
+    graph = cons.node.graph
+    logits = graph.outputs[0] if graph is not None else None
+    if rows is not None and cg.has(logits):
+        index = {r: i for i, r in enumerate(cg.roots(logits).tolist())}
+        if all(r in index for r in rows.tolist()):
+            return concern.head[[index[r] for r in rows.tolist()]]
+    return np.array([sens.get(r, 0.0) for r in rows])
 
 
 def propagate_logodds(concern: Concern, cg: ChannelGraph, prof: Profile):

@@ -95,6 +95,11 @@ class Decomposer:
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
         self.parent = load_parent(model, class_names)
+        if self.parent.per_step and s.compensation == "sequential":
+            raise OnnxDecompError(
+                "{compensation} sequential weighs whole samples by their class; a tagger's "
+                "classes are per step: use lstsq (the default) or none",
+                options=["compensation"])
         if y is not None:
             check_labels(np.asarray(y), self.parent.num_classes, "the calibration labels")
         self.clusters = self.parent.cg.units()
@@ -114,6 +119,12 @@ class Decomposer:
         self.y_hold = None if y is None else y[hold_idx]
         runner = Runner(self.parent.proto, device=s.device)
         self.hold_logits = runner.run(self.x_hold)[0]
+        # A tagger's held-out samples are its labelled steps (every step without labels).
+        self.hold_steps = None
+        if self.parent.per_step:
+            self.hold_steps = (self.y_hold >= 0 if self.y_hold is not None
+                               else np.ones(self.hold_logits.shape[:2], bool))
+            self.hold_logits = self.hold_logits[self.hold_steps]
         self.align = resolve_align(s.align, runner.device)
         self.hold_logodds = logodds_from_logits(self.hold_logits)
         self.timing["profiling"] = time.perf_counter() - t0
@@ -166,7 +177,10 @@ class Decomposer:
     def hold_score(self, proto: onnx.ModelProto, mask: np.ndarray | None = None) -> np.ndarray:
         """A module's first output on the held-out samples (those ``mask`` selects)."""
         x = self.x_hold if mask is None else self.x_hold[mask]
-        return Runner(proto, device=self.settings.device).run(x)[0]
+        out = Runner(proto, device=self.settings.device).run(x)[0]
+        if self.hold_steps is not None:  # [n, T, .] -> the labelled steps' rows
+            out = out[self.hold_steps if mask is None else self.hold_steps[mask]]
+        return out
 
     def measure(self, module: BuiltModule, score: np.ndarray | None = None) -> BuiltModule:
         """Set the module's fidelities on the held-out samples (from ``score`` if given)."""

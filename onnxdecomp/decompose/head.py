@@ -15,13 +15,16 @@ SCORE = "score"
 
 
 class AppendLogOddsPass(ir.passes.InPlacePass):
-    """Replace the logits output z [N, K] by ``score`` [N, 1] = z_k - log sum_{j != k} e^{z_j}.
+    """Replace the logits output z [N, K] by ``score`` [N, 1] = z_k - log sum_{j != k} e^{z_j}
+    (a tagger's z [N, T, K] by [N, T, 1], the same at every step, over the last axis).
 
     That is log(p_k / (1 - p_k)) under the parent's softmax: scores of different modules
     are on one scale, and argmax over them equals argmax over the logits.
 
-    Requires: one graph output of shape [N, K] holding logits (normalised model).
-    Ensures: one graph output named ``score`` of shape [N, 1], same dtype as the logits.
+    Requires: one graph output of shape [N, K] or [N, T, K] holding logits (normalised
+    model).
+    Ensures: one graph output named ``score`` of shape [N, 1] or [N, T, 1], same dtype as the
+    logits.
     """
 
     def __init__(self, class_index: int, num_classes: int) -> None:
@@ -40,18 +43,19 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         rest = np.array([j for j in range(self.num_classes) if j != self.k], dtype=np.int64)
         own = new_initializer(graph, "onnxdecomp_class", np.array([self.k], dtype=np.int64))
         others = new_initializer(graph, "onnxdecomp_rest", rest)
-        zk = ir.node("Gather", [z, own], attributes={"axis": 1}, name="onnxdecomp_own")
-        zr = ir.node("Gather", [z, others], attributes={"axis": 1}, name="onnxdecomp_others")
-        lse = axes_node(graph, "ReduceLogSumExp", zr.outputs[0], [1], opset, "onnxdecomp_lse",
-                        axes_name="onnxdecomp_axes", keepdims=1)
+        axis = len(z.shape) - 1 if z.shape is not None else 1
+        zk = ir.node("Gather", [z, own], attributes={"axis": axis}, name="onnxdecomp_own")
+        zr = ir.node("Gather", [z, others], attributes={"axis": axis}, name="onnxdecomp_others")
+        lse = axes_node(graph, "ReduceLogSumExp", zr.outputs[0], [axis], opset,
+                        "onnxdecomp_lse", axes_name="onnxdecomp_axes", keepdims=1)
         score = ir.node("Sub", [zk.outputs[0], lse.outputs[0]], name="onnxdecomp_score")
         for n in (zk, zr, lse, score):
             graph.append(n)
         out = score.outputs[0]
         out.name = SCORE
         out.dtype = z.dtype
-        batch = z.shape[0] if z.shape is not None else None
-        out.shape = ir.Shape([batch, 1])
+        lead = list(z.shape)[:-1] if z.shape is not None else [None]
+        out.shape = ir.Shape([*lead, 1])
         graph.outputs[0] = out
         return ir.passes.PassResult(model, True)
 

@@ -29,18 +29,21 @@ class Parent:
     class_names: list[str]
     params: int
     macs: int
+    per_step: bool = False  # logits [N, T, K]: a tagger, decided at every step
 
 
 def load_parent(model: str | os.PathLike | onnx.ModelProto,
                 class_names: list[str] | None = None) -> Parent:
-    """Read, normalise and analyse a classifier whose one output is [N, K] class scores."""
+    """Read, normalise and analyse a classifier whose one output is [N, K] class scores, or a
+    tagger's [N, T, K] (class scores at every step)."""
     proto = read_model(model)
     raw = proto.SerializeToString()
     ir_model = normalize(ir.serde.deserialize_model(proto))
     out = ir_model.graph.outputs[0]
-    if out.shape is None or len(out.shape) != 2 or not isinstance(out.shape[1], int):
-        raise OnnxDecompError("the model's output must be [N, K] class scores")
-    k = out.shape[1]
+    if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
+        raise OnnxDecompError("the model's output must be [N, K] class scores (or [N, T, K], "
+                              "scores at every step)")
+    k = out.shape[-1]
     if k < 2:
         raise OnnxDecompError("the model has fewer than two classes")
     cg = analyse(ir_model)
@@ -57,6 +60,7 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
         class_names=names,
         params=stats.params,
         macs=stats.macs,
+        per_step=len(out.shape) == 3,
     )
 
 

@@ -7,6 +7,10 @@
 - per channel of each consumer input, the class-wise active (> 0) fraction;
 - the head: class-wise E|d s_k / d z_j|, the sensitivity of class k's log-odds to logit j.
 
+A tagger (logits [N, T, K]) is profiled per step: each labelled step (label >= 0; every step
+when no labels are given) belongs to the class the parent gives it, and the rows of every
+sequence consumer at step t count for that class. The samples of the counts are then steps.
+
 Only accumulators are kept, so memory does not grow with the data.
 """
 
@@ -19,8 +23,16 @@ import numpy as np
 import onnx
 
 from onnxdecomp.channels import ChannelGraph, Consumer
-from onnxdecomp.decompose.columns import channels_second, consumer_columns
+from onnxdecomp.decompose.columns import (
+    SEQUENCE_KINDS,
+    channels_second,
+    consumer_columns,
+    sequence_columns,
+    sequence_view,
+    with_ones,
+)
 from onnxdecomp.decompose.head import head_sensitivity
+from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import with_outputs
 from onnxdecomp.runtime import Runner
 
@@ -63,6 +75,18 @@ class Profile:
         return out
 
 
+def check_per_step(cg: ChannelGraph) -> None:
+    """A per-step (tagging) model's classes are per step: every layer reading channels must
+    read them per step, or no step would own its rows."""
+    for cons in cg.consumers:
+        if cons.kind not in SEQUENCE_KINDS:
+            raise OnnxDecompError(
+                f"node {cons.node.name!r} ({cons.node.op_type}): a model with one output per "
+                "step (tagging) is decomposed per step; this layer does not read its input "
+                "step by step (only recurrent layers and MatMuls over a sequence's last axis "
+                "do)")
+
+
 def profile(
     proto: onnx.ModelProto,
     cg: ChannelGraph,
@@ -87,33 +111,50 @@ def profile(
     prof: Profile | None = None
     correct = 0
     axes = {c.value.name: c.batch_axis for c in cg.consumers}
+    rows = 0  # samples, or labelled steps of a per-step (tagging) model
     for start, stop, outs in runner.iter_batches(x, batch_size, names, axes):
         z, acts = outs[0], dict(zip(values, outs[1:]))
         if prof is None:
-            k = z.shape[1]
+            k = z.shape[-1]
             prof = Profile(num_classes=k, samples=np.zeros(k, dtype=np.int64))
             prof.head_sens = np.zeros((k, k))
-        pred = z.argmax(axis=1)
-        if y is not None:
-            lab = y[start:stop]
-            correct += int(np.sum(pred == lab))
-        prof.samples += np.bincount(pred, minlength=k)
-        prof.head_sens += head_sensitivity(z)
+            if z.ndim == 3:
+                check_per_step(cg)
+        lab = None if y is None else y[start:stop]
+        pred = z.argmax(axis=-1)  # [n], or [n, T] for a tagger: -1 where the label is
+        if z.ndim == 3 and lab is not None:
+            pred = np.where(lab >= 0, pred, -1)
+        valid = pred >= 0
+        rows += int(valid.sum())
+        if lab is not None:
+            correct += int(np.sum((pred == lab) & valid))
+        prof.samples += np.bincount(pred[valid], minlength=k)
+        prof.head_sens += head_sensitivity(z[valid])
         for name, cons in reader.items():
-            a = channels_second(cons, acts[cons.value.name].astype(np.float32))
-            freq = (a.reshape(a.shape[0], a.shape[1], -1) > 0).mean(axis=2)
+            act = acts[cons.value.name].astype(np.float32)
+            if z.ndim == 3:  # per step: [n, T, C] rows go to their steps' classes
+                on = (sequence_view(cons, act) > 0)[valid]
+                owner = pred[valid]
+            else:
+                a = channels_second(cons, act)
+                on = (a.reshape(a.shape[0], a.shape[1], -1) > 0).mean(axis=2)
+                owner = pred
             if name not in prof.act_freq:
-                prof.act_freq[name] = np.zeros((k, a.shape[1]))
-            np.add.at(prof.act_freq[name], pred, freq)
+                prof.act_freq[name] = np.zeros((k, on.shape[1]))
+            np.add.at(prof.act_freq[name], owner, on)
         for node_name, cons in wanted.items():
-            cols, reps = consumer_columns(cons, acts[cons.value.name], positions, rng)
-            row_class = np.repeat(pred, reps)
+            if z.ndim == 3:
+                cols, steps = sequence_columns(cons, acts[cons.value.name], positions, rng)
+                cols, row_class = with_ones(cols), pred[:, steps].reshape(-1)
+            else:
+                cols, reps = consumer_columns(cons, acts[cons.value.name], positions, rng)
+                row_class = np.repeat(pred, reps)
             st = prof.consumers.get(node_name)
             if st is None:
                 d = cols.shape[1]
                 st = ConsumerStats(np.zeros((k, d, d)), np.zeros(k, np.int64))
                 prof.consumers[node_name] = st
-            for c in np.unique(row_class):
+            for c in np.unique(row_class[row_class >= 0]):
                 part = cols[row_class == c]
                 st.gram[c] += part.T @ part
                 st.rows[c] += part.shape[0]
@@ -123,6 +164,6 @@ def profile(
     denom = np.maximum(prof.samples, 1)[:, None]
     for name in prof.act_freq:
         prof.act_freq[name] /= denom
-    prof.head_sens /= len(x)
-    prof.agreement = correct / len(x) if y is not None else float("nan")
+    prof.head_sens /= max(rows, 1)
+    prof.agreement = correct / max(rows, 1) if y is not None else float("nan")
     return prof

@@ -8,20 +8,22 @@ LABEL = "label"
 
 
 class AppendLabelPass(ir.passes.InPlacePass):
-    """Add ``label`` [N] int64 = argmax of the first output ``scores`` [N, K] over axis 1:
-    the column of the linked model's class order (class names in the metadata).
+    """Add ``label`` [N] int64 = argmax of the first output ``scores`` [N, K] over its last
+    axis (a tagger's [N, T, K]: ``label`` [N, T]): the column of the linked model's class
+    order (class names in the metadata).
 
-    Requires: a first graph output of rank 2. Ensures: a second graph output ``label``.
+    Requires: a first graph output of rank 2 or 3. Ensures: a second graph output ``label``.
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         scores = graph.outputs[0]
-        node = ir.node("ArgMax", [scores], attributes={"axis": 1, "keepdims": 0},
+        rank = len(scores.shape) if scores.shape is not None else 2
+        node = ir.node("ArgMax", [scores], attributes={"axis": rank - 1, "keepdims": 0},
                        name="onnxdecomp_label")
         graph.append(node)
         out = node.outputs[0]
         out.name, out.dtype = LABEL, ir.DataType.INT64
-        out.shape = ir.Shape([scores.shape[0] if scores.shape is not None else None])
+        out.shape = ir.Shape(list(scores.shape)[:-1] if scores.shape is not None else [None])
         graph.outputs.append(out)
         return ir.passes.PassResult(model, True)

@@ -122,6 +122,10 @@ class Calibration:
             return ds.x, ds.y, ds.source
         ds = self.specs[0].load()  # labels are the linked columns
         check_labels(ds.y, sum(len(g.members) for g in self.groups), ds.source)
+        if ds.y.ndim != 1:
+            raise OnnxDecompError(f"{ds.source}: per-step labels cannot name the linked "
+                                  "columns; give one calibration set per parent",
+                                  options=["calibrate"])
         keep = np.isin(ds.y, group.members)
         to_class = {i: m.class_index for i, m in zip(group.members, group.modules)}
         y = np.array([to_class[int(v)] for v in ds.y[keep]], dtype=np.int64)

@@ -123,6 +123,10 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     if batch is not None:
         result.notes.append(f"a module's graph fixes the batch at {batch}: the linked model "
                             f"keeps batch {batch}")
+    if calibrate and len(parts) > 1 and parts[0].steps:
+        raise OnnxDecompError("a combiner fitted on calibration data is for models that score "
+                              "whole samples; link a tagger's modules without {calibrate}",
+                              options=["calibrate"])
     if calibrate and len(parts) > 1:
         group_of = np.array([next(j for j, g in enumerate(groups) if i in g.members)
                              for i in range(len(modules))])

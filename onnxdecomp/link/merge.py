@@ -25,14 +25,22 @@ from onnxdecomp.version import __version__
 
 @dataclass
 class Part:
-    """A model with one input and one output [N, k]: a module (k = 1) or a union."""
+    """A model with one input and one output [N, k] (a tagger's: [N, T, k]): a module
+    (k = 1) or a union."""
 
     label: str
     proto: onnx.ModelProto
 
     @property
     def width(self) -> int:
-        return self.proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+        return self.proto.graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+
+    @property
+    def steps(self) -> list:
+        """The output's dims between the batch and the columns: [T] for a tagger."""
+        dims = self.proto.graph.output[0].type.tensor_type.shape.dim[1:-1]
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in dims]
 
 
 def signature(proto: onnx.ModelProto) -> tuple:
@@ -87,9 +95,16 @@ def align_batches(parts: list[Part]) -> tuple[list[Part], int | None]:
 
 
 def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
-    """One model whose output ``scores`` [N, sum of widths] is the parts' outputs side by
-    side; ``batch`` fixes the batch axis (None: symbolic). Inputs must agree (checked)."""
+    """One model whose output ``scores`` [N, sum of widths] ([N, T, sum] for taggers) is the
+    parts' outputs side by side; ``batch`` fixes the batch axis (None: symbolic). Inputs must
+    agree, and outputs score samples or steps alike (checked)."""
     first = signature(parts[0].proto)
+    for p in parts[1:]:
+        if len(p.steps) != len(parts[0].steps):
+            raise OnnxDecompError(
+                f"{p.label}: scores {'every step' if p.steps else 'whole samples'}, "
+                f"{parts[0].label} {'every step' if parts[0].steps else 'whole samples'}: "
+                "a tagger's modules link with a tagger's only")
     for p in parts[1:]:
         if signature(p.proto) != first:
             raise OnnxDecompError(
@@ -123,14 +138,14 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
         outputs.append(m.graph.output[0].name)
     width = sum(p.width for p in parts)
     if len(outputs) > 1:
-        nodes.append(helper.make_node("Concat", outputs, [SCORES], axis=1, name="link_concat"))
+        nodes.append(helper.make_node("Concat", outputs, [SCORES], axis=-1, name="link_concat"))
     else:
         nodes.append(helper.make_node("Identity", outputs, [SCORES], name="link_scores"))
     out_type = parts[0].proto.graph.output[0].type.tensor_type.elem_type
     graph = helper.make_graph(
         nodes, "onnxdecomp_linked", [shared],
         [helper.make_tensor_value_info(SCORES, out_type, [dim0.dim_param or dim0.dim_value,
-                                                          width])],
+                                                          *parts[0].steps, width])],
         initializer=inits,
     )
     model = helper.make_model(
@@ -141,7 +156,8 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
     ir_model = ir.serde.deserialize_model(model)
     ir.passes.PassManager([
         common.IdentityEliminationPass(),
-        common.DeduplicateInitializersPass(),
+        # No size limit: the modules of a recurrent model share their whole embedding table.
+        common.DeduplicateInitializersPass(size_limit=2**62),
         common.CommonSubexpressionEliminationPass(),
     ])(ir_model)
     return ir_model

@@ -2,8 +2,9 @@
 
 A folder contributes its ``manifest.json``'s modules in the manifest's order; a file is a
 module when it has one input, one ``[N, 1]`` output and the provenance ``decompose`` stamps
-(class index, parent sha256). The manifest beside a module file, when it lists that file,
-tells where the parent and the calibration data are.
+(class index, parent sha256); a tagger's module scores every step, [N, T, 1]. The
+manifest beside a module file, when it lists that file, tells where the parent and the
+calibration data are.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def read_module(src: str | os.PathLike | onnx.ModelProto, index: int) -> Module:
     if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
         raise OnnxDecompError(f"{label}: a module has one input and one output")
     out = proto.graph.output[0].type.tensor_type.shape.dim
-    if len(out) != 2 or (out[1].HasField("dim_value") and out[1].dim_value != 1):
-        raise OnnxDecompError(f"{label}: output is not a [N, 1] score; is it a module?")
+    if len(out) not in (2, 3) or (out[-1].HasField("dim_value") and out[-1].dim_value != 1):
+        raise OnnxDecompError(f"{label}: output is not a [N, 1] score (or a tagger's "
+                              "[N, T, 1]); is it a module?")
     meta = provenance.module_identity(proto)
     num = {p.key: p.value for p in proto.metadata_props}.get(provenance.NUM_CLASSES)
     known = "class_index" in meta and "parent_sha256" in meta and num is not None

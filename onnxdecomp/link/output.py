@@ -33,11 +33,13 @@ def gather_columns(model: ir.Model, order: list[int]) -> None:
     graph = model.graph
     scores = graph.outputs[0]
     idx = new_initializer(graph, "onnxdecomp_order", np.array(order, dtype=np.int64))
-    node = ir.node("Gather", [scores, idx], attributes={"axis": 1}, name="onnxdecomp_order")
+    lead = list(scores.shape)[:-1] if scores.shape is not None else [None]
+    node = ir.node("Gather", [scores, idx], attributes={"axis": len(lead)},
+                   name="onnxdecomp_order")
     graph.append(node)
     out = node.outputs[0]
     out.dtype = scores.dtype
-    out.shape = ir.Shape([scores.shape[0] if scores.shape is not None else None, len(order)])
+    out.shape = ir.Shape([*lead, len(order)])
     set_scores(model, out)
 
 

@@ -33,7 +33,8 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
             calibrate: DataSpec | None = None, combiner: str = "auto",
             device: str = "auto") -> LinkResult:
     """``model`` with class ``i`` decided by module ``m`` for each ``(i, m)``; outputs
-    ``scores`` [N, K] (the model's classes, in its order) and ``label``."""
+    ``scores`` [N, K] (the model's classes, in its order; a tagger's [N, T, K]) and
+    ``label``."""
     if combiner not in combine.COMBINERS or combiner == "router":
         choices = [c for c in combine.COMBINERS if c != "router"]
         raise OnnxDecompError(f"unknown {{combiner}} {combiner!r} for replace: choose one of "
@@ -41,9 +42,10 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
     label = "model" if isinstance(model, onnx.ModelProto) else str(model)
     base = normalize(ir.serde.deserialize_model(read_model(model)))
     out = base.graph.outputs[0]
-    if out.shape is None or len(out.shape) != 2 or not isinstance(out.shape[1], int):
-        raise OnnxDecompError(f"{label}: the model's output must be [N, K] class scores")
-    k = out.shape[1]
+    if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
+        raise OnnxDecompError(f"{label}: the model's output must be [N, K] class scores (or "
+                              "a tagger's [N, T, K])")
+    k = out.shape[-1]
     SelectClassesPass(list(range(k)), k)(base)
     parts = [Part(label, finalize(base, check=False))]
     replaced: dict[int, int] = {}  # class -> column of the merged scores
@@ -67,6 +69,10 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
                         [{"kind": "model", "source": label}]
                         + [{"kind": "module", "class": c, "source": columns[c]["source"]}
                            for c in replaced], batch=batch)
+    if calibrate is not None and len(out.shape) == 3:
+        raise OnnxDecompError("a combiner fitted on calibration data is for models that score "
+                              "whole samples; replace a tagger's classes without "
+                              "{calibrate}", options=["calibrate"])
     if calibrate is not None:
         ds = calibrate.load()
         check_labels(ds.y, k, ds.source)

@@ -21,8 +21,11 @@ class SelectClassesPass(ir.passes.InPlacePass):
     followed by a Gather. The log-sum-exp over the others runs on [N, |S|, |S|] with -inf on
     the diagonal: stable where z_j dominates, unlike log(sum - exp z_j).
 
-    Requires: one graph output [N, K] holding logits; 2 <= |S| <= K distinct classes.
-    Ensures: one graph output ``scores`` [N, |S|] of the logits' dtype.
+    A tagger's logits [N, T, K] give ``scores`` [N, T, |S|], the same over the last axis.
+
+    Requires: one graph output [N, K] or [N, T, K] holding logits; 2 <= |S| <= K distinct
+    classes.
+    Ensures: one graph output ``scores`` [N, |S|] (or [N, T, |S|]) of the logits' dtype.
     """
 
     def __init__(self, classes: list[int], num_classes: int) -> None:
@@ -40,30 +43,32 @@ class SelectClassesPass(ir.passes.InPlacePass):
             if value.name == SCORES and value is not z:  # the parent's own name would clash
                 value.name = f"{SCORES}_parent"
         idx = np.array(self.classes, dtype=np.int64)
+        lead = list(z.shape)[:-1] if z.shape is not None else [None]
+        axis = len(lead)  # the class axis
         if not self._slice_gemm(z, idx):
             gather = ir.node("Gather", [z, new_initializer(graph, "onnxdecomp_classes", idx)],
-                             attributes={"axis": 1}, name="onnxdecomp_classes")
+                             attributes={"axis": axis}, name="onnxdecomp_classes")
             graph.append(gather)
             out = gather.outputs[0]
             out.dtype = z.dtype
-            out.shape = ir.Shape([z.shape[0] if z.shape is not None else None, len(idx)])
+            out.shape = ir.Shape([*lead, len(idx)])
             graph.outputs[0] = z = out
         n = len(self.classes)
         opset = model.opset_imports.get("", 17)
         dtype = z.dtype.numpy() if z.dtype is not None else np.float32
         mask = np.where(np.eye(n, dtype=bool), -np.inf, 0.0).astype(dtype)
-        rows = axes_node(graph, "Unsqueeze", z, [1], opset, "onnxdecomp_rows")  # [N, 1, |S|]
+        rows = axes_node(graph, "Unsqueeze", z, [axis], opset, "onnxdecomp_rows")  # [.., 1, S]
         masked = ir.node("Add", [rows.outputs[0],
                                  new_initializer(graph, "onnxdecomp_diagonal", mask)],
                          name="onnxdecomp_others")  # row j: z with z_j at -inf
-        lse = axes_node(graph, "ReduceLogSumExp", masked.outputs[0], [2], opset,
+        lse = axes_node(graph, "ReduceLogSumExp", masked.outputs[0], [axis + 1], opset,
                         "onnxdecomp_lse", keepdims=0)
         score = ir.node("Sub", [z, lse.outputs[0]], name="onnxdecomp_scores")
         for node in (rows, masked, lse, score):
             graph.append(node)
         out = score.outputs[0]
         out.name, out.dtype = SCORES, z.dtype
-        out.shape = ir.Shape([z.shape[0] if z.shape is not None else None, n])
+        out.shape = ir.Shape([*lead, n])
         graph.outputs[0] = out
         return ir.passes.PassResult(model, True)
 

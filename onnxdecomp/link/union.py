@@ -32,7 +32,11 @@ class UnionBuilder:
         """Held-out samples of the subset: by label where labels are known, else by the
         parent's decision."""
         dec = self.dec
-        owner = dec.y_hold if dec.y_hold is not None else dec.hold_logits.argmax(axis=1)
+        if dec.hold_steps is not None:  # a tagger: the held-out steps (hold_logits' rows)
+            owner = (dec.y_hold[dec.hold_steps] if dec.y_hold is not None
+                     else dec.hold_logits.argmax(axis=1))
+        else:
+            owner = dec.y_hold if dec.y_hold is not None else dec.hold_logits.argmax(axis=1)
         mask = np.isin(owner, classes)
         if not mask.any():
             raise OnnxDecompError(
@@ -50,7 +54,8 @@ class UnionBuilder:
         subset, on the subset's held-out samples."""
         dec, classes = self.dec, list(module.classes)
         mask = self._held_out(module.classes)
-        score = dec.hold_score(module.proto, mask)
+        score = (dec.hold_score(module.proto)[mask] if dec.hold_steps is not None
+                 else dec.hold_score(module.proto, mask))
         parent = logodds_from_logits(dec.hold_logits[mask][:, classes])
         module.fidelity = float(np.mean([logodds_fidelity(score[:, j], parent, j)
                                          for j in range(len(classes))]))

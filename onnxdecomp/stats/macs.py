@@ -86,8 +86,14 @@ def _gemm(node: ir.Node, sh: ShapeLookup) -> int:
 
 
 def _matmul(node: ir.Node, sh: ShapeLookup, a_idx: int, b_idx: int) -> int:
-    a = sh.get(node, "input A", a_idx)
     b = sh.get(node, "input B", b_idx)
+    a_value = node.inputs[a_idx] if a_idx < len(node.inputs) else None
+    a_dims = sh.dims(a_value) if a_value is not None else None
+    if a_dims and len(b) >= 2 and all(isinstance(d, int) for d in a_dims[:-1]):
+        # A's inner size is B's rows (a computed reshape can leave it symbolic).
+        a = [*a_dims[:-1], b[-2]] if not isinstance(a_dims[-1], int) else a_dims
+    else:
+        a = sh.get(node, "input A", a_idx)
     # numpy semantics: a 1-D operand is a row (A) or column (B) vector, not batched.
     if not a or not b:
         sh.mismatch(node, "scalar operand")

@@ -6,11 +6,37 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.channels.graph import ChannelGraph, Consumer
+from onnxdecomp.channels.graph import ChannelGraph, Consumer, add_activation
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
-from onnxdecomp.channels.weights import dense_bias, dense_weight, to_op_layout
+from onnxdecomp.channels.weights import bias_add, dense_bias, dense_weight, to_op_layout
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import const_array, new_initializer
+
+
+def _is_sequence(node: ir.Node) -> bool:
+    """A MatMul over the last axis of a rank-3 sequence ([N, T, F] or [T, N, F])."""
+    x = node.inputs[0]
+    return node.op_type == "MatMul" and x.shape is not None and len(x.shape) == 3
+
+
+def _batch_axis(node: ir.Node) -> int:
+    """Which of the two leading axes of a sequence MatMul's input holds the samples: the one
+    whose dimension is the graph input's batch dimension, else the one dimension of the two
+    that is not a fixed number (a fixed-length sequence with a dynamic batch)."""
+    x = node.inputs[0]
+    lead = list(x.shape)[:2]
+    graph = node.graph
+    first = graph.inputs[0].shape if graph is not None and graph.inputs else None
+    batch = first[0] if first is not None and len(first) else None
+    same = [a for a, d in enumerate(lead) if batch is not None and not isinstance(batch, int)
+            and not isinstance(d, int) and d == batch]
+    if len(same) == 1:
+        return same[0]
+    free = [a for a, d in enumerate(lead) if not isinstance(d, int)]
+    if len(free) == 1:
+        return free[0]
+    raise node_error(node, f"cannot tell which axis of {x.name!r} {[str(d) for d in lead]} "
+                     "holds the samples: export with a named dynamic batch axis")
 
 
 class Dense(Rule):
@@ -18,8 +44,16 @@ class Dense(Rule):
 
     They cut the channel path: input channels are read through weights (a consumer), output
     channels are new units. Pruning slices output rows (and bias) and input columns; when
-    input channels were removed, ``ctx.refit`` re-solves the kept columns.
+    input channels were removed, ``ctx.refit`` re-solves the kept columns. A MatMul over the
+    last axis of a rank-3 sequence (a tagger's per-step head, a projection) is a "seq"
+    consumer; its bias is the constant of the Add that follows it (``weights.bias_add``).
     """
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        if _is_sequence(node):
+            add_activation(cg, node.outputs[0], (2,))
+        else:
+            super().declare(node, cg)
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         op, x = node.op_type, node.inputs[0]
@@ -27,19 +61,24 @@ class Dense(Rule):
             raise node_error(node, "weights are computed, not constant")
         if op == "Gemm" and node.attributes.get_int("transA", 0):
             raise node_error(node, "transA=1 is not supported")
-        if op == "MatMul" and (x.shape is None or len(x.shape) != 2):
-            raise node_error(node, "MatMul over a rank other than 2 has no rule yet")
+        sequence = _is_sequence(node)
+        if op == "MatMul" and not sequence and (x.shape is None or len(x.shape) != 2):
+            raise node_error(node, "MatMul over a rank other than 2 or 3 has no rule")
         if not cg.has(x):
             raise node_error(node, "input channel count unknown")
-        if cg.axes[x.name] != (1,):
-            raise node_error(node, f"reads channels on axes {list(cg.axes[x.name])}; a dense "
-                             "layer over a sequence's last axis has no rule yet")
-        kind = "conv" if op == "Conv" else "gemm"
-        if kind == "gemm":
+        want = (2,) if sequence else (1,)
+        if cg.axes[x.name] != want:
+            raise node_error(node, f"reads channels on axes {list(cg.axes[x.name])}, not on "
+                             f"the axis {want[0]} its weights read")
+        if op == "MatMul" and const_array(node.inputs[1]).ndim != 2:
+            raise node_error(node, "a batched (rank > 2) MatMul weight has no rule")
+        kind = "conv" if op == "Conv" else "seq" if sequence else "gemm"
+        if kind != "conv":
             k = cg.size[x.name] * cg.mult[x.name]
             if dense_weight(node).shape[1] != k:
                 raise node_error(node, "weight and input feature counts differ")
-        cg.consumers.append(Consumer(node, x, kind))
+        batch = _batch_axis(node) if sequence else 0
+        cg.consumers.append(Consumer(node, x, kind, batch=batch))
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -49,6 +88,7 @@ class Dense(Rule):
         w = dense_weight(node)
         out = w.shape[0]
         b, bidx = dense_bias(node, out)
+        after = bias_add(node)  # before the weights change: it checks their shape
         span = int(np.prod(w.shape[2:])) if w.ndim > 2 else ctx.cg.mult[x.name]
         w2 = np.concatenate([w.reshape(out, -1).astype(np.float64), b[:, None]], axis=1)
         keep_in = ctx.kept(x)
@@ -68,6 +108,12 @@ class Dense(Rule):
         new_b = w2[:, -1].astype(dtype)
         if bidx is not None and len(node.inputs) > bidx and node.inputs[bidx] is not None:
             ctx.replace(node, bidx, new_b)
+        elif after is not None:
+            # The Add's own rule slices the kept channels out of the full-size bias after us.
+            add, index = after
+            full = np.broadcast_to(const_array(add.inputs[index]).reshape(-1), (out,)).copy()
+            full[keep_out] = new_b
+            ctx.replace(add, index, full.astype(dtype))
         elif np.any(new_b != 0):
             if node.op_type == "MatMul":
                 raise node_error(node, "a refit bias needs Gemm; run the normalisation passes")

@@ -265,8 +265,9 @@ class TransposeRule(Rule):
         perm = node.attributes.get_ints("perm", None)
         if perm is None:
             perm = list(range(len(x.shape)))[::-1]
-        add_activation(cg, node.outputs[0], tuple(list(perm).index(a) for a in cg.axes[x.name]),
-                       cg.mult[x.name])
+        if cg.has(x):  # the input's count: shape inference may have lost a computed dim
+            cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name],
+                         tuple(list(perm).index(a) for a in cg.axes[x.name]))
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         cg.unify_all(node.inputs[0], node.outputs[0], node)

@@ -1,0 +1,276 @@
+"""Recurrent taggers (many-to-many: logits [N, T, K], a class at every step): modules that
+score every step ([N, T, 1]) and reproduce torch's log-odds to 1e-5 with nothing pruned, for
+both exporters, RNN, LSTM and GRU, uni- and bidirectional, 1 and 2 layers; pruned modules
+that are valid and smaller; per-step profiling, linking, union, replacement and eval; the
+sequence MatMul's rule and its errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from conftest import torch_export
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxdecomp.channels import PruneChannelsPass, analyse
+from onnxdecomp.cli import main
+from onnxdecomp.decompose import Decomposer, Settings
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.errors import OnnxDecompError, UnsupportedOpError
+from onnxdecomp.link import link, replace
+from onnxdecomp.passes import normalize
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+torch = pytest.importorskip("torch")
+
+VOCAB, EMBED, HIDDEN, TAGS, STEPS = 40, 6, 8, 4, 7
+
+
+class TaggerNet(torch.nn.Module):
+    """Embedding -> RNN/LSTM/GRU over the sentence -> linear at every step (as the zoo)."""
+
+    def __init__(self, cell: str, bidirectional: bool, layers: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, EMBED, padding_idx=0)
+        self.rnn = getattr(torch.nn, cell)(EMBED, HIDDEN, num_layers=layers, batch_first=True,
+                                           bidirectional=bidirectional)
+        self.head = torch.nn.Linear(HIDDEN * (2 if bidirectional else 1), TAGS)
+
+    def forward(self, ids):
+        seq, _ = self.rnn(self.embed(ids))
+        return self.head(seq)
+
+
+def run_cli(args: list[str], check: bool = True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if check:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def ids(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(1, VOCAB, (n, STEPS)).astype(np.int64)
+
+
+def tags(x: np.ndarray) -> np.ndarray:
+    """Labels [N, T] with the last two steps of every other sentence as padding (-1)."""
+    y = (x % TAGS).astype(np.int64)
+    y[::2, -2:] = -1
+    return y
+
+
+def exported(tmp_path: Path, cell: str = "LSTM", bi: bool = False, layers: int = 1,
+             exporter: str = "torchscript", seed: int = 0):
+    torch.manual_seed(seed)
+    net = TaggerNet(cell, bi, layers).eval()
+    return net, torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
+
+
+CASES = [(cell, bi, layers, exporter) for cell in ("LSTM", "GRU", "RNN")
+         for bi in (False, True) for layers in (1, 2) for exporter in ("torchscript", "dynamo")
+         if not (cell == "RNN" and exporter == "dynamo")]  # dynamo unrolls a vanilla RNN
+
+
+@pytest.mark.parametrize("cell,bi,layers,exporter", CASES,
+                         ids=[f"{c}-{'bi' if b else 'uni'}-{n}-{e}" for c, b, n, e in CASES])
+def test_tagger_modules_exact_then_smaller(tmp_path: Path, cell: str, bi: bool, layers: int,
+                                           exporter: str) -> None:
+    """Nothing pruned: every module scores every step with the parent's (= torch's) log-odds
+    to 1e-5. Pruned: valid modules with fewer hidden units and fewer MACs."""
+    net, path = exported(tmp_path, cell, bi, layers, exporter)
+    x = ids(200, 0)
+    y = tags(x)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+    dec = Decomposer(path, x, y, Settings(keep=1.0, compensation="none", device="cpu"))
+    assert dec.parent.per_step and {c.kind for c in dec.parent.cg.consumers} >= {"seq"}
+    for k in range(TAGS):
+        module = dec.build(k, 1.0, check=True)
+        got = Runner(module.proto, device="cpu").run(x)[0]
+        assert got.shape == (len(x), STEPS, 1)
+        np.testing.assert_allclose(got[..., 0], want[..., k], atol=1e-5)
+    dec = Decomposer(path, x, y, Settings(keep=0.5, align=1, device="cpu"))
+    module = dec.measure(dec.build(1, 0.5, check=True))
+    sizes = [a.i for n in module.proto.graph.node if n.op_type == cell
+             for a in n.attribute if a.name == "hidden_size"]
+    assert len(sizes) == layers and all(s == HIDDEN // 2 for s in sizes)
+    assert model_stats(module.proto).macs < 0.6 * dec.parent.macs
+    assert 0 < module.fidelity <= 1
+
+
+def test_per_step_profile_counts_labelled_steps(tmp_path: Path) -> None:
+    """A tagger's samples are its labelled steps: padding (-1) neither counts nor owns rows,
+    and the held-out fidelity is measured on labelled steps only."""
+    _, path = exported(tmp_path)
+    x = ids(300, 1)
+    y = tags(x)
+    dec = Decomposer(path, x, y, Settings(keep=1.0, holdout=0.3, device="cpu"))
+    labelled = int((y >= 0).sum())
+    assert dec.profile.samples.sum() + dec.hold_logits.shape[0] == labelled
+    cons = next(c for c in dec.parent.cg.consumers if c.kind == "seq")
+    assert dec.profile.consumers[cons.key].rows.sum() == dec.profile.samples.sum()
+    assert 0.0 <= dec.profile.agreement <= 1.0
+
+
+def test_tagger_refit_beats_slicing(tmp_path: Path) -> None:
+    """The least-squares refit of W, R and the per-step head keeps pruned modules closer to
+    the parent than slicing."""
+    _, path = exported(tmp_path, "GRU", seed=2)
+    x = ids(600, 2)
+    y = tags(x)
+    fid = {}
+    for comp in ("lstsq", "none"):
+        dec = Decomposer(path, x, y, Settings(keep=0.5, compensation=comp, align=1,
+                                              device="cpu"))
+        fid[comp] = np.mean([dec.measure(dec.build(k, 0.5)).fidelity for k in range(TAGS)])
+    assert fid["lstsq"] > fid["none"]
+
+
+def test_sequential_refit_refused_for_taggers(tmp_path: Path) -> None:
+    _, path = exported(tmp_path)
+    x = ids(50, 0)
+    with pytest.raises(OnnxDecompError, match="classes are per step"):
+        Decomposer(path, x, tags(x), Settings(compensation="sequential", device="cpu"))
+
+
+def test_link_union_replace_and_eval(tmp_path: Path) -> None:
+    """Parallel link: scores [N, T, K] equal to the modules side by side, label [N, T]; a
+    union of two tags decides among them; a tag replaced by another tagger's module; eval
+    reads per-step labels."""
+    net, path = exported(tmp_path)
+    x = ids(400, 3)
+    y = tags(x)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=y)
+    out = tmp_path / "mods"
+    run_cli(["decompose", str(path), "--data", str(data), "--keep", "0.75", "--align", "1",
+             "-o", str(out)])
+    linked = link([str(out)], mode="parallel").proto
+    scores, label = Runner(linked, device="cpu").run(x, outputs=["scores", "label"])
+    assert scores.shape == (len(x), STEPS, TAGS) and label.shape == (len(x), STEPS)
+    np.testing.assert_array_equal(label, scores.argmax(axis=-1))
+    one = Runner(str(out / "class_2.onnx"), device="cpu").run(x)[0]
+    np.testing.assert_allclose(scores[..., 2:3], one, atol=1e-5)
+
+    union = link([str(out / "class_0.onnx"), str(out / "class_3.onnx")], mode="union")
+    scores = Runner(union.proto, device="cpu").run(x)[0]
+    assert scores.shape == (len(x), STEPS, 2) and union.mode == "union"
+    assert union.parts[0]["macs_fraction"] <= 1.0
+
+    other, other_path = exported(tmp_path / "..", "GRU", seed=5)
+    out2 = tmp_path / "mods2"
+    run_cli(["decompose", str(other_path), "--data", str(data), "--keep", "1.0",
+             "-o", str(out2)])
+    patched = replace(str(path), [(1, str(out2 / "class_1.onnx"))]).proto
+    scores = Runner(patched, device="cpu").run(x)[0]
+    with torch.no_grad():
+        z_other = other(torch.from_numpy(x)).numpy()
+    lo_other = logodds_from_logits(z_other.reshape(-1, TAGS)).reshape(z_other.shape)
+    np.testing.assert_allclose(scores[..., 1], lo_other[..., 1], atol=1e-5)
+
+    saved = tmp_path / "linked.onnx"
+    onnx.save(linked, str(saved))
+    report = json.loads(run_cli(["eval", str(saved), "--data", str(data), "--json"]).output)
+    assert report["n"] == int((y >= 0).sum())
+
+
+def test_combiner_refused_for_taggers(tmp_path: Path) -> None:
+    _, path = exported(tmp_path)
+    x = ids(100, 0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=tags(x))
+    out = tmp_path / "mods"
+    run_cli(["decompose", str(path), "--data", str(data), "--keep", "1.0", "-o", str(out)])
+    res = run_cli(["replace", str(path), "--class", "0", "--with", str(out / "class_0.onnx"),
+                   "--calibrate", str(data), "-o", str(tmp_path / "r.onnx")], check=False)
+    assert res.exit_code != 0 and "whole samples" in res.output
+
+
+def _sequence_head(batch_first: bool, batch: str | int = "N") -> onnx.ModelProto:
+    """ids [N, 5] -> embedding [N, 5, 3] (-> Transpose to [5, N, 3]) -> MatMul W [3, 4] +
+    Add b -> Relu -> MatMul [4, 2] + Add: two sequence consumers, each with its bias after
+    it."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+             for n, s in [("E", (9, 3)), ("W1", (3, 4)), ("b1", (4,)), ("W2", (4, 2)),
+                          ("b2", (2,))]]
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["e" if batch_first else "e0"])]
+    nodes += [] if batch_first else [helper.make_node("Transpose", ["e0"], ["e"],
+                                                      perm=[1, 0, 2])]
+    nodes += [helper.make_node("MatMul", ["e", "W1"], ["m1"]),
+              helper.make_node("Add", ["m1", "b1"], ["a1"]),
+              helper.make_node("Relu", ["a1"], ["h"]),
+              helper.make_node("MatMul", ["h", "W2"], ["m2"]),
+              helper.make_node("Add", ["m2", "b2"], ["z"])]
+    out = [batch, 5, 2] if batch_first else [5, batch, 2]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "ids", TensorProto.INT64, [batch, 5])], [helper.make_tensor_value_info(
+            "z", TensorProto.FLOAT, out)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_sequence_matmul_batch_axis_and_bias_refit(batch_first: bool) -> None:
+    """The samples' axis is found from the graph input's batch dimension; a refit bias goes
+    into the Add after the MatMul, and the Add's own rule slices it."""
+    import onnx_ir as ir
+
+    proto = _sequence_head(batch_first)
+    model = normalize(ir.serde.deserialize_model(proto))
+    cg = analyse(model)
+    seq = [c for c in cg.consumers if c.kind == "seq"]
+    assert [c.batch_axis for c in seq] == [0 if batch_first else 1] * 2
+    removed = {int(r) for r in cg.roots(seq[1].value)[:2]}  # two of the hidden 4
+
+    def shift(node, w, rows, key=None):  # a refit that moves the bias by one
+        out = w[:, rows].copy()
+        out[:, -1] += 1.0
+        return out
+
+    PruneChannelsPass(cg, removed, shift)(model)
+    adds = {n.inputs[0].name: n for n in model.graph if n.op_type == "Add"}
+    b2 = numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == "b2"))
+    np.testing.assert_allclose(adds["m2"].inputs[1].const_value.numpy(), b2 + 1.0)
+    b1 = numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == "b1"))
+    kept = adds["m1"].inputs[1].const_value.numpy()
+    assert kept.shape == (2,) and np.all(np.isin(kept, b1))  # sliced, not refitted
+
+
+def test_sequence_matmul_without_batch_dimension_name_errors() -> None:
+    import onnx_ir as ir
+
+    model = normalize(ir.serde.deserialize_model(_sequence_head(True, batch=5)))
+    with pytest.raises(UnsupportedOpError, match="holds the samples") as err:
+        analyse(model)
+    assert "(MatMul)" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_per_step_model_with_a_per_sample_layer_errors() -> None:
+    """A per-step output behind a layer that does not read steps (a Gemm over the pooled
+    sentence, broadcast back to every step) has no step to own its rows: an error naming
+    that layer."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+             for n, s in [("E", (9, 3)), ("W", (3, 4)), ("W3", (3, 4)), ("V", (4, 2))]]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "ax"))
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["e"]),  # [N, 5, 3]
+             helper.make_node("ReduceMean", ["e", "ax"], ["p"], keepdims=0),  # [N, 3]
+             helper.make_node("Gemm", ["p", "W"], ["g"], name="pooled"),  # [N, 4]
+             helper.make_node("Unsqueeze", ["g", "ax"], ["u"]),  # [N, 1, 4]
+             helper.make_node("MatMul", ["e", "W3"], ["m"]),  # [N, 5, 4]
+             helper.make_node("Add", ["u", "m"], ["s"]),
+             helper.make_node("MatMul", ["s", "V"], ["z"])]
+    graph = helper.make_graph(nodes, "g", [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 5])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 5, 2])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = rng.integers(0, 9, (40, 5)).astype(np.int64)
+    with pytest.raises(OnnxDecompError, match="'pooled' \\(Gemm\\).*per step"):
+        Decomposer(proto, x, settings=Settings(device="cpu"))
