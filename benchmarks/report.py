@@ -229,7 +229,8 @@ def recurrent_gates(models: list[tuple[str, dict]]) -> str:
            "goal: <= 0.5 pp at <= 60% (Imtiaz et al.: 0.6 pp with modules of full size). "
            "Refit criterion against random units at the same keep ratios. The curves' "
            "`.npz` files come from `python -m models.text clinc150 --split train --out "
-           "/tmp/clinc_train.npz` (and `--split test --out /tmp/clinc_test.npz`).\n\n| model | "
+           "/tmp/clinc_train.npz` (and `--split test --out /tmp/clinc_test.npz`; the "
+           "taggers' `conll2000` likewise, their loss in token accuracy).\n\n| model | "
            "smallest refit point <= 1 pp | best refit point at <= 60% MACs | random at that "
            "keep | tuned to --fidelity |\n|---|---|---|---|---|\n"]
     for name, res in models:
@@ -327,7 +328,7 @@ def main() -> None:
     gates, recurrent = [], []
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
-                                 "latency", "scale", "recurrent_")):
+                                 "latency", "scale", "recurrent_", "tagging")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -357,7 +358,7 @@ def main() -> None:
         ok = [r for r in default if r["macs"] <= GATE_MACS]
         best = min(ok, key=lambda r: r["loss_pp"]) if ok else None
         tuned = next((r for r in res["rows"] if r["keep"] == "tuned"), None)
-        if name.startswith("clinc_"):
+        if name.startswith(("clinc_", "conll_")):
             recurrent.append((name, res))
             continue
         gates.append((name, best, tuned))
@@ -380,6 +381,10 @@ def main() -> None:
     if recurrent:
         parts.append(recurrent_gates(recurrent))
     parts.append(recurrent_sections())
+    if (RESULTS / "tagging.json").is_file():
+        from benchmarks.tagging import report_section
+
+        parts.append(report_section(json.loads((RESULTS / "tagging.json").read_text())))
     for path in sorted(RESULTS.glob("time_*.json")):
         t = json.loads(path.read_text())
         parts.append(f"\n## Decomposition time: {t['model']}\n\n`{t['command']}`\n\n"

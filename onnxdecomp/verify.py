@@ -165,20 +165,26 @@ def _agreement(model, parent, meta: dict, kind: str, data: Dataset) -> Row:
     x = fit_to_input(data, runner.input.shape, runner.input.dtype).x
     logits = p_runner.run(fit_to_input(data, p_runner.input.shape, p_runner.input.dtype).x)[0]
     out = runner.run(x)[0]
+    y, what = data.y, f"{len(x)} samples"
+    if logits.ndim == 3:  # a tagger: its labelled steps (every step without labels)
+        steps = y >= 0 if y.ndim == 2 else np.ones(logits.shape[:2], bool)
+        logits, out, y = logits[steps], out[steps], (y[steps] if y.ndim == 2 else None)
+        what = f"{len(logits)} steps"
     if kind == "module":
         k = int(meta[provenance.CLASS_INDEX])
         lo = logodds_from_logits(logits)
         fid, agree = logodds_fidelity(out, lo, k), jaccard_fidelity(out, lo, k)
-        return Row("against the parent", "pass", f"{len(x)} samples: log-odds fidelity "
+        return Row("against the parent", "pass", f"{what}: log-odds fidelity "
                    f"{fid:.4f}, decision agreement {agree:.4f} for class {k}")
     columns = json.loads(meta[provenance.COLUMNS])
     if len(_parent_shas(meta, kind)) != 1:
         return Row("against the parent", "skip", "columns of several parents")
     classes = [c["class_index"] for c in columns]
-    owner = data.y if data.y.ndim == 1 else logits.argmax(axis=1)
+    owner = y if y is not None and y.ndim == 1 else logits.argmax(axis=1)
     mine = np.isin(owner, classes)  # the samples of its classes: the others it never decides
     if not mine.any():
         return Row("against the parent", "skip", f"no sample of classes {classes}")
     agree = float(np.mean(out[mine].argmax(axis=1) == logits[mine][:, classes].argmax(axis=1)))
-    return Row("against the parent", "pass", f"{int(mine.sum())} samples of classes {classes}: "
+    unit = "steps" if what.endswith("steps") else "samples"
+    return Row("against the parent", "pass", f"{int(mine.sum())} {unit} of classes {classes}: "
                f"decisions agree with the parent restricted to them on {100 * agree:.2f}%")

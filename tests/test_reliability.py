@@ -69,6 +69,14 @@ def env(get_case, tmp_path_factory):
     _npz(d / "nan.npz", bad, y)
     one_class = np.zeros_like(y)
     _npz(d / "one_class.npz", x, one_class)
+    # A tagger (the committed LSTM: ids [N, 40], logits [N, 40, 12]) and one full-size module.
+    tagger = ROOT / "models" / "conll_lstm.onnx"
+    ids = np.random.default_rng(0).integers(2, 100, (30, 40)).astype(np.int64)
+    tags = _npz(d / "tags.npz", ids, np.zeros((30, 40), np.int64))
+    res = _run("decompose", tagger, "--data", tags, "--classes", "0", "--keep", "1.0", "-o",
+               d / "tag_modules")
+    assert res.exit_code == 0, res.output
+    files.update(tagger=tagger, tags=tags, tag_module=d / "tag_modules" / "class_00.onnx")
     full = d / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
@@ -133,6 +141,13 @@ BAD_INPUTS = [
      "exists and is not empty", 1),
     ("a module that is not one", lambda e: ["link", e["model"], "-o", e["dir"] / "l2.onnx"],
      "module", 1),
+    ("sequential refit of a tagger", lambda e: [
+        "decompose", e["tagger"], "--data", e["tags"], "--compensation", "sequential", "-o",
+        e["dir"] / "o10"], "--compensation sequential weighs whole samples by their class", 1),
+    ("a fitted combiner for a tagger", lambda e: [
+        "replace", e["tagger"], "--class", 0, "--with", e["tag_module"], "-o",
+        e["dir"] / "r2.onnx", "--calibrate", e["tags"]],
+     "a combiner fitted on calibration data is for models that score whole samples", 1),
     ("CUDA asked for, none there", lambda e: ["eval", e["model"], "--data", e["data"],
                                              "--device", "cuda"], "CUDA", 4),
 ]

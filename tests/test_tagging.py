@@ -179,6 +179,9 @@ def test_link_union_replace_and_eval(tmp_path: Path) -> None:
     onnx.save(linked, str(saved))
     report = json.loads(run_cli(["eval", str(saved), "--data", str(data), "--json"]).output)
     assert report["n"] == int((y >= 0).sum())
+    checked = run_cli(["check", str(out / "class_0.onnx"), "--parent", str(path), "--data",
+                       str(data)]).output
+    assert f"{int((y >= 0).sum())} steps: log-odds fidelity" in checked
 
 
 def test_combiner_refused_for_taggers(tmp_path: Path) -> None:
