@@ -169,3 +169,27 @@ def test_embeddings_kept_unless_asked(tmp_path: Path) -> None:
         table = next(t for t in proto.graph.initializer if list(t.dims[:1]) == [VOCAB])
         widths[prune] = table.dims[1]
     assert widths == {False: EMBED, True: EMBED // 2}
+
+
+def test_computed_nonzero_initial_state_names_the_node() -> None:
+    """h0 = ConstantOfShape(Concat(1, N, H)) filled with 0.5: computed from the batch, not
+    zeros, so neither dropped nor sliced: a one-line error naming the LSTM."""
+    proto = build_lstm()
+    half = numpy_helper.from_array(np.array([0.5], np.float32))
+    proto.graph.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), "one"),
+                                    numpy_helper.from_array(np.array([4], np.int64), "hid")])
+    shape_nodes = [
+        helper.make_node("Shape", ["x"], ["xs"]),
+        helper.make_node("Gather", ["xs", "zero_i"], ["n"], axis=0),
+        helper.make_node("Concat", ["one", "n", "hid"], ["h0_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["h0_shape"], ["h0"], value=half)]
+    proto.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), "zero_i"))
+    lstm = next(n for n in proto.graph.node if n.op_type == "LSTM")
+    lstm.input.extend(["", "", "h0"])
+    nodes = list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(shape_nodes + nodes)
+    model = normalize(ir.serde.deserialize_model(proto))
+    with pytest.raises(UnsupportedOpError, match="initial state 'h0' is computed") as err:
+        analyse(model)
+    assert "(LSTM)" in str(err.value) and "\n" not in str(err.value)
