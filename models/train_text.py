@@ -65,16 +65,8 @@ class IntentRNN(nn.Module):
         return self.head(last)
 
 
-class TaggerRNN(nn.Module):
+class TaggerRNN(IntentRNN):
     """Embedding -> RNN/LSTM/GRU over the sentence -> linear at every step: [N, T, tags]."""
-
-    def __init__(self, vocab: int, classes: int, cell: str, embed: int, hidden: int,
-                 layers: int = 1, bidirectional: bool = False) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, embed, padding_idx=0)
-        self.rnn = getattr(nn, cell)(embed, hidden, num_layers=layers, batch_first=True,
-                                     bidirectional=bidirectional)
-        self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         seq, _ = self.rnn(self.embed(ids))
