@@ -105,6 +105,26 @@ def test_tagger_modules_exact_then_smaller(tmp_path: Path, cell: str, bi: bool, 
     assert 0 < module.fidelity <= 1
 
 
+class LogSoftmaxTagger(TaggerNet):
+    def forward(self, ids):
+        return torch.log_softmax(super().forward(ids), dim=-1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_log_softmax_output_is_stripped_over_the_tag_axis(tmp_path: Path, exporter: str) -> None:
+    """A tagger ending in log_softmax over the tags: the modules are exact all the same."""
+    torch.manual_seed(0)
+    net = LogSoftmaxTagger("GRU", True, 1).eval()
+    path = torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
+    x = ids(100, 0)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    got = Runner(dec.build(2, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], want[..., 2], atol=1e-5)
+
+
 def test_per_step_profile_counts_labelled_steps(tmp_path: Path) -> None:
     """A tagger's samples are its labelled steps: padding (-1) neither counts nor owns rows,
     and the held-out fidelity is measured on labelled steps only."""
@@ -276,4 +296,32 @@ def test_per_step_model_with_a_per_sample_layer_errors() -> None:
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     x = rng.integers(0, 9, (40, 5)).astype(np.int64)
     with pytest.raises(OnnxDecompError, match="'pooled' \\(Gemm\\).*per step"):
+        Decomposer(proto, x, settings=Settings(device="cpu"))
+
+
+@pytest.mark.parametrize("axis,stripped", [(2, True), (-1, True), (1, False)])
+def test_softmax_stripped_over_the_last_axis_only(axis: int, stripped: bool) -> None:
+    """Softmax over the tags of [N, T, K] is a per-step shift of the logits and goes; over
+    the steps it is not and stays."""
+    import onnx_ir as ir
+
+    from onnxdecomp.passes import StripOutputSoftmaxPass
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Softmax", ["r"], ["p"],
+                                                                  axis=axis)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 3])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 5, 3])])
+    model = ir.serde.deserialize_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert StripOutputSoftmaxPass()(model).modified is stripped
+
+
+def test_steps_first_output_is_refused() -> None:
+    """A tagger whose output is [T, N, K] gets a one-line error saying so (exit 3)."""
+    from onnxdecomp.errors import UnsupportedModelError
+
+    proto = _sequence_head(False)  # its output is [5, N, 2]
+    x = np.random.default_rng(0).integers(0, 9, (20, 5)).astype(np.int64)
+    with pytest.raises(UnsupportedModelError, match=r"\[T, N, K\]"):
         Decomposer(proto, x, settings=Settings(device="cpu"))

@@ -9,7 +9,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph, analyse
-from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.errors import OnnxDecompError, UnsupportedModelError
 from onnxdecomp.irutil import to_proto
 from onnxdecomp.modelio import read_model, sha256_bytes
 from onnxdecomp.passes import normalize
@@ -44,6 +44,10 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
         raise OnnxDecompError("the model's output must be [N, K] class scores (or [N, T, K], "
                               "scores at every step)")
     k = out.shape[-1]
+    if len(out.shape) == 3 and _steps_first(ir_model, out):
+        raise UnsupportedModelError(
+            f"the model's output {out.name!r} is [T, N, K], steps before samples: a tagger's "
+            "output must be [N, T, K] (add a Transpose, or export it batch first)")
     if k < 2:
         raise OnnxDecompError("the model has fewer than two classes")
     cg = analyse(ir_model)
@@ -76,3 +80,13 @@ def kernel_fraction(cg: ChannelGraph, removed: set[int]) -> float:
         kept += sum(n_in) * sum(n_out)
         total += len(n_in) * len(n_out)
     return kept / total if total else 1.0
+
+
+def _steps_first(model: ir.Model, out: ir.Value) -> bool:
+    """Whether a rank-3 output holds the samples on axis 1: the graph input's batch
+    dimension is a symbol found there and not on axis 0."""
+    first = model.graph.inputs[0].shape if model.graph.inputs else None
+    batch = first[0] if first is not None and len(first) else None
+    if batch is None or isinstance(batch, int):
+        return False
+    return out.shape[1] == batch and out.shape[0] != batch

@@ -6,7 +6,8 @@ import onnx_ir as ir
 
 
 class StripOutputSoftmaxPass(ir.passes.InPlacePass):
-    """Drop a Softmax or LogSoftmax that produces the graph output, over the class axis.
+    """Drop a Softmax or LogSoftmax that produces the graph output, over the class axis (the
+    last: [N, K], or a tagger's [N, T, K]).
 
     Log-odds need logits; softmax and log-softmax keep the argmax and shift logits by a
     per-sample constant only, so class log-odds computed from the stripped output equal
@@ -30,7 +31,11 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
             return ir.passes.PassResult(model, False)
         axis = node.attributes.get_int("axis", -1)
-        if axis not in (1, -1) or node.inputs[0].is_graph_input():
+        rank = len(out.shape) if out.shape is not None else None
+        # The class axis is the last (a tagger's [N, T, K] too); over another axis the op is
+        # no per-sample shift of the logits and stays.
+        last = axis == -1 or (rank is not None and axis % rank == rank - 1)
+        if not last or node.inputs[0].is_graph_input():
             return ir.passes.PassResult(model, False)
         logits = node.inputs[0]
         name = out.name
