@@ -325,3 +325,36 @@ def test_steps_first_output_is_refused() -> None:
     x = np.random.default_rng(0).integers(0, 9, (20, 5)).astype(np.int64)
     with pytest.raises(UnsupportedModelError, match=r"\[T, N, K\]"):
         Decomposer(proto, x, settings=Settings(device="cpu"))
+
+
+class StepsFirstTagger(torch.nn.Module):
+    """A tagger built steps first (batch_first=False), its head over [T, N, H], transposed
+    to [N, T, K] at the end: the head's samples are on axis 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, EMBED, padding_idx=0)
+        self.rnn = torch.nn.LSTM(EMBED, HIDDEN)
+        self.head = torch.nn.Linear(HIDDEN, TAGS)
+
+    def forward(self, ids):
+        seq, _ = self.rnn(self.embed(ids.transpose(0, 1)))
+        return self.head(seq).transpose(0, 1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_steps_first_head_then_transpose(tmp_path: Path, exporter: str) -> None:
+    torch.manual_seed(3)
+    net = StepsFirstTagger().eval()
+    path = torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
+    x = ids(150, 4)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    assert [c.batch_axis for c in dec.parent.cg.consumers if c.kind == "seq"] == [1]
+    got = Runner(dec.build(3, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], want[..., 3], atol=1e-5)
+    pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, device="cpu"))
+    module = pruned.measure(pruned.build(3, 0.5, check=True))
+    assert module.fidelity > 0.5
