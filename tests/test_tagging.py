@@ -358,3 +358,56 @@ def test_steps_first_head_then_transpose(tmp_path: Path, exporter: str) -> None:
     pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, device="cpu"))
     module = pruned.measure(pruned.build(3, 0.5, check=True))
     assert module.fidelity > 0.5
+
+
+class FlattenedHeadTagger(TaggerNet):
+    """The head applied to every step through ``view(-1, H)`` and back."""
+
+    def forward(self, ids):
+        seq, _ = self.rnn(self.embed(ids))
+        n, t, h = seq.shape
+        return self.head(seq.reshape(-1, h)).reshape(n, t, -1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_flattened_per_step_head_is_one_sequence_matmul(tmp_path: Path, exporter: str) -> None:
+    """Reshape -> Gemm -> Reshape becomes a MatMul over the sequence (a "seq" consumer):
+    exact with nothing pruned, smaller when pruned."""
+    torch.manual_seed(4)
+    net = FlattenedHeadTagger("GRU", False, 1).eval()
+    path = torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
+    x = ids(150, 5)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    assert [c.kind for c in dec.parent.cg.consumers][-1] == "seq"
+    assert not any(n.op_type == "Gemm" for n in dec.parent.model.graph)
+    got = Runner(dec.build(0, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], want[..., 0], atol=1e-5)
+    pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, device="cpu"))
+    assert model_stats(pruned.build(0, 0.5, check=True).proto).macs < 0.6 * pruned.parent.macs
+
+
+def test_flattened_dense_left_alone_when_the_steps_are_not_restored() -> None:
+    """Reshape(x [N, 6, 4] -> [-1, 4]) -> Gemm -> Reshape to [N, 3, 2 * O]: the rows do not
+    come back to their steps, so the pass changes nothing."""
+    import onnx_ir as ir
+
+    from onnxdecomp.passes import FuseFlattenedSequenceDensePass, infer_shapes
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 5)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array([-1, 4], np.int64), "s1"),
+             numpy_helper.from_array(np.array([0, 3, 10], np.int64), "s2")]
+    graph = helper.make_graph([
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Reshape", ["r", "s1"], ["f"]),
+        helper.make_node("Gemm", ["f", "W"], ["g"]),
+        helper.make_node("Reshape", ["g", "s2"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 3, 10])], inits)
+    model = ir.serde.deserialize_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    infer_shapes(model)
+    assert not FuseFlattenedSequenceDensePass()(model).modified

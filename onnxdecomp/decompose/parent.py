@@ -53,12 +53,16 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     cg = analyse(ir_model)
     names = list(class_names) if class_names and len(class_names) == k else [
         str(i) for i in range(k)]
-    stats = model_stats(proto)
+    normalised = to_proto(ir_model)
+    try:
+        stats = model_stats(proto)
+    except OnnxDecompError:  # a shape only the normalised graph pins down (modules are
+        stats = model_stats(normalised)  # counted on that form too)
     return Parent(
         path=str(model) if not isinstance(model, onnx.ModelProto) else "<memory>",
         sha256=sha256_bytes(raw),
         model=ir_model,
-        proto=to_proto(ir_model),
+        proto=normalised,
         cg=cg,
         num_classes=k,
         class_names=names,

@@ -7,6 +7,7 @@ from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.normalize import infer_shapes, normalize
@@ -19,6 +20,7 @@ __all__ = [
     "FoldBatchNormIntoConvPass",
     "FoldConstantsPass",
     "FoldGatherOfConcatPass",
+    "FuseFlattenedSequenceDensePass",
     "FuseMatMulAddIntoGemmPass",
     "NameRecurrentOutputsPass",
     "RemoveDropoutPass",

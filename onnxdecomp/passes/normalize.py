@@ -10,6 +10,7 @@ from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
@@ -30,7 +31,8 @@ def normalize(model: ir.Model) -> ir.Model:
     """Run the normalisation passes in place and return the model.
 
     After it: constants are initializers and folded, no Identity/Dropout, BatchNorm after a
-    Conv folded, dense layers are Gemm, flattening Reshapes are Flatten, the single output
+    Conv folded, dense layers are Gemm (one applied to every step through reshapes: a MatMul
+    over the sequence), flattening Reshapes are Flatten, the single output
     is logits (a trailing Softmax/LogSoftmax stripped), recurrent ops have no all-zero initial
     state and a named Y, no Gather picks a slice out of a Concat, shapes inferred.
     """
@@ -61,6 +63,7 @@ def normalize(model: ir.Model) -> ir.Model:
         [
             FoldBatchNormIntoConvPass(),
             FuseMatMulAddIntoGemmPass(),
+            FuseFlattenedSequenceDensePass(),
             CanonicalizeFlattenPass(),
             FoldGatherOfConcatPass(),
             common.RemoveUnusedNodesPass(),  # it also unnames unused outputs: name Y after it
