@@ -411,3 +411,48 @@ def test_flattened_dense_left_alone_when_the_steps_are_not_restored() -> None:
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     infer_shapes(model)
     assert not FuseFlattenedSequenceDensePass()(model).modified
+
+
+class ConvTagger(torch.nn.Module):
+    """Embedding -> 1-D convolution over the steps ("same" padding) -> ReLU -> GRU -> linear
+    at every step: a convolution whose output position t is step t."""
+
+    def __init__(self, recurrent: bool = True) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, EMBED, padding_idx=0)
+        self.conv = torch.nn.Conv1d(EMBED, 12, 3, padding=1)
+        self.rnn = torch.nn.GRU(12, HIDDEN, batch_first=True, bidirectional=True) \
+            if recurrent else None
+        self.head = torch.nn.Linear(2 * HIDDEN if recurrent else 12, TAGS)
+
+    def forward(self, ids):
+        h = torch.relu(self.conv(self.embed(ids).transpose(1, 2))).transpose(1, 2)
+        if self.rnn is not None:
+            h, _ = self.rnn(h)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("recurrent", [True, False], ids=["conv-gru", "conv-only"])
+def test_conv_tagger_profiled_per_step(tmp_path: Path, recurrent: bool) -> None:
+    """A 1-D convolution with one output per step reads its input step by step: exact with
+    nothing pruned, its filters pruned and refitted per step."""
+    torch.manual_seed(6)
+    net = ConvTagger(recurrent).eval()
+    path = torch_export(net, torch.from_numpy(ids(3, 7)), "torchscript", tmp_path / "t.onnx")
+    x = ids(200, 6)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    assert "conv" in {c.kind for c in dec.parent.cg.consumers}
+    got = Runner(dec.build(2, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], want[..., 2], atol=1e-5)
+    fid = {}
+    for comp in ("lstsq", "none"):
+        pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, compensation=comp,
+                                                       device="cpu"))
+        module = pruned.measure(pruned.build(2, 0.5, check=True))
+        fid[comp] = module.fidelity
+        conv = next(t for t in module.proto.graph.initializer if len(t.dims) == 3)
+        assert conv.dims[0] == 6  # half of the 12 filters
+    assert fid["lstsq"] > fid["none"]

@@ -149,3 +149,28 @@ def consumer_columns(cons: Consumer, act: np.ndarray, positions: int,
 def with_ones(cols: np.ndarray) -> np.ndarray:
     """The columns and the constant 1 of the bias."""
     return np.concatenate([cols, np.ones((cols.shape[0], 1), np.float32)], axis=1)
+
+
+def step_view(cons: Consumer, act: np.ndarray, steps: int) -> np.ndarray | None:
+    """A consumer's input as [N, T, C] with step t at index t, for per-step (tagging)
+    profiling: a sequence consumer's, or a 1-D Conv's [N, C, T] over the ``steps`` tokens;
+    None for a layer whose input is not laid out by step."""
+    if cons.kind in SEQUENCE_KINDS:
+        return sequence_view(cons, act)
+    if cons.kind == "conv" and act.ndim == 3 and act.shape[2] == steps:
+        return act.transpose(0, 2, 1)
+    return None
+
+
+def step_columns(cons: Consumer, act: np.ndarray, positions: int, rng: np.random.Generator,
+                 steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows [N * P, columns] float32, sample-major, the step of each of the P positions)
+    for per-step profiling: a sequence consumer's sampled steps; every output position of a
+    1-D Conv whose output has one position per step (stride 1, "same" padding: position t
+    reads the window around token t). None when the layer has no rows per step."""
+    if cons.kind in SEQUENCE_KINDS:
+        return sequence_columns(cons, act, positions, rng)
+    if cons.kind == "conv" and act.ndim == 3 and act.shape[2] == steps and \
+            conv_geometry(cons.node, act.shape)[-1] == [steps]:
+        return im2col_sample(act.astype(np.float32), cons.node, steps, rng), np.arange(steps)
+    return None

@@ -24,11 +24,10 @@ import onnx
 
 from onnxdecomp.channels import ChannelGraph, Consumer
 from onnxdecomp.decompose.columns import (
-    SEQUENCE_KINDS,
     channels_second,
     consumer_columns,
-    sequence_columns,
-    sequence_view,
+    step_columns,
+    step_view,
     with_ones,
 )
 from onnxdecomp.decompose.head import head_sensitivity
@@ -75,16 +74,14 @@ class Profile:
         return out
 
 
-def check_per_step(cg: ChannelGraph) -> None:
+def not_per_step(cons: Consumer) -> OnnxDecompError:
     """A per-step (tagging) model's classes are per step: every layer reading channels must
     read them per step, or no step would own its rows."""
-    for cons in cg.consumers:
-        if cons.kind not in SEQUENCE_KINDS:
-            raise OnnxDecompError(
-                f"node {cons.node.name!r} ({cons.node.op_type}): a model with one output per "
-                "step (tagging) is decomposed per step; this layer does not read its input "
-                "step by step (only recurrent layers and MatMuls over a sequence's last axis "
-                "do)")
+    return OnnxDecompError(
+        f"node {cons.node.name!r} ({cons.node.op_type}): a model with one output per step "
+        "(tagging) is decomposed per step; this layer does not read its input step by step "
+        "(recurrent layers, MatMuls over a sequence's last axis and 1-D convolutions with one "
+        "output per step do)")
 
 
 def profile(
@@ -118,8 +115,6 @@ def profile(
             k = z.shape[-1]
             prof = Profile(num_classes=k, samples=np.zeros(k, dtype=np.int64))
             prof.head_sens = np.zeros((k, k))
-            if z.ndim == 3:
-                check_per_step(cg)
         lab = None if y is None else y[start:stop]
         pred = z.argmax(axis=-1)  # [n], or [n, T] for a tagger: -1 where the label is
         if z.ndim == 3 and lab is not None:
@@ -133,7 +128,10 @@ def profile(
         for name, cons in reader.items():
             act = acts[cons.value.name].astype(np.float32)
             if z.ndim == 3:  # per step: [n, T, C] rows go to their steps' classes
-                on = (sequence_view(cons, act) > 0)[valid]
+                view = step_view(cons, act, z.shape[1])
+                if view is None:
+                    raise not_per_step(cons)
+                on = (view > 0)[valid]
                 owner = pred[valid]
             else:
                 a = channels_second(cons, act)
@@ -144,8 +142,10 @@ def profile(
             np.add.at(prof.act_freq[name], owner, on)
         for node_name, cons in wanted.items():
             if z.ndim == 3:
-                cols, steps = sequence_columns(cons, acts[cons.value.name], positions, rng)
-                cols, row_class = with_ones(cols), pred[:, steps].reshape(-1)
+                found = step_columns(cons, acts[cons.value.name], positions, rng, z.shape[1])
+                if found is None:
+                    raise not_per_step(cons)
+                cols, row_class = with_ones(found[0]), pred[:, found[1]].reshape(-1)
             else:
                 cols, reps = consumer_columns(cons, acts[cons.value.name], positions, rng)
                 row_class = np.repeat(pred, reps)
