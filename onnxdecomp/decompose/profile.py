@@ -9,7 +9,9 @@
 
 A tagger (logits [N, T, K]) is profiled per step: each labelled step (label >= 0; every step
 when no labels are given) belongs to the class the parent gives it, and the rows of every
-sequence consumer at step t count for that class. The samples of the counts are then steps.
+consumer at step t (``columns.step_columns``: recurrent layers, sequence MatMuls, 1-D
+convolutions with one output per step) count for that class. The samples of the counts are
+then steps.
 
 Only accumulators are kept, so memory does not grow with the data.
 """
@@ -116,7 +118,7 @@ def profile(
             prof = Profile(num_classes=k, samples=np.zeros(k, dtype=np.int64))
             prof.head_sens = np.zeros((k, k))
         lab = None if y is None else y[start:stop]
-        pred = z.argmax(axis=-1)  # [n], or [n, T] for a tagger: -1 where the label is
+        pred = z.argmax(axis=-1)  # [n], or [n, T] for a tagger: -1 on padding (label -1)
         if z.ndim == 3 and lab is not None:
             pred = np.where(lab >= 0, pred, -1)
         valid = pred >= 0

@@ -32,11 +32,10 @@ class UnionBuilder:
         """Held-out samples of the subset: by label where labels are known, else by the
         parent's decision."""
         dec = self.dec
-        if dec.hold_steps is not None:  # a tagger: the held-out steps (hold_logits' rows)
-            owner = (dec.y_hold[dec.hold_steps] if dec.y_hold is not None
-                     else dec.hold_logits.argmax(axis=1))
-        else:
-            owner = dec.y_hold if dec.y_hold is not None else dec.hold_logits.argmax(axis=1)
+        labels = dec.y_hold
+        if labels is not None and dec.hold_steps is not None:  # a tagger: its labelled steps
+            labels = labels[dec.hold_steps]  # (the rows of hold_logits)
+        owner = labels if labels is not None else dec.hold_logits.argmax(axis=1)
         mask = np.isin(owner, classes)
         if not mask.any():
             raise OnnxDecompError(
