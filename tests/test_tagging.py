@@ -72,6 +72,21 @@ def exported(tmp_path: Path, cell: str = "LSTM", bi: bool = False, layers: int =
     return net, torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
 
 
+def torch_logodds(net, x: np.ndarray) -> np.ndarray:
+    """torch's class log-odds at every step, [N, T, K]."""
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    return logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+
+
+def exact_module(path: Path, net, x: np.ndarray, k: int) -> Decomposer:
+    """Nothing pruned: module k scores every step with torch's log-odds to 1e-5."""
+    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    got = Runner(dec.build(k, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], torch_logodds(net, x)[..., k], atol=1e-5)
+    return dec
+
+
 CASES = [(cell, bi, layers, exporter) for cell in ("LSTM", "GRU", "RNN")
          for bi in (False, True) for layers in (1, 2) for exporter in ("torchscript", "dynamo")
          if not (cell == "RNN" and exporter == "dynamo")]  # dynamo unrolls a vanilla RNN
@@ -86,9 +101,7 @@ def test_tagger_modules_exact_then_smaller(tmp_path: Path, cell: str, bi: bool, 
     net, path = exported(tmp_path, cell, bi, layers, exporter)
     x = ids(200, 0)
     y = tags(x)
-    with torch.no_grad():
-        z = net(torch.from_numpy(x)).numpy()
-    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
+    want = torch_logodds(net, x)
     dec = Decomposer(path, x, y, Settings(keep=1.0, compensation="none", device="cpu"))
     assert dec.parent.per_step and {c.kind for c in dec.parent.cg.consumers} >= {"seq"}
     for k in range(TAGS):
@@ -117,12 +130,7 @@ def test_log_softmax_output_is_stripped_over_the_tag_axis(tmp_path: Path, export
     net = LogSoftmaxTagger("GRU", True, 1).eval()
     path = torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
     x = ids(100, 0)
-    with torch.no_grad():
-        z = net(torch.from_numpy(x)).numpy()
-    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
-    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
-    got = Runner(dec.build(2, 1.0, check=True).proto, device="cpu").run(x)[0]
-    np.testing.assert_allclose(got[..., 0], want[..., 2], atol=1e-5)
+    exact_module(path, net, x, 2)
 
 
 def test_per_step_profile_counts_labelled_steps(tmp_path: Path) -> None:
@@ -190,10 +198,7 @@ def test_link_union_replace_and_eval(tmp_path: Path) -> None:
              "-o", str(out2)])
     patched = replace(str(path), [(1, str(out2 / "class_1.onnx"))]).proto
     scores = Runner(patched, device="cpu").run(x)[0]
-    with torch.no_grad():
-        z_other = other(torch.from_numpy(x)).numpy()
-    lo_other = logodds_from_logits(z_other.reshape(-1, TAGS)).reshape(z_other.shape)
-    np.testing.assert_allclose(scores[..., 1], lo_other[..., 1], atol=1e-5)
+    np.testing.assert_allclose(scores[..., 1], torch_logodds(other, x)[..., 1], atol=1e-5)
 
     saved = tmp_path / "linked.onnx"
     onnx.save(linked, str(saved))
@@ -348,13 +353,8 @@ def test_steps_first_head_then_transpose(tmp_path: Path, exporter: str) -> None:
     net = StepsFirstTagger().eval()
     path = torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
     x = ids(150, 4)
-    with torch.no_grad():
-        z = net(torch.from_numpy(x)).numpy()
-    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
-    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    dec = exact_module(path, net, x, 3)
     assert [c.batch_axis for c in dec.parent.cg.consumers if c.kind == "seq"] == [1]
-    got = Runner(dec.build(3, 1.0, check=True).proto, device="cpu").run(x)[0]
-    np.testing.assert_allclose(got[..., 0], want[..., 3], atol=1e-5)
     pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, device="cpu"))
     module = pruned.measure(pruned.build(3, 0.5, check=True))
     assert module.fidelity > 0.5
@@ -377,14 +377,9 @@ def test_flattened_per_step_head_is_one_sequence_matmul(tmp_path: Path, exporter
     net = FlattenedHeadTagger("GRU", False, 1).eval()
     path = torch_export(net, torch.from_numpy(ids(3, 7)), exporter, tmp_path / "t.onnx")
     x = ids(150, 5)
-    with torch.no_grad():
-        z = net(torch.from_numpy(x)).numpy()
-    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
-    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    dec = exact_module(path, net, x, 0)
     assert [c.kind for c in dec.parent.cg.consumers][-1] == "seq"
     assert not any(n.op_type == "Gemm" for n in dec.parent.model.graph)
-    got = Runner(dec.build(0, 1.0, check=True).proto, device="cpu").run(x)[0]
-    np.testing.assert_allclose(got[..., 0], want[..., 0], atol=1e-5)
     pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, device="cpu"))
     assert model_stats(pruned.build(0, 0.5, check=True).proto).macs < 0.6 * pruned.parent.macs
 
@@ -440,13 +435,8 @@ def test_conv_tagger_profiled_per_step(tmp_path: Path, recurrent: bool) -> None:
     net = ConvTagger(recurrent).eval()
     path = torch_export(net, torch.from_numpy(ids(3, 7)), "torchscript", tmp_path / "t.onnx")
     x = ids(200, 6)
-    with torch.no_grad():
-        z = net(torch.from_numpy(x)).numpy()
-    want = logodds_from_logits(z.reshape(-1, TAGS)).reshape(z.shape)
-    dec = Decomposer(path, x, tags(x), Settings(keep=1.0, compensation="none", device="cpu"))
+    dec = exact_module(path, net, x, 2)
     assert "conv" in {c.kind for c in dec.parent.cg.consumers}
-    got = Runner(dec.build(2, 1.0, check=True).proto, device="cpu").run(x)[0]
-    np.testing.assert_allclose(got[..., 0], want[..., 2], atol=1e-5)
     fid = {}
     for comp in ("lstsq", "none"):
         pruned = Decomposer(path, x, tags(x), Settings(keep=0.5, align=1, compensation=comp,
