@@ -446,3 +446,33 @@ def test_conv_tagger_profiled_per_step(tmp_path: Path, recurrent: bool) -> None:
         conv = next(t for t in module.proto.graph.initializer if len(t.dims) == 3)
         assert conv.dims[0] == 6  # half of the 12 filters
     assert fid["lstsq"] > fid["none"]
+
+
+class FloatSequenceTagger(torch.nn.Module):
+    """Float features [N, T, F] (no embedding) -> LSTM -> linear at every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.LSTM(5, HIDDEN, batch_first=True)
+        self.head = torch.nn.Linear(HIDDEN, TAGS)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_float_sequence_tagger(tmp_path: Path, exporter: str) -> None:
+    """A tagger fed float features: its input is pinned, its hidden units are pruned."""
+    torch.manual_seed(7)
+    net = FloatSequenceTagger().eval()
+    x = np.random.default_rng(7).normal(size=(150, STEPS, 5)).astype(np.float32)
+    path = torch_export(net, torch.from_numpy(x[:3]), exporter, tmp_path / "t.onnx")
+    y = torch_logodds(net, x).argmax(axis=-1)
+    dec = Decomposer(path, x, y, Settings(keep=1.0, compensation="none", device="cpu"))
+    got = Runner(dec.build(1, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], torch_logodds(net, x)[..., 1], atol=1e-5)
+    pruned = Decomposer(path, x, y, Settings(keep=0.5, align=1, device="cpu"))
+    module = pruned.build(1, 0.5, check=True)
+    sizes = [a.i for n in module.proto.graph.node if n.op_type == "LSTM"
+             for a in n.attribute if a.name == "hidden_size"]
+    assert sizes == [HIDDEN // 2]
