@@ -180,6 +180,7 @@ def test_link_union_replace_and_eval(tmp_path: Path) -> None:
     out = tmp_path / "mods"
     run_cli(["decompose", str(path), "--data", str(data), "--keep", "0.75", "--align", "1",
              "-o", str(out)])
+    assert json.loads((out / "manifest.json").read_text())["parent"]["per_step"] is True
     linked = link([str(out)], mode="parallel").proto
     scores, label = Runner(linked, device="cpu").run(x, outputs=["scores", "label"])
     assert scores.shape == (len(x), STEPS, TAGS) and label.shape == (len(x), STEPS)

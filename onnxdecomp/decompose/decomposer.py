@@ -310,7 +310,7 @@ def decompose(
     t0 = time.perf_counter()
     manifest = Manifest(
         parent=ParentEntry(parent.path, parent.sha256, parent.params, parent.macs,
-                           parent.class_names, _resolved(model)),
+                           parent.class_names, _resolved(model), parent.per_step),
         modules=entries, settings=s,
         calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
         parent_agreement_on_calibration=(

@@ -25,6 +25,7 @@ class ParentEntry:
     macs: int
     classes: list[str]
     resolved_path: str | None = None  # absolute, for a linker run from another folder
+    per_step: bool = False  # a tagger: logits [N, T, K], modules score every step [N, T, 1]
 
 
 @dataclass
