@@ -290,11 +290,19 @@ def recurrent_sections() -> str:
                    "validation split; F1 of the intent and top-1 on the test split.\n\n"
                    "| intent | F1 parent | F1 donor | F1 replaced (P / R) | top-1 change pp |"
                    "\n|---|---|---|---|---|\n")
-        for r in res["replace"]:
-            rep = r["replaced"]
-            out.append(f"| {r['intent']} | {r['lstm']['f1']:.3f} | {r['gru']['f1']:.3f} | "
-                       f"{rep['f1']:.3f} ({rep['precision']:.3f} / {rep['recall']:.3f}) | "
-                       f"{r['top1_change_pp']:+.2f} |\n")
+        out.append(replacement_rows(res["replace"], "intent", "top1_change_pp"))
+    return "".join(out)
+
+
+def replacement_rows(rows: list[dict], name: str, change: str) -> str:
+    """Table rows of a replacement benchmark: the class (``name``), its F1 in the parent, the
+    donor and the replaced model (precision / recall), and the accuracy ``change``."""
+    out = []
+    for r in rows:
+        rep = r["replaced"]
+        out.append(f"| {r[name]} | {r['lstm']['f1']:.3f} | {r['gru']['f1']:.3f} | "
+                   f"{rep['f1']:.3f} ({rep['precision']:.3f} / {rep['recall']:.3f}) | "
+                   f"{r[change]:+.2f} |\n")
     return "".join(out)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.link_models import WORK, class_scores, modules_of
+from benchmarks.report import replacement_rows
 from models.tags import TagVocab, conll_arrays
 from models.text import CONLL_VOCAB, write_npz
 from onnxdecomp import link, replace
@@ -146,9 +147,5 @@ def report_section(res: dict) -> str:
                "module (raw log-odds), the tags chosen on the train split; tag F1 and token "
                "accuracy on the test split.\n\n| tag | F1 parent | F1 donor | F1 replaced "
                "(P / R) | accuracy change pp |\n|---|---|---|---|---|\n")
-    for r in res["replace"]:
-        rep = r["replaced"]
-        out.append(f"| {r['tag']} | {r['lstm']['f1']:.3f} | {r['gru']['f1']:.3f} | "
-                   f"{rep['f1']:.3f} ({rep['precision']:.3f} / {rep['recall']:.3f}) | "
-                   f"{r['accuracy_change_pp']:+.2f} |\n")
+    out.append(replacement_rows(res["replace"], "tag", "accuracy_change_pp"))
     return "".join(out)

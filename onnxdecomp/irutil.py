@@ -97,6 +97,21 @@ def rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
 
 
+def leading_dims(scores: ir.Value) -> list:
+    """The dims before the class axis (the last) of a scores tensor: [N] for [N, K], [N, T]
+    for a tagger's [N, T, K], [None] when the shape is unknown; their count is the class
+    axis."""
+    return list(scores.shape)[:-1] if scores.shape is not None else [None]
+
+
+def input_batch_dim(graph: ir.Graph | None) -> ir.SymbolicDim | None:
+    """The graph input's batch dimension when it is a named symbol (a dynamic batch), else
+    None: values that carry it hold the samples on that axis."""
+    first = graph.inputs[0].shape if graph is not None and graph.inputs else None
+    batch = first[0] if first is not None and len(first) else None
+    return None if batch is None or isinstance(batch, int) else batch
+
+
 # The opset from which an op takes ``axes`` as an input instead of an attribute.
 _AXES_AS_INPUT = {"Squeeze": 13, "Unsqueeze": 13, "ReduceSum": 13}
 _REDUCE_AXES_AS_INPUT = 18

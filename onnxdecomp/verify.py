@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from onnxdecomp import provenance
-from onnxdecomp.data import Dataset, fit_to_input
+from onnxdecomp.data import Dataset, fit_to_input, labelled_steps
 from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
 from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.decompose.manifest import FILE as MANIFEST
@@ -165,11 +165,12 @@ def _agreement(model, parent, meta: dict, kind: str, data: Dataset) -> Row:
     x = fit_to_input(data, runner.input.shape, runner.input.dtype).x
     logits = p_runner.run(fit_to_input(data, p_runner.input.shape, p_runner.input.dtype).x)[0]
     out = runner.run(x)[0]
-    y, what = data.y, f"{len(x)} samples"
+    y, unit = data.y, "samples"
     if logits.ndim == 3:  # a tagger: its labelled steps (every step without labels)
-        steps = y >= 0 if y.ndim == 2 else np.ones(logits.shape[:2], bool)
+        steps = labelled_steps(y, logits.shape)
         logits, out, y = logits[steps], out[steps], (y[steps] if y.ndim == 2 else None)
-        what = f"{len(logits)} steps"
+        unit = "steps"
+    what = f"{len(logits)} {unit}"
     if kind == "module":
         k = int(meta[provenance.CLASS_INDEX])
         lo = logodds_from_logits(logits)
@@ -185,6 +186,5 @@ def _agreement(model, parent, meta: dict, kind: str, data: Dataset) -> Row:
     if not mine.any():
         return Row("against the parent", "skip", f"no sample of classes {classes}")
     agree = float(np.mean(out[mine].argmax(axis=1) == logits[mine][:, classes].argmax(axis=1)))
-    unit = "steps" if what.endswith("steps") else "samples"
     return Row("against the parent", "pass", f"{int(mine.sum())} {unit} of classes {classes}: "
                f"decisions agree with the parent restricted to them on {100 * agree:.2f}%")

@@ -73,11 +73,11 @@ def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, comma
     if as_json:
         click.echo(json.dumps(info))
         return
-    dims = [d.dim_value if d.HasField("dim_value") else "N"
+    dims = [str(d.dim_value) if d.HasField("dim_value") else "N"
             for d in result.proto.graph.output[0].type.tensor_type.shape.dim]
-    shape = ", ".join(map(str, dims))
     click.echo(f"{command} ({result.mode}) -> {out}: {stats.params:,} params, "
-               f"{stats.macs:,} MACs; outputs scores [{shape}], label [{shape.rsplit(', ', 1)[0]}]")
+               f"{stats.macs:,} MACs; outputs scores [{', '.join(dims)}], label "
+               f"[{', '.join(dims[:-1])}]")
     for part in result.parts:
         if part.get("kind") == "union":
             click.echo(f"  union of classes {','.join(map(str, part['classes']))}: keep "

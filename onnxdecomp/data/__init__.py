@@ -4,7 +4,7 @@
 holds the result and its checks, ``load`` picks the reader for a spec.
 """
 
-from onnxdecomp.data.dataset import Dataset, check_dataset, check_labels
+from onnxdecomp.data.dataset import Dataset, check_dataset, check_labels, labelled_steps
 from onnxdecomp.data.load import SPLITS, DataSpec, load_data
 from onnxdecomp.data.preprocess import LAYOUTS, Preprocess, apply_preprocess, fit_to_input
 from onnxdecomp.data.readers import read_idx, read_image_tree
@@ -19,6 +19,7 @@ __all__ = [
     "check_dataset",
     "check_labels",
     "fit_to_input",
+    "labelled_steps",
     "load_data",
     "read_idx",
     "read_image_tree",

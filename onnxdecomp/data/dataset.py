@@ -57,6 +57,14 @@ def check_dataset(ds: Dataset, num_classes: int | None, where: str | None = None
     check_labels(y, num_classes, src)
 
 
+def labelled_steps(y: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The [N, T] mask of the steps a tagger (outputs ``shape`` [N, T, K]) is judged on: the
+    labelled ones (label >= 0) where labels are per step, every step otherwise."""
+    if y is not None and y.ndim == 2:
+        return y >= 0
+    return np.ones(shape[:2], bool)
+
+
 def check_labels(y: np.ndarray, num_classes: int | None, src: str = "data") -> None:
     """Integer labels in ``[0, num_classes)`` or -1 (ignore); ``None`` only rejects < -1."""
     if y.dtype.kind not in "iu":

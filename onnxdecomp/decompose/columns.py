@@ -47,11 +47,8 @@ def sample_positions(out: list[int], positions: int, rng: np.random.Generator) -
 def output_rows(cons: Consumer, x_shape: tuple[int, ...], y: np.ndarray, positions: int,
                 rng: np.random.Generator) -> np.ndarray:
     """Rows [B * P, O] of a consumer-shaped output tensor ``y`` at the positions that
-    ``consumer_columns`` samples from an input of ``x_shape`` with an identically seeded rng."""
-    if cons.kind == "seq":
-        view = y if cons.batch == 0 else y.transpose(1, 0, 2)
-        pick = sample_positions([view.shape[1]], positions, rng)
-        return view[:, pick].reshape(-1, view.shape[2])
+    ``consumer_columns`` samples from an input of ``x_shape`` with an identically seeded rng
+    (for a Conv or a Gemm: the consumers whose output can meet a residual shortcut)."""
     if cons.kind != "conv":
         return y.reshape(y.shape[0], -1)
     out = conv_geometry(cons.node, x_shape)[-1]
@@ -124,7 +121,7 @@ def sequence_columns(cons: Consumer, act: np.ndarray, positions: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(rows [N * P, C] float32, sample-major, the P sampled steps, the same for the batch)
     of a sequence consumer's input."""
-    view = sequence_view(cons, act.astype(np.float32))
+    view = sequence_view(cons, act.astype(np.float32, copy=False))
     steps = sample_positions([view.shape[1]], positions, rng)
     return view[:, steps].reshape(-1, view.shape[2]), steps
 

@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from onnxdecomp import provenance
 from onnxdecomp.channels import PruneChannelsPass
-from onnxdecomp.data import DataSpec, check_labels
+from onnxdecomp.data import DataSpec, check_labels, labelled_steps
 from onnxdecomp.decompose.align import resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
@@ -122,8 +122,7 @@ class Decomposer:
         # A tagger's held-out samples are its labelled steps (every step without labels).
         self.hold_steps = None
         if self.parent.per_step:
-            self.hold_steps = (self.y_hold >= 0 if self.y_hold is not None
-                               else np.ones(self.hold_logits.shape[:2], bool))
+            self.hold_steps = labelled_steps(self.y_hold, self.hold_logits.shape)
             self.hold_logits = self.hold_logits[self.hold_steps]
         self.align = resolve_align(s.align, runner.device)
         self.hold_logodds = logodds_from_logits(self.hold_logits)

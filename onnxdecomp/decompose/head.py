@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import axes_node, new_initializer
+from onnxdecomp.irutil import axes_node, leading_dims, new_initializer
 
 SCORE = "score"
 
@@ -43,7 +43,8 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         rest = np.array([j for j in range(self.num_classes) if j != self.k], dtype=np.int64)
         own = new_initializer(graph, "onnxdecomp_class", np.array([self.k], dtype=np.int64))
         others = new_initializer(graph, "onnxdecomp_rest", rest)
-        axis = len(z.shape) - 1 if z.shape is not None else 1
+        lead = leading_dims(z)
+        axis = len(lead)
         zk = ir.node("Gather", [z, own], attributes={"axis": axis}, name="onnxdecomp_own")
         zr = ir.node("Gather", [z, others], attributes={"axis": axis}, name="onnxdecomp_others")
         lse = axes_node(graph, "ReduceLogSumExp", zr.outputs[0], [axis], opset,
@@ -54,7 +55,6 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         out = score.outputs[0]
         out.name = SCORE
         out.dtype = z.dtype
-        lead = list(z.shape)[:-1] if z.shape is not None else [None]
         out.shape = ir.Shape([*lead, 1])
         graph.outputs[0] = out
         return ir.passes.PassResult(model, True)

@@ -10,7 +10,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError, UnsupportedModelError
-from onnxdecomp.irutil import to_proto
+from onnxdecomp.irutil import input_batch_dim, to_proto
 from onnxdecomp.modelio import read_model, sha256_bytes
 from onnxdecomp.passes import normalize
 from onnxdecomp.stats import model_stats
@@ -40,10 +40,7 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     raw = proto.SerializeToString()
     ir_model = normalize(ir.serde.deserialize_model(proto))
     out = ir_model.graph.outputs[0]
-    if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
-        raise OnnxDecompError("the model's output must be [N, K] class scores (or [N, T, K], "
-                              "scores at every step)")
-    k = out.shape[-1]
+    k = class_count(out, "model" if isinstance(model, onnx.ModelProto) else str(model))
     if len(out.shape) == 3 and _steps_first(ir_model, out):
         raise UnsupportedModelError(
             f"the model's output {out.name!r} is [T, N, K], steps before samples: a tagger's "
@@ -72,6 +69,15 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     )
 
 
+def class_count(out: ir.Value, label: str) -> int:
+    """K of a normalised model's logits output, [N, K] or a tagger's [N, T, K]; a one-line
+    error naming ``label`` for any other output."""
+    if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
+        raise OnnxDecompError(f"{label}: the output must be [N, K] class scores (or a "
+                              "tagger's [N, T, K], scores at every step)")
+    return out.shape[-1]
+
+
 def kernel_fraction(cg: ChannelGraph, removed: set[int]) -> float:
     """Kept kernels / all kernels over Conv consumers (CNNSplitter's KRR); 1 with no Conv."""
     kept = total = 0
@@ -89,8 +95,5 @@ def kernel_fraction(cg: ChannelGraph, removed: set[int]) -> float:
 def _steps_first(model: ir.Model, out: ir.Value) -> bool:
     """Whether a rank-3 output holds the samples on axis 1: the graph input's batch
     dimension is a symbol found there and not on axis 0."""
-    first = model.graph.inputs[0].shape if model.graph.inputs else None
-    batch = first[0] if first is not None and len(first) else None
-    if batch is None or isinstance(batch, int):
-        return False
-    return out.shape[1] == batch and out.shape[0] != batch
+    batch = input_batch_dim(model.graph)
+    return batch is not None and out.shape[1] == batch and out.shape[0] != batch

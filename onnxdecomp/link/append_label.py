@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from onnxdecomp.irutil import leading_dims
+
 LABEL = "label"
 
 
@@ -18,12 +20,12 @@ class AppendLabelPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         scores = graph.outputs[0]
-        rank = len(scores.shape) if scores.shape is not None else 2
-        node = ir.node("ArgMax", [scores], attributes={"axis": rank - 1, "keepdims": 0},
+        lead = leading_dims(scores)
+        node = ir.node("ArgMax", [scores], attributes={"axis": len(lead), "keepdims": 0},
                        name="onnxdecomp_label")
         graph.append(node)
         out = node.outputs[0]
         out.name, out.dtype = LABEL, ir.DataType.INT64
-        out.shape = ir.Shape(list(scores.shape)[:-1] if scores.shape is not None else [None])
+        out.shape = ir.Shape(lead)
         graph.outputs.append(out)
         return ir.passes.PassResult(model, True)

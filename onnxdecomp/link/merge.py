@@ -105,7 +105,6 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
                 f"{p.label}: scores {'every step' if p.steps else 'whole samples'}, "
                 f"{parts[0].label} {'every step' if parts[0].steps else 'whole samples'}: "
                 "a tagger's modules link with a tagger's only")
-    for p in parts[1:]:
         if signature(p.proto) != first:
             raise OnnxDecompError(
                 f"{p.label}: input {signature(p.proto)} differs from {parts[0].label} {first}")

@@ -10,7 +10,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp import provenance
-from onnxdecomp.irutil import fresh_name, new_initializer
+from onnxdecomp.irutil import fresh_name, leading_dims, new_initializer
 from onnxdecomp.link.append_label import AppendLabelPass
 from onnxdecomp.link.select_classes import SCORES
 from onnxdecomp.modelio import sha256_bytes
@@ -33,7 +33,7 @@ def gather_columns(model: ir.Model, order: list[int]) -> None:
     graph = model.graph
     scores = graph.outputs[0]
     idx = new_initializer(graph, "onnxdecomp_order", np.array(order, dtype=np.int64))
-    lead = list(scores.shape)[:-1] if scores.shape is not None else [None]
+    lead = leading_dims(scores)
     node = ir.node("Gather", [scores, idx], attributes={"axis": len(lead)},
                    name="onnxdecomp_order")
     graph.append(node)

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.data import DataSpec, check_labels
+from onnxdecomp.decompose.parent import class_count
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
 from onnxdecomp.link.calibration import run_scores
@@ -42,10 +43,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
     label = "model" if isinstance(model, onnx.ModelProto) else str(model)
     base = normalize(ir.serde.deserialize_model(read_model(model)))
     out = base.graph.outputs[0]
-    if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
-        raise OnnxDecompError(f"{label}: the model's output must be [N, K] class scores (or "
-                              "a tagger's [N, T, K])")
-    k = out.shape[-1]
+    k = class_count(out, label)
     SelectClassesPass(list(range(k)), k)(base)
     parts = [Part(label, finalize(base, check=False))]
     replaced: dict[int, int] = {}  # class -> column of the merged scores

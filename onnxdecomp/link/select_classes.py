@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import axes_node, const_array, new_initializer, set_const
+from onnxdecomp.irutil import axes_node, const_array, leading_dims, new_initializer, set_const
 
 SCORES = "scores"
 
@@ -43,7 +43,7 @@ class SelectClassesPass(ir.passes.InPlacePass):
             if value.name == SCORES and value is not z:  # the parent's own name would clash
                 value.name = f"{SCORES}_parent"
         idx = np.array(self.classes, dtype=np.int64)
-        lead = list(z.shape)[:-1] if z.shape is not None else [None]
+        lead = leading_dims(z)
         axis = len(lead)  # the class axis
         if not self._slice_gemm(z, idx):
             gather = ir.node("Gather", [z, new_initializer(graph, "onnxdecomp_classes", idx)],

@@ -16,8 +16,6 @@ from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import RNN_GATES, is_default_domain
 from onnxdecomp.stats.shapes import Dim, dims, fmt_shape
 
-# Gate count G per recurrent op: each gate has its own input and hidden weight matrices.
-
 
 class ShapeLookup:
     """Static shapes of a node's inputs and outputs, or a one-line error naming the node and,

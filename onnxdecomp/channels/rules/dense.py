@@ -10,7 +10,7 @@ from onnxdecomp.channels.graph import ChannelGraph, Consumer, add_activation
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
 from onnxdecomp.channels.weights import bias_add, dense_bias, dense_weight, to_op_layout
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array, new_initializer
+from onnxdecomp.irutil import const_array, input_batch_dim, new_initializer
 
 
 def _is_sequence(node: ir.Node) -> bool:
@@ -25,11 +25,8 @@ def _batch_axis(node: ir.Node) -> int:
     that is not a fixed number (a fixed-length sequence with a dynamic batch)."""
     x = node.inputs[0]
     lead = list(x.shape)[:2]
-    graph = node.graph
-    first = graph.inputs[0].shape if graph is not None and graph.inputs else None
-    batch = first[0] if first is not None and len(first) else None
-    same = [a for a, d in enumerate(lead) if batch is not None and not isinstance(batch, int)
-            and not isinstance(d, int) and d == batch]
+    batch = input_batch_dim(node.graph)
+    same = [a for a, d in enumerate(lead) if batch is not None and d == batch]
     if len(same) == 1:
         return same[0]
     free = [a for a, d in enumerate(lead) if not isinstance(d, int)]
