@@ -306,6 +306,28 @@ def replacement_rows(rows: list[dict], name: str, change: str) -> str:
     return "".join(out)
 
 
+def descent_section(paths: list) -> str:
+    """The allocator's descent traced (``benchmarks.descent_path``): held-out statistics
+    against the test loss, every 5% of MACs."""
+    out = ["\n## The allocator's descent: what the held-out samples see\n\n"
+           "Every step of the `--macs` allocator (classes stepped down the keep grid by the "
+           "composed held-out cross-entropy per MAC saved) traced on the held-out calibration "
+           "samples, against the test loss of the modules linked at that step. A default that "
+           "stops this descent on a held-out statistic needs one whose value says the same "
+           "test loss on every model.\n"]
+    for path in paths:
+        res = json.loads(path.read_text())
+        out.append(f"\n### {res['model']}\n\n`{res['command']}`\n\nParent top-1 "
+                   f"{100 * res['parent_top1']:.2f}%; {res['holdout_samples']} held-out "
+                   f"samples; descent {res['seconds']} s.\n\n"
+                   "| step | mean MACs | held-out CE rise | held-out agreement | test loss pp |\n"
+                   "|---|---|---|---|---|\n")
+        for r in res["checks"]:
+            out.append(f"| {r['step']} | {100 * r['macs']:.1f}% | {r['ce_rise']:.4f} | "
+                       f"{100 * r['agreement']:.2f}% | {r['test_loss_pp']:.2f} |\n")
+    return "".join(out)
+
+
 def hashes_section(name: str, res: dict) -> str:
     """Byte-identity of emitted models across a change (benchmarks.module_hashes)."""
     cmp = res.get("comparison")
@@ -336,7 +358,7 @@ def main() -> None:
     gates, recurrent = [], []
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
-                                 "latency", "scale", "recurrent_", "tagging")):
+                                 "latency", "scale", "recurrent_", "tagging", "descent_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -402,6 +424,9 @@ def main() -> None:
                      + f"); data loading {t['data_loading_seconds']} s; mean module MACs "
                      f"{100 * t['mean_macs_fraction']:.1f}%.\n")
     parts.append(linking_sections())
+    descents = sorted(RESULTS.glob("descent_*.json"))
+    if descents:
+        parts.append(descent_section(descents))
     for path in sorted(RESULTS.glob("hashes_*.json")):
         parts.append(hashes_section(path.stem, json.loads(path.read_text())))
     for name in ("latency.json", "latency_quick.json"):

@@ -96,3 +96,20 @@ def test_keep_and_macs_exclude_each_other(get_case) -> None:
     case = get_case("plain-dynamo")
     with pytest.raises(OnnxDecompError, match="exclude"):
         decompose(case.path, case.calib(20), settings=Settings(keep=0.5, macs=0.5))
+
+
+def test_on_step_traces_every_step_of_the_descent() -> None:
+    """``on_step`` sees the start and every step: one class down a rung each time, the mean
+    MACs falling, the scores those of the chosen candidates."""
+    parent = _parent()
+    ladders = [_ladder(parent, k, [0, 1, 2]) for k in range(3)]
+    candidate, _ = _by_ladder(ladders)
+    trace = []
+    idx = allocate(candidate, [0, 1, 2], parent, budget=0.7,
+                   on_step=lambda i, s, m: trace.append((i, s.copy(), m)))
+    assert trace[0][0] == {0: 0, 1: 0, 2: 0} and trace[0][2] == pytest.approx(1.0)
+    assert trace[-1][0] == idx and trace[-1][2] <= 0.7
+    for (a, _, ma), (b, s, mb) in zip(trace, trace[1:]):
+        assert sum(b.values()) == sum(a.values()) + 1 and mb < ma
+        for k, i in b.items():
+            np.testing.assert_array_equal(s[:, k], ladders[k][i].scores)

@@ -39,7 +39,9 @@ def composed_loss(scores: np.ndarray, parent_pred: np.ndarray) -> float:
 
 
 def allocate(candidate: Callable[[int, int], Candidate | None], classes: list[int],
-             base_scores: np.ndarray, budget: float) -> dict[int, int]:
+             base_scores: np.ndarray, budget: float,
+             on_step: Callable[[dict[int, int], np.ndarray, float], None] | None = None,
+             ) -> dict[int, int]:
     """Index of the chosen candidate for each of ``classes`` (see the module docstring).
 
     ``candidate(k, i)`` is class k's i-th candidate, from the largest module (i = 0) down,
@@ -47,6 +49,7 @@ def allocate(candidate: Callable[[int, int], Candidate | None], classes: list[in
     ``base_scores`` [n, K] are the parent's log-odds on the held-out samples: they give the
     parent's decisions and stand in for the classes not being decomposed. When even the
     smallest candidates exceed ``budget``, every class ends on its smallest.
+    ``on_step(idx, scores, mean_macs)`` is called after every step (and at the start).
     """
     parent_pred = base_scores.argmax(axis=1)
     idx = dict.fromkeys(classes, 0)
@@ -57,6 +60,8 @@ def allocate(candidate: Callable[[int, int], Candidate | None], classes: list[in
     for k, c in current.items():
         scores[:, k] = c.scores
     loss = composed_loss(scores, parent_pred)
+    if on_step:
+        on_step(dict(idx), scores, float(np.mean([c.macs for c in current.values()])))
     while np.mean([c.macs for c in current.values()]) > budget:
         best = None
         for k in classes:
@@ -74,4 +79,6 @@ def allocate(candidate: Callable[[int, int], Candidate | None], classes: list[in
         _, k, current[k], scores, rise = best
         loss += rise
         idx[k] += 1
+        if on_step:
+            on_step(dict(idx), scores, float(np.mean([c.macs for c in current.values()])))
     return idx

@@ -188,13 +188,12 @@ class Decomposer:
         module.agreement = jaccard_fidelity(score, self.hold_logodds, module.k)
         return module
 
-    def allocate(self, classes: list[int], budget: float) -> dict[int, BuiltModule]:
-        """Per class the module, measured, with mean module MACs <= ``budget`` (a fraction
-        of the parent's), the keep ratios shared out by ``allocate``; modules are finalised
-        but not yet checked. With the sequential refit, candidates are ranked with the
-        parallel refit (same sizes, a fraction of the cost) and only the chosen modules are
-        built sequentially."""
-        ladder = KEEP_GRID[::-1]  # 1.0 (the parent, exact) down to the smallest
+    def candidates(self):
+        """(``candidate(k, i)`` for ``allocate``, the cache it fills): class k's module at
+        the i-th keep ratio of the grid from 1.0 (the parent, exact) down, built with the
+        parallel refit, scored on the held-out samples. The cache maps (k, i) to
+        (Candidate, BuiltModule, held-out scores)."""
+        ladder = KEEP_GRID[::-1]
         built: dict[tuple[int, int], tuple[Candidate, BuiltModule, np.ndarray]] = {}
         sequential = self.settings.compensation == "sequential"
 
@@ -208,12 +207,23 @@ class Decomposer:
                 built[k, i] = (Candidate(macs, score[:, 0]), module, score)
             return built[k, i][0]
 
-        chosen = allocate(candidate, classes, self.hold_logodds, budget)
+        return candidate, built
+
+    def allocate(self, classes: list[int], budget: float, on_step=None,
+                 candidates=None) -> dict[int, BuiltModule]:
+        """Per class the module, measured, with mean module MACs <= ``budget`` (a fraction
+        of the parent's), the keep ratios shared out by ``allocate``; modules are finalised
+        but not yet checked. With the sequential refit, candidates are ranked with the
+        parallel refit (same sizes, a fraction of the cost) and only the chosen modules are
+        built sequentially. ``on_step`` goes to ``allocate``; ``candidates`` is what
+        ``self.candidates()`` returned, to share its cache."""
+        candidate, built = candidates or self.candidates()
+        chosen = allocate(candidate, classes, self.hold_logodds, budget, on_step)
         out = {}
         for k, i in chosen.items():
             _, module, score = built[k, i]
-            if sequential and module.removed:
-                module = self.build(k, ladder[i])
+            if self.settings.compensation == "sequential" and module.removed:
+                module = self.build(k, KEEP_GRID[::-1][i])
                 score = None
             out[k] = self.measure(module, score)
         return out
