@@ -85,6 +85,30 @@ def test_union_of_all_classes_at_fidelity_one_is_the_parent(plain) -> None:
     assert model_stats(result.proto).macs <= model_stats(str(case.path)).macs
 
 
+def test_union_fidelity_holds_every_class_to_the_target(plain) -> None:
+    """A union's fidelity is its worst class's: a subset's tuned union meets the target on
+    each of its classes' log-odds, not only on their mean."""
+    from onnxdecomp.decompose import Decomposer, Settings
+    from onnxdecomp.decompose.fidelity import logodds_fidelity
+    from onnxdecomp.link.union import UnionBuilder
+
+    case, _, _, x = plain
+    dec = Decomposer(str(case.path), x, case.logits(x).argmax(axis=1), Settings())
+    builder, classes = UnionBuilder(dec), (0, 2, 3)
+    mask = builder._held_out(classes)
+    parent = logodds_from_logits(dec.hold_logits[mask][:, list(classes)])
+
+    def per_class(module) -> list[float]:
+        score = dec.hold_score(module.proto, mask)
+        return [logodds_fidelity(score[:, j], parent, j) for j in range(len(classes))]
+
+    small = builder.measure(builder.build(classes, 0.3))
+    fids = per_class(small)
+    assert small.fidelity == pytest.approx(min(fids)) and min(fids) < max(fids)
+    tuned = builder.tune(classes, 0.95)
+    assert min(per_class(tuned)) >= 0.95
+
+
 def test_select_classes_is_stable_where_one_logit_dominates() -> None:
     from conftest import F32, make_model
     from onnx import helper
