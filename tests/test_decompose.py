@@ -495,14 +495,17 @@ def test_kept_count_rounds_up_to_the_vector_width() -> None:
 
     assert [kept_count(64, k, 8) for k in (0.1, 0.3, 0.5, 0.95, 1.0)] == [8, 24, 32, 64, 64]
     assert kept_count(84, 0.5, 8) == 48 and kept_count(84, 0.99, 8) == 84
-    assert kept_count(6, 0.5, 8) == 3  # a group of fewer than two vectors stays unaligned
-    assert kept_count(12, 0.5, 8) == 6 and kept_count(16, 0.5, 8) == 8
+    # a group of fewer than two vectors is kept in half vectors where it holds two of them,
+    # a smaller one stays unaligned
+    assert [kept_count(16, k, 16) for k in (0.3, 0.5, 0.6, 0.9)] == [8, 8, 16, 16]
+    assert kept_count(12, 0.5, 8) == 8 and kept_count(16, 0.5, 8) == 8
+    assert kept_count(6, 0.5, 8) == 3 and kept_count(12, 0.5, 16) == 6
     assert [kept_count(49, k, 1) for k in (0.1, 0.5)] == [5, 25]
 
 
 @pytest.mark.parametrize("align", [1, 4])
 def test_aligned_modules_keep_multiples(get_case, align: int) -> None:
-    from onnxdecomp.decompose.align import kept_count
+    from onnxdecomp.decompose.align import group_align, kept_count
 
     case = get_case("residual-dynamo")
     dec = Decomposer(case.path, case.calib(80), None,
@@ -516,8 +519,8 @@ def test_aligned_modules_keep_multiples(get_case, align: int) -> None:
         kept = sum(1 for u, c in dec.clusters.items() if c == cluster
                    and u not in module.removed)
         assert kept == kept_count(n, 0.5, align), (cluster, n, kept)
-        if align > 1 and n >= 2 * align and kept < n:
-            assert kept % align == 0
+        if kept < n:
+            assert kept % group_align(n, align) == 0
 
 
 def test_auto_align_reads_the_vector_width() -> None:
