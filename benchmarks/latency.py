@@ -126,7 +126,7 @@ def main() -> None:
                                "setup": setup,
                                "command": "python -m benchmarks.latency " + " ".join(sys.argv[1:])}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        res["command"] = "python -m benchmarks.latency"
+        res["command"] = "python -m benchmarks.latency" + (" --quick" if args.quick else "")
         out.write_text(json.dumps(res, indent=1) + "\n")
 
 

@@ -140,11 +140,13 @@ def linking_sections() -> str:
     return "".join(out)
 
 
-def latency_section(res: dict) -> str:
+def latency_section(res: dict, stem: str = "latency") -> str:
     """Module latency / parent latency against MACs share (batch 64, 1 thread), the gate of
-    the deployment issue: worst ratio <= 1.3, median <= 1.15."""
-    out = [f"\n## Latency against MACs\n\n`{res['command']}`; {res['setup']}; p50 of "
-           f"{res['runs']} runs.\n\n![latency](results/latency.png)\n\n"
+    the deployment issue: worst ratio <= 1.3, median <= 1.15. ``stem``: the results file's
+    name, which names the plot and, for a ``--quick`` run, the section."""
+    title = "Latency against MACs" + (" (quick run)" if stem.endswith("quick") else "")
+    out = [f"\n## {title}\n\n`{res['command']}`; {res['setup']}; p50 of "
+           f"{res['runs']} runs.\n\n![latency](results/{stem}.png)\n\n"
            "Batch 64, 1 thread: module latency / parent latency divided by module MACs / "
            "parent MACs (1.0 = as fast as the MACs say).\n\n| model | align | modules | mean "
            "MACs | mean latency | median ratio | worst ratio | gate (worst <= 1.3, median "
@@ -187,7 +189,7 @@ def latency_section(res: dict) -> str:
         ax.set_ylabel("module latency / parent latency (batch 64, 1 thread)")
         ax.legend(fontsize=6)
         fig.tight_layout()
-        fig.savefig(RESULTS / "latency.png", dpi=110)
+        fig.savefig(RESULTS / f"{stem}.png", dpi=110)
         plt.close(fig)
     return "".join(out)
 
@@ -429,10 +431,10 @@ def main() -> None:
         parts.append(descent_section(descents))
     for path in sorted(RESULTS.glob("hashes_*.json")):
         parts.append(hashes_section(path.stem, json.loads(path.read_text())))
-    for name in ("latency.json", "latency_quick.json"):
-        if (RESULTS / name).is_file():
-            parts.append(latency_section(json.loads((RESULTS / name).read_text())))
-            break
+    for stem in ("latency", "latency_quick"):  # a quick run may hold newer settings' figures
+        if (RESULTS / f"{stem}.json").is_file():
+            parts.append(latency_section(json.loads((RESULTS / f"{stem}.json").read_text()),
+                                         stem))
     if (RESULTS / "scale.json").is_file():
         parts.append(scale_section(json.loads((RESULTS / "scale.json").read_text())))
     soak = RESULTS / "soak.json"
