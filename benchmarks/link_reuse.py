@@ -35,16 +35,17 @@ from onnxdecomp.stats import model_stats
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def latency(model, x: np.ndarray, runs: int = 20) -> float:
-    """Median seconds of one batch, 1 thread."""
-    runner = Runner(model, device="cpu", threads=1)
-    runner.run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        runner.run(x, batch_size=len(x))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def seconds(runner: Runner, x: np.ndarray) -> float:
+    """Wall time of one batch."""
+    t0 = time.perf_counter()
+    runner.run(x, batch_size=len(x))
+    return time.perf_counter() - t0
+
+
+def latency(runner: Runner, x: np.ndarray, runs: int = 20) -> float:
+    """Median seconds of one batch after a warm-up."""
+    seconds(runner, x)
+    return float(np.median([seconds(runner, x) for _ in range(runs)]))
 
 
 def latency_ratio(model, parent: Runner, x: np.ndarray, runs: int = 20) -> float:
@@ -54,15 +55,13 @@ def latency_ratio(model, parent: Runner, x: np.ndarray, runs: int = 20) -> float
     of that moment into all of them; timed in pairs, a slow spell slows both.
     """
     runner = Runner(model, device="cpu", threads=1)
-    runner.run(x, batch_size=len(x))
-    ratios = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        parent.run(x, batch_size=len(x))
-        t1 = time.perf_counter()
-        runner.run(x, batch_size=len(x))
-        ratios.append((time.perf_counter() - t1) / (t1 - t0))
-    return float(np.median(ratios))
+    seconds(runner, x)
+
+    def pair() -> float:
+        parent_s = seconds(parent, x)  # the parent first, then the model
+        return seconds(runner, x) / parent_s
+
+    return float(np.median([pair() for _ in range(runs)]))
 
 
 def subsets(k: int, per_size: int, seed: int) -> list[tuple[int, ...]]:
@@ -96,8 +95,8 @@ def main() -> None:
     logits = runner.run(test.x)[0]
     k = logits.shape[1]
     batch = test.x[:64]
-    parent_latency = latency(args.model, batch)
     parent_runner = Runner(args.model, device="cpu", threads=1)
+    parent_latency = latency(parent_runner, batch)
     parent_macs = model_stats(args.model).macs
     todo = subsets(k, args.subsets, seed=0)
     if args.pairs is not None:

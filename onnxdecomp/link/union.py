@@ -13,7 +13,8 @@ The mean over the classes was the rule before, and let a union of many classes h
 class's drift: on ResNet-20 (CIFAR-10) the union of all 10 classes met a mean of 0.99 at
 keep 0.8 (mean 0.979 on another draw of calibration data, its worst class 0.961) and lost
 0.56 pp; with the worst class held to 0.99 it kept 0.9 (95.5% of the MACs) and lost none
-(-0.06 pp; see benchmarks/README.md, sub-task reuse).
+(-0.06 pp). Since a one-vector group keeps half vectors (``decompose.align``) that union is
+the parent itself (benchmarks/README.md, sub-task reuse).
 """
 
 from __future__ import annotations
