@@ -193,3 +193,27 @@ def test_computed_nonzero_initial_state_names_the_node() -> None:
     with pytest.raises(UnsupportedOpError, match="initial state 'h0' is computed") as err:
         analyse(model)
     assert "(LSTM)" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_auto_align_keeps_recurrent_units_in_gemm_multiples(tmp_path: Path) -> None:
+    """Under ``--align auto`` hidden units are kept in multiples of RECURRENT_ALIGN (their
+    GEMMs have no blocked-kernel cliff), not the convolutions' vector width; an explicit
+    ``--align N`` holds for them too; the manifest records the multiple used."""
+    from onnxdecomp.decompose import decompose
+    from onnxdecomp.decompose.align import RECURRENT_ALIGN, kept_count
+
+    torch.manual_seed(0)
+    path = export(IntentNet("LSTM", False, 1).eval(), "torchscript", tmp_path / "m.onnx")
+    x = ids(200, 0)
+    for align, want in (("auto", None), (3, 3)):
+        dec = Decomposer(path, x, settings=Settings(keep=0.3, align=align, device="cpu"))
+        if want is None:
+            want = min(dec.align, RECURRENT_ALIGN)
+        assert dec.align_recurrent == want and set(dec.align_of.values()) == {want}
+        module = dec.build(0, 0.3, check=True)
+        (size,) = [a.i for n in module.proto.graph.node if n.op_type == "LSTM"
+                   for a in n.attribute if a.name == "hidden_size"]
+        assert size == kept_count(HIDDEN, 0.3, want)
+    manifest = decompose(path, x, classes=[0], settings=Settings(keep=0.3, device="cpu"))
+    settings = manifest.to_json()["settings"]
+    assert settings["align_recurrent"] == min(settings["align"], RECURRENT_ALIGN)

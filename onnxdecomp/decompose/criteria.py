@@ -229,15 +229,16 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
 
 
 def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: float,
-                   align: int = 1) -> set[int]:
+                   align: int = 1, align_of: dict[str, int] | None = None) -> set[int]:
     """Remove all but the ceil(keep * n) best units of each cluster (at least one stays),
-    the count rounded up to a multiple of ``align`` (``align.kept_count``)."""
+    the count rounded up to a multiple of ``align`` (``align.kept_count``), or of
+    ``align_of[cluster]`` for the clusters it names."""
     by_cluster: dict[str, list[int]] = {}
     for u, cl in clusters.items():
         by_cluster.setdefault(cl, []).append(u)
     removed: set[int] = set()
-    for members in by_cluster.values():
-        n_keep = kept_count(len(members), keep, align)
+    for cluster, members in by_cluster.items():
+        n_keep = kept_count(len(members), keep, (align_of or {}).get(cluster, align))
         ranked = sorted(members, key=lambda u: (-scores.get(u, 0.0), u))
         removed.update(ranked[n_keep:])
     return removed

@@ -22,7 +22,7 @@ import onnx_ir as ir
 from onnxdecomp import provenance
 from onnxdecomp.channels import PruneChannelsPass
 from onnxdecomp.data import DataSpec, check_labels, labelled_steps
-from onnxdecomp.decompose.align import resolve_align
+from onnxdecomp.decompose.align import recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
 from onnxdecomp.decompose.criteria import Concern, choose_removed, class_concern, score_units
@@ -125,6 +125,10 @@ class Decomposer:
             self.hold_steps = labelled_steps(self.y_hold, self.hold_logits.shape)
             self.hold_logits = self.hold_logits[self.hold_steps]
         self.align = resolve_align(s.align, runner.device)
+        # Recurrent hidden units run through GEMMs, not blocked convolutions (align.py).
+        self.align_recurrent = recurrent_align(s.align, self.align)
+        self.align_of = {self.parent.cg.cluster(c.value.name): self.align_recurrent
+                         for c in self.parent.cg.consumers if c.kind == "rnn_state"}
         self.hold_logodds = logodds_from_logits(self.hold_logits)
         self.timing["profiling"] = time.perf_counter() - t0
         self._scores: dict[tuple[str, int], dict[int, float]] = {}
@@ -154,7 +158,7 @@ class Decomposer:
         mode = compensation or s.compensation
         if removed is None:
             removed = choose_removed(self.scores(concern, criterion), self.clusters, keep,
-                                     self.align)
+                                     self.align, self.align_of)
         refit = make_refit(self.profile, concern.weights,
                            "lstsq" if mode == "sequential" else mode, s.ridge)
 
@@ -237,7 +241,8 @@ class Decomposer:
         seen: dict[frozenset[int], BuiltModule] = {}
 
         def build(keep: float) -> BuiltModule:
-            removed = choose_removed(self.scores(concern), self.clusters, keep, self.align)
+            removed = choose_removed(self.scores(concern), self.clusters, keep, self.align,
+                                     self.align_of)
             key = frozenset(removed)
             if key not in seen:
                 seen[key] = self.measure(self.build_for(concern, keep, head, removed=removed))
@@ -307,7 +312,8 @@ def decompose(
         t_prune += time.perf_counter() - t0
         t0 = time.perf_counter()
         entry = _entry(module, parent, len(dec.clusters))
-        _stamp(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align)
+        _stamp(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align,
+               dec.align_recurrent if dec.align_of else None)
         data = module.proto.SerializeToString()
         entry.sha256 = sha256_bytes(data)
         files.append((entry.file, data))
@@ -324,6 +330,7 @@ def decompose(
         calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
         parent_agreement_on_calibration=(
             None if y is None else round(dec.profile.agreement, 4)), align=dec.align,
+        align_recurrent=dec.align_recurrent if dec.align_of else None,
         onnxdecomp_version=__version__, timing_seconds=timing,
         calibration=None if calibration is None else calibration.resolved())
     if out_dir is not None:
@@ -361,7 +368,7 @@ def _entry(module: BuiltModule, parent: Parent, n_units: int) -> ModuleEntry:
 
 
 def _stamp(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settings,
-           n_prof: int, n_hold: int, align: int) -> None:
+           n_prof: int, n_hold: int, align: int, align_recurrent: int | None) -> None:
     """Provenance in the module itself: a module stays traceable once copied elsewhere."""
     kept = {key: getattr(entry, key) for key in (
         "kept_channels", "kept_kernels", "params_fraction", "macs_fraction", "keep_ratio")}
@@ -370,6 +377,8 @@ def _stamp(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settin
         "compensation": s.compensation, "fidelity_target": s.fidelity,
         "macs_budget": s.macs, "fidelity": entry.fidelity, "seed": s.seed,
         "positions": s.positions, "align": align}
+    if align_recurrent is not None:
+        calibration["align_recurrent"] = align_recurrent
     provenance.stamp(proto, provenance.module_meta(
         parent.sha256, entry.class_index, entry.class_name, parent.num_classes, kept,
         calibration))

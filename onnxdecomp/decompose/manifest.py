@@ -55,6 +55,7 @@ class Manifest:
     parent_agreement_on_calibration: float | None
     onnxdecomp_version: str
     align: int = 1  # the channel multiple used (settings.align resolved)
+    align_recurrent: int | None = None  # the one for recurrent hidden units, if any
     timing_seconds: dict[str, float] = field(default_factory=dict)
     calibration: DataSpec | None = None  # how to load the calibration data again
 
@@ -83,6 +84,7 @@ class Manifest:
                 "compensation": s.compensation, "keep": s.keep, "macs": s.macs,
                 "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
                 "align": self.align, "align_requested": s.align,
+                "align_recurrent": self.align_recurrent,
                 "prune_embeddings": s.prune_embeddings,
                 "calibration_samples": self.calibration_samples,
                 "holdout_samples": self.holdout_samples,
