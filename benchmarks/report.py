@@ -113,8 +113,8 @@ def linking_sections() -> str:
                        f"(mean {100 * r['parents_mean']:.2f}%); linked model evaluated on both "
                        f"test sets together ({r['test_samples']:,} samples).\n\n"
                        "| combiner | chosen | top-1 | loss pp | MACs | held-out calibration "
-                       "accuracy (router, temperature, logistic, minmax, argmax) |\n"
-                       "|---|---|---|---|---|---|\n")
+                       f"accuracy ({', '.join(next(iter(r['combiners'].values()))['held_out'])})"
+                       " |\n|---|---|---|---|---|---|\n")
             for name, c in r["combiners"].items():
                 held = ", ".join(f"{100 * v:.1f}%" for v in c["held_out"].values())
                 out.append(f"| {name} | {c['chosen']} | {100 * c['top1']:.2f}% | "
@@ -273,7 +273,7 @@ def recurrent_sections() -> str:
             t = r.get("timing_seconds") or {}
             out.append(f"| {r['model']} | {100 * r['parent_top1']:.2f}% | "
                        f"{100 * r['linked_top1']:.2f}% | {r['loss_pp']:.2f} | "
-                       f"{100 * r['mean_macs']:.1f}% | {r['align']} | "
+                       f"{100 * r['mean_macs']:.1f}% | {align_cell(r)} | "
                        f"{sum(t.values()):.0f} |\n")
     path = RESULTS / "recurrent_reuse.json"
     if path.is_file():
@@ -294,6 +294,12 @@ def recurrent_sections() -> str:
                    "\n|---|---|---|---|---|\n")
         out.append(replacement_rows(res["replace"], "intent", "top1_change_pp"))
     return "".join(out)
+
+
+def align_cell(row: dict) -> str:
+    """The multiples a default run used: the vector width, and the recurrent one if any."""
+    rec = row.get("align_recurrent")
+    return f"{row['align']}" + (f", recurrent {rec}" if rec is not None else "")
 
 
 def replacement_rows(rows: list[dict], name: str, change: str) -> str:

@@ -15,6 +15,7 @@ from test_cli import _assert_user_error, _npz
 from onnxdecomp import link, replace
 from onnxdecomp.cli import main
 from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine, link_parallel
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
@@ -175,7 +176,8 @@ def test_two_parents_with_calibration_get_a_combiner(plain, other) -> None:
     result = link([folder_a, folder_b], calibrate=[DataSpec(str(data_a)), DataSpec(str(data_b))])
     assert result.mode == "union" and len(result.parts) == 2
     assert result.combiner in combine.COMBINERS
-    assert set(result.held_out) == {"router", "temperature", "logistic", "minmax", "argmax"}
+    assert set(result.held_out) == {"router", "input_router", "temperature", "logistic",
+                                    "minmax", "argmax"}
     assert result.batch is None  # the CNTK-like module could be made batch-dynamic
     onnx.checker.check_model(result.proto, full_check=True)
     k = len(result.columns)
@@ -184,9 +186,11 @@ def test_two_parents_with_calibration_get_a_combiner(plain, other) -> None:
     np.testing.assert_array_equal(label, scores.argmax(axis=1))
 
 
-@pytest.mark.parametrize("name", ["router", "temperature", "logistic", "minmax", "argmax"])
+@pytest.mark.parametrize("name", ["router", "input_router", "temperature", "logistic",
+                                  "minmax", "argmax"])
 def test_combiner_in_onnx_matches_numpy(name: str) -> None:
-    """What a combiner computes in the graph is what it was selected on."""
+    """What a combiner computes in the graph is what it was selected on (the input router
+    reads the graph's input, here the scores themselves)."""
     import onnx_ir as ir
     from conftest import F32, make_model
     from onnx import helper
@@ -197,16 +201,16 @@ def test_combiner_in_onnx_matches_numpy(name: str) -> None:
     groups = np.array([0, 0, 0, 1, 1])
     s = rng.normal(0, 4, (200, 5))
     y = rng.integers(0, 5, 200)
-    fitted = combine.fit(name, s, y, groups)
+    fitted = combine.fit(name, s, y, groups, x=s)
     model = make_model([helper.make_node("Identity", ["input"], ["scores"])],
                        [helper.make_tensor_value_info("input", F32, ["N", 5])],
                        [helper.make_tensor_value_info("scores", F32, ["N", 5])], [])
     from onnxdecomp.link.output import set_scores
 
     m = ir.serde.deserialize_model(model)
-    set_scores(m, fitted.emit(m.graph, m.graph.outputs[0], 17))
+    set_scores(m, fitted.emit(m.graph, m.graph.outputs[0], 17, m.graph.inputs[0]))
     got = ort_run(finalize(m), s.astype(np.float32))
-    np.testing.assert_allclose(got, fitted.apply(s), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, fitted.apply(s, s), rtol=1e-4, atol=1e-4)
 
 
 def test_router_decides_the_parent_then_its_argmax() -> None:
@@ -219,6 +223,26 @@ def test_router_decides_the_parent_then_its_argmax() -> None:
     choice = combine.choose("auto", s, y, groups)
     assert choice.held_out["router"] > choice.held_out["argmax"]
     assert choice.combiner.name != "argmax"
+
+
+def test_input_router_routes_what_the_scores_cannot_tell() -> None:
+    """Each parent's modules score the other parent's samples like their own (the scores
+    say nothing of the parent); the samples themselves do: the input router routes them,
+    the score router guesses."""
+    rng = np.random.default_rng(1)
+    groups = np.array([0, 0, 1, 1])
+    y = rng.integers(0, 4, 600)
+    within = y % 2  # the class within its parent
+    s = rng.normal(-4, 1, (600, 4))
+    s[:, [0, 2]] += 8 * (within == 0)[:, None]
+    s[:, [1, 3]] += 8 * (within == 1)[:, None]
+    x = rng.normal(0, 1, (600, 1, 4, 4)).astype(np.float32)
+    x[:, 0, 0, 0] += 8 * groups[y]  # one pixel tells the data sets apart
+    choice = combine.choose("auto", s, y, groups, x=x)
+    assert choice.held_out["input_router"] > 0.9 > 0.7 > choice.held_out["router"]
+    assert choice.combiner.name == "input_router"
+    with pytest.raises(OnnxDecompError, match="input router reads float samples"):
+        combine.choose("input_router", s, y, groups, x=np.zeros((600, 4), np.int64))
 
 
 # ------------------------------------------------------------------------ replace
@@ -236,7 +260,7 @@ def test_replace_a_class_by_its_own_module_changes_nothing(get_case, tmp_path: P
 
     fitted = replace(case.path, [(2, folder / "class_2.onnx")], calibrate=DataSpec(str(data)))
     assert fitted.combiner in ("temperature", "logistic", "minmax", "argmax")
-    assert "router" not in fitted.held_out
+    assert not set(combine.ROUTERS) & set(fitted.held_out)
 
 
 # ------------------------------------------------------------------------ CLI

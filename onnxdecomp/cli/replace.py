@@ -13,7 +13,7 @@ from onnxdecomp.cli.options import (
     spec_from_options,
 )
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.link import COMBINERS, replace
+from onnxdecomp.link import COMBINERS, ROUTERS, replace
 from onnxdecomp.modelio import atomic_write_bytes
 
 
@@ -29,7 +29,7 @@ from onnxdecomp.modelio import atomic_write_bytes
 @add_data_options(flag="--calibrate", required=False, default_split="train",
                   default_limit=1000, help="Labelled calibration data (labels: MODEL's "
                   "classes) to fit the combination: " + DATA_HELP + ".")
-@click.option("--combiner", type=click.Choice([c for c in COMBINERS if c != "router"]),
+@click.option("--combiner", type=click.Choice([c for c in COMBINERS if c not in ROUTERS]),
               default="auto", show_default=True,
               help="How the columns are combined with --calibrate; auto: the best on "
               "held-out calibration samples. Without --calibrate: log-odds as they are.")

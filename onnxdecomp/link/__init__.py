@@ -6,9 +6,10 @@
 metadata).
 """
 
-from onnxdecomp.link.combine import COMBINERS
+from onnxdecomp.link.combine import COMBINERS, ROUTERS
 from onnxdecomp.link.linker import MODES, LinkResult, link, link_parallel
 from onnxdecomp.link.replace import replace
 from onnxdecomp.link.select_classes import SCORES
 
-__all__ = ["COMBINERS", "MODES", "SCORES", "LinkResult", "link", "link_parallel", "replace"]
+__all__ = ["COMBINERS", "MODES", "ROUTERS", "SCORES", "LinkResult", "link", "link_parallel",
+           "replace"]

@@ -162,5 +162,11 @@ def fit_for(runner: Runner, x: np.ndarray) -> np.ndarray:
 
 def run_scores(model: ir.Model, x: np.ndarray, device: str) -> np.ndarray:
     """The model's first output on ``x``."""
+    return fitted_scores(model, x, device)[1]
+
+
+def fitted_scores(model: ir.Model, x: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """(``x`` as the model takes it, the model's first output on it)."""
     runner = Runner(to_proto(model), device=device)
-    return runner.run(fit_for(runner, x))[0]
+    x = fit_for(runner, x)
+    return x, runner.run(x)[0]

@@ -15,6 +15,11 @@ router 94.5%, against 94.7% for the parents.
   on S, times what that parent's own scores say, q_j = sigmoid(S_j) / sum_{i in g(j)}
   sigmoid(S_i): score_j = log P(g(j) | S) + log q_j. One parent's classes never compete
   with another's on raw scores; with one group it is ``argmax``.
+- ``input_router``: the router reading the input as well, P(g | x, S) by multinomial
+  logistic regression on [standardised flattened x, S] (float inputs of at most
+  ``MAX_INPUT_FEATURES`` features). Scores of networks trained on one data set say little
+  about samples of another: on MNIST (CNTK's model) and Fashion-MNIST (ResNet-8) the score
+  router sent 1.3% of the test samples to the wrong parent, the input router 0.24%.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import axes_node, new_initializer
 
-COMBINERS = ("auto", "router", "logistic", "temperature", "minmax", "argmax")
+COMBINERS = ("auto", "router", "input_router", "logistic", "temperature", "minmax", "argmax")
+ROUTERS = ("router", "input_router")  # for two parents or more
 CLIP = 30.0  # |log-odds| beyond this saturate every sigmoid and softmax anyway
-_PREFERENCE = ("router", "temperature", "logistic", "minmax", "argmax")  # order of ties
+MAX_INPUT_FEATURES = 32768  # a 3 x 96 x 96 image; larger inputs are routed on scores only
+_PREFERENCE = ("router", "input_router", "temperature", "logistic", "minmax",
+               "argmax")  # order of ties
 
 
 def _log_sigmoid(s: np.ndarray) -> np.ndarray:
@@ -49,7 +58,8 @@ class Combiner:
     params: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ---- numpy ----------------------------------------------------------------------
-    def apply(self, s: np.ndarray) -> np.ndarray:
+    def apply(self, s: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """Combined scores of ``s`` [N, K] (``x``: the samples, for ``input_router``)."""
         s = np.clip(s.astype(np.float64), -CLIP, CLIP)
         p = self.params
         if self.name == "minmax":
@@ -58,8 +68,9 @@ class Combiner:
             return s * p["a"] + p["b"]
         if self.name == "logistic":
             return s @ p["w"] + p["c"]
-        if self.name == "router":
-            route = s @ p["w"] + p["c"]  # [N, G] router logits
+        if self.name in ROUTERS:
+            features = s if self.name == "router" else _route_features(s, x, p)
+            route = features @ p["w"] + p["c"]  # [N, G] router logits
             log_route = route - _lse(route, 1)[:, None]
             return log_route[:, self.groups] + self._within(s)
         return s
@@ -71,8 +82,10 @@ class Combiner:
         return ls - norm[:, self.groups]
 
     # ---- ONNX -----------------------------------------------------------------------
-    def emit(self, graph: ir.Graph, s: ir.Value, opset: int) -> ir.Value:
-        """Append the combiner's ops after ``s`` [N, K]; returns the combined scores."""
+    def emit(self, graph: ir.Graph, s: ir.Value, opset: int,
+             x_in: ir.Value | None = None) -> ir.Value:
+        """Append the combiner's ops after ``s`` [N, K] (``x_in``: the graph input, which
+        ``input_router`` reads); returns the combined scores."""
         dtype = s.dtype.numpy() if s.dtype is not None else np.float32
         nodes: list[ir.Node] = []
 
@@ -97,9 +110,17 @@ class Combiner:
             x = op("Add", op("Mul", x, const("a", p["a"])), const("b", p["b"]))
         elif self.name == "logistic":
             x = op("Gemm", x, const("w", p["w"]), const("c", p["c"]))
-        elif self.name == "router":
-            route = op("LogSoftmax", op("Gemm", x, const("w", p["w"]), const("c", p["c"])),
-                       axis=1)
+        elif self.name in ROUTERS:
+            features = x
+            if self.name == "input_router":
+                flat = op("Flatten", x_in, axis=1)
+                if x_in.dtype is not None and x_in.dtype.numpy() != dtype:
+                    flat = op("Cast", flat, to=ir.DataType.from_numpy(dtype))
+                flat = op("Div", op("Sub", flat, const("mean", p["mean"])),
+                          const("std", p["std"]))
+                features = op("Concat", flat, x, axis=1)
+            route = op("LogSoftmax", op("Gemm", features, const("w", p["w"]),
+                                        const("c", p["c"])), axis=1)
             groups = new_initializer(graph, "onnxdecomp_router_groups",
                                      self.groups.astype(np.int64))
             per_column = op("Gather", route, groups, axis=1)
@@ -161,8 +182,22 @@ def _fit_logistic(s: np.ndarray, target: np.ndarray, classes: int) -> dict:
     return {"w": w, "c": c}
 
 
-def fit(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Combiner:
-    """Combiner ``name`` fitted on scores ``s`` [n, K] and column labels ``y`` [n]."""
+def _route_features(s: np.ndarray, x: np.ndarray, p: dict) -> np.ndarray:
+    """[standardised flattened x, clipped s]: what ``input_router`` reads."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return np.concatenate([(flat - p["mean"]) / p["std"], s], axis=1)
+
+
+def routes_input(x: np.ndarray | None) -> bool:
+    """Whether ``input_router`` can read samples ``x``: float, not too many features."""
+    return x is not None and np.issubdtype(x.dtype, np.floating) and \
+        int(np.prod(x.shape[1:])) <= MAX_INPUT_FEATURES
+
+
+def fit(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray,
+        x: np.ndarray | None = None) -> Combiner:
+    """Combiner ``name`` fitted on scores ``s`` [n, K] and column labels ``y`` [n]
+    (``x``: the samples, for ``input_router``)."""
     s = np.clip(s.astype(np.float64), -CLIP, CLIP)
     k = s.shape[1]
     if name == "minmax":
@@ -175,6 +210,12 @@ def fit(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Combiner
     if name == "router":
         n_groups = int(groups.max()) + 1
         return Combiner(name, groups, _fit_logistic(s, groups[y], n_groups))
+    if name == "input_router":
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        p = {"mean": flat.mean(axis=0), "std": flat.std(axis=0) + 1e-3 * (
+            float(flat.std()) + 1e-12)}  # a constant pixel must not divide by zero
+        p |= _fit_logistic(_route_features(s, x, p), groups[y], int(groups.max()) + 1)
+        return Combiner(name, groups, p)
     return Combiner("argmax", groups)
 
 
@@ -187,22 +228,30 @@ class Choice:
 
 
 def choose(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray,
-           seed: int = 0, holdout: float = 0.3) -> Choice:
+           seed: int = 0, holdout: float = 0.3, x: np.ndarray | None = None) -> Choice:
     """Fit ``name`` on all samples, or (``auto``) pick the candidate with the best accuracy
     on a held-out part, then refit it on all. Every candidate's held-out accuracy is
-    reported either way (the router only when there are two groups or more)."""
+    reported either way (the routers only when there are two groups or more, the input
+    router only for samples ``x`` it can read)."""
     from sklearn.model_selection import train_test_split
 
     keep = y >= 0
     s, y = s[keep], y[keep]
-    candidates = [c for c in _PREFERENCE if c != "router" or groups.max() > 0]
+    x = x[keep] if x is not None else None
+    if name == "input_router" and not routes_input(x):
+        raise OnnxDecompError(
+            "the input router reads float samples of at most "
+            f"{MAX_INPUT_FEATURES} features; choose another {{combiner}}", options=["combiner"])
+    candidates = [c for c in _PREFERENCE if (c not in ROUTERS or groups.max() > 0)
+                  and (c != "input_router" or routes_input(x))]
     counts = np.bincount(y, minlength=s.shape[1])
     strat = y if counts[counts > 0].min() >= 2 else None
     tr, te = train_test_split(np.arange(len(y)), test_size=holdout, random_state=seed,
                               stratify=strat)
     held = {}
+    xs = x if x is not None else np.zeros((len(y), 0), np.float32)
     for c in candidates:
-        pred = fit(c, s[tr], y[tr], groups).apply(s[te]).argmax(axis=1)
+        pred = fit(c, s[tr], y[tr], groups, xs[tr]).apply(s[te], xs[te]).argmax(axis=1)
         held[c] = round(float(np.mean(pred == y[te])), 4)
     chosen = max(candidates, key=lambda c: held[c]) if name == "auto" else name
-    return Choice(fit(chosen, s, y, groups), held)
+    return Choice(fit(chosen, s, y, groups, x), held)

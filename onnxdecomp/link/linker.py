@@ -18,7 +18,7 @@ import onnx
 from onnxdecomp.data import DataSpec
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
-from onnxdecomp.link.calibration import Calibration, run_scores
+from onnxdecomp.link.calibration import Calibration, fitted_scores
 from onnxdecomp.link.merge import Part, align_batches, side_by_side
 from onnxdecomp.link.modules import Module, read_modules
 from onnxdecomp.link.output import finish, gather_columns, set_scores
@@ -131,10 +131,12 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
         group_of = np.array([next(j for j, g in enumerate(groups) if i in g.members)
                              for i in range(len(modules))])
         x, y = data.column_samples(modules)
-        choice = combine.choose(combiner, run_scores(model, x, device), y, group_of)
+        x, scores = fitted_scores(model, x, device)
+        choice = combine.choose(combiner, scores, y, group_of, x=x)
         result.combiner, result.held_out = choice.combiner.name, choice.held_out
         set_scores(model, choice.combiner.emit(model.graph, model.graph.outputs[0],
-                                               model.opset_imports.get("", 17)))
+                                               model.opset_imports.get("", 17),
+                                               model.graph.inputs[0]))
     elif len(groups) > 1:
         result.notes.append("scores of different models are combined raw: give calibration "
                             "data to fit a combiner")

@@ -36,8 +36,8 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
     """``model`` with class ``i`` decided by module ``m`` for each ``(i, m)``; outputs
     ``scores`` [N, K] (the model's classes, in its order; a tagger's [N, T, K]) and
     ``label``."""
-    if combiner not in combine.COMBINERS or combiner == "router":
-        choices = [c for c in combine.COMBINERS if c != "router"]
+    if combiner not in combine.COMBINERS or combiner in combine.ROUTERS:
+        choices = [c for c in combine.COMBINERS if c not in combine.ROUTERS]
         raise OnnxDecompError(f"unknown {{combiner}} {combiner!r} for replace: choose one of "
                               f"{', '.join(choices)}", options=["combiner"])
     label = "model" if isinstance(model, onnx.ModelProto) else str(model)
