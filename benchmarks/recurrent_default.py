@@ -39,6 +39,7 @@ def main() -> None:
         row = {"model": name, "parent_top1": parent, "linked_top1": got,
                "loss_pp": round(100 * (parent - got), 2),
                "mean_macs": round(mean_macs, 4), "align": manifest["settings"].get("align"),
+               "align_recurrent": manifest["settings"].get("align_recurrent"),
                "timing_seconds": manifest.get("timing_seconds")}
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.link_models import WORK, class_scores, modules_of
-from benchmarks.report import replacement_rows
+from benchmarks.report import align_cell, replacement_rows
 from models.tags import TagVocab, conll_arrays
 from models.text import CONLL_VOCAB, write_npz
 from onnxdecomp import link, replace
@@ -71,6 +71,7 @@ def main() -> None:
                "loss_pp": round(100 * (parent - got), 2),
                "mean_macs": round(sum(m["macs_fraction"] for m in mods) / len(mods), 4),
                "align": manifest["settings"].get("align"),
+               "align_recurrent": manifest["settings"].get("align_recurrent"),
                "timing_seconds": manifest.get("timing_seconds")}
         print(json.dumps(row), flush=True)
         default.append(row)
@@ -134,7 +135,7 @@ def report_section(res: dict) -> str:
     for r in res["default"]:
         out.append(f"| {r['model']} | {100 * r['parent_accuracy']:.2f}% | "
                    f"{100 * r['linked_accuracy']:.2f}% | {r['loss_pp']:.2f} | "
-                   f"{100 * r['mean_macs']:.1f}% | {r['align']} |\n")
+                   f"{100 * r['mean_macs']:.1f}% | {align_cell(r)} |\n")
     out.append(f"\nReuse: tags of `{res['parent']}` union-linked into one tagger deciding "
                "among them; accuracy on the test tokens of those tags against the parent "
                "restricted to them.\n\n| tags | accuracy | parent restricted | loss pp | MACs | "
