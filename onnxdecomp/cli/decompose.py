@@ -49,19 +49,22 @@ from onnxdecomp.runtime import Runner
 @click.option("--prune-embeddings", is_flag=True,
               help="Also prune the columns of embedding lookups (by default they are kept: "
               "they save only the next layer's input columns and cost the most accuracy).")
+@click.option("--no-refine", "no_refine", is_flag=True,
+              help="Tune one keep ratio for every group only (by default each group then "
+              "steps down its coarse aligned counts while the fidelity holds).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists with files.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 @json_option
 def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
                   keep: float | None, macs: float | None, criterion: str, compensation: str,
-                  align: str, prune_embeddings: bool, force: bool, seed: int, device: str,
-                  as_json: bool, **data_opts) -> None:
+                  align: str, prune_embeddings: bool, no_refine: bool, force: bool, seed: int,
+                  device: str, as_json: bool, **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
     settings = Settings(fidelity=fidelity, criterion=criterion, compensation=compensation,
                         keep=keep, macs=macs, seed=seed, device=device,
                         align=align if align == "auto" else _int(align),
-                        prune_embeddings=prune_embeddings)
+                        prune_embeddings=prune_embeddings, refine=not no_refine)
     settings.check()  # before any data is read
     check_output_folder(out_dir, force, (model,))
     runner = Runner(model, device="cpu")

@@ -228,17 +228,31 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
     return scores
 
 
-def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: float,
-                   align: int = 1, align_of: dict[str, int] | None = None) -> set[int]:
-    """Remove all but the ceil(keep * n) best units of each cluster (at least one stays),
-    the count rounded up to a multiple of ``align`` (``align.kept_count``), or of
-    ``align_of[cluster]`` for the clusters it names."""
+def kept_counts(clusters: dict[int, str], keep: float, align: int = 1,
+                align_of: dict[str, int] | None = None) -> dict[str, int]:
+    """Units kept in each cluster at ``keep``: ceil(keep * n), at least one, rounded up to a
+    multiple of ``align`` (``align.kept_count``), or of ``align_of[cluster]`` for the
+    clusters it names."""
+    sizes: dict[str, int] = {}
+    for cl in clusters.values():
+        sizes[cl] = sizes.get(cl, 0) + 1
+    return {cl: kept_count(n, keep, (align_of or {}).get(cl, align)) for cl, n in sizes.items()}
+
+
+def remove_beyond(scores: dict[int, float], clusters: dict[int, str],
+                  counts: dict[str, int]) -> set[int]:
+    """All but the ``counts[cluster]`` best units of each cluster."""
     by_cluster: dict[str, list[int]] = {}
     for u, cl in clusters.items():
         by_cluster.setdefault(cl, []).append(u)
     removed: set[int] = set()
     for cluster, members in by_cluster.items():
-        n_keep = kept_count(len(members), keep, (align_of or {}).get(cluster, align))
         ranked = sorted(members, key=lambda u: (-scores.get(u, 0.0), u))
-        removed.update(ranked[n_keep:])
+        removed.update(ranked[counts[cluster]:])
     return removed
+
+
+def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: float,
+                   align: int = 1, align_of: dict[str, int] | None = None) -> set[int]:
+    """Remove all but the ceil(keep * n) best units of each cluster (``kept_counts``)."""
+    return remove_beyond(scores, clusters, kept_counts(clusters, keep, align, align_of))

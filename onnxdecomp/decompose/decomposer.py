@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,18 +20,26 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp import provenance
-from onnxdecomp.channels import PruneChannelsPass
+from onnxdecomp.channels import PruneChannelsPass, plain_slice
 from onnxdecomp.data import DataSpec, check_labels, labelled_steps
 from onnxdecomp.decompose.align import recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
-from onnxdecomp.decompose.criteria import Concern, choose_removed, class_concern, score_units
+from onnxdecomp.decompose.criteria import (
+    Concern,
+    choose_removed,
+    class_concern,
+    kept_counts,
+    remove_beyond,
+    score_units,
+)
 from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
 from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
-from onnxdecomp.decompose.manifest import Manifest, ModuleEntry, ParentEntry
-from onnxdecomp.decompose.parent import Parent, kernel_fraction, load_parent
+from onnxdecomp.decompose.manifest import Manifest, ParentEntry
+from onnxdecomp.decompose.parent import Parent, load_parent
 from onnxdecomp.decompose.profile import profile
+from onnxdecomp.decompose.records import module_entry, stamp_module
+from onnxdecomp.decompose.refine import lower_counts, refine_counts
 from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
 from onnxdecomp.decompose.tune import tune_keep
@@ -232,23 +241,54 @@ class Decomposer:
             out[k] = self.measure(module, score)
         return out
 
+    def counts(self, keep: float) -> dict[str, int]:
+        """Units kept in each cluster at keep ratio ``keep``, aligned."""
+        return kept_counts(self.clusters, keep, self.align, self.align_of)
+
     def tune(self, k: int) -> BuiltModule:
         """The smallest module meeting the fidelity target, measured; finalised but not yet
-        checked. Keep ratios that remove the same units (aligned counts round several
-        ratios to one) are built and measured once."""
-        concern = class_concern(self.profile, k)
-        head = AppendLogOddsPass(k, self.parent.num_classes)
-        seen: dict[frozenset[int], BuiltModule] = {}
+        checked."""
+        return self.tune_for(class_concern(self.profile, k),
+                             AppendLogOddsPass(k, self.parent.num_classes), self.measure,
+                             self.settings.fidelity)
 
-        def build(keep: float) -> BuiltModule:
-            removed = choose_removed(self.scores(concern), self.clusters, keep, self.align,
-                                     self.align_of)
+    def tune_for(self, concern: Concern, head: ir.passes.InPlacePass,
+                 measure: Callable[[BuiltModule], BuiltModule], target: float) -> BuiltModule:
+        """The smallest model serving ``concern`` whose ``measure``d fidelity meets
+        ``target``: the keep ratio's binary search, then per-cluster steps to the next
+        smaller aligned counts (``refine``; not with the sequential refit, whose builds cost
+        seconds each). Keep ratios that remove the same units (aligned counts round several
+        ratios to one) are built and measured once."""
+        scores = self.scores(concern)
+        seen: dict[frozenset[int], BuiltModule] = {}
+        macs_seen: dict[frozenset[int], float] = {}
+
+        def build(counts: dict[str, int], keep: float) -> BuiltModule:
+            removed = remove_beyond(scores, self.clusters, counts)
             key = frozenset(removed)
             if key not in seen:
-                seen[key] = self.measure(self.build_for(concern, keep, head, removed=removed))
+                seen[key] = measure(self.build_for(concern, keep, head, removed=removed))
             return replace(seen[key], keep=keep)
 
-        return tune_keep(build, lambda module: module.fidelity, self.settings.fidelity)
+        def macs(counts: dict[str, int]) -> float:
+            removed = remove_beyond(scores, self.clusters, counts)
+            key = frozenset(removed)
+            if key not in macs_seen:
+                proto = build_module(self.parent, removed, plain_slice, head, check=False)
+                macs_seen[key] = model_stats(proto).macs
+            return macs_seen[key]
+
+        def meets(module: BuiltModule) -> bool:
+            return module.fidelity >= target
+
+        best = tune_keep(lambda keep: build(self.counts(keep), keep),
+                         lambda module: module.fidelity, target)
+        if self.settings.compensation == "sequential" or not self.settings.refine:
+            return best
+        return refine_counts(self.counts(best.keep), best,
+                             lambda cl, n: lower_counts(self.counts, KEEP_GRID, cl, n),
+                             lambda counts: build(counts, best.keep), macs, meets,
+                             self.parent.macs, Counter(self.clusters.values()))
 
 
 def decompose(
@@ -311,9 +351,9 @@ def decompose(
             check_emitted(module.proto)
         t_prune += time.perf_counter() - t0
         t0 = time.perf_counter()
-        entry = _entry(module, parent, len(dec.clusters))
-        _stamp(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align,
-               dec.align_recurrent if dec.align_of else None)
+        entry = module_entry(module, parent, len(dec.clusters))
+        stamp_module(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align,
+                     dec.align_recurrent if dec.align_of else None)
         data = module.proto.SerializeToString()
         entry.sha256 = sha256_bytes(data)
         files.append((entry.file, data))
@@ -346,39 +386,3 @@ def decompose(
 
 def _resolved(model) -> str | None:
     return None if isinstance(model, onnx.ModelProto) else str(Path(model).resolve())
-
-
-def _entry(module: BuiltModule, parent: Parent, n_units: int) -> ModuleEntry:
-    stats = model_stats(module.proto)
-    k = module.k
-    return ModuleEntry(
-        class_index=k,
-        class_name=parent.class_names[k],
-        file=f"class_{k:0{len(str(parent.num_classes - 1))}d}.onnx",
-        params=stats.params,
-        macs=stats.macs,
-        params_fraction=round(stats.params / max(parent.params, 1), 4),
-        macs_fraction=round(stats.macs / max(parent.macs, 1), 4),
-        kept_channels=round(1 - len(module.removed) / max(n_units, 1), 4),
-        kept_kernels=round(kernel_fraction(parent.cg, module.removed), 4),
-        keep_ratio=module.keep,
-        fidelity=round(module.fidelity, 4),
-        decision_agreement=round(module.agreement, 4),
-    )
-
-
-def _stamp(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settings,
-           n_prof: int, n_hold: int, align: int, align_recurrent: int | None) -> None:
-    """Provenance in the module itself: a module stays traceable once copied elsewhere."""
-    kept = {key: getattr(entry, key) for key in (
-        "kept_channels", "kept_kernels", "params_fraction", "macs_fraction", "keep_ratio")}
-    calibration = {
-        "samples": n_prof, "holdout": n_hold, "criterion": s.criterion,
-        "compensation": s.compensation, "fidelity_target": s.fidelity,
-        "macs_budget": s.macs, "fidelity": entry.fidelity, "seed": s.seed,
-        "positions": s.positions, "align": align}
-    if align_recurrent is not None:
-        calibration["align_recurrent"] = align_recurrent
-    provenance.stamp(proto, provenance.module_meta(
-        parent.sha256, entry.class_index, entry.class_name, parent.num_classes, kept,
-        calibration))

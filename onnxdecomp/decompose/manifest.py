@@ -85,7 +85,7 @@ class Manifest:
                 "holdout": s.holdout, "positions": s.positions, "seed": s.seed,
                 "align": self.align, "align_requested": s.align,
                 "align_recurrent": self.align_recurrent,
-                "prune_embeddings": s.prune_embeddings,
+                "prune_embeddings": s.prune_embeddings, "refine": s.refine,
                 "calibration_samples": self.calibration_samples,
                 "holdout_samples": self.holdout_samples,
             },

@@ -30,6 +30,9 @@ class Settings:
     # quarter of them cost more fidelity than a quarter of its hidden units (0.87 vs 0.95)
     # for an eighth of the MACs: kept unless asked for.
     prune_embeddings: bool = False
+    # After the keep ratio's search, step clusters down one coarse aligned count at a time
+    # while the fidelity holds (refine.py); not with the sequential refit.
+    refine: bool = True
 
     def check(self) -> None:
         """One-line errors for settings out of bounds, before any work is done."""

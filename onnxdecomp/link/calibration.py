@@ -64,7 +64,8 @@ class Calibration:
                             compensation=compensation or s.get("compensation", "lstsq"),
                             holdout=s.get("holdout", 0.3), positions=s.get("positions", 64),
                             seed=s.get("seed", 0), device=self.device,
-                            prune_embeddings=bool(s.get("prune_embeddings", False)))
+                            prune_embeddings=bool(s.get("prune_embeddings", False)),
+                            refine=bool(s.get("refine", True)))
         settings.check()
         target = fidelity if fidelity is not None else s.get("fidelity") or 0.99
         classes = list(group.classes)

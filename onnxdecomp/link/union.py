@@ -25,7 +25,6 @@ from onnxdecomp.decompose import BuiltModule, Decomposer
 from onnxdecomp.decompose.criteria import subset_concern
 from onnxdecomp.decompose.fidelity import logodds_fidelity
 from onnxdecomp.decompose.head import logodds_from_logits
-from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link.select_classes import SelectClassesPass
 
@@ -72,5 +71,6 @@ class UnionBuilder:
     def tune(self, classes: tuple[int, ...], fidelity: float) -> BuiltModule:
         """The smallest union meeting ``fidelity``, measured; finalised but not yet checked."""
         self._held_out(classes)  # fail before any build when the subset has no samples
-        return tune_keep(lambda keep: self.measure(self.build(classes, keep)),
-                         lambda module: module.fidelity, fidelity)
+        dec = self.dec
+        head = SelectClassesPass(list(classes), dec.parent.num_classes)
+        return dec.tune_for(subset_concern(dec.profile, classes), head, self.measure, fidelity)
