@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--name", default=None)
     ap.add_argument("--align", default="1", help="kept channel multiple; the curves recorded "
                     "before --align existed are align 1")
+    ap.add_argument("--no-refine", action="store_true",
+                    help="also a tuned row without the per-group aligned steps (refine.py)")
     args = ap.parse_args()
 
     runner = Runner(args.model, device="cpu")
@@ -123,6 +125,11 @@ def main() -> None:
                 add(keep, criterion, comp)
     if args.fidelity is not None:
         add(None, settings.criterion, settings.compensation, fidelity_target=args.fidelity)
+        if args.no_refine:
+            dec.settings.refine = False
+            add(None, settings.criterion, settings.compensation, fidelity_target=args.fidelity,
+                refine=False)
+            dec.settings.refine = True
     for budget in [float(v) for v in args.budgets.split(",")] if args.budgets else []:
         for comp in comps:
             add(f"macs<={budget}", settings.criterion, comp)
@@ -132,7 +139,9 @@ def main() -> None:
         "test": test.source, "parent_top1": parent_rep["top1"], "parent_top5": parent_rep["top5"],
         "parent_macs": pm, "parent_params": pp, "setup_seconds": round(setup_s, 1),
         "command": "python -m benchmarks.decompose_curve " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+            f"--{k.replace('_', '-')} {v or repr('')}" if v is not True
+            else f"--{k.replace('_', '-')}"
+            for k, v in vars(args).items() if v is not None and v is not False),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -336,6 +336,30 @@ def descent_section(paths: list) -> str:
     return "".join(out)
 
 
+def _macs_loss(row: dict | None) -> str:
+    return f"{100 * row['macs']:.1f}%, {row['loss_pp']:.2f}" if row else "-"
+
+
+def defaults_section(paths: list) -> str:
+    """The defaults (``--align auto``) with and without the per-group aligned steps."""
+    out = ["\n## Defaults at `--align auto`, with and without `--no-refine`\n\n"
+           "`python -m benchmarks.decompose_curve --model M --data D --calib 1000 --keeps '' "
+           "--criteria refit --fidelity 0.99 --align auto --no-refine --name defaults_M` "
+           "(each file records its command). Gates of the deployment issue for the CNNs: mean "
+           "module MACs <= 70%, loss <= 1 pp. Measured on AVX-512 (align 16).\n\n| model "
+           "(parent top-1) | default: MACs, loss pp | `--no-refine`: MACs, loss pp | tuning s "
+           "(default) |\n|---|---|---|---|\n"]
+    for path in paths:
+        res = json.loads(path.read_text())
+        tuned = [r for r in res["rows"] if r["keep"] == "tuned"]
+        on = next(r for r in tuned if r.get("refine", True))
+        off = next((r for r in tuned if r.get("refine") is False), None)
+        out.append(f"| {path.stem[9:]} ({100 * res['parent_top1']:.2f}%) | "
+                   f"{_macs_loss(on)} | {_macs_loss(off)} | "
+                   f"{on['build_seconds']} |\n")
+    return "".join(out)
+
+
 def hashes_section(name: str, res: dict) -> str:
     """Byte-identity of emitted models across a change (benchmarks.module_hashes)."""
     cmp = res.get("comparison")
@@ -366,7 +390,8 @@ def main() -> None:
     gates, recurrent = [], []
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
-                                 "latency", "scale", "recurrent_", "tagging", "descent_")):
+                                 "latency", "scale", "recurrent_", "tagging", "descent_",
+                                 "defaults_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -418,6 +443,9 @@ def main() -> None:
         parts.append(f"| {name} | {b[0]} | {b[1]} | {t[0]} | {t[1]} |\n")
     if recurrent:
         parts.append(recurrent_gates(recurrent))
+    defaults = sorted(RESULTS.glob("defaults_*.json"))
+    if defaults:
+        parts.append(defaults_section(defaults))
     parts.append(recurrent_sections())
     if (RESULTS / "tagging.json").is_file():
         from benchmarks.tagging import report_section

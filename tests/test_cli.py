@@ -187,6 +187,20 @@ def test_decompose_macs_budget(small, tmp_path: Path) -> None:
     assert last == "PASSED | onnxdecomp decompose (mean MACs <= 50.0%)"
 
 
+def test_decompose_no_refine_is_recorded_and_no_smaller(small, tmp_path: Path) -> None:
+    case, data, *_ = small
+    found = {}
+    for flag in ([], ["--no-refine"]):
+        res = _run("decompose", case.path, "--data", data, "--align", "4", "--fidelity",
+                   "0.95", "-o", tmp_path / str(len(flag)), "--json", "--device", "cpu", *flag)
+        assert res.exit_code == 0, res.output
+        manifest = json.loads(res.stdout)
+        assert manifest["settings"]["refine"] is (not flag)
+        found[bool(flag)] = manifest["modules"]
+    for on, off in zip(found[False], found[True]):
+        assert on["macs"] <= off["macs"] and on["fidelity"] >= 0.95
+
+
 # ------------------------------------------------------------------------ user errors
 
 
