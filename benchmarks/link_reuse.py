@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--subsets", type=int, default=10, help="random subsets of each size")
     ap.add_argument("--pairs", type=int, default=None, help="only the first N pairs")
     ap.add_argument("--sizes", default=None, help="only subsets of these sizes, e.g. 10")
+    ap.add_argument("--refine", action="store_true",
+                    help="unions step their groups down their aligned counts (decompose.refine)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     runner = Runner(args.model, device="cpu")
@@ -112,7 +114,7 @@ def main() -> None:
         align = args.align if args.align == "auto" else int(args.align)
         dec = Decomposer(args.model, train.x[cal], train.y[cal],
                          Settings(compensation=args.compensation, device="cpu", align=align))
-        module = UnionBuilder(dec).tune(classes, args.fidelity)
+        module = UnionBuilder(dec, refine=args.refine).tune(classes, args.fidelity)
         build_s = time.perf_counter() - t0
         mask = np.isin(test.y, classes)
         chosen = np.array(classes)
@@ -139,7 +141,8 @@ def main() -> None:
                             f"parent timed back to back; "
                             f"{platform.processor() or platform.machine()}, {date.today()}",
            "rows": rows, "command": "python -m benchmarks.link_reuse " + " ".join(
-               f"--{k} {v}" for k, v in vars(args).items() if v is not None)}
+               f"--{k} {v}" if v is not True else f"--{k}"
+               for k, v in vars(args).items() if v is not None and v is not False)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
 

@@ -253,12 +253,13 @@ class Decomposer:
                              self.settings.fidelity)
 
     def tune_for(self, concern: Concern, head: ir.passes.InPlacePass,
-                 measure: Callable[[BuiltModule], BuiltModule], target: float) -> BuiltModule:
+                 measure: Callable[[BuiltModule], BuiltModule], target: float,
+                 refine: bool | None = None) -> BuiltModule:
         """The smallest model serving ``concern`` whose ``measure``d fidelity meets
         ``target``: the keep ratio's binary search, then per-cluster steps to the next
         smaller aligned counts (``refine``; not with the sequential refit, whose builds cost
         seconds each). Keep ratios that remove the same units (aligned counts round several
-        ratios to one) are built and measured once."""
+        ratios to one) are built and measured once. ``refine`` overrides the setting."""
         scores = self.scores(concern)
         seen: dict[frozenset[int], BuiltModule] = {}
         macs_seen: dict[frozenset[int], float] = {}
@@ -283,7 +284,8 @@ class Decomposer:
 
         best = tune_keep(lambda keep: build(self.counts(keep), keep),
                          lambda module: module.fidelity, target)
-        if self.settings.compensation == "sequential" or not self.settings.refine:
+        refine = self.settings.refine if refine is None else refine
+        if self.settings.compensation == "sequential" or not refine:
             return best
         return refine_counts(self.counts(best.keep), best,
                              lambda cl, n: lower_counts(self.counts, KEEP_GRID, cl, n),

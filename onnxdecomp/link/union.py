@@ -15,6 +15,14 @@ keep 0.8 (mean 0.979 on another draw of calibration data, its worst class 0.961)
 0.56 pp; with the worst class held to 0.99 it kept 0.9 (95.5% of the MACs) and lost none
 (-0.06 pp). Since a one-vector group keeps half vectors (``decompose.align``) that union is
 the parent itself (benchmarks/README.md, sub-task reuse).
+
+Unions do not take the per-group aligned steps that modules take (``decompose.refine``)
+unless asked (``UnionBuilder(dec, refine=True)``; ``benchmarks.link_reuse --refine``). A union
+is judged by the decisions among its classes, which the worst class's fidelity bounds
+loosely: refined, ResNet-20's unions of 3 to 9 classes (CIFAR-10) lost 0.22 to 0.61 pp on
+average (unrefined <= 0.14 pp; the gate is 0.5) for 6 to 11 points fewer MACs, at fidelity
+>= 0.99 every one; its pairs went from 88.3% to 74.8% of the MACs at 0.35 pp (0.19), and
+ResNet-8's from 78.2% to 47.3% at 0.17 pp (0.01).
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from onnxdecomp.link.select_classes import SelectClassesPass
 class UnionBuilder:
     """Sub-task models over subsets of one parent's classes, from one profile of it."""
 
-    def __init__(self, dec: Decomposer) -> None:
+    def __init__(self, dec: Decomposer, refine: bool = False) -> None:
         self.dec = dec
+        self.refine = refine
 
     def _held_out(self, classes: tuple[int, ...]) -> np.ndarray:
         """Held-out samples of the subset: by label where labels are known, else by the
@@ -73,4 +82,5 @@ class UnionBuilder:
         self._held_out(classes)  # fail before any build when the subset has no samples
         dec = self.dec
         head = SelectClassesPass(list(classes), dec.parent.num_classes)
-        return dec.tune_for(subset_concern(dec.profile, classes), head, self.measure, fidelity)
+        return dec.tune_for(subset_concern(dec.profile, classes), head, self.measure, fidelity,
+                            refine=self.refine)
