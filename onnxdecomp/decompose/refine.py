@@ -8,8 +8,9 @@ finds the smallest passing ratio, every cluster is tried alone at its next small
 count, the largest MACs saving first, and stays there when the fidelity still meets the
 target; rounds repeat while a step is taken. Every count tried is one the alignment allows,
 so the result runs as its MACs say. A step of at most ``FINE`` of a cluster's units is
-one the keep grid (steps of 0.05) already resolves: it is not tried, so ``--align 1`` and
-recurrent units in multiples of 4 tune as the keep ratio alone does.
+one the keep grid (steps of 0.05) already resolves: it is not tried, so under ``--align 1``
+only groups of fewer than 10 units take steps, and recurrent units in multiples of 4 in
+layers of 40 or more tune as the keep ratio alone does.
 
 Requires: ``build(counts)`` returns a measured module for per-cluster kept counts;
 ``macs(counts)`` its MACs without refitting (cheap). Ensures: the returned module meets
