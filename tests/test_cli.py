@@ -201,6 +201,23 @@ def test_decompose_no_refine_is_recorded_and_no_smaller(small, tmp_path: Path) -
         assert on["macs"] <= off["macs"] and on["fidelity"] >= 0.95
 
 
+def test_link_refine_gives_no_larger_union(small, tmp_path: Path) -> None:
+    case, data, *_ = small
+    out = tmp_path / "mods"
+    res = _run("decompose", case.path, "--data", data, "--align", "4", "--fidelity", "0.95",
+               "-o", out, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    found = {}
+    for flag in ([], ["--refine"]):
+        res = _run("link", out / "class_0.onnx", out / "class_1.onnx", "-o",
+                   tmp_path / f"u{len(flag)}.onnx", "--json", *flag)
+        assert res.exit_code == 0, res.output
+        (part,) = [p for p in json.loads(res.stdout)["parts"] if p["kind"] == "union"]
+        assert part["refine"] is bool(flag) and part["fidelity"] >= 0.95
+        found[bool(flag)] = part["macs"]
+    assert found[True] <= found[False]
+
+
 # ------------------------------------------------------------------------ user errors
 
 
