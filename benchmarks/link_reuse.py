@@ -86,8 +86,9 @@ def main() -> None:
     ap.add_argument("--subsets", type=int, default=10, help="random subsets of each size")
     ap.add_argument("--pairs", type=int, default=None, help="only the first N pairs")
     ap.add_argument("--sizes", default=None, help="only subsets of these sizes, e.g. 10")
-    ap.add_argument("--refine", action="store_true",
-                    help="unions step their groups down their aligned counts (decompose.refine)")
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                    help="unions step their groups down their aligned counts (decompose.refine); "
+                    "default: pairs only, as link does")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     runner = Runner(args.model, device="cpu")
@@ -141,8 +142,8 @@ def main() -> None:
                             f"parent timed back to back; "
                             f"{platform.processor() or platform.machine()}, {date.today()}",
            "rows": rows, "command": "python -m benchmarks.link_reuse " + " ".join(
-               f"--{k} {v}" if v is not True else f"--{k}"
-               for k, v in vars(args).items() if v is not None and v is not False)}
+               f"--{k} {v}" if not isinstance(v, bool) else f"--{'' if v else 'no-'}{k}"
+               for k, v in vars(args).items() if v is not None)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
 

@@ -201,21 +201,24 @@ def test_decompose_no_refine_is_recorded_and_no_smaller(small, tmp_path: Path) -
         assert on["macs"] <= off["macs"] and on["fidelity"] >= 0.95
 
 
-def test_link_refine_gives_no_larger_union(small, tmp_path: Path) -> None:
+def test_link_refines_pairs_by_default(small, tmp_path: Path) -> None:
     case, data, *_ = small
     out = tmp_path / "mods"
     res = _run("decompose", case.path, "--data", data, "--align", "4", "--fidelity", "0.95",
                "-o", out, "--device", "cpu")
     assert res.exit_code == 0, res.output
     found = {}
-    for flag in ([], ["--refine"]):
-        res = _run("link", out / "class_0.onnx", out / "class_1.onnx", "-o",
-                   tmp_path / f"u{len(flag)}.onnx", "--json", *flag)
+    for name, flag, classes, refined in (("pair", [], (0, 1), True),
+                                         ("off", ["--no-refine"], (0, 1), False),
+                                         ("three", [], (0, 1, 2), False),
+                                         ("asked", ["--refine"], (0, 1, 2), True)):
+        res = _run("link", *(out / f"class_{c}.onnx" for c in classes), "-o",
+                   tmp_path / f"{name}.onnx", "--json", *flag)
         assert res.exit_code == 0, res.output
         (part,) = [p for p in json.loads(res.stdout)["parts"] if p["kind"] == "union"]
-        assert part["refine"] is bool(flag) and part["fidelity"] >= 0.95
-        found[bool(flag)] = part["macs"]
-    assert found[True] <= found[False]
+        assert part["refine"] is refined and part["fidelity"] >= 0.95
+        found[name] = part["macs"]
+    assert found["pair"] <= found["off"] and found["asked"] <= found["three"]
 
 
 # ------------------------------------------------------------------------ user errors

@@ -46,13 +46,14 @@ CALIBRATE_HELP = (
 @click.option("--compensation", type=click.Choice(COMPENSATIONS), default=None,
               help="A union's refit [default: the manifest's]; sequential gives smaller "
               "unions of deep nets, at minutes instead of seconds.")
-@click.option("--refine", is_flag=True,
-              help="A union also steps each channel group down its aligned counts while the "
-              "fidelity holds: smaller, but on ResNet-20 it lost up to 0.6 pp (see README).")
+@click.option("--refine/--no-refine", default=None,
+              help="Whether a union also steps each channel group down its aligned counts "
+              "while the fidelity holds [default: unions of two classes only; on ResNet-20 "
+              "larger refined unions lost up to 0.6 pp, see README].")
 @device_option
 @json_option
 def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, ...],
-             combiner: str, fidelity: float | None, compensation: str | None, refine: bool,
+             combiner: str, fidelity: float | None, compensation: str | None, refine: bool | None,
              device: str, as_json: bool, **data_opts) -> None:
     """Link MODULES (module files, or folders holding a manifest.json) into one model whose
     outputs are ``scores`` [N, K] (columns in the order given) and ``label`` [N]."""

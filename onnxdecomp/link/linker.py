@@ -76,7 +76,7 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
          calibrate: list[DataSpec] | None = None, parents: list[str] | None = None,
          combiner: str = "auto", fidelity: float | None = None,
          compensation: str | None = None, device: str = "auto",
-         refine: bool = False) -> LinkResult:
+         refine: bool | None = None) -> LinkResult:
     """Link ``inputs`` (module files, proto modules, or folders holding a manifest).
 
     ``calibrate``: labelled data; one spec per parent (in the order parents first appear;
@@ -85,8 +85,8 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     more parts, fits the ``combiner``. ``parents``: parent files overriding the manifests'
     (matched by sha256). ``fidelity`` and ``compensation``: the unions' fidelity target and
     refit (default: the manifest's; ``sequential`` gives smaller unions of deep nets, at
-    minutes instead of seconds per union). ``refine``: unions also step each channel group
-    down its aligned counts while the target holds (smaller, less exact; see ``union``).
+    minutes instead of seconds per union). ``refine``: whether unions also step each channel
+    group down its aligned counts while the target holds (default: pairs only; see ``union``).
     """
     if mode not in MODES:
         raise OnnxDecompError(f"unknown {{mode}} {mode!r}: choose one of {', '.join(MODES)}",
@@ -154,18 +154,19 @@ def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.Mo
 
 
 def build_union(g: Group, data: Calibration, fidelity: float | None,
-                compensation: str | None, refine: bool = False) -> tuple[Part, dict]:
+                compensation: str | None, refine: bool | None = None) -> tuple[Part, dict]:
     """The union part of a parent's modules, tuned on that parent's calibration data."""
     from onnxdecomp.decompose import Decomposer
 
     setup = data.union_setup(g, fidelity, compensation)
     dec = Decomposer(setup.parent, setup.x, setup.y, setup.settings)
-    module = UnionBuilder(dec, refine=refine).tune(g.classes, setup.fidelity)
+    builder = UnionBuilder(dec, refine=refine)
+    module = builder.tune(g.classes, setup.fidelity)
     macs = model_stats(module.proto).macs
     info = {"kind": "union", "classes": list(g.classes), "keep": module.keep,
             "fidelity": round(module.fidelity, 4), "agreement": round(module.agreement, 4),
             "fidelity_target": setup.fidelity, "compensation": setup.settings.compensation,
-            "refine": refine,
+            "refine": builder.refines(g.classes),
             "macs": macs, "parent_macs": dec.parent.macs,
             "macs_fraction": round(macs / max(dec.parent.macs, 1), 4),
             "calibration": setup.source, "parent": setup.parent}

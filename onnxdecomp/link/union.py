@@ -16,13 +16,16 @@ keep 0.8 (mean 0.979 on another draw of calibration data, its worst class 0.961)
 (-0.06 pp). Since a one-vector group keeps half vectors (``decompose.align``) that union is
 the parent itself (benchmarks/README.md, sub-task reuse).
 
-Unions do not take the per-group aligned steps that modules take (``decompose.refine``)
-unless asked (``UnionBuilder(dec, refine=True)``; ``benchmarks.link_reuse --refine``). A union
-is judged by the decisions among its classes, which the worst class's fidelity bounds
-loosely: refined, ResNet-20's unions of 3 to 9 classes (CIFAR-10) lost 0.22 to 0.61 pp on
-average (unrefined <= 0.14 pp; the gate is 0.5) for 6 to 11 points fewer MACs, at fidelity
->= 0.99 every one; its pairs went from 88.3% to 74.8% of the MACs at 0.35 pp (0.19), and
-ResNet-8's from 78.2% to 47.3% at 0.17 pp (0.01).
+A union of two classes takes the per-group aligned steps that modules take
+(``decompose.refine``; not when the decomposition was run with ``--no-refine``); larger
+unions do not, unless asked (``UnionBuilder(dec, refine=True)``, ``link --refine``). A module
+and a pair are each scored by one log-odds, whose fidelity is the decision's; a union of
+three or more classes is judged by the decisions among all of them, which the worst class's
+fidelity bounds loosely: refined, ResNet-20's unions of 3 to 9 classes (CIFAR-10) lost
+0.22 to 0.61 pp on average (unrefined <= 0.14 pp; the gate is 0.5) for 6 to 11 points fewer
+MACs, at fidelity >= 0.99 every one; its pairs went from 88.3% to 74.8% of the MACs at
+0.35 pp (0.19), ResNet-8's from 78.2% to 47.3% at 0.17 pp (0.01), LeNet-5's from 39.2% to
+32.9% at 0.13 pp (0.12).
 """
 
 from __future__ import annotations
@@ -40,9 +43,15 @@ from onnxdecomp.link.select_classes import SelectClassesPass
 class UnionBuilder:
     """Sub-task models over subsets of one parent's classes, from one profile of it."""
 
-    def __init__(self, dec: Decomposer, refine: bool = False) -> None:
+    def __init__(self, dec: Decomposer, refine: bool | None = None) -> None:
         self.dec = dec
-        self.refine = refine
+        self.refine = refine  # None: pairs only, as the decomposition's settings allow
+
+    def refines(self, classes: tuple[int, ...]) -> bool:
+        """Whether the union of ``classes`` takes the per-group aligned steps."""
+        if self.refine is not None:
+            return self.refine
+        return len(classes) == 2 and self.dec.settings.refine
 
     def _held_out(self, classes: tuple[int, ...]) -> np.ndarray:
         """Held-out samples of the subset: by label where labels are known, else by the
@@ -83,4 +92,4 @@ class UnionBuilder:
         dec = self.dec
         head = SelectClassesPass(list(classes), dec.parent.num_classes)
         return dec.tune_for(subset_concern(dec.profile, classes), head, self.measure, fidelity,
-                            refine=self.refine)
+                            refine=self.refines(classes))
