@@ -65,9 +65,9 @@ def reuse_section(name: str, res: dict) -> str:
     out = [f"\n### {name[len('reuse_'):]}\n\n`{res['command']}`\n\n"
            f"Compensation `{res['compensation']}`, fidelity target {res['fidelity']}; parent "
            f"{res['parent_macs']:,} MACs, {res['parent_latency_ms']} ms per batch of 64 "
-           f"({res['latency_setup']}).\n\n"
-           "| size | subsets | mean loss pp | max loss pp | mean MACs | max MACs | mean latency "
-           "| mean keep | mean build s |\n|---|---|---|---|---|---|---|---|---|\n"]
+           f"({res['latency_setup']}).{' ' + res['rows_note'] if 'rows_note' in res else ''}"
+           "\n\n| size | subsets | mean loss pp | max loss pp | mean MACs | max MACs | mean "
+           "latency | mean keep | mean build s |\n|---|---|---|---|---|---|---|---|---|\n"]
     for size in sizes:
         rs = [r for r in rows if r["size"] == size]
 
