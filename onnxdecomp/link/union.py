@@ -25,7 +25,7 @@ fidelity bounds loosely: refined, ResNet-20's unions of 3 to 9 classes (CIFAR-10
 0.22 to 0.61 pp on average (unrefined <= 0.14 pp; the gate is 0.5) for 6 to 11 points fewer
 MACs, at fidelity >= 0.99 every one; its pairs went from 88.3% to 74.8% of the MACs at
 0.35 pp (0.19), ResNet-8's from 78.2% to 47.3% at 0.17 pp (0.01), LeNet-5's from 39.2% to
-32.9% at 0.13 pp (0.12).
+31.9% at 0.13 pp (0.12).
 """
 
 from __future__ import annotations
