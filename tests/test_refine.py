@@ -98,6 +98,8 @@ def test_tuned_module_is_no_larger_than_the_uniform_ratio_and_meets_the_target(g
     uniform = tune_keep(lambda keep: dec.measure(dec.build(k, keep)),
                         lambda m: m.fidelity, 0.95)
     assert model_stats(module.proto).macs <= model_stats(uniform.proto).macs
+    # the module says whether it went below its keep ratio's counts
+    assert module.stepped == (module.removed != uniform.removed)
     # every cluster keeps a count that some keep ratio gives under the alignment
     sizes = Counter(dec.clusters.values())
     kept = Counter(c for u, c in dec.clusters.items() if u not in module.removed)

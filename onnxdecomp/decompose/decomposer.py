@@ -62,6 +62,7 @@ class BuiltModule:
     removed: set[int]
     fidelity: float | None = None  # share of the parent's log-odds variance reproduced
     agreement: float | None = None  # decision agreement with the parent
+    stepped: bool = False  # per-group aligned steps were taken after the keep search
 
     @property
     def k(self) -> int:
@@ -287,10 +288,11 @@ class Decomposer:
         refine = self.settings.refine if refine is None else refine
         if self.settings.compensation == "sequential" or not refine:
             return best
-        return refine_counts(self.counts(best.keep), best,
-                             lambda cl, n: lower_counts(self.counts, KEEP_GRID, cl, n),
-                             lambda counts: build(counts, best.keep), macs, meets,
-                             self.parent.macs, Counter(self.clusters.values()))
+        refined = refine_counts(self.counts(best.keep), best,
+                                lambda cl, n: lower_counts(self.counts, KEEP_GRID, cl, n),
+                                lambda counts: build(counts, best.keep), macs, meets,
+                                self.parent.macs, Counter(self.clusters.values()))
+        return refined if refined is best else replace(refined, stepped=True)
 
 
 def decompose(

@@ -43,6 +43,7 @@ class ModuleEntry:
     fidelity: float
     decision_agreement: float
     sha256: str = ""
+    stepped: bool = False  # groups stepped below keep_ratio's counts (decompose.refine)
 
 
 @dataclass

@@ -28,6 +28,7 @@ def module_entry(module, parent: Parent, n_units: int) -> ModuleEntry:
         keep_ratio=module.keep,
         fidelity=round(module.fidelity, 4),
         decision_agreement=round(module.agreement, 4),
+        stepped=module.stepped,
     )
 
 

@@ -166,7 +166,7 @@ def build_union(g: Group, data: Calibration, fidelity: float | None,
     info = {"kind": "union", "classes": list(g.classes), "keep": module.keep,
             "fidelity": round(module.fidelity, 4), "agreement": round(module.agreement, 4),
             "fidelity_target": setup.fidelity, "compensation": setup.settings.compensation,
-            "refine": builder.refines(g.classes),
+            "refine": builder.refines(g.classes), "stepped": module.stepped,
             "macs": macs, "parent_macs": dec.parent.macs,
             "macs_fraction": round(macs / max(dec.parent.macs, 1), 4),
             "calibration": setup.source, "parent": setup.parent}
