@@ -126,10 +126,10 @@ def main() -> None:
     if args.fidelity is not None:
         add(None, settings.criterion, settings.compensation, fidelity_target=args.fidelity)
         if args.no_refine:
-            dec.settings.refine = False
+            saved, dec.settings.refine = dec.settings.refine, False
             add(None, settings.criterion, settings.compensation, fidelity_target=args.fidelity,
                 refine=False)
-            dec.settings.refine = True
+            dec.settings.refine = saved
     for budget in [float(v) for v in args.budgets.split(",")] if args.budgets else []:
         for comp in comps:
             add(f"macs<={budget}", settings.criterion, comp)
@@ -139,7 +139,7 @@ def main() -> None:
         "test": test.source, "parent_top1": parent_rep["top1"], "parent_top5": parent_rep["top5"],
         "parent_macs": pm, "parent_params": pp, "setup_seconds": round(setup_s, 1),
         "command": "python -m benchmarks.decompose_curve " + " ".join(
-            f"--{k.replace('_', '-')} {v or repr('')}" if v is not True
+            f"--{k.replace('_', '-')} {v if v != '' else repr('')}" if v is not True
             else f"--{k.replace('_', '-')}"
             for k, v in vars(args).items() if v is not None and v is not False),
         "rows": rows,

@@ -83,9 +83,10 @@ def test_lower_counts_are_what_a_grid_ratio_gives() -> None:
     def counts_at(keep):
         return {"x": kept_count(64, keep, 16), "y": kept_count(16, keep, 16)}
 
-    assert lower_counts(counts_at, KEEP_GRID, "x", 64) == 48
-    assert lower_counts(counts_at, KEEP_GRID, "x", 16) is None
-    assert lower_counts(counts_at, KEEP_GRID, "y", 16) == 8
+    ladder = [counts_at(r) for r in KEEP_GRID]
+    assert lower_counts(ladder, "x", 64) == 48
+    assert lower_counts(ladder, "x", 16) is None
+    assert lower_counts(ladder, "y", 16) == 8
 
 
 def test_tuned_module_is_no_larger_than_the_uniform_ratio_and_meets_the_target(get_case):

@@ -25,6 +25,7 @@ one score for the whole group, so a channel goes only if the group as a whole ca
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,10 +234,8 @@ def kept_counts(clusters: dict[int, str], keep: float, align: int = 1,
     """Units kept in each cluster at ``keep``: ceil(keep * n), at least one, rounded up to a
     multiple of ``align`` (``align.kept_count``), or of ``align_of[cluster]`` for the
     clusters it names."""
-    sizes: dict[str, int] = {}
-    for cl in clusters.values():
-        sizes[cl] = sizes.get(cl, 0) + 1
-    return {cl: kept_count(n, keep, (align_of or {}).get(cl, align)) for cl, n in sizes.items()}
+    return {cl: kept_count(n, keep, (align_of or {}).get(cl, align))
+            for cl, n in Counter(clusters.values()).items()}
 
 
 def remove_beyond(scores: dict[int, float], clusters: dict[int, str],

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,11 @@ class Decomposer:
         """Units kept in each cluster at keep ratio ``keep``, aligned."""
         return kept_counts(self.clusters, keep, self.align, self.align_of)
 
+    @cached_property
+    def ladder(self) -> list[dict[str, int]]:
+        """The aligned counts of every cluster at every ratio of the keep grid."""
+        return [self.counts(r) for r in KEEP_GRID]
+
     def tune(self, k: int) -> BuiltModule:
         """The smallest module meeting the fidelity target, measured; finalised but not yet
         checked."""
@@ -289,7 +295,7 @@ class Decomposer:
         if self.settings.compensation == "sequential" or not refine:
             return best
         refined = refine_counts(self.counts(best.keep), best,
-                                lambda cl, n: lower_counts(self.counts, KEEP_GRID, cl, n),
+                                lambda cl, n: lower_counts(self.ladder, cl, n),
                                 lambda counts: build(counts, best.keep), macs, meets,
                                 self.parent.macs, Counter(self.clusters.values()))
         return refined if refined is best else replace(refined, stepped=True)

@@ -33,7 +33,7 @@ def module_entry(module, parent: Parent, n_units: int) -> ModuleEntry:
 
 
 def stamp_module(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: Settings,
-           n_prof: int, n_hold: int, align: int, align_recurrent: int | None) -> None:
+                 n_prof: int, n_hold: int, align: int, align_recurrent: int | None) -> None:
     """Provenance in the module itself: a module stays traceable once copied elsewhere."""
     kept = {key: getattr(entry, key) for key in (
         "kept_channels", "kept_kernels", "params_fraction", "macs_fraction", "keep_ratio")}

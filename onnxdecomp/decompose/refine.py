@@ -25,12 +25,10 @@ MIN_SAVING = 0.01  # a move saving less than this share of the parent's MACs is 
 FINE = 0.1  # a move dropping at most this share of a cluster's units is not tried
 
 
-def lower_counts(counts_at: Callable[[float], dict[str, int]], grid: tuple[float, ...],
-                 cluster: str, count: int) -> int | None:
-    """The largest aligned count of ``cluster`` that a ratio of ``grid`` gives below
-    ``count``, or None."""
-    below = [c for c in (counts_at(r)[cluster] for r in grid) if c < count]
-    return max(below) if below else None
+def lower_counts(ladder: list[dict[str, int]], cluster: str, count: int) -> int | None:
+    """The largest count of ``cluster`` below ``count`` that one of the ``ladder``'s per-cluster
+    counts (those of every ratio of the keep grid, aligned) holds, or None."""
+    return max((c[cluster] for c in ladder if c[cluster] < count), default=None)
 
 
 def refine_counts(passing: dict[str, int], best, lower: Callable[[str, int], int | None],
