@@ -102,8 +102,10 @@ def main() -> None:
                         shape, dtype)
     parent_rep = classification_report(runner.run(test.x)[0], test.y)
     align = args.align if args.align == "auto" else int(args.align)
-    settings = Settings(align=align) if args.fidelity is None else Settings(
-        fidelity=args.fidelity, align=align)
+    # The tuned row refits as the first --compensation says.
+    comp = args.compensation.split(",")[0]
+    settings = Settings(align=align, compensation=comp) if args.fidelity is None else Settings(
+        fidelity=args.fidelity, align=align, compensation=comp)
     t0 = time.perf_counter()
     dec = Decomposer(args.model, calib.x, calib.y, settings)
     setup_s = time.perf_counter() - t0

@@ -44,6 +44,31 @@ def only_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return to_proto(ir.Model(graph, ir_version=model.ir_version))
 
 
+def cut_at(proto: onnx.ModelProto, names: list[str],
+           known: set[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """The part of ``proto`` that computes the values ``names`` from the ``known`` values
+    (and from graph inputs where a path reaches one without meeting a known value), as a
+    model whose inputs are those boundary values; with their names, in the model's order."""
+    model = ir.serde.deserialize_model(proto)
+    graph = model.graph
+    by_name = {v.name: v for v in graph.inputs}
+    by_name.update({v.name: v for node in graph for v in node.outputs})
+    bounds: list[ir.Value] = []
+    seen: set[str] = set()
+    stack = [by_name[n] for n in names]
+    while stack:
+        value = stack.pop()
+        if value.name in seen:
+            continue
+        seen.add(value.name)
+        if value.name in known or value.is_graph_input():
+            bounds.append(value)
+        elif (node := value.producer()) is not None:
+            stack.extend(v for v in node.inputs if v is not None)
+    sub = ir.convenience.extract(graph, bounds, names)
+    return to_proto(ir.Model(sub, ir_version=model.ir_version)), [v.name for v in bounds]
+
+
 def const_array(value: ir.Value | None) -> np.ndarray | None:
     """The value's constant content (initializer), or None for data-dependent values."""
     if value is None or value.const_value is None:

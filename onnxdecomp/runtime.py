@@ -88,7 +88,8 @@ class Runner:
         """``probe``: the model outputs intermediate values (``irutil.with_outputs`` or
         ``only_outputs``). ORT's layout optimisations (level ALL) can fuse such a value away
         and then fail to load (onnxruntime 1.31: a Conv feeding a residual Add in a pruned
-        module), so a probe stops at the EXTENDED level. ``threads``: ONNX Runtime's intra-op
+        module), so a probe stops at the EXTENDED level; a probe may take several inputs
+        (a subgraph cut at cached values, ``run_feeds``). ``threads``: ONNX Runtime's intra-op
         threads (None: its default, all cores), for latency measurements."""
         if device not in DEVICES:
             raise OnnxDecompError(
@@ -124,7 +125,7 @@ class Runner:
                 "{device} cuda: CUDA did not start in ONNX Runtime (session fell back to CPU); "
                 "check the CUDA/cuDNN libraries", options=["device"])
         inputs = self.session.get_inputs()
-        if len(inputs) != 1:
+        if len(inputs) != 1 and not probe:
             names = ", ".join(i.name for i in inputs)
             raise OnnxDecompError(
                 f"model has {len(inputs)} inputs ({names}); only one is supported"
@@ -134,6 +135,33 @@ class Runner:
             raise OnnxDecompError(f"model input {i.name!r} has unsupported type {i.type}")
         self.input = InputSpec(i.name, tuple(i.shape), _ORT_DTYPES[i.type])
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run_feeds(self, feeds: dict[str, np.ndarray], outputs: Sequence[str],
+                  batch_axes: dict[str, int] | None = None,
+                  batch_size: int = 256) -> list[np.ndarray]:
+        """A probe's ``outputs`` from named input arrays (a cut subgraph's inputs, which
+        may be several), batched along each array's ``batch_axes`` entry (0 by default);
+        the batch axis must be dynamic."""
+        axes = batch_axes or {}
+        first = next(iter(feeds))
+        n = feeds[first].shape[axes.get(first, 0)]
+
+        def rows(name: str, arr: np.ndarray, start: int, stop: int) -> np.ndarray:
+            index = [slice(None)] * arr.ndim
+            index[axes.get(name, 0)] = slice(start, stop)
+            return np.ascontiguousarray(arr[tuple(index)])
+
+        parts = []
+        for start in range(0, n, max(1, int(batch_size))):
+            stop = min(start + batch_size, n)
+            try:
+                parts.append(self.session.run(list(outputs), {
+                    name: rows(name, arr, start, stop) for name, arr in feeds.items()}))
+            except Exception as exc:  # ORT's own types; one line
+                raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
+                                     f"{first_line(exc)}") from exc
+        return [np.concatenate([p[i] for p in parts], axis=axes.get(name, 0))
+                for i, name in enumerate(outputs)]
 
     def check_input(self, x: np.ndarray) -> None:
         """One-line errors for data that does not fit the model's input."""

@@ -217,6 +217,8 @@ def test_link_refines_pairs_by_default(small, tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         (part,) = [p for p in json.loads(res.stdout)["parts"] if p["kind"] == "union"]
         assert part["refine"] is refined and part["fidelity"] >= 0.95
+        # a refined pair is also refitted sequentially (polish.py); larger unions are not
+        assert part["polished"] is (name == "pair")
         found[name] = part["macs"]
     assert found["pair"] <= found["off"] and found["asked"] <= found["three"]
 

@@ -4,6 +4,7 @@ coupled channel groups (residual, concat, depthwise), unsupported ops, the manif
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from onnxdecomp.data import load_data
 from onnxdecomp.decompose import Decomposer, Settings, decompose
 from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.errors import OnnxDecompError, UnsupportedOpError
+from onnxdecomp.irutil import cut_at
 from onnxdecomp.link import link_parallel
 from onnxdecomp.passes import normalize
 from onnxdecomp.stats import model_stats
@@ -480,6 +482,47 @@ def test_sequential_refit_targets_the_residual_add(get_case, exporter: str) -> N
     plain = dec.build(0, 0.5, compensation="sequential").proto
     seq.partner = partner
     assert add_error(proto) < add_error(plain)
+
+
+def _sequential_without_cuts(dec: Decomposer, build) -> onnx.ModelProto:
+    """``build()`` with every sequential probe run from the input, as before cuts."""
+    seq = dec._sequential
+    seq.fixed_batch, saved = True, seq.fixed_batch
+    try:
+        return build()
+    finally:
+        seq.fixed_batch = saved
+
+
+@pytest.mark.parametrize("case_name", ["residual-dynamo", "concat-torchscript",
+                                       "clinc_bilstm2"])
+def test_sequential_probes_cut_at_final_activations_change_nothing(
+        get_case, case_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe that starts from the activations earlier solves made final (the graph cut
+    there) gives the module that probes run from the input give, bit for bit."""
+    # (the package's name is taken by the decompose function: import the module by path)
+    sequential = importlib.import_module("onnxdecomp.decompose.sequential")
+    cuts = []
+    monkeypatch.setattr(sequential, "cut_at", lambda *a: cuts.append(a) or cut_at(*a))
+    if case_name == "clinc_bilstm2":  # the second layer reads the first's final output
+        path = str(Path(__file__).resolve().parents[1] / "models" / "clinc_bilstm2.onnx")
+        x = np.random.default_rng(0).integers(1, 500, (120, 20)).astype(np.int64)
+    else:
+        case = get_case(case_name)
+        path, x = case.path, case.calib(120)
+    dec = Decomposer(path, x, None, Settings(device="cpu", sequential_samples=60))
+    module = dec.build(0, 0.5, compensation="sequential", check=True)
+    again = _sequential_without_cuts(
+        dec, lambda: dec.build(0, 0.5, compensation="sequential").proto)
+    assert module.removed and cuts
+    got, want = _weights_of(module.proto), _weights_of(again)
+    assert got.keys() == want.keys()
+    for name in got:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+def _weights_of(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
 
 
 def _values(dec: Decomposer):

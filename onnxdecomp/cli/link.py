@@ -85,6 +85,7 @@ def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, comma
     for part in result.parts:
         if part.get("kind") == "union":
             steps = " then per-group steps" if part.get("stepped") else ""
+            steps += ", refitted sequentially" if part.get("polished") else ""
             click.echo(f"  union of classes {','.join(map(str, part['classes']))}: keep "
                        f"{part['keep']}{steps}, {100 * part['macs_fraction']:.1f}% of the parent's "
                        f"{part['parent_macs']:,} MACs, fidelity {part['fidelity']:.4f} "

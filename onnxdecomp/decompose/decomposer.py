@@ -38,6 +38,7 @@ from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
 from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
 from onnxdecomp.decompose.manifest import Manifest, ParentEntry
 from onnxdecomp.decompose.parent import Parent, load_parent
+from onnxdecomp.decompose.polish import polish_search
 from onnxdecomp.decompose.profile import profile
 from onnxdecomp.decompose.records import module_entry, stamp_module
 from onnxdecomp.decompose.refine import lower_counts, refine_counts
@@ -64,6 +65,7 @@ class BuiltModule:
     fidelity: float | None = None  # share of the parent's log-odds variance reproduced
     agreement: float | None = None  # decision agreement with the parent
     stepped: bool = False  # per-group aligned steps were taken after the keep search
+    polished: bool = False  # refitted sequentially after the parallel search (polish.py)
 
     @property
     def k(self) -> int:
@@ -261,21 +263,28 @@ class Decomposer:
 
     def tune_for(self, concern: Concern, head: ir.passes.InPlacePass,
                  measure: Callable[[BuiltModule], BuiltModule], target: float,
-                 refine: bool | None = None) -> BuiltModule:
+                 refine: bool | None = None, polish: bool | None = None) -> BuiltModule:
         """The smallest model serving ``concern`` whose ``measure``d fidelity meets
         ``target``: the keep ratio's binary search, then per-cluster steps to the next
-        smaller aligned counts (``refine``; not with the sequential refit, whose builds cost
-        seconds each). Keep ratios that remove the same units (aligned counts round several
-        ratios to one) are built and measured once. ``refine`` overrides the setting."""
+        smaller aligned counts (``refine``), both with the parallel refit. Keep ratios that
+        remove the same units (aligned counts round several ratios to one) are built and
+        measured once. ``polish``: the search's module is refitted sequentially and the
+        search goes on as far as the sequential refit keeps the target (polish.py).
+        ``refine`` and ``polish`` override the settings (steps; ``--compensation
+        sequential``)."""
         scores = self.scores(concern)
         seen: dict[frozenset[int], BuiltModule] = {}
         macs_seen: dict[frozenset[int], float] = {}
+        sequential = self.settings.compensation == "sequential"
+        polish = sequential if polish is None else polish
 
         def build(counts: dict[str, int], keep: float) -> BuiltModule:
             removed = remove_beyond(scores, self.clusters, counts)
             key = frozenset(removed)
             if key not in seen:
-                seen[key] = measure(self.build_for(concern, keep, head, removed=removed))
+                seen[key] = measure(self.build_for(
+                    concern, keep, head, compensation="lstsq" if polish else None,
+                    removed=removed))
             return replace(seen[key], keep=keep)
 
         def macs(counts: dict[str, int]) -> float:
@@ -286,19 +295,33 @@ class Decomposer:
                 macs_seen[key] = model_stats(proto).macs
             return macs_seen[key]
 
-        def meets(module: BuiltModule) -> bool:
-            return module.fidelity >= target
-
-        best = tune_keep(lambda keep: build(self.counts(keep), keep),
-                         lambda module: module.fidelity, target)
         refine = self.settings.refine if refine is None else refine
-        if self.settings.compensation == "sequential" or not refine:
-            return best
-        refined = refine_counts(self.counts(best.keep), best,
-                                lambda cl, n: lower_counts(self.ladder, cl, n),
-                                lambda counts: build(counts, best.keep), macs, meets,
-                                self.parent.macs, Counter(self.clusters.values()))
-        return refined if refined is best else replace(refined, stepped=True)
+
+        def search(goal: float) -> BuiltModule:
+            best = tune_keep(lambda keep: build(self.counts(keep), keep),
+                             lambda module: module.fidelity, goal)
+            if not refine:
+                return best
+            refined = refine_counts(self.counts(best.keep), best,
+                                    lambda cl, n: lower_counts(self.ladder, cl, n),
+                                    lambda counts: build(counts, best.keep), macs,
+                                    lambda module: module.fidelity >= goal,
+                                    self.parent.macs, Counter(self.clusters.values()))
+            return refined if refined is best else replace(refined, stepped=True)
+
+        if not polish:
+            return search(target)
+
+        def refit(module: BuiltModule) -> BuiltModule:
+            if not module.removed:
+                return module
+            return replace(measure(self.build_for(concern, module.keep, head,
+                                                  compensation="sequential",
+                                                  removed=module.removed)),
+                           stepped=module.stepped, polished=True)
+
+        return polish_search(search, refit, lambda module: model_stats(module.proto).macs,
+                             target)
 
 
 def decompose(

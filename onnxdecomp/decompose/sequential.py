@@ -25,7 +25,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.decompose.columns import consumer_columns, output_rows
-from onnxdecomp.irutil import RNN_GATES, only_outputs, with_outputs
+from onnxdecomp.irutil import RNN_GATES, cut_at, only_outputs, with_outputs
 from onnxdecomp.passes import NameRecurrentOutputsPass
 from onnxdecomp.runtime import Runner
 
@@ -46,6 +46,8 @@ class SequentialRefit:
         outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device,
                       probe=True).run(x, batch_axes=self.axes)
         self.x = x
+        batch = parent_proto.graph.input[0].type.tensor_type.shape.dim[:1]
+        self.fixed_batch = bool(batch) and batch[0].dim_value > 0
         self.parent_act = dict(zip(self.names, outs[1:]))
         self.pred = outs[0].argmax(axis=1)
 
@@ -69,15 +71,19 @@ class SequentialRefit:
             return np.linalg.solve(g + lam * np.eye(len(rows)), rhs).T
 
         proto = build(refit)
+        final: dict[str, np.ndarray] = {}  # module activations no later solve changes
         for i, cons in enumerate(self.cg.consumers):
             roots = self.cg.input_roots(cons)
             if not any(r in removed for r in roots) or cons.value.name not in self.parent_act:
                 continue  # a layer that keeps all its inputs sees no drift from pruning here
             partner = self.partner.get(cons.key)
             wanted = [cons.value.name] + ([partner] if partner else [])
-            outs = Runner(only_outputs(_named_states(proto), wanted), device=self.device,
-                          probe=True).run(self.x, outputs=wanted, batch_axes=self.axes)
+            outs = self._probe(proto, wanted, final)
             act = outs[0]
+            if any(v is cons.value for v in cons.node.inputs):
+                # Only consumers before this one, all final now, feed its input; a state
+                # reader's value is its own node's output, which its solve changes.
+                final[cons.value.name] = act
             rng = np.random.default_rng((self.seed, i))
             parent_act = self.parent_act[cons.value.name]
             full, reps = consumer_columns(cons, parent_act, self.positions, rng)
@@ -99,6 +105,19 @@ class SequentialRefit:
                                       (kw.T @ full).astype(np.float64), drift)
             proto = build(refit)
         return proto
+
+    def _probe(self, proto: onnx.ModelProto, wanted: list[str],
+               final: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The module's ``wanted`` values on the calibration samples, computed from the
+        ``final`` activations where a path meets one (the graph cut there: each probe then
+        runs only the layers since the last one), else from the input."""
+        named = _named_states(proto)
+        if not final or self.fixed_batch:
+            return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(
+                self.x, outputs=wanted, batch_axes=self.axes)
+        sub, bounds = cut_at(named, wanted, set(final))
+        feeds = {name: final[name] if name in final else self.x for name in bounds}
+        return Runner(sub, device=self.device, probe=True).run_feeds(feeds, wanted, self.axes)
 
 
 def _named_states(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -167,6 +167,7 @@ def build_union(g: Group, data: Calibration, fidelity: float | None,
             "fidelity": round(module.fidelity, 4), "agreement": round(module.agreement, 4),
             "fidelity_target": setup.fidelity, "compensation": setup.settings.compensation,
             "refine": builder.refines(g.classes), "stepped": module.stepped,
+            "polished": module.polished,
             "macs": macs, "parent_macs": dec.parent.macs,
             "macs_fraction": round(macs / max(dec.parent.macs, 1), 4),
             "calibration": setup.source, "parent": setup.parent}

@@ -53,6 +53,14 @@ class UnionBuilder:
             return self.refine
         return len(classes) == 2 and self.dec.settings.refine
 
+    def polishes(self, classes: tuple[int, ...]) -> bool:
+        """Whether the union is refitted sequentially after the search (``polish``): every
+        union under ``--compensation sequential``; with the least-squares refit, a pair that
+        takes the steps (one union is built per link, so its seconds are worth it)."""
+        comp = self.dec.settings.compensation
+        return comp == "sequential" or (comp == "lstsq" and len(classes) == 2
+                                        and self.refines(classes))
+
     def _held_out(self, classes: tuple[int, ...]) -> np.ndarray:
         """Held-out samples of the subset: by label where labels are known, else by the
         parent's decision."""
@@ -92,4 +100,4 @@ class UnionBuilder:
         dec = self.dec
         head = SelectClassesPass(list(classes), dec.parent.num_classes)
         return dec.tune_for(subset_concern(dec.profile, classes), head, self.measure, fidelity,
-                            refine=self.refines(classes))
+                            refine=self.refines(classes), polish=self.polishes(classes))
