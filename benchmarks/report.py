@@ -360,6 +360,49 @@ def defaults_section(paths: list) -> str:
     return "".join(out)
 
 
+def sequential_section() -> str:
+    """``--compensation sequential`` at the default target (sequential_*.json, beside the
+    default's defaults_*.json) and the sequential refit of the parallel search's own modules
+    (finish_*.json, benchmarks.sequential_finish)."""
+    runs = sorted(RESULTS.glob("sequential_*.json"))
+    finishes = sorted(RESULTS.glob("finish_*.json"))
+    if not runs and not finishes:
+        return ""
+    out = ["\n## The sequential refit as a finishing step (`decompose/polish.py`)\n"]
+    if runs:
+        out.append("\n`--compensation sequential` at the default target 0.99: the search "
+                   "runs on the parallel refit, its module is refitted sequentially and the "
+                   "search goes on while the sequential fidelity holds. Beside it the default "
+                   "(`defaults_*.json`).\n\n| model | command | sequential: MACs, loss pp, "
+                   "tuning s | default: MACs, loss pp, tuning s |\n|---|---|---|---|\n")
+        for path in runs:
+            res = json.loads(path.read_text())
+            row = next(r for r in res["rows"] if r["keep"] == "tuned")
+            model = path.stem[len("sequential_"):]
+            base = RESULTS / f"defaults_{model}.json"
+            dflt = next((r for r in json.loads(base.read_text())["rows"]
+                         if r["keep"] == "tuned" and r.get("refine", True)), None) \
+                if base.is_file() else None
+            out.append(f"| {model} | `{res['command']}` | {_macs_loss(row)}, "
+                       f"{row['build_seconds']} | {_macs_loss(dflt)}"
+                       f"{', ' + str(dflt['build_seconds']) if dflt else ''} |\n")
+    for path in finishes:
+        res = json.loads(path.read_text())
+        out.append(f"\n### {path.stem[len('finish_'):]}\n\n`{res['command']}`\n\nModules "
+                   "tuned with the parallel refit to each target, then the same units refitted "
+                   "sequentially; gap ratio = mean over the modules of (1 - f_seq) / (1 - f_par)."
+                   f" Parent top-1 {100 * res['parent_top1']:.2f}%.\n\n| target | MACs | "
+                   "fidelity parallel | fidelity sequential | gap ratio | loss pp parallel | "
+                   "loss pp sequential | s parallel | s sequential |\n"
+                   "|---|---|---|---|---|---|---|---|---|\n")
+        for r in res["rows"]:
+            out.append(f"| {r['target']} | {100 * r['macs']:.1f}% | {r['fidelity_parallel']:.4f}"
+                       f" | {r['fidelity_sequential']:.4f} | {r['gap_ratio']} | "
+                       f"{r['loss_parallel_pp']:.2f} | {r['loss_sequential_pp']:.2f} | "
+                       f"{r['tune_seconds']} | {r['sequential_seconds']} |\n")
+    return "".join(out)
+
+
 def hashes_section(name: str, res: dict) -> str:
     """Byte-identity of emitted models across a change (benchmarks.module_hashes)."""
     cmp = res.get("comparison")
@@ -391,7 +434,7 @@ def main() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
                                  "latency", "scale", "recurrent_", "tagging", "descent_",
-                                 "defaults_")):
+                                 "defaults_", "sequential_", "finish_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -446,6 +489,7 @@ def main() -> None:
     defaults = sorted(RESULTS.glob("defaults_*.json"))
     if defaults:
         parts.append(defaults_section(defaults))
+    parts.append(sequential_section())
     parts.append(recurrent_sections())
     if (RESULTS / "tagging.json").is_file():
         from benchmarks.tagging import report_section

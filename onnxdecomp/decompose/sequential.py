@@ -13,6 +13,11 @@ output instead: the target is y + (r - r'), r' the module's own other operand, s
 also absorbs the drift the shortcut carries (He et al. 2017, multi-branch networks);
 otherwise the drift of the residual stream adds up block after block:
 W' = (G' + lambda I)^-1 (C W^T + sum w x~' (r - r')^T).
+
+Every solve needs the module's activations at the next layer's input. A layer's input that
+only solved layers feed is final once it is probed; later probes start from such values
+(the graph cut there, ``irutil.cut_at``) instead of from the image, so each runs only the
+layers since the last cut: a chain of L layers costs O(L) layer runs instead of O(L^2).
 """
 
 from __future__ import annotations
@@ -111,6 +116,8 @@ class SequentialRefit:
         """The module's ``wanted`` values on the calibration samples, computed from the
         ``final`` activations where a path meets one (the graph cut there: each probe then
         runs only the layers since the last one), else from the input."""
+        if all(name in final for name in wanted):  # a layer reading what another one read
+            return [final[name] for name in wanted]
         named = _named_states(proto)
         if not final or self.fixed_batch:
             return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(

@@ -31,7 +31,8 @@ class Settings:
     # for an eighth of the MACs: kept unless asked for.
     prune_embeddings: bool = False
     # After the keep ratio's search, step clusters down one coarse aligned count at a time
-    # while the fidelity holds (refine.py); not with the sequential refit.
+    # while the fidelity holds (refine.py); with the sequential refit, the search and the
+    # steps run on the parallel refit and their module is refitted after (polish.py).
     refine: bool = True
 
     def check(self) -> None:

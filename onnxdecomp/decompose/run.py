@@ -1,0 +1,119 @@
+"""The decomposition as users call it: every asked class's module tuned, checked, stamped
+with its provenance and written with the manifest, atomically."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from onnxdecomp.data import DataSpec
+from onnxdecomp.decompose.decomposer import Decomposer
+from onnxdecomp.decompose.manifest import Manifest, ParentEntry
+from onnxdecomp.decompose.records import module_entry, stamp_module
+from onnxdecomp.decompose.settings import Settings
+from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.modelio import atomic_folder, check_output_folder, sha256_bytes
+from onnxdecomp.passes import check_emitted
+from onnxdecomp.version import __version__
+
+
+def decompose(
+    model: str | os.PathLike | onnx.ModelProto,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    out_dir: str | os.PathLike | None = None,
+    classes: list[int] | None = None,
+    class_names: list[str] | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    calibration: DataSpec | None = None,
+    force: bool = False,
+) -> Manifest:
+    """Cut ``model`` into one module per class; returns the manifest (also written to
+    ``out_dir/manifest.json`` with the modules when ``out_dir`` is given).
+
+    ``x`` is calibration data exactly as the model takes it (``y`` optional: classes are
+    assigned by the parent's own predictions); ``calibration`` says where it came from, for
+    the manifest (union linking loads it again). ``progress(stage, done, total)`` is called
+    as work advances. ``out_dir`` must be new or empty unless ``force``; it is written as a
+    whole (``modelio.atomic_folder``): an interrupted run leaves it as it was.
+    """
+    if out_dir is not None:
+        inputs = () if isinstance(model, onnx.ModelProto) else (model,)
+        check_output_folder(out_dir, force, inputs)
+    dec = Decomposer(model, x, y, settings, class_names, progress)
+    s, parent, timing = dec.settings, dec.parent, dec.timing
+    k_all = parent.num_classes
+    classes = list(range(k_all)) if classes is None else list(classes)
+    if not classes:
+        raise OnnxDecompError("no class to decompose: {classes} names none",
+                              options=["classes"])
+    for c in classes:
+        if not 0 <= c < k_all:
+            raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
+    # A module fitted and measured on no sample of its class would claim a fidelity of 1.
+    counts = (np.bincount(np.asarray(y).reshape(-1)[np.asarray(y).reshape(-1) >= 0],
+                          minlength=k_all) if y is not None else dec.profile.samples)
+    empty = [c for c in classes if counts[c] == 0]
+    if empty:
+        how = "no sample has that label" if y is not None else "the parent decides it for no sample"
+        raise OnnxDecompError(
+            f"class{'es' if len(empty) > 1 else ''} {','.join(map(str, empty))}: no calibration "
+            f"sample ({how}); give data with {'them' if len(empty) > 1 else 'it'}, or leave "
+            "it out with {classes}", options=["classes"])
+    entries, files = [], []
+    t0 = time.perf_counter()
+    allocated = dec.allocate(classes, s.macs) if s.macs is not None else {}
+    t_prune, t_write = time.perf_counter() - t0, 0.0
+    for done, k in enumerate(classes):
+        t0 = time.perf_counter()
+        if k in allocated:
+            module = allocated[k]
+            check_emitted(module.proto)
+        elif s.keep is not None:
+            module = dec.measure(dec.build(k, s.keep, check=True))
+        else:
+            module = dec.tune(k)
+            check_emitted(module.proto)
+        t_prune += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        entry = module_entry(module, parent, len(dec.clusters))
+        stamp_module(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align,
+                     dec.align_recurrent if dec.align_of else None)
+        data = module.proto.SerializeToString()
+        entry.sha256 = sha256_bytes(data)
+        files.append((entry.file, data))
+        entries.append(entry)
+        t_write += time.perf_counter() - t0
+        if progress:
+            progress("modules", done + 1, len(classes))
+    timing["pruning"] = t_prune
+    t0 = time.perf_counter()
+    manifest = Manifest(
+        parent=ParentEntry(parent.path, parent.sha256, parent.params, parent.macs,
+                           parent.class_names, _resolved(model), parent.per_step),
+        modules=entries, settings=s,
+        calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
+        parent_agreement_on_calibration=(
+            None if y is None else round(dec.profile.agreement, 4)), align=dec.align,
+        align_recurrent=dec.align_recurrent if dec.align_of else None,
+        onnxdecomp_version=__version__, timing_seconds=timing,
+        calibration=None if calibration is None else calibration.resolved())
+    if out_dir is not None:
+        with atomic_folder(out_dir) as tmp:
+            for name, data in files:
+                (tmp / name).write_bytes(data)
+            timing["writing"] = t_write + time.perf_counter() - t0
+            manifest.write(tmp)
+    else:
+        timing["writing"] = t_write + time.perf_counter() - t0
+    return manifest
+
+
+def _resolved(model) -> str | None:
+    return None if isinstance(model, onnx.ModelProto) else str(Path(model).resolve())
