@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import command, write_result
 from onnxdecomp.data import fit_to_input, load_data
 from onnxdecomp.decompose import Decomposer, Settings, kernel_fraction
 from onnxdecomp.link import link_parallel
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import classification_report, model_stats
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def evaluate_linked(protos, x, y) -> dict:
@@ -140,14 +139,10 @@ def main() -> None:
         "model": args.model, "data": args.data, "calibration": calib.source,
         "test": test.source, "parent_top1": parent_rep["top1"], "parent_top5": parent_rep["top5"],
         "parent_macs": pm, "parent_params": pp, "setup_seconds": round(setup_s, 1),
-        "command": "python -m benchmarks.decompose_curve " + " ".join(
-            f"--{k.replace('_', '-')} {v if v != '' else repr('')}" if v is not True
-            else f"--{k.replace('_', '-')}"
-            for k, v in vars(args).items() if v is not None and v is not False),
+        "command": command("decompose_curve", args),
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    write_result(name, out)
     print(f"\n{name}: parent top-1 {100 * parent_rep['top1']:.2f}%  ({test.source})")
     print("| criterion | keep | MACs | params | channels | kernels | fidelity | top-1 loss pp"
           " | top-5 loss pp |")

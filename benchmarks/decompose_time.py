@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import command, write_result
 from onnxdecomp.data import fit_to_input, load_data
 from onnxdecomp.decompose import Settings, decompose
 from onnxdecomp.runtime import Runner
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -42,11 +41,9 @@ def main() -> None:
         "data_loading_seconds": round(load_s, 1), "decompose_seconds": round(total, 1),
         "split_seconds": man.to_json()["timing_seconds"], "modules": len(man.modules),
         "mean_macs_fraction": round(man.mean_macs, 4),
-        "command": "python -m benchmarks.decompose_time " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if v is not None),
+        "command": command("decompose_time", args),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"time_{Path(args.model).stem}.json").write_text(json.dumps(res, indent=1) + "\n")
+    write_result(f"time_{Path(args.model).stem}", res)
     print(json.dumps(res, indent=1))
 
 

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import command, write_result
 from onnxdecomp.data import fit_to_input, load_data
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.allocate import composed_loss
 from onnxdecomp.runtime import Runner
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -86,11 +85,8 @@ def main() -> None:
     out = {"model": args.model, "data": args.data, "calibration": calib.source,
            "test": test.source, "parent_top1": parent_top1,
            "holdout_samples": dec.n_holdout, "seconds": round(time.perf_counter() - t0, 1),
-           "command": "python -m benchmarks.descent_path " + " ".join(
-               f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
-           "checks": checks, "steps": steps}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"descent_{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+           "command": command("descent_path", args), "checks": checks, "steps": steps}
+    write_result(f"descent_{name}", out)
 
 
 if __name__ == "__main__":

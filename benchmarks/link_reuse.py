@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import command, write_result
 from onnxdecomp.data import fit_to_input, load_data
 from onnxdecomp.data.load import _stratified_subsample
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.link.union import UnionBuilder
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def seconds(runner: Runner, x: np.ndarray) -> float:
@@ -141,11 +140,8 @@ def main() -> None:
            "latency_setup": f"ONNX Runtime CPU, 1 thread, batch 64, median of 20 ratios to the "
                             f"parent timed back to back; "
                             f"{platform.processor() or platform.machine()}, {date.today()}",
-           "rows": rows, "command": "python -m benchmarks.link_reuse " + " ".join(
-               f"--{k} {v}" if not isinstance(v, bool) else f"--{'' if v else 'no-'}{k}"
-               for k, v in vars(args).items() if v is not None)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+           "rows": rows, "command": command("link_reuse", args, negatable=("refine",))}
+    write_result(name, res)
 
 
 if __name__ == "__main__":

@@ -44,12 +44,14 @@ CALIBRATE_HELP = (
 @click.option("--fidelity", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="A union's fidelity target [default: the manifest's].")
 @click.option("--compensation", type=click.Choice(COMPENSATIONS), default=None,
-              help="A union's refit [default: the manifest's]; sequential gives smaller "
-              "unions of deep nets, at minutes instead of seconds.")
+              help="A union's refit [default: the manifest's]; sequential refits every "
+              "union layer after layer once its search is done, as pairs are by default "
+              "(smaller unions of deep nets, seconds more each).")
 @click.option("--refine/--no-refine", default=None,
               help="Whether a union also steps each channel group down its aligned counts "
-              "while the fidelity holds [default: unions of two classes only; on ResNet-20 "
-              "larger refined unions lost up to 0.6 pp, see README].")
+              "while the fidelity holds, and a pair is then refitted sequentially [default: "
+              "unions of two classes only; on ResNet-20 larger refined unions lost up to "
+              "0.6 pp, see README].")
 @device_option
 @json_option
 def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, ...],

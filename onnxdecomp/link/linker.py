@@ -84,9 +84,10 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     -1 = ignore). It replaces the manifests' calibration data for unions and, across two or
     more parts, fits the ``combiner``. ``parents``: parent files overriding the manifests'
     (matched by sha256). ``fidelity`` and ``compensation``: the unions' fidelity target and
-    refit (default: the manifest's; ``sequential`` gives smaller unions of deep nets, at
-    minutes instead of seconds per union). ``refine``: whether unions also step each channel
-    group down its aligned counts while the target holds (default: pairs only; see ``union``).
+    refit (default: the manifest's; ``sequential`` refits every union layer after layer once
+    its search is done, as pairs are by default). ``refine``: whether unions also step each
+    channel group down its aligned counts while the target holds, a pair then being refitted
+    sequentially (default: pairs only; see ``union``).
     """
     if mode not in MODES:
         raise OnnxDecompError(f"unknown {{mode}} {mode!r}: choose one of {', '.join(MODES)}",
