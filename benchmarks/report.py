@@ -391,9 +391,15 @@ def sequential_section() -> str:
         out.append(f"\n### {path.stem[len('finish_'):]}\n\n`{res['command']}`\n\nModules "
                    "tuned with the parallel refit to each target, then the same units refitted "
                    "sequentially; gap ratio = mean over the modules of (1 - f_seq) / (1 - f_par)."
-                   f" Parent top-1 {100 * res['parent_top1']:.2f}%.\n\n| target | MACs | "
-                   "fidelity parallel | fidelity sequential | gap ratio | loss pp parallel | "
-                   "loss pp sequential | s parallel | s sequential |\n"
+                   f" Parent top-1 {100 * res['parent_top1']:.2f}%.\n")
+        timing = res.get("probe_timing")
+        if timing:
+            out.append(f"One sequential build (class {timing['class']}, keep {timing['keep']}): "
+                       f"{timing['cut_seconds']} s with its probes cut at final activations, "
+                       f"{timing['full_seconds']} s with every probe run from the input; same "
+                       f"weights: {'yes' if timing['same_weights'] else 'no'}.\n")
+        out.append("\n| target | MACs | fidelity parallel | fidelity sequential | gap ratio | "
+                   "loss pp parallel | loss pp sequential | s parallel | s sequential |\n"
                    "|---|---|---|---|---|---|---|---|---|\n")
         for r in res["rows"]:
             out.append(f"| {r['target']} | {100 * r['macs']:.1f}% | {r['fidelity_parallel']:.4f}"

@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from onnx.numpy_helper import to_array
 
-from benchmarks.decompose_curve import RESULTS, evaluate_linked
+from benchmarks.common import command, write_result
+from benchmarks.decompose_curve import evaluate_linked
 from onnxdecomp.data import fit_to_input, load_data
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.criteria import class_concern
@@ -36,6 +38,9 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=1000)
     ap.add_argument("--targets", default="0.985,0.97,0.95")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--probe-timing", type=int, default=3, metavar="K",
+                    help="also time class K's sequential build at keep 0.6 with its probes "
+                    "cut at final activations and run from the input (-1: skip)")
     args = ap.parse_args()
 
     runner = Runner(args.model, device="cpu")
@@ -77,14 +82,12 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
+    timing = probe_timing(dec, args.probe_timing) if args.probe_timing >= 0 else None
     name = args.name or f"finish_{Path(args.model).stem}"
     out = {"model": args.model, "data": args.data, "calibration": calib.source,
-           "test": test.source, "parent_top1": parent_top1,
-           "command": "python -m benchmarks.sequential_finish " + " ".join(
-               f"--{k} {v}" for k, v in vars(args).items() if v is not None),
-           "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+           "test": test.source, "parent_top1": parent_top1, "probe_timing": timing,
+           "command": command("sequential_finish", args), "rows": rows}
+    write_result(name, out)
     print(f"\n{name}: parent top-1 {100 * parent_top1:.2f}% ({test.source})")
     print("| target | MACs | fidelity parallel | fidelity sequential | gap ratio | loss parallel "
           "pp | loss sequential pp |")
@@ -93,6 +96,31 @@ def main() -> None:
         print(f"| {r['target']} | {100 * r['macs']:.1f}% | {r['fidelity_parallel']:.4f} | "
               f"{r['fidelity_sequential']:.4f} | {r['gap_ratio']} | {r['loss_parallel_pp']:.2f}"
               f" | {r['loss_sequential_pp']:.2f} |")
+    if timing:
+        print(f"\nclass {timing['class']} at keep {timing['keep']}: sequential build "
+              f"{timing['cut_seconds']} s with cut probes, {timing['full_seconds']} s run "
+              f"from the input; same weights: {timing['same_weights']}")
+
+
+def probe_timing(dec: Decomposer, k: int, keep: float = 0.6) -> dict:
+    """Seconds of one sequential build with the probes cut at final activations and with
+    every probe run from the input (as before the cuts), and whether the weights agree."""
+    k_all = dec.parent.num_classes
+    concern, head = class_concern(dec.profile, k), AppendLogOddsPass(k, k_all)
+    removed = dec.build_for(concern, keep, head, compensation="lstsq").removed
+    dec.build_for(concern, keep, head, compensation="sequential", removed=removed)  # caches
+    seq, found = dec._sequential, {}
+    for cut in (True, False):
+        seq.fixed_batch, saved = not cut, seq.fixed_batch  # a fixed batch is never cut
+        t0 = time.perf_counter()
+        proto = dec.build_for(concern, keep, head, compensation="sequential",
+                              removed=removed).proto
+        found[cut] = (time.perf_counter() - t0, {t.name: to_array(t).tobytes() for t in
+                                                 proto.graph.initializer})
+        seq.fixed_batch = saved
+    return {"class": k, "keep": keep, "cut_seconds": round(found[True][0], 2),
+            "full_seconds": round(found[False][0], 2),
+            "same_weights": found[True][1] == found[False][1]}
 
 
 if __name__ == "__main__":
