@@ -521,6 +521,23 @@ def test_sequential_probes_cut_at_final_activations_change_nothing(
         np.testing.assert_array_equal(got[name], want[name])
 
 
+def test_sequential_probe_runs_from_the_input_when_a_cut_cannot_be_bounded(
+        get_case, monkeypatch: pytest.MonkeyPatch) -> None:
+    sequential = importlib.import_module("onnxdecomp.decompose.sequential")
+    case = get_case("residual-dynamo")
+    dec = Decomposer(case.path, case.calib(120), None,
+                     Settings(device="cpu", sequential_samples=60))
+    want = dec.build(0, 0.5, compensation="sequential").proto
+
+    def unbounded(*args):
+        raise ValueError("the subgraph is not properly bounded")
+
+    monkeypatch.setattr(sequential, "cut_at", unbounded)
+    got = dec.build(0, 0.5, compensation="sequential").proto
+    for name, value in _weights_of(want).items():
+        np.testing.assert_array_equal(_weights_of(got)[name], value)
+
+
 def _weights_of(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
 

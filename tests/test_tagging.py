@@ -192,6 +192,8 @@ def test_link_union_replace_and_eval(tmp_path: Path) -> None:
     scores = Runner(union.proto, device="cpu").run(x)[0]
     assert scores.shape == (len(x), STEPS, 2) and union.mode == "union"
     assert union.parts[0]["macs_fraction"] <= 1.0
+    # a tagger's pair takes the steps but not the sequential refit (whole-sample weights)
+    assert union.parts[0]["refine"] and not union.parts[0]["polished"]
 
     other, other_path = exported(tmp_path / "..", "GRU", seed=5)
     out2 = tmp_path / "mods2"

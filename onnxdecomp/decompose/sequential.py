@@ -122,7 +122,11 @@ class SequentialRefit:
         if not final or self.fixed_batch:
             return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(
                 self.x, outputs=wanted, batch_axes=self.axes)
-        sub, bounds = cut_at(named, wanted, set(final))
+        try:
+            sub, bounds = cut_at(named, wanted, set(final))
+        except ValueError:  # a graph the cut cannot bound (a subgraph reading outer values)
+            return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(
+                self.x, outputs=wanted, batch_axes=self.axes)
         feeds = {name: final[name] if name in final else self.x for name in bounds}
         return Runner(sub, device=self.device, probe=True).run_feeds(feeds, wanted, self.axes)
 

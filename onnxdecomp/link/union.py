@@ -62,8 +62,11 @@ class UnionBuilder:
     def polishes(self, classes: tuple[int, ...]) -> bool:
         """Whether the union is refitted sequentially after the search (``polish``): every
         union under ``--compensation sequential``; with the least-squares refit, a pair that
-        takes the steps (one union is built per link, so its seconds are worth it)."""
+        takes the steps (one union is built per link, so its seconds are worth it). Never a
+        tagger's: the sequential refit weighs whole samples by their class."""
         comp = self.dec.settings.compensation
+        if self.dec.parent.per_step:
+            return False
         return comp == "sequential" or (comp == "lstsq" and len(classes) == 2
                                         and self.refines(classes))
 
