@@ -25,7 +25,7 @@ MIN_RATIO = 0.25  # a relaxed goal leaves at most 4 times the target's gap
 
 
 def polish_search(search: Callable[[float], object], refit: Callable[[object], object],
-           macs: Callable[[object], float], target: float):
+                  macs: Callable[[object], float], target: float):
     """The smallest sequentially refitted module meeting ``target`` that the relaxed
     parallel searches reach (see the module docstring)."""
     first = search(target)
