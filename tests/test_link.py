@@ -86,6 +86,25 @@ def test_union_of_all_classes_at_fidelity_one_is_the_parent(plain) -> None:
     assert model_stats(result.proto).macs <= model_stats(str(case.path)).macs
 
 
+def test_pairs_are_polished_only_while_the_sequential_caches_are_small(
+        plain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pair takes the sequential finish by default; not once the refit's activation
+    caches would pass the budget, nor a larger union, unless asked."""
+    from onnxdecomp.decompose import Decomposer, Settings
+    from onnxdecomp.link import union
+
+    case, _, _, x = plain
+    dec = Decomposer(str(case.path), x, case.logits(x).argmax(axis=1), Settings())
+    held = dec.sequential_bytes()
+    assert held is not None and 0 < held <= union.POLISH_BYTES
+    builder = union.UnionBuilder(dec)
+    assert builder.polishes((0, 1)) and not builder.polishes((0, 1, 2))
+    monkeypatch.setattr(union, "POLISH_BYTES", held - 1)
+    assert not builder.polishes((0, 1))
+    dec.settings.compensation = "sequential"
+    assert builder.polishes((0, 1)) and builder.polishes((0, 1, 2))
+
+
 def test_union_fidelity_holds_every_class_to_the_target(plain) -> None:
     """A union's fidelity is its worst class's: a subset's tuned union meets the target on
     each of its classes' log-odds, not only on their mean."""

@@ -142,6 +142,20 @@ class Decomposer:
         self._x_seq = x[prof_idx[:s.sequential_samples]]
         self._sequential: SequentialRefit | None = None
 
+    def sequential_bytes(self) -> int | None:
+        """What the sequential refit holds in memory, estimated: the parent's and the
+        module's activations at every layer input on its samples (float32); None when a
+        shape is unknown."""
+        per_sample = 0
+        for value, axis in {c.value.name: (c.value, c.batch_axis)
+                            for c in self.parent.cg.consumers}.values():
+            dims = list(value.shape or [])
+            rest = [d for i, d in enumerate(dims) if i != axis]
+            if not dims or not all(isinstance(d, int) for d in rest):
+                return None
+            per_sample += int(np.prod(rest))
+        return 2 * 4 * per_sample * len(self._x_seq)
+
     def scores(self, concern: Concern, criterion: str | None = None) -> dict[int, float]:
         key = (criterion or self.settings.criterion, concern.classes)
         if key not in self._scores:
