@@ -111,13 +111,13 @@ def probe_timing(dec: Decomposer, k: int, keep: float = 0.6) -> dict:
     dec.build_for(concern, keep, head, compensation="sequential", removed=removed)  # caches
     seq, found = dec._sequential, {}
     for cut in (True, False):
-        seq.fixed_batch, saved = not cut, seq.fixed_batch  # a fixed batch is never cut
+        seq.cut, saved = cut, seq.cut
         t0 = time.perf_counter()
         proto = dec.build_for(concern, keep, head, compensation="sequential",
                               removed=removed).proto
         found[cut] = (time.perf_counter() - t0, {t.name: to_array(t).tobytes() for t in
                                                  proto.graph.initializer})
-        seq.fixed_batch = saved
+        seq.cut = saved
     return {"class": k, "keep": keep, "cut_seconds": round(found[True][0], 2),
             "full_seconds": round(found[False][0], 2),
             "same_weights": found[True][1] == found[False][1]}

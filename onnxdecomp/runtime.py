@@ -151,17 +151,19 @@ class Runner:
             index[axes.get(name, 0)] = slice(start, stop)
             return np.ascontiguousarray(arr[tuple(index)])
 
-        parts = []
-        for start in range(0, n, max(1, int(batch_size))):
-            stop = min(start + batch_size, n)
-            try:
-                parts.append(self.session.run(list(outputs), {
-                    name: rows(name, arr, start, stop) for name, arr in feeds.items()}))
-            except Exception as exc:  # ORT's own types; one line
-                raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
-                                     f"{first_line(exc)}") from exc
-        return [np.concatenate([p[i] for p in parts], axis=axes.get(name, 0))
-                for i, name in enumerate(outputs)]
+        bs = max(1, int(batch_size))
+        parts = [self._session_run(list(outputs), {
+            name: rows(name, arr, start, min(start + bs, n)) for name, arr in feeds.items()})
+            for start in range(0, n, bs)]
+        return _joined(parts, list(outputs), axes)
+
+    def _session_run(self, names: list[str] | None,
+                     feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self.session.run(names, feed)
+        except Exception as exc:  # ORT's own types; one line
+            raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
+                                 f"{first_line(exc)}") from exc
 
     def check_input(self, x: np.ndarray) -> None:
         """One-line errors for data that does not fit the model's input."""
@@ -204,11 +206,7 @@ class Runner:
             if fixed and batch.shape[0] < fixed:  # pad the last batch of a fixed-batch model
                 pad = np.zeros((fixed - batch.shape[0],) + batch.shape[1:], dtype=batch.dtype)
                 batch = np.concatenate([batch, pad])
-            try:
-                res = self.session.run(names, {self.input.name: np.ascontiguousarray(batch)})
-            except Exception as exc:  # ORT's own types; one line
-                raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
-                                     f"{first_line(exc)}") from exc
+            res = self._session_run(names, {self.input.name: np.ascontiguousarray(batch)})
             axes = [(batch_axes or {}).get(name, 0) for name in
                      (names or [o.name for o in self.session.get_outputs()])]
             yield start, stop, [r if r.shape[a] == stop - start else
@@ -232,8 +230,15 @@ class Runner:
                 progress(stop - start)
         names = list(outputs) if outputs is not None else [
             o.name for o in self.session.get_outputs()]
-        axes = [(batch_axes or {}).get(name, 0) for name in names]
-        return [np.concatenate([p[i] for p in parts], axis=a) for i, a in enumerate(axes)]
+        return _joined(parts, names, batch_axes or {})
+
+
+def _joined(parts: list[list[np.ndarray]], names: list[str],
+            batch_axes: dict[str, int]) -> list[np.ndarray]:
+    """Each output's batches concatenated along its batch axis (0 unless ``batch_axes``
+    says otherwise)."""
+    return [np.concatenate([p[i] for p in parts], axis=batch_axes.get(name, 0))
+            for i, name in enumerate(names)]
 
 
 def _fmt_shape(shape: tuple) -> str:

@@ -487,11 +487,11 @@ def test_sequential_refit_targets_the_residual_add(get_case, exporter: str) -> N
 def _sequential_without_cuts(dec: Decomposer, build) -> onnx.ModelProto:
     """``build()`` with every sequential probe run from the input, as before cuts."""
     seq = dec._sequential
-    seq.fixed_batch, saved = True, seq.fixed_batch
+    seq.cut = False
     try:
         return build()
     finally:
-        seq.fixed_batch = saved
+        seq.cut = True
 
 
 @pytest.mark.parametrize("case_name", ["residual-dynamo", "concat-torchscript",

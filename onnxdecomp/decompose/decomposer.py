@@ -283,8 +283,8 @@ class Decomposer:
         scores = self.scores(concern)
         seen: dict[frozenset[int], BuiltModule] = {}
         macs_seen: dict[frozenset[int], float] = {}
-        sequential = self.settings.compensation == "sequential"
-        polish = sequential if polish is None else polish
+        if polish is None:
+            polish = self.settings.compensation == "sequential"
 
         def build(counts: dict[str, int], keep: float) -> BuiltModule:
             removed = remove_beyond(scores, self.clusters, counts)

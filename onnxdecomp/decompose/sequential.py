@@ -48,11 +48,13 @@ class SequentialRefit:
         self.names = sorted({c.value.name for c in cg.consumers} | set(self.partner.values()))
         logits = ir.serde.deserialize_model(parent_proto).graph.outputs[0].name
         self.axes = {c.value.name: c.batch_axis for c in cg.consumers}
-        outs = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device,
-                      probe=True).run(x, batch_axes=self.axes)
+        runner = Runner(with_outputs(parent_proto, [logits, *self.names]), device=device,
+                        probe=True)
+        outs = runner.run(x, batch_axes=self.axes)
         self.x = x
-        batch = parent_proto.graph.input[0].type.tensor_type.shape.dim[:1]
-        self.fixed_batch = bool(batch) and batch[0].dim_value > 0
+        # Probes start from final activations (cut_at) unless the batch is fixed: a cut
+        # subgraph is fed whole batches of them.
+        self.cut = runner.input.fixed_batch is None
         self.parent_act = dict(zip(self.names, outs[1:]))
         self.pred = outs[0].argmax(axis=1)
 
@@ -119,16 +121,17 @@ class SequentialRefit:
         if all(name in final for name in wanted):  # a layer reading what another one read
             return [final[name] for name in wanted]
         named = _named_states(proto)
-        if not final or self.fixed_batch:
-            return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(
-                self.x, outputs=wanted, batch_axes=self.axes)
-        try:
-            sub, bounds = cut_at(named, wanted, set(final))
-        except ValueError:  # a graph the cut cannot bound (a subgraph reading outer values)
-            return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(
-                self.x, outputs=wanted, batch_axes=self.axes)
-        feeds = {name: final[name] if name in final else self.x for name in bounds}
-        return Runner(sub, device=self.device, probe=True).run_feeds(feeds, wanted, self.axes)
+        if final and self.cut:
+            try:
+                sub, bounds = cut_at(named, wanted, set(final))
+            except ValueError:  # a graph the cut cannot bound (a subgraph reading outer values)
+                pass
+            else:
+                feeds = {name: final[name] if name in final else self.x for name in bounds}
+                return Runner(sub, device=self.device, probe=True).run_feeds(
+                    feeds, wanted, self.axes)
+        return Runner(only_outputs(named, wanted), device=self.device, probe=True).run(
+            self.x, outputs=wanted, batch_axes=self.axes)
 
 
 def _named_states(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -74,9 +74,10 @@ class UnionBuilder:
             return False
         if comp == "sequential":
             return True
+        if comp != "lstsq" or len(classes) != 2 or not self.refines(classes):
+            return False
         held = self.dec.sequential_bytes()  # by default only where its caches are small
-        return (comp == "lstsq" and len(classes) == 2 and self.refines(classes)
-                and held is not None and held <= POLISH_BYTES)
+        return held is not None and held <= POLISH_BYTES
 
     def _held_out(self, classes: tuple[int, ...]) -> np.ndarray:
         """Held-out samples of the subset: by label where labels are known, else by the
