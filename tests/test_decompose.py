@@ -333,7 +333,7 @@ def test_link_modules_of_different_opsets(get_case) -> None:
 # ------------------------------------------------------------------------ errors
 
 
-@pytest.mark.parametrize("kind,op", [("lpnorm", "LpNormalization"), ("gather", "Gather"),
+@pytest.mark.parametrize("kind,op", [("lpnorm", "LpNormalization"), ("depth", "DepthToSpace"),
                                      ("reshape", "Reshape")])
 def test_unsupported_op_raises_and_writes_nothing(tmp_path: Path, kind: str, op: str) -> None:
     model = tmp_path / f"{kind}.onnx"
@@ -346,6 +346,31 @@ def test_unsupported_op_raises_and_writes_nothing(tmp_path: Path, kind: str, op:
     assert "odd_op" in msg and op in msg
     assert "\n" not in msg
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["gather", "merge"])
+def test_gathered_or_merged_channels_prune(kind: str) -> None:
+    """A Gather of channels by constant index and a Reshape merging the positions behind the
+    channels ([N, C, H, W] -> [N, C, H*W]) have rules: pruned, the index renumbered to the
+    kept channels; with nothing pruned the module is its parent's log-odds."""
+    model = build_unsupported(kind)
+    x = calib((None, 1, 12, 12), 60, seed=3)
+    dec = Decomposer(model, x, None, Settings(device="cpu", align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x)[:, 0], logodds_from_logits(
+        ort_run(model, x))[:, 0], atol=1e-5)
+    module = dec.build(0, 0.5, check=True)
+    assert module.removed
+    inits = {t.name: numpy_helper.to_array(t) for t in module.proto.graph.initializer}
+    conv = next(n for n in module.proto.graph.node if n.op_type == "Conv")
+    kept = inits[conv.input[1]].shape[0]
+    assert kept < 4
+    if kind == "gather":
+        gather = next(n for n in module.proto.graph.node if n.op_type == "Gather"
+                      and n.input[0] != "logits")
+        index = inits[gather.input[1]]
+        assert index.max() < kept and len(set(index.tolist())) == len(index)
+    assert ort_run(module.proto, x).shape == (60, 1)
 
 
 def test_out_of_range_class_raises(get_case, tmp_path: Path) -> None:

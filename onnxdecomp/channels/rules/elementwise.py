@@ -184,6 +184,27 @@ class SoftmaxRule(Elementwise):
             super().couple(node, cg)
 
 
+class LayerNormRule(Rule):
+    """LayerNormalization over axes axis..rank-1 (and GroupNormalization, over groups of
+    channels): where a channel axis is among them, the mean and variance are taken over the
+    channels, so removing one would change every other's value: pinned. Over other axes
+    only (a sequence's steps), the channels pass through; the scale and bias then have the
+    normalised axes' shape, not the channels'."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        add_like(cg, node.outputs[0], node.inputs[0])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        rank = len(x.shape)
+        first = node.attributes.get_int("axis", -1) % rank
+        normalised = range(1 if node.op_type == "GroupNormalization" else first, rank)
+        if any(a in normalised for a in cg.axes[x.name]):
+            PINNING.couple(node, cg)
+        else:
+            cg.unify_all(x, node.outputs[0], node)
+
+
 _UNARY = (
     "Relu LeakyRelu Sigmoid Tanh Clip Elu Selu Celu HardSigmoid HardSwish Softplus Softsign "
     "Gelu Mish Abs Neg Exp Log Sqrt Reciprocal Erf Cast Identity Dropout Floor Ceil Round "
@@ -203,4 +224,5 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(_POOLING, ChannelPreserving()),
     **dict.fromkeys(["Softmax", "LogSoftmax", "Hardmax"], SoftmaxRule()),
     "LRN": PINNING,
+    **dict.fromkeys(["LayerNormalization", "GroupNormalization"], LayerNormRule()),
 }

@@ -1,7 +1,7 @@
 """Rules for ops that move channels without computing on them: Flatten into features,
 Concat and Split into offset sub-spaces, Slice, Gather (embedding lookups, and picking one
-direction or layer of a recurrent state), Transpose, Squeeze, Unsqueeze and Reshape (the
-channel axes follow), and Shape.
+direction or layer of a recurrent state, or channels by index), Transpose, Squeeze and
+Unsqueeze (the channel axes follow), and Shape; Reshape has its own module (``reshape``).
 
 A value whose channels lie on two axes (a recurrent layer's directions and units, see
 :mod:`onnxdecomp.channels.graph`) can be cut, concatenated or indexed along the first of
@@ -16,7 +16,7 @@ import onnx_ir as ir
 from onnxdecomp.channels.graph import ChannelGraph, add_activation, add_like
 from onnxdecomp.channels.rules.base import PruneContext, Rule
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import axes_operand, const_array
+from onnxdecomp.irutil import axes_operand, const_array, new_initializer
 
 
 class FlattenRule(Rule):
@@ -134,8 +134,13 @@ class SplitRule(Rule):
             ctx.replace(node, 1, sizes)
         elif "split" in node.attributes:
             node.attributes["split"] = ir.AttrInt64s("split", sizes.tolist())
-        elif len(set(sizes.tolist())) != 1:
-            raise node_error(node, "equal split cannot express unequal kept counts")
+        elif len(set(sizes.tolist())) != 1:  # an equal split (num_outputs) made explicit
+            if ctx.graph.opset_imports.get("", 1) < 13:
+                node.attributes["split"] = ir.AttrInt64s("split", sizes.tolist())
+                return
+            node.attributes.pop("num_outputs", None)
+            node.resize_inputs(2)
+            node.replace_input_with(1, new_initializer(ctx.graph, f"{node.name}_split", sizes))
 
 
 def _block(cg: ChannelGraph, value: ir.Value) -> int:
@@ -204,7 +209,9 @@ class GatherRule(Rule):
     columns are new channels on the output's last axis, pruned by slicing columns. Gather
     with constant indices on a value with channels: along another axis the channels pass
     through (a scalar index drops the axis); a scalar index on a direction axis picks that
-    direction's units (``h_n[-1]``)."""
+    direction's units (``h_n[-1]``); a vector of indices on the one channel axis picks or
+    permutes channels (output channel c is input channel index[c]; a channel shuffle), the
+    indices renumbered to the kept channels."""
 
     def origin(self, node: ir.Node) -> bool:
         return self._lookup(node)
@@ -231,6 +238,9 @@ class GatherRule(Rule):
         shift = index.ndim - 1
         axes = cg.axes[data.name]
         if _on_channels(cg, data, axis, node):
+            if index.ndim == 1 and len(axes) == 1 and cg.mult[data.name] == 1:
+                cg.add_space(y, len(index), 1, axes)  # channels picked (or permuted) by index
+                return
             if index.ndim != 0 or len(axes) == 1:
                 raise node_error(node, "gathers channels by index; no rule")
             axes = axes[1:]
@@ -246,15 +256,31 @@ class GatherRule(Rule):
             cg.unify_all(data, y, node)
             return
         n = data.shape[axis]
-        pick = int(const_array(node.inputs[1]))
-        start = (pick % n) * _block(cg, data)
+        index = const_array(node.inputs[1])
+        if index.ndim == 1:  # output channel c is input channel index[c]
+            for c, i in enumerate(index.tolist()):
+                cg.unify(data, i % n, y, c)
+            return
+        start = (int(index) % n) * _block(cg, data)
         for c in range(cg.size[y.name]):
             cg.unify(data, start + c, y, c)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
-        if self._lookup(node) and ctx.changed(node.outputs[0]):
-            table = const_array(node.inputs[0])
-            ctx.replace(node, 0, table[:, ctx.kept(node.outputs[0])])
+        data, y = node.inputs[0], node.outputs[0]
+        if self._lookup(node):
+            if ctx.changed(y):
+                ctx.replace(node, 0, const_array(data)[:, ctx.kept(y)])
+            return
+        index = const_array(node.inputs[1])
+        axis = node.attributes.get_int("axis", 0) % len(data.shape)
+        if index.ndim != 1 or ctx.cg.axes.get(data.name) != (axis,) or not (
+                ctx.changed(data) or ctx.changed(y)):
+            return
+        # A kept output channel's unit is its input channel's: that one is kept too.
+        position = {int(ch): p for p, ch in enumerate(ctx.kept(data))}
+        n = ctx.cg.size[data.name]
+        ctx.replace(node, 1, np.array([position[int(index[c]) % n] for c in ctx.kept(y)],
+                                      dtype=index.dtype))
 
 
 class TransposeRule(Rule):
@@ -302,64 +328,6 @@ class SqueezeRule(Rule):
         cg.unify_all(node.inputs[0], node.outputs[0], node)
 
 
-class ReshapeRule(Rule):
-    """Reshape that keeps the channel axes, and what follows them, apart from the rest:
-    [T, N, D, H] -> [T, N, D * H] merges a recurrent layer's directions and units into one
-    axis (channel d * H + h either way), [N, T, H] -> [N * T, H] merges other axes. A
-    constant target shape is patched to the kept count; a computed one must follow the
-    tensor's own shape (every emitted module is run before it is written)."""
-
-    def _map(self, node: ir.Node, cg: ChannelGraph) -> tuple[int, ...]:
-        x, y = node.inputs[0], node.outputs[0]
-        if x.shape is None or y.shape is None:
-            raise node_error(node, "shapes unknown; a reshape of channels needs them")
-        axes = cg.axes[x.name]
-        if list(axes) != list(range(axes[0], axes[-1] + 1)):
-            raise node_error(node, "reshapes channels that lie on axes apart")
-        xin, yout = list(x.shape), list(y.shape)
-        tail = xin[axes[-1] + 1:]
-        lead = xin[:axes[0]]
-        if not tail and len(yout) == len(lead) + 1 and all(
-                str(a) == str(b) for a, b in zip(lead, yout)):
-            return (len(lead),)  # [T, N, D, H] -> [T, N, D * H] (or to a computed last axis)
-        body = xin[axes[0]:axes[-1] + 1]
-        if any(not isinstance(d, int) for d in tail + body) or (
-                tail and yout[len(yout) - len(tail):] != tail):
-            raise node_error(node, "reshape mixes the channel axes with other axes")
-        want, got, b = int(np.prod(body)), 1, len(yout) - len(tail)
-        while got < want and b > 0:
-            b -= 1
-            if not isinstance(yout[b], int):
-                break
-            got *= yout[b]
-        if got != want:
-            raise node_error(node, "reshape mixes the channel axes with other axes")
-        return tuple(range(b, len(yout) - len(tail)))
-
-    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
-        x = node.inputs[0]
-        if not cg.has(x):
-            raise node_error(node, "input channel count unknown")
-        # The channels are x's, whatever shape inference could say of the target axis.
-        cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name], self._map(node, cg))
-
-    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        cg.unify_all(node.inputs[0], node.outputs[0], node)
-
-    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
-        x, y = node.inputs[0], node.outputs[0]
-        shape = const_array(node.inputs[1])
-        if not ctx.changed(x) or shape is None:
-            return
-        axes = ctx.cg.axes[y.name]
-        dims = [int(shape[a]) for a in axes]
-        if any(d in (-1, 0) for d in dims):
-            return  # -1 takes the kept count by itself, 0 copies the pruned input's axis
-        shape = shape.copy()
-        shape[axes[-1]] = len(ctx.kept(x)) // int(np.prod(dims[:-1]))
-        ctx.replace(node, 1, shape)
-
-
 class ShapeOnly(Rule):
     """Shape/Size read only the dimensions, which follow the pruned tensor by themselves."""
 
@@ -377,7 +345,6 @@ RULES: dict[str, Rule] = {
     "Slice": SliceRule(),
     "Gather": GatherRule(),
     "Transpose": TransposeRule(),
-    "Reshape": ReshapeRule(),
     **dict.fromkeys(["Squeeze", "Unsqueeze"], SqueezeRule()),
     **dict.fromkeys(["Shape", "Size"], ShapeOnly()),
 }

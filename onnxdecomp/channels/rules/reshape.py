@@ -1,0 +1,101 @@
+"""The Reshape rule: which reshapes keep every channel apart from the other axes, and where
+the channel axes land in the result.
+
+A reshape of a row-major tensor keeps channel c whole when the axes before the channels,
+the channel axes and the axes after them stay three separate products: the axes up to the
+channels unchanged ([N, C, H, W] -> [N, C, H * W]), unit axes added ([N, C] ->
+[N, C, 1, 1]), the axes after the channels merged or split among themselves, or the axes
+before them merged ([N, T, H] -> [N * T, H]). Anything that would spread one channel over
+several positions of a channel axis has no rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.channels.graph import ChannelGraph
+from onnxdecomp.channels.rules.base import PruneContext, Rule
+from onnxdecomp.errors import node_error
+from onnxdecomp.irutil import const_array
+
+
+class ReshapeRule(Rule):
+    """Reshape that keeps the channel axes, and what follows them, apart from the rest:
+    [T, N, D, H] -> [T, N, D * H] merges a recurrent layer's directions and units into one
+    axis (channel d * H + h either way), [N, T, H] -> [N * T, H] merges other axes. A
+    constant target shape is patched to the kept count; a computed one must follow the
+    tensor's own shape (every emitted module is run before it is written)."""
+
+    def _map(self, node: ir.Node, cg: ChannelGraph) -> tuple[int, ...]:
+        x, y = node.inputs[0], node.outputs[0]
+        if x.shape is None or y.shape is None:
+            raise node_error(node, "shapes unknown; a reshape of channels needs them")
+        axes = cg.axes[x.name]
+        if list(axes) != list(range(axes[0], axes[-1] + 1)):
+            raise node_error(node, "reshapes channels that lie on axes apart")
+        xin, yout = list(x.shape), list(y.shape)
+        tail = xin[axes[-1] + 1:]
+        lead = xin[:axes[0]]
+        if len(yout) > axes[-1] and [str(d) for d in yout[:axes[-1] + 1]] == [
+                str(d) for d in xin[:axes[-1] + 1]]:
+            return tuple(axes)  # the axes up to the channels kept as they are, the rest merged
+        if not tail and len(yout) == len(lead) + 1 and all(
+                str(a) == str(b) for a, b in zip(lead, yout)):
+            return (len(lead),)  # [T, N, D, H] -> [T, N, D * H] (or to a computed last axis)
+        body = xin[axes[0]:axes[-1] + 1]
+        end = _tail_start(tail, yout)
+        if end is None or any(not isinstance(d, int) for d in body):
+            raise node_error(node, "reshape mixes the channel axes with other axes")
+        want = int(np.prod(body))
+        while end > 0 and yout[end - 1] == 1 and want > 1:
+            end -= 1  # [N, C] -> [N, C, 1, 1]: the added unit axes are not channel axes
+        got, b = 1, end
+        while got < want and b > 0:
+            b -= 1
+            if not isinstance(yout[b], int):
+                break
+            got *= yout[b]
+        if got != want:
+            raise node_error(node, "reshape mixes the channel axes with other axes")
+        return tuple(range(b, end))
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        if not cg.has(x):
+            raise node_error(node, "input channel count unknown")
+        # The channels are x's, whatever shape inference could say of the target axis.
+        cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name], self._map(node, cg))
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        shape = const_array(node.inputs[1])
+        if not ctx.changed(x) or shape is None:
+            return
+        axes = ctx.cg.axes[y.name]
+        dims = [int(shape[a]) for a in axes]
+        if any(d in (-1, 0) for d in dims):
+            return  # -1 takes the kept count by itself, 0 copies the pruned input's axis
+        shape = shape.copy()
+        shape[axes[-1]] = len(ctx.kept(x)) // int(np.prod(dims[:-1]))
+        ctx.replace(node, 1, shape)
+
+
+def _tail_start(tail: list, yout: list) -> int | None:
+    """Where the axes after the channels begin in the reshaped shape ``yout``: the same axes
+    ([N, C, H, W] -> [N, C, 1, H, W]), or known axes of the same size merged or split
+    ([N, C, H, W] -> [N, C, H * W]); None when the channels would take a share of them."""
+    if [str(d) for d in yout[len(yout) - len(tail):]] == [str(d) for d in tail]:
+        return len(yout) - len(tail)
+    if any(not isinstance(d, int) for d in tail):
+        return None
+    want, got, end = int(np.prod(tail)), 1, len(yout)
+    while got < want and end > 0 and isinstance(yout[end - 1], int):
+        end -= 1
+        got *= yout[end]
+    return end if got == want else None
+
+
+RULES: dict[str, Rule] = {"Reshape": ReshapeRule()}
