@@ -23,6 +23,7 @@ from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
 from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.decompose.manifest import FILE as MANIFEST
 from onnxdecomp.decompose.manifest import read_manifest
+from onnxdecomp.decompose.parent import scores_model
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.modelio import read_model, sha256_bytes
 from onnxdecomp.runtime import Runner
@@ -161,7 +162,8 @@ def _parent(parent, meta: dict, kind: str) -> Row:
 
 
 def _agreement(model, parent, meta: dict, kind: str, data: Dataset) -> Row:
-    runner, p_runner = Runner(model, device="cpu"), Runner(parent, device="cpu")
+    runner = Runner(model, device="cpu")
+    p_runner = Runner(scores_model(parent), device="cpu")  # logits, not probabilities
     x = fit_to_input(data, runner.input.shape, runner.input.dtype).x
     logits = p_runner.run(fit_to_input(data, p_runner.input.shape, p_runner.input.dtype).x)[0]
     out = runner.run(x)[0]

@@ -315,24 +315,29 @@ def build_lstm(**attrs) -> onnx.ModelProto:
 
 def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     """A small CNN with one op on the channel path that has no coupling rule:
-    ``lpnorm`` LpNormalization(axis=1), ``gather`` Gather on axis 1, ``reshape`` a Reshape
-    that is not a flatten ([N, C, H, W] -> [N, C, H*W])."""
+    ``lpnorm`` LpNormalization(axis=1), ``depth`` DepthToSpace (channels into positions),
+    ``reshape`` a Reshape that merges channels with rows ([N, C, H, W] -> [N, C*H, W]).
+    ``gather`` (Gather of channels [0, 2, 3] on axis 1) and ``merge`` ([N, C, H, W] ->
+    [N, C, H*W]) are the same net with an op that has a rule, for contrast."""
     rng = np.random.default_rng(seed)
     norm, inits = _norm_nodes()
     c = 4
     odd = {
         "lpnorm": [helper.make_node("LpNormalization", ["r"], ["odd"], name="odd_op", axis=1)],
         "gather": [helper.make_node("Gather", ["r", "idx"], ["odd"], name="odd_op", axis=1)],
+        "depth": [helper.make_node("DepthToSpace", ["r"], ["odd"], name="odd_op",
+                                   blocksize=2)],
         "reshape": [helper.make_node("Reshape", ["r", "shp"], ["odd"], name="odd_op")],
+        "merge": [helper.make_node("Reshape", ["r", "shp"], ["odd"], name="odd_op")],
     }[kind]
-    c_odd = 3 if kind == "gather" else c
+    c_odd = {"gather": 3, "depth": 1, "reshape": c * HW}.get(kind, c)
     tail = "odd"
     nodes = norm + [
         helper.make_node("Conv", ["xn", "cw", "cb"], ["cv"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["cv"], ["r"], name="relu"),
         *odd,
     ]
-    if kind == "reshape":
+    if kind in ("reshape", "merge"):
         nodes.append(helper.make_node("ReduceMean", ["odd"], ["m"], name="mean", axes=[2],
                                       keepdims=0))
         tail = "m"
@@ -352,10 +357,40 @@ def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     if kind == "gather":
         inits.append(_init("idx", np.array([0, 2, 3], np.int64)))
     if kind == "reshape":
+        inits.append(_init("shp", np.array([0, c * HW, HW], np.int64)))
+    if kind == "merge":
         inits.append(_init("shp", np.array([0, c, HW * HW], np.int64)))
     return make_model(
         nodes, [helper.make_tensor_value_info("input", F32, ["N", 1, HW, HW])],
         [helper.make_tensor_value_info("logits", F32, ["N", k])], inits)
+
+
+def build_sklearn_like(zipmap: bool) -> onnx.ModelProto:
+    """What skl2onnx writes for a classifier: Softmax probabilities, an int64 label through
+    ArgMax, and by default the probabilities as a ZipMap sequence of maps."""
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], name="fc", transB=1),
+             helper.make_node("Relu", ["z"], ["h"], name="relu"),
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["s"], name="head", transB=1),
+             helper.make_node("Softmax", ["s"], ["probabilities"], name="softmax", axis=1),
+             helper.make_node("ArgMax", ["probabilities"], ["label"], name="argmax", axis=1,
+                              keepdims=0)]
+    outputs = [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])]
+    if zipmap:
+        nodes.append(helper.make_node("ZipMap", ["probabilities"], ["output_probability"],
+                                      name="zipmap", domain="ai.onnx.ml",
+                                      classlabels_int64s=[0, 1, 2]))
+        zipped = helper.make_sequence_type_proto(helper.make_map_type_proto(
+            TensorProto.INT64, helper.make_tensor_type_proto(F32, [])))
+        outputs.append(helper.make_value_info("output_probability", zipped))
+    else:
+        outputs.append(helper.make_tensor_value_info("probabilities", F32, ["N", 3]))
+    rng = np.random.default_rng(5)  # the same weights every call
+    weights = [numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
+               for name, shape in [("w", (8, 6)), ("b", (8,)), ("w2", (3, 8)), ("b2", (3,))]]
+    x = helper.make_tensor_value_info("x", F32, ["N", 6])
+    graph = helper.make_graph(nodes, "sklearn", [x], outputs, weights)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)]
+    return helper.make_model(graph, opset_imports=opsets)
 
 
 # --------------------------------------------------------------------------- torch

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import F32, calib, make_model, ort_run, softmax
+from conftest import F32, build_sklearn_like, calib, make_model, ort_run, softmax
 from onnx import helper, numpy_helper
 from onnx_ir.passes import common
 
@@ -17,11 +17,15 @@ from onnxdecomp.passes import (
     CanonicalizeFlattenPass,
     FoldBatchNormIntoConvPass,
     FoldConstantsPass,
+    FoldStaticSliceBoundsPass,
+    FoldTransposeIntoDensePass,
     FuseMatMulAddIntoGemmPass,
     RemoveDropoutPass,
+    RewriteChannelShufflePass,
     StripOutputSoftmaxPass,
     infer_shapes,
     normalize,
+    select_scores_output,
 )
 
 RNG = np.random.default_rng(0)
@@ -258,6 +262,122 @@ def test_other_reshapes_stay(target, batch) -> None:
     m = _ir(_reshape_model(target, batch), shapes=True)
     assert not CanonicalizeFlattenPass()(m).modified
     assert _ops(m) == ["Relu", "Reshape"]
+
+
+def test_flatten_to_computed_shape_becomes_flatten() -> None:
+    """TorchScript's ``x.view(x.size(0), -1)``: Reshape to Concat(Shape(x)[0], [-1])."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Shape", ["r"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+             helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"], name="unsq"),
+             helper.make_node("Concat", ["n1", "minus1"], ["target"], name="cat", axis=0),
+             helper.make_node("Reshape", ["r", "target"], ["y"], name="view")]
+    model = make_model(nodes, [_vi("x", ["N", 4, 3, 3])], [_vi("y", ["N", "F"])],
+                       [_const("zero", np.array(0, np.int64)),
+                        _const("zero1", np.array([0], np.int64)),
+                        _const("minus1", np.array([-1], np.int64))])
+    m = _ir(model, shapes=True)
+    assert CanonicalizeFlattenPass()(m).modified
+    common.RemoveUnusedNodesPass()(m)
+    assert _ops(m) == ["Relu", "Flatten"]
+    x = _x([None, 4, 3, 3])
+    np.testing.assert_array_equal(ort_run(to_proto(m), x), ort_run(model, x))
+
+
+def test_fold_static_slice_bounds() -> None:
+    """``torch.chunk(r, 2, dim=1)`` as TorchScript writes it: bounds from Shape(r)[1]."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Shape", ["r"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "one"], ["c"], name="channels", axis=0),
+             helper.make_node("Add", ["c", "one"], ["c1"], name="add"),
+             helper.make_node("Div", ["c1", "two"], ["half"], name="div"),
+             helper.make_node("Mul", ["half", "two"], ["end"], name="mul"),
+             helper.make_node("Slice", ["r", "zero", "half", "one"], ["a"], name="first"),
+             helper.make_node("Slice", ["r", "half", "end", "one"], ["b"], name="second"),
+             helper.make_node("Sub", ["a", "b"], ["y"], name="sub")]
+    model = make_model(nodes, [_vi("x", ["N", 6, 3, 3])], [_vi("y", ["N", "C", 3, 3])],
+                       [_const("zero", np.array([0], np.int64)),
+                        _const("one", np.array([1], np.int64)),
+                        _const("two", np.array([2], np.int64))])
+    m = _ir(model, shapes=True)
+    assert FoldStaticSliceBoundsPass()(m).modified
+    slices = [n for n in m.graph if n.op_type == "Slice"]
+    assert all(v.const_value is not None for n in slices for v in n.inputs[1:])
+    assert [n.inputs[2].const_value.numpy().tolist() for n in slices] == [[3], [6]]
+    common.RemoveUnusedNodesPass()(m)
+    infer_shapes(m)
+    assert list(next(n for n in m.graph if n.op_type == "Sub").inputs[0].shape)[1:] == [3, 3, 3]
+    assert "Shape" not in _ops(m)
+    x = _x([None, 6, 3, 3])
+    np.testing.assert_array_equal(ort_run(to_proto(m), x), ort_run(model, x))
+
+
+def _shuffle_model(first: list[int], perm: list[int]) -> onnx.ModelProto:
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "split"], ["s"], name="split"),
+             helper.make_node("Transpose", ["s"], ["t"], name="swap", perm=perm),
+             helper.make_node("Reshape", ["t", "merge"], ["y"], name="merge")]
+    return make_model(nodes, [_vi("x", ["N", 6, 2, 2])], [_vi("y", ["N", 6, 2, 2])],
+                      [_const("split", np.array(first, np.int64)),
+                       _const("merge", np.array([-1, 6, 2, 2], np.int64))])
+
+
+def test_channel_shuffle_becomes_gather() -> None:
+    model = _shuffle_model([-1, 2, 3, 2, 2], [0, 2, 1, 3, 4])
+    m = _ir(model, shapes=True)
+    assert RewriteChannelShufflePass()(m).modified
+    assert _ops(m) == ["Relu", "Gather"]
+    gather = next(n for n in m.graph if n.op_type == "Gather")
+    assert gather.inputs[1].const_value.numpy().tolist() == [0, 3, 1, 4, 2, 5]
+    x = _x([None, 6, 2, 2])
+    np.testing.assert_array_equal(ort_run(to_proto(m), x), ort_run(model, x))
+
+
+def test_transpose_of_positions_is_no_shuffle() -> None:
+    """Swapping rows and columns moves values between positions, not channels: left."""
+    model = _shuffle_model([-1, 6, 2, 2], [0, 1, 3, 2])
+    m = _ir(model, shapes=True)
+    assert not RewriteChannelShufflePass()(m).modified
+    assert _ops(m) == ["Relu", "Reshape", "Transpose", "Reshape"]
+
+
+@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
+def test_channels_last_flatten_folds_into_dense(op: str) -> None:
+    """Keras' Transpose(0, 2, 3, 1) -> Flatten -> dense: the weight rows permuted instead."""
+    w = _w("w", 5, 36) if op == "Gemm" else _w("w", 36, 5)
+    dense = (helper.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1) if op == "Gemm"
+             else helper.make_node("MatMul", ["f", "w"], ["y"], name="fc"))
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Transpose", ["r"], ["t"], name="nhwc", perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["t"], ["f"], name="flat", axis=1), dense]
+    model = make_model(nodes, [_vi("x", ["N", 4, 3, 3])], [_vi("y", ["N", 5])], [w])
+    m = _ir(model, shapes=True)
+    assert FoldTransposeIntoDensePass()(m).modified
+    assert _ops(m) == ["Relu", "Flatten", op]
+    x = _x([None, 4, 3, 3])
+    np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("zipmap", [True, False])
+def test_select_scores_output_keeps_the_probabilities(zipmap: bool) -> None:
+    model = build_sklearn_like(zipmap)
+    onnx.checker.check_model(model, full_check=True)
+    scores = select_scores_output(model)
+    onnx.checker.check_model(scores, full_check=True)
+    assert [o.name for o in scores.graph.output] == ["probabilities"]
+    assert [n.op_type for n in scores.graph.node] == ["Gemm", "Relu", "Gemm", "Softmax"]
+    x = _x([None, 6])
+    np.testing.assert_allclose(ort_run(scores, x), _probabilities(x), atol=1e-6)
+    assert _ops(normalize(_ir(scores))) == ["Gemm", "Relu", "Gemm"]  # the logits
+    assert select_scores_output(scores) is scores  # one output: as it is
+
+
+def _probabilities(x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(build_sklearn_like(False).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    return sess.run(["probabilities"], {"x": x})[0]
 
 
 # ------------------------------------------------------------------------ output softmax

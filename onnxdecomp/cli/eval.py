@@ -18,6 +18,7 @@ from onnxdecomp.cli.options import (
 from onnxdecomp.data import check_dataset, fit_to_input
 from onnxdecomp.link.output import label_map
 from onnxdecomp.modelio import read_model
+from onnxdecomp.passes import select_scores_output
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import classification_report
 
@@ -30,7 +31,7 @@ from onnxdecomp.stats import classification_report
 @json_option
 def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opts) -> None:
     """Accuracy of MODEL on DATA: top-1, top-5, per class, most confused pairs."""
-    runner = Runner(model, device=device)
+    runner = Runner(select_scores_output(read_model(model)), device=device)
     ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
     runner.check_input(ds.x)
     linked = label_map(read_model(model, weights=False))
@@ -76,7 +77,7 @@ def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | N
     _, parent = linked
     if parent is None:
         return None
-    runner = Runner(parent, device=device)
+    runner = Runner(select_scores_output(read_model(parent)), device=device)
     steps = ds.y >= 0
     if ds.y.ndim == 1:
         ds = replace(ds, x=ds.x[steps], y=ds.y[steps])

@@ -12,7 +12,7 @@ from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError, UnsupportedModelError
 from onnxdecomp.irutil import input_batch_dim, to_proto
 from onnxdecomp.modelio import read_model, sha256_bytes
-from onnxdecomp.passes import normalize
+from onnxdecomp.passes import normalize, select_scores_output
 from onnxdecomp.stats import model_stats
 
 
@@ -38,6 +38,7 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     tagger's [N, T, K] (class scores at every step)."""
     proto = read_model(model)
     raw = proto.SerializeToString()
+    proto = select_scores_output(proto)  # scikit-learn's label and probabilities: the latter
     ir_model = normalize(ir.serde.deserialize_model(proto))
     out = ir_model.graph.outputs[0]
     k = class_count(out, "model" if isinstance(model, onnx.ModelProto) else str(model))
@@ -67,6 +68,13 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
         macs=stats.macs,
         per_step=len(out.shape) == 3,
     )
+
+
+def scores_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """The model as decomposition sees it: one output of class scores, a trailing softmax
+    stripped (its log-odds are what modules reproduce), the graph normalised."""
+    proto = select_scores_output(read_model(model))
+    return to_proto(normalize(ir.serde.deserialize_model(proto)))
 
 
 def class_count(out: ir.Value, label: str) -> int:

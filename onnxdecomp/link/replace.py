@@ -26,7 +26,7 @@ from onnxdecomp.link.modules import read_module
 from onnxdecomp.link.output import finish, gather_columns, set_scores
 from onnxdecomp.link.select_classes import SelectClassesPass
 from onnxdecomp.modelio import read_model
-from onnxdecomp.passes import finalize, normalize
+from onnxdecomp.passes import finalize, normalize, select_scores_output
 
 
 def replace(model: str | os.PathLike | onnx.ModelProto,
@@ -41,7 +41,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
         raise OnnxDecompError(f"unknown {{combiner}} {combiner!r} for replace: choose one of "
                               f"{', '.join(choices)}", options=["combiner"])
     label = "model" if isinstance(model, onnx.ModelProto) else str(model)
-    base = normalize(ir.serde.deserialize_model(read_model(model)))
+    base = normalize(ir.serde.deserialize_model(select_scores_output(read_model(model))))
     out = base.graph.outputs[0]
     k = class_count(out, label)
     SelectClassesPass(list(range(k)), k)(base)

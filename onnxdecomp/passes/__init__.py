@@ -7,12 +7,16 @@ from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
+from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.normalize import infer_shapes, normalize
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
+from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
+from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 __all__ = [
@@ -20,14 +24,18 @@ __all__ = [
     "FoldBatchNormIntoConvPass",
     "FoldConstantsPass",
     "FoldGatherOfConcatPass",
+    "FoldStaticSliceBoundsPass",
+    "FoldTransposeIntoDensePass",
     "FuseFlattenedSequenceDensePass",
     "FuseMatMulAddIntoGemmPass",
     "NameRecurrentOutputsPass",
     "RemoveDropoutPass",
     "RemoveZeroInitialStatesPass",
+    "RewriteChannelShufflePass",
     "StripOutputSoftmaxPass",
     "check_emitted",
     "finalize",
     "infer_shapes",
     "normalize",
+    "select_scores_output",
 ]

@@ -10,11 +10,14 @@ from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
+from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
+from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 
@@ -59,12 +62,17 @@ def normalize(model: ir.Model) -> ir.Model:
     )
     passes(model)
     infer_shapes(model)
+    if FoldStaticSliceBoundsPass()(model).modified:  # their outputs' shapes are known now
+        common.RemoveUnusedNodesPass()(model)
+        infer_shapes(model)
     passes = ir.passes.PassManager(
         [
             FoldBatchNormIntoConvPass(),
             FuseMatMulAddIntoGemmPass(),
             FuseFlattenedSequenceDensePass(),
             CanonicalizeFlattenPass(),
+            FoldTransposeIntoDensePass(),
+            RewriteChannelShufflePass(),
             FoldGatherOfConcatPass(),
             common.RemoveUnusedNodesPass(),  # it also unnames unused outputs: name Y after it
             NameRecurrentOutputsPass(),

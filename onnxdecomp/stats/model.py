@@ -54,6 +54,7 @@ from onnx_ir.passes.common import InlinePass
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
+from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
@@ -182,7 +183,12 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike) -> ModelStats:
     _inline_functions(ir_model)
     graph = ir_model.graph
     infer.batch_one(ir_model, {vi.name for vi in real_inputs})
-    shapes = macs.ShapeLookup(infer.infer_shapes(ir_model))
+    failure = infer.infer_shapes(ir_model)
+    # Slice bounds computed from static dimensions (TorchScript's chunk) as numbers: onnx's
+    # data propagation stops at their arithmetic, and shapes after them would stay unknown.
+    if failure is None and FoldStaticSliceBoundsPass()(ir_model).modified:
+        failure = infer.infer_shapes(ir_model)
+    shapes = macs.ShapeLookup(failure)
 
     weights = params.weight_sizes(graph, src.sparse_initializer)
     # Every initializer is a constant, whatever its size or type (the old light copy lost

@@ -1,0 +1,82 @@
+"""FoldTransposeIntoDensePass: a dense layer reading a transposed, flattened tensor reads the
+tensor itself, its weight rows permuted."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.irutil import const_array, is_default_domain, new_initializer
+
+
+class FoldTransposeIntoDensePass(ir.passes.InPlacePass):
+    """Rewrite ``Gemm(Flatten(Transpose(x, perm)), W)`` as ``Gemm(Flatten(x), W')``.
+
+    Keras models (and PyTorch code ported from them) flatten channels-last: tf2onnx writes
+    ``Transpose(x, [0, 2, 3, 1])`` then a flattening Reshape before the dense layer, so
+    feature f' is channel f' mod C, interleaved with the positions, where the channel rules
+    want each channel's features together. The transpose only orders the features: with
+    t the transposed position of every feature of x, W'[t[f']] = W[f'] (rows of the
+    [features, out] weight; columns when transB), the same outputs to rounding.
+
+    Requires: shapes inferred; flattening Reshapes already Flatten (CanonicalizeFlattenPass).
+    Ensures: such a Transpose and Flatten feed no dense layer; the Transpose goes where
+    nothing else reads it.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        modified = False
+        for node in list(graph):
+            if node.op_type not in ("Gemm", "MatMul") or not is_default_domain(node.domain):
+                continue
+            match = _transposed_flatten(node)
+            if match is None:
+                continue
+            x, order, flat = match
+            trans_b = node.attributes.get_int("transB", 0) if node.op_type == "Gemm" else 0
+            w = const_array(node.inputs[1])
+            permuted = np.empty_like(w)
+            if trans_b:
+                permuted[:, order] = w
+            else:
+                permuted[order] = w
+            new_flat = ir.node("Flatten", inputs=[x], attributes={"axis": 1},
+                               name=f"{flat.name}_untransposed")
+            new_flat.outputs[0].shape = flat.outputs[0].shape
+            new_flat.outputs[0].type = flat.outputs[0].type
+            new_flat.outputs[0].name = f"{flat.outputs[0].name}_untransposed"
+            graph.insert_before(node, new_flat)
+            node.replace_input_with(0, new_flat.outputs[0])
+            node.replace_input_with(1, new_initializer(graph, node.inputs[1].name, permuted))
+            modified = True
+        if modified:
+            ir.passes.common.RemoveUnusedNodesPass()(model)
+        return ir.passes.PassResult(model, modified)
+
+
+def _transposed_flatten(dense: ir.Node) -> tuple[ir.Value, np.ndarray, ir.Node] | None:
+    """(x, t, the Flatten) when ``dense`` reads Flatten(Transpose(x)) with a constant weight,
+    the batch axis kept first; t[f'] is the flat position in x of transposed feature f'."""
+    flat = dense.inputs[0].producer()
+    if flat is None or flat.op_type != "Flatten" or flat.attributes.get_int("axis", 1) != 1:
+        return None
+    if dense.op_type == "Gemm" and dense.attributes.get_int("transA", 0):
+        return None
+    w = const_array(dense.inputs[1])
+    t = flat.inputs[0].producer()
+    if w is None or w.ndim != 2 or t is None or t.op_type != "Transpose":
+        return None
+    x = t.inputs[0]
+    perm = t.attributes.get_ints("perm", None)
+    if x.shape is None or perm is None or perm[0] != 0:
+        return None
+    dims = list(x.shape)[1:]
+    trans_b = dense.op_type == "Gemm" and dense.attributes.get_int("transB", 0)
+    if not all(isinstance(d, int) for d in dims) or math.prod(dims) != w.shape[int(trans_b)]:
+        return None
+    order = np.arange(math.prod(dims)).reshape(dims).transpose(
+        [p - 1 for p in perm[1:]]).reshape(-1)
+    return x, order, flat

@@ -1,0 +1,85 @@
+"""select_scores_output: of a classifier's several outputs, keep the class scores."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto
+
+_FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+
+
+def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its class scores as its one output, when that is unambiguous.
+
+    scikit-learn's converter (skl2onnx) writes two outputs: the label (int64 or string,
+    through ArgMax and ArrayFeatureExtractor) and the probabilities, as a float tensor or,
+    by default, as a sequence of maps from ZipMap. The scores are the one float tensor among
+    the outputs, or the tensor a ZipMap reads; the nodes only the other outputs need go.
+
+    A function on the protobuf, not an onnx-ir pass: onnx-ir cannot read a graph whose
+    output is a sequence of maps. A model with one output, or with no single float score
+    tensor, comes back unchanged (``normalize`` then says what it expected).
+    """
+    graph = proto.graph
+    if len(graph.output) < 2:
+        return proto
+    producer = {o: n for n in graph.node for o in n.output}
+    candidates: list[str] = []
+    for out in graph.output:
+        node = producer.get(out.name)
+        if out.type.WhichOneof("value") == "tensor_type":
+            if out.type.tensor_type.elem_type in _FLOATS:
+                candidates.append(out.name)
+        elif node is not None and node.op_type == "ZipMap":
+            candidates.append(node.input[0])
+    if len(set(candidates)) != 1:
+        return proto
+    name = candidates[0]
+    info = _value_info(proto, name)
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    del out.graph.output[:]
+    out.graph.output.append(info)
+    _keep_needed(out.graph, name)
+    return out
+
+
+def _value_info(proto: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
+    """The type and shape of ``name``, inferred where the model does not record them."""
+    found = {v.name: v for v in [*proto.graph.value_info, *proto.graph.output]}
+    if name not in found:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(proto)
+            found.update((v.name, v) for v in inferred.graph.value_info)
+        except Exception:  # inference is a help here, not a requirement
+            pass
+    info = found.get(name)
+    if info is not None and info.type.tensor_type.HasField("shape"):
+        return info
+    return onnx.helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", "K"])
+
+
+def _keep_needed(graph: onnx.GraphProto, output: str) -> None:
+    """Drop the nodes and initializers ``output`` does not depend on (subgraphs read their
+    outer values by name: a node with one keeps what its subgraphs read too)."""
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    needed, todo = set(), [output]
+    while todo:
+        i = producer.get(todo.pop())
+        if i is None or i in needed:
+            continue
+        needed.add(i)
+        node = graph.node[i]
+        todo.extend(node.input)
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs]:
+                todo.extend(v for n in sub.node for v in n.input)
+    kept = [n for i, n in enumerate(graph.node) if i in needed]
+    del graph.node[:]
+    graph.node.extend(kept)
+    read = {v for n in kept for v in n.input} | {v for n in kept for a in n.attribute
+                                                 for sub in [a.g, *a.graphs]
+                                                 for m in sub.node for v in m.input}
+    inits = [t for t in graph.initializer if t.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
