@@ -273,6 +273,12 @@ def test_fit_to_input_cases() -> None:
     hw = np.zeros((2, 8, 8), np.float32)
     assert fit_to_input(_ds(hw), ("N", 1, 8, 8), np.float32).x.shape == (2, 1, 8, 8)
     assert fit_to_input(_ds(hw), ("N", 8, 8, 1), np.float32).x.shape == (2, 8, 8, 1)
+    # channels-first images to a channels-last model and back; [N, 1, H, W] to [N, H, W]
+    rgb = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    last = fit_to_input(_ds(rgb), ("N", 4, 5, 3), np.float32).x
+    np.testing.assert_array_equal(last, rgb.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(fit_to_input(_ds(last), ("N", 3, 4, 5), np.float32).x, rgb)
+    assert fit_to_input(_ds(img), ("N", 8, 8), np.float32).x.shape == (2, 8, 8)
     # float -> float cast, float -> int never
     assert fit_to_input(_ds(img), ("N", 1, 8, 8), np.float16).x.dtype == np.float16
     assert fit_to_input(_ds(img), ("N", 1, 8, 8), np.int64).x.dtype == np.float32

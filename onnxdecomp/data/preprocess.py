@@ -93,7 +93,10 @@ def fit_to_input(ds: Dataset, input_shape: tuple, input_dtype) -> Dataset:
     * Samples of rank >= 2 (``[N, 1, H, W]``, ``[N, H, W, C]``, ``[N, H, W]``) fed to a rank-2
       input ``[N, F]`` with ``F == prod(sample shape)`` are flattened to ``[N, F]``.
     * ``[N, H, W]`` fed to a rank-4 input gets its channel axis where the model has a 1
-      (``[N, 1, H, W]`` or ``[N, H, W, 1]``).
+      (``[N, 1, H, W]`` or ``[N, H, W, 1]``); ``[N, 1, H, W]`` fed to ``[N, H, W]`` loses it.
+    * Images ``[N, C, H, W]`` (how the loaders give them) fed to a channels-last input
+      ``[N, H, W, C]`` (Keras, tf2onnx) are transposed to it when they do not fit as they
+      are, and channels-last images to a ``[N, C, H, W]`` input.
     * Float data is cast to the model's float dtype; floats are never cast to integers.
 
     Anything else is left alone: ``runtime.Runner.check_input`` reports it in one line.
@@ -115,6 +118,14 @@ def fit_to_input(ds: Dataset, input_shape: tuple, input_dtype) -> Dataset:
             x = x[:, None]
         elif nhwc and not nchw:
             x = x[..., None]
+    elif len(shape) == 4 and x.ndim == 4 and not _dims_fit(x.shape[1:], shape[1:]):
+        if _dims_fit((*x.shape[2:], x.shape[1]), shape[1:]):
+            x = x.transpose(0, 2, 3, 1)  # [N, C, H, W] data, a channels-last model
+        elif _dims_fit((x.shape[3], *x.shape[1:3]), shape[1:]):
+            x = x.transpose(0, 3, 1, 2)  # channels-last data, a [N, C, H, W] model
+    elif len(shape) == 3 and x.ndim == 4 and x.shape[1] == 1 and _dims_fit(x.shape[2:],
+                                                                          shape[1:]):
+        x = x[:, 0]
     if x.dtype.kind == "f" and want.kind == "f" and x.dtype != want:
         x = x.astype(want)
     return ds if x is ds.x else replace(ds, x=x)
