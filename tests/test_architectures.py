@@ -1,0 +1,230 @@
+"""Architectures beyond the shared cases, each exported by both torch exporters: the idioms
+other codebases and exporters write (channels-last input and flatten, ``x.view(N, -1)``,
+chunk and channel shuffle, squeeze-excitation through dense layers, dense blocks, LayerNorm
+over features, 1-D convolutions over flattened positions, inverted residuals).
+
+For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
+a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
+Random weights: fidelity is not the point here, coverage of the rules is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import build_sklearn_like, ort_run, torch_export
+
+from onnxdecomp.decompose import Decomposer, Settings
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.passes import select_scores_output
+from onnxdecomp.stats import model_stats
+
+torch = pytest.importorskip("torch")
+nn, F = torch.nn, torch.nn.functional
+HW = 16
+
+
+def cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act=nn.ReLU):
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout), act()]
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, act=nn.ReLU6) -> None:
+        super().__init__()
+        hidden = cin * 4
+        self.body = nn.Sequential(*cbr(cin, hidden, 1, act=act),
+                                  *cbr(hidden, hidden, 3, stride, hidden, act=act),
+                                  nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobileNetV2ish(nn.Module):
+    """ReLU6 (Clip), Hardswish, depthwise convs, inverted residuals, dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Sequential(*cbr(3, 8, 3, 2, act=nn.ReLU6), InvertedResidual(8, 8, 1),
+                               InvertedResidual(8, 16, 2),
+                               InvertedResidual(16, 16, 1, act=nn.Hardswish),
+                               *cbr(16, 32, 1, act=nn.Hardswish), nn.AdaptiveAvgPool2d(1),
+                               nn.Flatten(), nn.Dropout(0.2))
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.head(self.f(x))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation through Linear layers: [N, C] -> view(N, C, 1, 1) -> Mul."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16, act=nn.SiLU))
+        self.a, self.b = nn.Linear(16, 4), nn.Linear(4, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x)
+        n, c = y.shape[:2]
+        w = torch.sigmoid(self.b(F.relu(self.a(y.mean((2, 3)))))).view(n, c, 1, 1)
+        return self.head((y * w).mean((2, 3)))
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2's unit: chunk into halves, one branch convolved, concat, shuffle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(*cbr(3, 16))
+        self.b = nn.Sequential(*cbr(8, 8, 1))
+        self.d = nn.Sequential(*cbr(16, 16))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        left, right = self.a(x).chunk(2, dim=1)
+        y = torch.cat([left, self.b(right)], 1)
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(self.d(y), 1), 1))
+
+
+class DenseBlock(nn.Module):
+    """DenseNet: every layer's output concatenated to its input; a transition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 8))
+        self.l1, self.l2 = nn.Sequential(*cbr(8, 4)), nn.Sequential(*cbr(12, 4))
+        self.t = nn.Sequential(nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 8, 1),
+                               nn.AvgPool2d(2))
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.cat([x, self.l1(x)], 1)
+        x = torch.cat([x, self.l2(x)], 1)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(self.t(x), 1), 1))
+
+
+class ChannelsLast(nn.Module):
+    """Keras' layout: the input [N, H, W, C] transposed in, channels-last flatten out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 8, stride=2), *cbr(8, 12, stride=2))
+        self.fc, self.head = nn.Linear(12 * 16, 16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.head(F.relu(self.fc(y.reshape(y.shape[0], -1))))
+
+
+class ViewFlatten(nn.Module):
+    """``x.view(x.size(0), -1)`` into a dense layer; LeakyReLU, ELU, GELU, PReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 8, act=lambda: nn.LeakyReLU(0.1)),
+                               nn.MaxPool2d(2, ceil_mode=True), *cbr(8, 8, act=nn.ELU),
+                               nn.MaxPool2d(2))
+        self.fc = nn.Sequential(nn.Linear(8 * 16, 16), nn.GELU(), nn.Linear(16, 16),
+                                nn.PReLU())
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.head(self.fc(y.view(y.size(0), -1)))
+
+
+class LayerNormHead(nn.Module):
+    """LayerNorm over a dense layer's features: those are pinned, the layer before is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16))
+        self.fc, self.ln, self.head = nn.Linear(16, 32), nn.LayerNorm(32), nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.head(self.ln(F.relu(self.fc(self.c(x).mean((2, 3))))))
+
+
+class Conv1dOverPositions(nn.Module):
+    """Positions flattened behind the channels ([N, C, H, W] -> [N, C, H*W]), Conv1d, max."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv1d(3, 16, 3, padding=1), nn.Conv1d(16, 16, 3, padding=1)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(F.relu(self.c2(F.relu(self.c1(x.flatten(2))))).amax(2))
+
+
+NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
+        "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
+        "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
+        "conv1d": Conv1dOverPositions}
+
+
+def _net(name: str):
+    torch.manual_seed(0)
+    net = NETS[name]()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5, generator=gen)
+                mod.running_var.uniform_(0.5, 2.0, generator=gen)
+        net.eval()
+        z = net(_x(name, 300, seed=9)).double()  # a balanced head: every class predicted
+        mean, std = z.mean(0), z.std(0) + 1e-6
+        net.head.weight.copy_(net.head.weight / std[:, None].float())
+        net.head.bias.copy_(((net.head.bias - mean) / std).float())
+    return net
+
+
+def _x(name: str, n: int, seed: int):
+    shape = (n, HW, HW, 3) if name == "channels_last" else (n, 3, HW, HW)
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=shape).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("architectures")
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_architecture_decomposes(exported: Path, name: str, exporter: str) -> None:
+    path = torch_export(_net(name), _x(name, 2, seed=1), exporter,
+                        exported / f"{name}-{exporter}.onnx")
+    x = _x(name, 240, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    parent = logodds_from_logits(ort_run(str(path), x[:50]))[:, 0]
+    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], parent, atol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed
+    assert model_stats(half.proto).macs < model_stats(path).macs
+    assert ort_run(half.proto, x[:7]).shape == (7, 1)
+
+
+@pytest.mark.parametrize("zipmap", [True, False])
+def test_sklearn_classifier_decomposes(zipmap: bool) -> None:
+    """A scikit-learn export (label and probabilities, ZipMap by default): the modules are
+    cut from the probabilities' logits."""
+    model = build_sklearn_like(zipmap)
+    x = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    assert dec.parent.num_classes == 3
+    probs = ort_run(select_scores_output(model), x[:40])  # its first output is the label
+    full = dec.build(1, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:40])[:, 0],
+                               logodds_from_logits(np.log(probs))[:, 1], atol=1e-4)
+    assert dec.build(1, 0.5, check=True).removed
