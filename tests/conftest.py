@@ -526,8 +526,9 @@ def export_torch(name: str, exporter: str, path: Path) -> tuple[Path, tuple, int
     return path, shape, k
 
 
-def torch_export(net, x, exporter: str, path: Path) -> Path:
-    """``net`` exported on example ``x`` with a dynamic batch axis N, quietly."""
+def torch_export(net, x, exporter: str, path: Path, opset: int = 17) -> Path:
+    """``net`` exported on example ``x`` with a dynamic batch axis N, quietly (``opset``:
+    TorchScript's; dynamo writes 18)."""
     import torch
 
     kwargs = dict(input_names=["input"], output_names=["logits"])
@@ -537,7 +538,7 @@ def torch_export(net, x, exporter: str, path: Path) -> Path:
         warnings.simplefilter("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)
         if exporter == "torchscript":
-            torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17,
+            torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=opset,
                               dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, **kwargs)
         else:
             torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False,

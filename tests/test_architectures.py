@@ -199,16 +199,20 @@ def exported(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("architectures")
 
 
-@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("exporter", ["torchscript", "torchscript-11", "dynamo"])
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_architecture_decomposes(exported: Path, name: str, exporter: str) -> None:
-    path = torch_export(_net(name), _x(name, 2, seed=1), exporter,
-                        exported / f"{name}-{exporter}.onnx")
+    """(TorchScript at opset 11 writes shape computations that onnx's data propagation does
+    not follow, and LayerNorm as ReduceMean, Sub, Pow, ...)"""
+    kind, _, opset = exporter.partition("-")
+    path = torch_export(_net(name), _x(name, 2, seed=1), kind,
+                        exported / f"{name}-{exporter}.onnx", opset=int(opset or 17))
     x = _x(name, 240, seed=0).numpy()
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
     full = dec.build(0, 1.0, check=True).proto
     parent = logodds_from_logits(ort_run(str(path), x[:50]))[:, 0]
-    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], parent, atol=1e-5)
+    # rtol: two ORT graphs of one random net differ by ~1e-5 on log-odds of a few units
+    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], parent, atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True)
     assert half.removed
     assert model_stats(half.proto).macs < model_stats(path).macs

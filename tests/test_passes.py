@@ -17,6 +17,7 @@ from onnxdecomp.passes import (
     CanonicalizeFlattenPass,
     FoldBatchNormIntoConvPass,
     FoldConstantsPass,
+    FoldReshapeTargetsPass,
     FoldStaticSliceBoundsPass,
     FoldTransposeIntoDensePass,
     FuseMatMulAddIntoGemmPass,
@@ -264,8 +265,9 @@ def test_other_reshapes_stay(target, batch) -> None:
     assert _ops(m) == ["Relu", "Reshape"]
 
 
-def test_flatten_to_computed_shape_becomes_flatten() -> None:
-    """TorchScript's ``x.view(x.size(0), -1)``: Reshape to Concat(Shape(x)[0], [-1])."""
+def test_computed_reshape_target_folds_then_flattens() -> None:
+    """TorchScript's ``x.view(x.size(0), -1)``: Reshape to Concat(Shape(x)[0], [-1]) gets the
+    constant target [0, -1], which is a Flatten."""
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
              helper.make_node("Shape", ["r"], ["s"], name="shape"),
              helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
@@ -277,8 +279,12 @@ def test_flatten_to_computed_shape_becomes_flatten() -> None:
                         _const("zero1", np.array([0], np.int64)),
                         _const("minus1", np.array([-1], np.int64))])
     m = _ir(model, shapes=True)
-    assert CanonicalizeFlattenPass()(m).modified
+    assert FoldReshapeTargetsPass()(m).modified
+    reshape = next(n for n in m.graph if n.op_type == "Reshape")
+    assert reshape.inputs[1].const_value.numpy().tolist() == [0, -1]
     common.RemoveUnusedNodesPass()(m)
+    infer_shapes(m)
+    assert CanonicalizeFlattenPass()(m).modified
     assert _ops(m) == ["Relu", "Flatten"]
     x = _x([None, 4, 3, 3])
     np.testing.assert_array_equal(ort_run(to_proto(m), x), ort_run(model, x))

@@ -7,6 +7,7 @@ from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
@@ -24,6 +25,7 @@ __all__ = [
     "FoldBatchNormIntoConvPass",
     "FoldConstantsPass",
     "FoldGatherOfConcatPass",
+    "FoldReshapeTargetsPass",
     "FoldStaticSliceBoundsPass",
     "FoldTransposeIntoDensePass",
     "FuseFlattenedSequenceDensePass",

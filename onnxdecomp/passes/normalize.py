@@ -10,6 +10,7 @@ from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
@@ -19,6 +20,9 @@ from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
+
+
+_FOLD_ROUNDS = 4
 
 
 def infer_shapes(model: ir.Model) -> None:
@@ -62,7 +66,13 @@ def normalize(model: ir.Model) -> ir.Model:
     )
     passes(model)
     infer_shapes(model)
-    if FoldStaticSliceBoundsPass()(model).modified:  # their outputs' shapes are known now
+    # Shape computations as constants (TorchScript's view and chunk): what they feed has
+    # shapes after the next inference, and the channel rules can read and patch them. One
+    # folded may give the shapes another one reads: again while any folds.
+    for _ in range(_FOLD_ROUNDS):
+        sliced = FoldStaticSliceBoundsPass()(model).modified
+        if not (FoldReshapeTargetsPass()(model).modified or sliced):
+            break
         common.RemoveUnusedNodesPass()(model)
         infer_shapes(model)
     passes = ir.passes.PassManager(

@@ -54,6 +54,7 @@ from onnx_ir.passes.common import InlinePass
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
+from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
@@ -184,9 +185,14 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike) -> ModelStats:
     graph = ir_model.graph
     infer.batch_one(ir_model, {vi.name for vi in real_inputs})
     failure = infer.infer_shapes(ir_model)
-    # Slice bounds computed from static dimensions (TorchScript's chunk) as numbers: onnx's
-    # data propagation stops at their arithmetic, and shapes after them would stay unknown.
-    if failure is None and FoldStaticSliceBoundsPass()(ir_model).modified:
+    # Shape computations (TorchScript's chunk and view) as numbers at batch 1: onnx's data
+    # propagation stops at some of them, and the shapes after them would stay unknown.
+    for _ in range(4):  # one folded may give the shapes another one reads
+        if failure is not None:
+            break
+        sliced = FoldStaticSliceBoundsPass()(ir_model).modified
+        if not (FoldReshapeTargetsPass()(ir_model).modified or sliced):
+            break
         failure = infer.infer_shapes(ir_model)
     shapes = macs.ShapeLookup(failure)
 

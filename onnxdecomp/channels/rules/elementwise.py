@@ -127,10 +127,12 @@ def _reduced_axes(node: ir.Node) -> list[int] | None:
 class ChannelPreserving(Rule):
     """Pooling, reductions over other axes, pads and resizes: y[c] depends on x[c] only.
 
-    Reductions and pads are checked not to touch the channel axes, nor axis 0 of an
-    [N, C, ...] tensor (its batch). A reduction over the time axis of a recurrent layer's
-    output (mean pooling over a sequence) is one of these; without ``keepdims`` the channel
-    axes move down past the reduced ones.
+    Reductions and pads are checked not to touch axis 0 of an [N, C, ...] tensor (its
+    batch), pads not the channel axes; a reduction over the channels (a LayerNorm written
+    out as ReduceMean, Sub, Pow, ...) makes a statistic of all of them: they are pinned.
+    A reduction over the time axis of a recurrent layer's output (mean pooling over a
+    sequence) is one of these; without ``keepdims`` the channel axes move down past the
+    reduced ones.
     """
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
@@ -140,6 +142,8 @@ class ChannelPreserving(Rule):
         axes = cg.axes[x.name]
         if node.op_type.startswith("Reduce") and not node.attributes.get_int("keepdims", 1):
             gone = _reduced_axes(node) or []
+            if any(a in gone for a in axes):
+                return  # a statistic over the channels has none left
             axes = tuple(a - sum(g < a for g in gone) for a in axes)
         add_activation(cg, y, axes, cg.mult[x.name])
 
@@ -151,9 +155,11 @@ class ChannelPreserving(Rule):
             axes = _reduced_axes(node)
             if not axes:
                 raise node_error(node, "reduces over all axes, channels included")
-            if any(a in channel_axes or (image and a == 0) for a in axes):
-                raise node_error(
-                    node, f"reduces over the batch or channel axis (axes={list(axes)})")
+            if image and 0 in axes:
+                raise node_error(node, f"reduces over the batch axis (axes={list(axes)})")
+            if any(a in channel_axes for a in axes):
+                PINNING.couple(node, cg)  # every channel feeds the statistic: none can go
+                return
         elif op == "Pad":
             pads = node.attributes.get_ints("pads", None)
             if pads is None and len(node.inputs) > 1:
