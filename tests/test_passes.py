@@ -378,6 +378,14 @@ def test_select_scores_output_keeps_the_probabilities(zipmap: bool) -> None:
     assert select_scores_output(scores) is scores  # one output: as it is
 
 
+def test_select_scores_output_reads_through_a_lone_zipmap() -> None:
+    model = build_sklearn_like(True)
+    del model.graph.output[0]  # only the sequence of maps left: onnx-ir could not read it
+    scores = select_scores_output(model)
+    assert [o.name for o in scores.graph.output] == ["probabilities"]
+    assert "ZipMap" not in _ops(scores)
+
+
 def _probabilities(x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 

@@ -17,11 +17,11 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     the outputs, or the tensor a ZipMap reads; the nodes only the other outputs need go.
 
     A function on the protobuf, not an onnx-ir pass: onnx-ir cannot read a graph whose
-    output is a sequence of maps. A model with one output, or with no single float score
-    tensor, comes back unchanged (``normalize`` then says what it expected).
+    output is a sequence of maps. A model with one tensor output, or with no single float
+    score tensor, comes back unchanged (``normalize`` then says what it expected).
     """
     graph = proto.graph
-    if len(graph.output) < 2:
+    if len(graph.output) == 1 and graph.output[0].type.WhichOneof("value") == "tensor_type":
         return proto
     producer = {o: n for n in graph.node for o in n.output}
     candidates: list[str] = []
