@@ -21,7 +21,6 @@ from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStates
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
-
 _FOLD_ROUNDS = 4
 
 
