@@ -1,7 +1,8 @@
 """Architectures beyond the shared cases, each exported by both torch exporters: the idioms
 other codebases and exporters write (channels-last input and flatten, ``x.view(N, -1)``,
 chunk and channel shuffle, squeeze-excitation through dense layers, dense blocks, LayerNorm
-over features, 1-D convolutions over flattened positions, inverted residuals).
+over features, 1-D convolutions over flattened positions, inverted residuals, ConvNeXt's
+pointwise layers on a channels-last map).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -154,6 +155,24 @@ class LayerNormHead(nn.Module):
         return self.head(self.ln(F.relu(self.fc(self.c(x).mean((2, 3))))))
 
 
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt: depthwise conv, channels-last LayerNorm, pointwise MatMuls on [N, H, W, C]
+    (the hidden layer is what can go), layer scale, residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 4, 4)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.ln, self.up, self.down = nn.LayerNorm(16), nn.Linear(16, 32), nn.Linear(32, 16)
+        self.scale = nn.Parameter(torch.full((16,), 0.5))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.down(F.gelu(self.up(self.ln(self.dw(x).permute(0, 2, 3, 1))))) * self.scale
+        return self.head((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
+
+
 class Conv1dOverPositions(nn.Module):
     """Positions flattened behind the channels ([N, C, H, W] -> [N, C, H*W]), Conv1d, max."""
 
@@ -169,7 +188,7 @@ class Conv1dOverPositions(nn.Module):
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
-        "conv1d": Conv1dOverPositions}
+        "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock}
 
 
 def _net(name: str):

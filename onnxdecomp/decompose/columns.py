@@ -102,11 +102,13 @@ SEQUENCE_KINDS = ("rnn", "rnn_state", "seq")
 def sequence_view(cons: Consumer, act: np.ndarray) -> np.ndarray:
     """A sequence consumer's input batch as [N, T, C], step t at index t: a recurrent op's
     X [T, N, I], a state reader's h_{t-1} from Y, a sequence MatMul's [N, T, F] or
-    [T, N, F]."""
+    [T, N, F], or a MatMul's channels-last map [N, H, W, F] as [N, H * W, F]."""
     if cons.kind == "rnn_state":
         act = previous_states(cons, act)
     if cons.kind in ("rnn", "rnn_state"):
         return act.transpose(1, 0, 2)
+    if act.ndim > 3:  # a channels-last map [N, H, W, F]: its positions are the steps
+        return act.reshape(act.shape[0], -1, act.shape[-1])
     return act if cons.batch == 0 else act.transpose(1, 0, 2)
 
 

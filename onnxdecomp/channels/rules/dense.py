@@ -14,9 +14,11 @@ from onnxdecomp.irutil import const_array, input_batch_dim, new_initializer
 
 
 def _is_sequence(node: ir.Node) -> bool:
-    """A MatMul over the last axis of a rank-3 sequence ([N, T, F] or [T, N, F])."""
+    """A MatMul over the last axis of a rank-3 sequence ([N, T, F] or [T, N, F]) or of a
+    channels-last map ([N, H, W, F]: ConvNeXt's pointwise layers), whose positions are the
+    steps."""
     x = node.inputs[0]
-    return node.op_type == "MatMul" and x.shape is not None and len(x.shape) == 3
+    return node.op_type == "MatMul" and x.shape is not None and len(x.shape) >= 3
 
 
 def _batch_axis(node: ir.Node) -> int:
@@ -24,6 +26,8 @@ def _batch_axis(node: ir.Node) -> int:
     whose dimension is the graph input's batch dimension, else the one dimension of the two
     that is not a fixed number (a fixed-length sequence with a dynamic batch)."""
     x = node.inputs[0]
+    if len(x.shape) > 3:
+        return 0  # a map [N, H, W, F]: the samples come first
     lead = list(x.shape)[:2]
     batch = input_batch_dim(node.graph)
     same = [a for a, d in enumerate(lead) if batch is not None and d == batch]
@@ -42,13 +46,14 @@ class Dense(Rule):
     They cut the channel path: input channels are read through weights (a consumer), output
     channels are new units. Pruning slices output rows (and bias) and input columns; when
     input channels were removed, ``ctx.refit`` re-solves the kept columns. A MatMul over the
-    last axis of a rank-3 sequence (a tagger's per-step head, a projection) is a "seq"
-    consumer; its bias is the constant of the Add that follows it (``weights.bias_add``).
+    last axis of a rank-3 sequence (a tagger's per-step head, a projection) or of a
+    channels-last map is a "seq" consumer (the map's positions its steps); its bias is the
+    constant of the Add that follows it (``weights.bias_add``).
     """
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         if _is_sequence(node):
-            add_activation(cg, node.outputs[0], (2,))
+            add_activation(cg, node.outputs[0], (len(node.inputs[0].shape) - 1,))
         else:
             super().declare(node, cg)
 
@@ -60,10 +65,10 @@ class Dense(Rule):
             raise node_error(node, "transA=1 is not supported")
         sequence = _is_sequence(node)
         if op == "MatMul" and not sequence and (x.shape is None or len(x.shape) != 2):
-            raise node_error(node, "MatMul over a rank other than 2 or 3 has no rule")
+            raise node_error(node, "MatMul of an input of unknown rank has no rule")
         if not cg.has(x):
             raise node_error(node, "input channel count unknown")
-        want = (2,) if sequence else (1,)
+        want = (len(x.shape) - 1,) if sequence else (1,)
         if cg.axes[x.name] != want:
             raise node_error(node, f"reads channels on axes {list(cg.axes[x.name])}, not on "
                              f"the axis {want[0]} its weights read")
