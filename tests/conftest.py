@@ -315,10 +315,10 @@ def build_lstm(**attrs) -> onnx.ModelProto:
 
 def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     """A small CNN with one op on the channel path that has no coupling rule:
-    ``lpnorm`` LpNormalization(axis=1), ``depth`` DepthToSpace (channels into positions),
-    ``reshape`` a Reshape that merges channels with rows ([N, C, H, W] -> [N, C*H, W]).
-    ``gather`` (Gather of channels [0, 2, 3] on axis 1) and ``merge`` ([N, C, H, W] ->
-    [N, C, H*W]) are the same net with an op that has a rule, for contrast."""
+    ``lpnorm`` LpNormalization(axis=1), ``depth`` DepthToSpace (channels into positions).
+    The same net with an op that has one, for contrast: ``gather`` (Gather of channels
+    [0, 2, 3] on axis 1), ``merge`` ([N, C, H, W] -> [N, C, H*W]) and ``reshape`` (merges
+    channels with rows, [N, C, H, W] -> [N, C*H, W]: pinned)."""
     rng = np.random.default_rng(seed)
     norm, inits = _norm_nodes()
     c = 4

@@ -333,8 +333,7 @@ def test_link_modules_of_different_opsets(get_case) -> None:
 # ------------------------------------------------------------------------ errors
 
 
-@pytest.mark.parametrize("kind,op", [("lpnorm", "LpNormalization"), ("depth", "DepthToSpace"),
-                                     ("reshape", "Reshape")])
+@pytest.mark.parametrize("kind,op", [("lpnorm", "LpNormalization"), ("depth", "DepthToSpace")])
 def test_unsupported_op_raises_and_writes_nothing(tmp_path: Path, kind: str, op: str) -> None:
     model = tmp_path / f"{kind}.onnx"
     onnx.save(build_unsupported(kind), str(model))
@@ -371,6 +370,24 @@ def test_gathered_or_merged_channels_prune(kind: str) -> None:
         index = inits[gather.input[1]]
         assert index.max() < kept and len(set(index.tolist())) == len(index)
     assert ort_run(module.proto, x).shape == (60, 1)
+
+
+def test_reshape_mixing_channels_pins_them() -> None:
+    """[N, C, H, W] -> [N, C*H, W] spreads each channel over rows: the channels before it
+    are pinned (nothing there is removed), the dense layer after it reads a pinned space,
+    and the module is still its parent's log-odds with nothing pruned."""
+    model = build_unsupported("reshape")
+    x = calib((None, 1, 12, 12), 60, seed=3)
+    dec = Decomposer(model, x, None, Settings(device="cpu", align=1))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert dec.clusters == {} or all(
+        r not in dec.clusters for r in dec.parent.cg.roots(
+            next(v for n in dec.parent.model.graph if n.name == conv.name
+                 for v in n.outputs)))
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x)[:, 0], logodds_from_logits(
+        ort_run(model, x))[:, 0], atol=1e-5)
+    assert ort_run(dec.build(0, 0.5, check=True).proto, x).shape == (60, 1)
 
 
 def test_out_of_range_class_raises(get_case, tmp_path: Path) -> None:

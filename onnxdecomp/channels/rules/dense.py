@@ -51,7 +51,20 @@ class Dense(Rule):
     constant of the Add that follows it (``weights.bias_add``).
     """
 
+    def origin(self, node: ir.Node) -> bool:
+        """Visited even when its input has no channel space (the output of a region the
+        channel rules do not follow, such as attention): its outputs are new units."""
+        x = node.inputs[0]
+        return const_array(node.inputs[1]) is not None and x.dtype is not None and \
+            x.dtype.is_floating_point()
+
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        if not cg.has(x) and x.shape is not None:
+            # Channels nobody upstream can remove: a pinned space, so that it is a consumer
+            want = len(x.shape) - 1 if _is_sequence(node) else 1
+            add_activation(cg, x, (want,))
+            cg.pin(x)
         if _is_sequence(node):
             add_activation(cg, node.outputs[0], (len(node.inputs[0].shape) - 1,))
         else:
@@ -159,10 +172,18 @@ class ConvRule(Rule):
 
 
 DENSE, DEPTHWISE, PINNING = Dense(), Depthwise(), Pinning()
+class MatMulRule(Rule):
+    """MatMul by its second operand: constant weights make it dense; two activations
+    (attention's scores and context) mix channels with rows: pinned."""
+
+    def resolve(self, node: ir.Node) -> Rule:
+        return DENSE if const_array(node.inputs[1]) is not None else PINNING
+
+
 RULES: dict[str, Rule] = {
     "Conv": ConvRule(),
     "Gemm": DENSE,
-    "MatMul": DENSE,
+    "MatMul": MatMulRule(),
     # Its input patches are not the forward conv's windows, so the profiled Gram (and the
     # refit) would be wrong: keep its channels until it has a rule of its own.
     "ConvTranspose": PINNING,

@@ -69,8 +69,10 @@ class Elementwise(Rule):
             elif cg.has(v) and size not in (None, 1):
                 raise node_error(node, f"operand {v.name!r} broadcasts {size} channels onto {c}")
             elif not cg.has(v) and const_array(v) is None and size not in (None, 1):
-                raise node_error(
-                    node, f"operand {v.name!r} is computed, not constant, and per-channel")
+                # Computed per channel where no rule followed (attention's output): its
+                # channels cannot be sliced, so neither can the others'.
+                PINNING.couple(node, cg)
+                return
 
     def _couple_multi_axis(self, node: ir.Node, cg: ChannelGraph) -> None:
         out = node.outputs[0]

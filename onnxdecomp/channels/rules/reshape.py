@@ -15,7 +15,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph
 from onnxdecomp.channels.rules.base import PruneContext, Rule
-from onnxdecomp.errors import node_error
+from onnxdecomp.errors import UnsupportedOpError, node_error
 from onnxdecomp.irutil import const_array
 
 
@@ -24,7 +24,10 @@ class ReshapeRule(Rule):
     [T, N, D, H] -> [T, N, D * H] merges a recurrent layer's directions and units into one
     axis (channel d * H + h either way), [N, T, H] -> [N * T, H] merges other axes. A
     constant target shape is patched to the kept count; a computed one must follow the
-    tensor's own shape (every emitted module is run before it is written)."""
+    tensor's own shape (every emitted module is run before it is written). A reshape that
+    spreads channels over other axes (attention's [T, N, D] -> [T, N * H, D / H], channels
+    mixed with rows) pins its input and makes no channel space: what follows it sees the
+    parent's values whatever a module removes elsewhere."""
 
     def _map(self, node: ir.Node, cg: ChannelGraph) -> tuple[int, ...]:
         x, y = node.inputs[0], node.outputs[0]
@@ -63,11 +66,19 @@ class ReshapeRule(Rule):
         x = node.inputs[0]
         if not cg.has(x):
             raise node_error(node, "input channel count unknown")
+        try:
+            axes = self._map(node, cg)
+        except UnsupportedOpError:
+            return  # channels spread over other axes (attention heads merged with the batch)
         # The channels are x's, whatever shape inference could say of the target axis.
-        cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name], self._map(node, cg))
+        cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name], axes)
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        cg.unify_all(node.inputs[0], node.outputs[0], node)
+        x, y = node.inputs[0], node.outputs[0]
+        if not cg.has(y):
+            cg.pin(x)  # what it makes is no channel space: x keeps every channel
+            return
+        cg.unify_all(x, y, node)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x, y = node.inputs[0], node.outputs[0]
