@@ -27,7 +27,7 @@ class FoldReshapeTargetsPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
-        values = ShapeValues(dict(model.opset_imports).get("", 17))
+        values = ShapeValues.of(model)
         modified = False
         for node in list(graph):
             if node.op_type != "Reshape" or not is_default_domain(node.domain):

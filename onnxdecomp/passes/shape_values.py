@@ -25,6 +25,12 @@ class ShapeValues:
         self.opset = opset
         self._memo: dict[int, tuple[bool, list[Entry]] | None] = {}
 
+    @classmethod
+    def of(cls, model: ir.Model) -> ShapeValues:
+        """An evaluator at the model's default-domain opset."""
+        return cls(next((v for d, v in model.opset_imports.items() if is_default_domain(d)),
+                        17))
+
     def static(self, value: ir.Value) -> np.ndarray | None:
         """The value as numbers, or None when it is not computed from static dimensions and
         constants only."""
