@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["Normalize", "MLP", "LeNet5", "BasicBlock", "ResNet", "DigitsCNN", "count_params"]
+__all__ = ["Normalize", "MLP", "LeNet5", "BasicBlock", "ResNet", "DigitsCNN", "InvertedResidual",
+           "MobileNetV2Mini", "count_params"]
 
 
 def count_params(model: nn.Module) -> int:
@@ -216,3 +217,52 @@ class DigitsCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.norm(x)))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion, ReLU6, 3x3 depthwise, ReLU6, linear 1x1
+    projection; the input added back where the shape allows (Sandler et al. 2018)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int = 4) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MobileNetV2Mini(nn.Module):
+    """A small MobileNetV2 for 28x28 images: stem 16, inverted residuals 16-24-24-32-32
+    (expansion 4, depthwise 3x3), 1x1 to 64, global average pool, dropout, linear.
+
+    The head flattens with ``x.view(x.size(0), -1)``, which the TorchScript exporter writes
+    as a Reshape to a computed shape: with the zoo's export at opset 11 (ReLU6 as Clip with
+    min/max inputs) it is the idiom of older PyTorch code.
+    """
+
+    def __init__(self, in_channels: int = 1, classes: int = 10, scale: float = 255.0,
+                 mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)) -> None:
+        super().__init__()
+        self.norm = Normalize(scale, mean, std)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(16), nn.ReLU6())
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 1), InvertedResidual(16, 24, 2),
+            InvertedResidual(24, 24, 1), InvertedResidual(24, 32, 2),
+            InvertedResidual(32, 32, 1),
+        )
+        self.last = nn.Sequential(nn.Conv2d(32, 64, 1, bias=False), nn.BatchNorm2d(64),
+                                  nn.ReLU6(), nn.AdaptiveAvgPool2d(1))
+        self.dropout = nn.Dropout(0.1)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.last(self.blocks(self.stem(self.norm(x))))
+        return self.fc(self.dropout(x.view(x.size(0), -1)))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.nets import MLP, DigitsCNN, LeNet5, ResNet, count_params
+from models.nets import MLP, DigitsCNN, LeNet5, MobileNetV2Mini, ResNet, count_params
 
 MODELS_DIR = Path(__file__).resolve().parent
 ZOO_PATH = MODELS_DIR / "zoo.json"
@@ -67,6 +67,7 @@ class Recipe:
     weight_decay: float = 5e-4
     augment: bool = False  # random crop (4-pixel padding) + horizontal flip
     scarce: tuple[int, int] | None = None  # (class, n): train on only n images of that class
+    opset: int | None = None  # TorchScript's opset (default TORCHSCRIPT_OPSET)
 
 
 def _mlp(hidden: int) -> Callable[[Stats], nn.Module]:
@@ -199,6 +200,21 @@ RECIPES: dict[str, Recipe] = {
             epochs=6,
             optimizer="sgd",
             lr=0.1,
+        ),
+        Recipe(
+            "mobilenetv2_fmnist",
+            "Fashion-MNIST",
+            "fashion-mnist",
+            "idx",
+            "MobileNetV2-mini (inverted residuals 16-24-24-32-32, depthwise 3x3, ReLU6, "
+            "view-flatten; TorchScript opset 11)",
+            lambda s: MobileNetV2Mini(1, scale=s.scale, mean=s.mean, std=s.std),
+            flat=False,
+            exporter="torchscript",
+            epochs=6,
+            optimizer="sgd",
+            lr=0.1,
+            opset=11,
         ),
         Recipe(
             "resnet20_cifar10",
@@ -391,7 +407,8 @@ def torch_top1(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 1000
 # --------------------------------------------------------------------------- export
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, exporter: str) -> None:
+def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, exporter: str,
+                opset: int | None = None) -> None:
     """Export with a dynamic batch axis "N" and the weights inside the .onnx file."""
     import onnx
 
@@ -418,7 +435,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, exporter: st
             (example,),
             str(out),
             dynamo=False,
-            opset_version=TORCHSCRIPT_OPSET,
+            opset_version=opset or TORCHSCRIPT_OPSET,
             input_names=["input"],
             output_names=["logits"],
             dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
@@ -559,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     t_top1 = torch_top1(model, xte, yte)
     print(f"trained in {train_seconds:.0f}s; torch test top-1 {t_top1:.4f}", flush=True)
 
-    export_onnx(model, torch.from_numpy(xte[:2].astype(np.float32)), out, recipe.exporter)
+    export_onnx(model, torch.from_numpy(xte[:2].astype(np.float32)), out, recipe.exporter,
+                recipe.opset)
     sess = ort_session(out, args.threads)
     diff = check_against_torch(model, sess, xte)
     top1 = ort_top1(sess, xte, yte)
