@@ -38,10 +38,11 @@ def analyse(model: ir.Model) -> ChannelGraph:
 
 
 def _input_channel_axis(value: ir.Value) -> int:
-    """Axis 1, or the axis that every reader's Transpose moves to axis 1."""
+    """Axis 1, or the axis that every reader's Transpose moves to axis 1 unless that is the
+    batch axis (a sequence [N, T, F] read as [T, N, F])."""
     perms = {tuple(use.node.attributes.get_ints("perm", ()) or ()) if use.node.op_type ==
              "Transpose" else None for use in value.uses()}
     if len(perms) != 1:
         return 1
     perm = perms.pop()
-    return perm[1] if perm is not None and len(perm) > 1 else 1
+    return perm[1] if perm is not None and len(perm) > 1 and perm[1] != 0 else 1
