@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from conftest import build_sklearn_like, ort_run, torch_export
 
@@ -296,3 +297,57 @@ def test_zoo_mobilenet_on_real_data() -> None:
     half = dec.build(6, 0.7, check=True)
     assert model_stats(half.proto).macs < 0.9 * model_stats(model).macs
     assert jaccard_fidelity(ort_run(half.proto, test.x), logodds, 6) > 0.8
+
+
+def _keras_like() -> onnx.ModelProto:
+    """What tf2onnx writes for a small Keras CNN: NHWC input, Transpose in, Conv + Relu +
+    MaxPool in NCHW, Transpose out, a constant flattening Reshape, MatMul + Add dense
+    layers, Softmax over the last axis."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+
+    def w(name: str, *shape: int, scale: float = 0.3) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, scale, shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Transpose", ["input_1"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "k1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "k2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Transpose", ["r2"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["nhwc", "flat"], ["f"]),
+        helper.make_node("MatMul", ["f", "w3"], ["m3"]),
+        helper.make_node("Add", ["m3", "b3"], ["a3"]),
+        helper.make_node("Relu", ["a3"], ["r3"]),
+        helper.make_node("MatMul", ["r3", "w4"], ["m4"]),
+        helper.make_node("Add", ["m4", "b4"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["dense_1"], axis=-1),
+    ]
+    inits = [w("k1", 8, 3, 3, 3), w("b1", 8, scale=0.1), w("k2", 12, 8, 3, 3),
+             w("b2", 12, scale=0.1), numpy_helper.from_array(np.array([-1, 192], np.int64),
+                                                              "flat"),
+             w("w3", 192, 16, scale=0.1), w("b3", 16, scale=0.1), w("w4", 16, 5),
+             w("b4", 5, scale=0.1)]
+    graph = helper.make_graph(
+        nodes, "keras", [helper.make_tensor_value_info("input_1", TensorProto.FLOAT,
+                                                       ["unk__1", 8, 8, 3])],
+        [helper.make_tensor_value_info("dense_1", TensorProto.FLOAT, ["unk__2", 5])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_tf2onnx_shaped_keras_cnn_decomposes() -> None:
+    model = _keras_like()
+    onnx.checker.check_model(model, full_check=True)
+    x = np.random.default_rng(0).normal(size=(300, 8, 8, 3)).astype(np.float32)
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    ops = [n.op_type for n in dec.parent.proto.graph.node]
+    assert "Flatten" in ops and ops.count("Transpose") == 1  # the flatten's folded away
+    logodds = logodds_from_logits(np.log(ort_run(model, x[:50])))
+    for k in range(dec.parent.num_classes):
+        full = dec.build(k, 1.0, check=True).proto
+        np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], logodds[:, k], atol=1e-4)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and ort_run(half.proto, x[:5]).shape == (5, 1)

@@ -53,6 +53,8 @@ def normalize(model: ir.Model) -> ir.Model:
     passes = ir.passes.PassManager(
         [
             common.RemoveInitializersFromInputsPass(),
+            # Node names are optional in ONNX; profiles, refits and cuts key on them.
+            common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
             FoldConstantsPass(),
             RemoveDropoutPass(),
