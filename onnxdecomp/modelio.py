@@ -59,6 +59,9 @@ def read_model(model: str | os.PathLike | onnx.ModelProto,
     if proto.ir_version <= 0 or not proto.HasField("graph") or not proto.opset_import:
         raise OnnxDecompError(f"not an ONNX model: {path} (no IR version, opset or graph)")
     base = os.path.dirname(os.path.abspath(path))
+    bad = _undecodable_string(proto)
+    if bad is not None:
+        raise OnnxDecompError(f"invalid ONNX model: {path} (field {bad} is not UTF-8 text)")
     _check_external(proto, path, base)
     try:  # the graph well formed (every input defined ...) before anything reads it
         onnx.checker.check_model(path)
@@ -75,6 +78,33 @@ def read_model(model: str | os.PathLike | onnx.ModelProto,
     else:
         _load_small_external(proto, base)
     return proto
+
+
+def _undecodable_string(message, where: str = "model") -> str | None:
+    """The first string field that protobuf could not decode as UTF-8 (it hands those over
+    as bytes, which onnx's checker lets pass and onnx-ir cannot serialise), or None."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if _repeated(field) else [value]
+            if any(not isinstance(v, str) for v in values):
+                return f"{where}.{field.name}"
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            values = value if _repeated(field) else [value]
+            for i, v in enumerate(values):
+                bad = _undecodable_string(v, f"{where}.{field.name}[{i}]")
+                if bad is not None:
+                    return bad
+    return None
+
+
+def _repeated(field) -> bool:
+    """protobuf >= 6 says ``is_repeated``; older ones only ``label``."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    flag = getattr(field, "is_repeated", None)
+    return flag if flag is not None else field.label == FieldDescriptor.LABEL_REPEATED
 
 
 def _too_big(path: str) -> OnnxDecompError:

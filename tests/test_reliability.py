@@ -45,6 +45,9 @@ def env(get_case, tmp_path_factory):
     }
     (d / "truncated.onnx").write_bytes(case.path.read_bytes()[:200])
     (d / "text.onnx").write_text("not a model\n")
+    raw = case.path.read_bytes()  # a byte of a text field flipped: not UTF-8 any more
+    at = raw.index(onnx.load(str(case.path)).producer_name.encode()) + 1
+    (d / "latin.onnx").write_bytes(raw[:at] + bytes([raw[at] ^ 0x80]) + raw[at + 1:])
     dangling = onnx.load(str(case.path))
     dangling.graph.node[-1].input[0] = "nowhere"
     onnx.save(dangling, str(d / "dangling.onnx"))
@@ -89,6 +92,8 @@ BAD_INPUTS = [
     ("truncated model file", lambda e: ["eval", e["dir"] / "truncated.onnx", "--data",
                                         e["data"]], "not an ONNX model", 1),
     ("not an ONNX file", lambda e: ["inspect", e["dir"] / "text.onnx"], "not an ONNX model", 1),
+    ("text field not UTF-8", lambda e: ["inspect", e["dir"] / "latin.onnx"], "not UTF-8 text",
+     1),
     ("missing model file", lambda e: ["eval", e["dir"] / "nope.onnx", "--data", e["data"]],
      "no such file", 1),
     ("malformed graph (an input nothing defines)", lambda e: [
