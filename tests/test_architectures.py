@@ -351,3 +351,50 @@ def test_tf2onnx_shaped_keras_cnn_decomposes() -> None:
         np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], logodds[:, k], atol=1e-4)
     half = dec.build(0, 0.5, check=True)
     assert half.removed and ort_run(half.proto, x[:5]).shape == (5, 1)
+
+
+def test_qdq_quantised_model_decomposes(tmp_path: Path) -> None:
+    """ONNX Runtime's static quantisation in QDQ form: activations through QuantizeLinear /
+    DequantizeLinear (a rule: per tensor, or per channel and sliced), weights dequantised from
+    int8 constants (folded: a module's weights are float). The module with nothing pruned
+    is its parent's log-odds up to the int8 kernels' rounding; a pruned one is smaller."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from onnxdecomp.decompose.fidelity import logodds_fidelity
+
+    path = torch_export(_net("view_flatten"), _x("view_flatten", 2, seed=1), "torchscript",
+                        tmp_path / "float.onnx")
+    x = _x("view_flatten", 240, seed=0).numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": x[i:i + 40]} for i in range(0, 240, 40)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    qdq = tmp_path / "qdq.onnx"
+    quantize_static(str(path), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True)
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(qdq)).graph.node}
+    dec = Decomposer(qdq, x, None, Settings(device="cpu", seed=0, align=1))
+    logodds = logodds_from_logits(ort_run(str(qdq), x))
+    unfused = logodds_from_logits(_unoptimised_run(qdq, x))  # no int8 kernels: exact math
+    for k in range(dec.parent.num_classes):
+        full = dec.build(k, 1.0, check=True).proto
+        np.testing.assert_allclose(_unoptimised_run(full, x)[:, 0], unfused[:, k], atol=1e-4)
+        assert logodds_fidelity(ort_run(full, x), logodds, k) > 0.9
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < model_stats(qdq).macs
+
+
+def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:
+    """First output with ONNX Runtime's graph optimisations off: a QDQ graph then runs as
+    written (dequantise, float op, quantise) instead of through fused int8 kernels."""
+    import onnxruntime as ort
+
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]

@@ -121,6 +121,40 @@ class PerChannelParams(Rule):
                 ctx.replace(node, i, a[keep])
 
 
+class QuantizeRule(Rule):
+    """QuantizeLinear / DequantizeLinear of an activation (a QDQ model's; its weights' are
+    constants, folded): y[c] = f(x[c]) with one scale and zero point for the tensor, or one
+    per channel along ``axis`` (sliced with the channels); per-axis along another axis has
+    no rule."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        add_like(cg, node.outputs[0], node.inputs[0])
+
+    def _per_channel(self, node: ir.Node, cg: ChannelGraph) -> bool:
+        scale = const_array(node.inputs[1])
+        if scale is None:
+            raise node_error(node, "scale must be a constant")
+        if scale.size == 1:
+            return False
+        x = node.inputs[0]
+        axis = node.attributes.get_int("axis", 1) % len(x.shape)
+        if cg.axes[x.name] != (axis,) or scale.ndim != 1:
+            raise node_error(node, "quantises per axis along an axis that is not the channels'")
+        return True
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        self._per_channel(node, cg)
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        if ctx.changed(node.outputs[0]) and self._per_channel(node, ctx.cg):
+            keep = ctx.kept(node.outputs[0])
+            for i in range(1, len(node.inputs)):
+                a = const_array(node.inputs[i])
+                if a is not None and a.size > 1:
+                    ctx.replace(node, i, a[keep])
+
+
 def _reduced_axes(node: ir.Node) -> list[int] | None:
     axes = axes_operand(node)
     return None if axes is None else [a % len(node.inputs[0].shape) for a in axes]
@@ -233,4 +267,5 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(["Softmax", "LogSoftmax", "Hardmax"], SoftmaxRule()),
     "LRN": PINNING,
     **dict.fromkeys(["LayerNormalization", "GroupNormalization"], LayerNormRule()),
+    **dict.fromkeys(["QuantizeLinear", "DequantizeLinear"], QuantizeRule()),
 }
