@@ -24,15 +24,20 @@ CALIBRATION = PREFIX + "calibration"  # JSON: samples, criterion, compensation, 
 LINK = PREFIX + "link"  # JSON: mode, parts, combiner, held-out accuracies
 COLUMNS = PREFIX + "columns"  # JSON: per output column {class_index, class_name, parent_sha256,
 #                               source}
+# "C,H,W": the input size MACs are counted at, for a model whose input size is dynamic (the
+# calibration samples'). It describes the graph, so restamping keeps it.
+MACS_AT = PREFIX + "macs_at"
 
 # What a linked model records of each module it was built from.
 _IDENTITY = (CLASS_INDEX, CLASS_NAME, PARENT_SHA256)
 
 
 def stamp(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
-    """Replace the model's metadata by ``meta`` and name onnxdecomp as its producer."""
+    """Replace the model's metadata by ``meta`` (``MACS_AT`` stays) and name onnxdecomp as
+    its producer."""
+    kept = {p.key: p.value for p in proto.metadata_props if p.key == MACS_AT}
     del proto.metadata_props[:]
-    for key, value in meta.items():
+    for key, value in {**meta, **kept}.items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name, proto.producer_version = "onnxdecomp", __version__
 
@@ -72,3 +77,12 @@ def module_identity(proto: onnx.ModelProto) -> dict[str, str]:
     """class_index, class_name and parent_sha256 of a module, those it has."""
     meta = {p.key: p.value for p in proto.metadata_props}
     return {key[len(PREFIX):]: meta[key] for key in _IDENTITY if key in meta}
+
+
+def macs_at(proto: onnx.ModelProto) -> tuple[int, ...] | None:
+    """The input size (without the batch axis) a model's MACs are counted at, if recorded."""
+    value = {p.key: p.value for p in proto.metadata_props}.get(MACS_AT)
+    try:
+        return tuple(int(v) for v in value.split(",")) if value else None
+    except ValueError:
+        return None

@@ -398,3 +398,28 @@ def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_input_of_any_size(tmp_path: Path) -> None:
+    """An image classifier exported for any input size ([N, 3, H, W]): its MACs are counted
+    at the calibration samples' size, which its modules record (they keep the dynamic
+    input and run at other sizes), and linking them counts at it too."""
+    from onnxdecomp import link, provenance
+
+    net = _net("mobilenetv2")
+    path = tmp_path / "any_size.onnx"
+    torch.onnx.export(net, (_x("mobilenetv2", 2, seed=1),), str(path), dynamo=False,
+                      opset_version=17, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}})
+    x = _x("mobilenetv2", 300, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert dec.parent.macs > 0
+    module = dec.build(0, 0.5, check=True).proto
+    assert provenance.macs_at(module) == (3, HW, HW)
+    assert [d.dim_param or d.dim_value for d in module.graph.input[0].type.tensor_type.shape.dim
+            ] == ["N", 3, "H", "W"]
+    assert 0 < model_stats(module).macs < dec.parent.macs
+    assert ort_run(module, _x("mobilenetv2", 4, seed=2).numpy()[:, :, :12, :12]).shape == (4, 1)
+    other = dec.build(1, 0.5, check=True).proto
+    linked = link([module, other], mode="parallel", device="cpu").proto
+    assert provenance.macs_at(linked) == (3, HW, HW) and model_stats(linked).macs > 0

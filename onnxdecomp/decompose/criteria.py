@@ -33,6 +33,7 @@ import numpy as np
 from onnxdecomp.channels import ChannelGraph, consumer_bias, consumer_weight
 from onnxdecomp.decompose.align import kept_count
 from onnxdecomp.decompose.profile import Profile
+from onnxdecomp.errors import OnnxDecompError
 
 CRITERIA = ("refit", "logodds", "activation", "random")
 
@@ -62,7 +63,8 @@ def subset_concern(prof: Profile, classes: tuple[int, ...]) -> Concern:
     w[list(classes)] = 1.0
     w = np.where(prof.samples > 0, w, 0.0)
     if not w.sum():
-        raise ValueError(f"no calibration sample of classes {list(classes)}")
+        raise OnnxDecompError(
+            f"no calibration sample of classes {list(classes)}: give data with them")
     head = np.zeros(prof.num_classes)
     head[list(classes)] = 1.0
     return Concern(tuple(classes), w / w.sum(), head)

@@ -101,7 +101,7 @@ class Decomposer:
         s.check()
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        self.parent = load_parent(model, class_names)
+        self.parent = load_parent(model, class_names, tuple(int(d) for d in x.shape[1:]))
         if self.parent.per_step and s.compensation == "sequential":
             raise OnnxDecompError(
                 "{compensation} sequential weighs whole samples by their class; a tagger's "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import onnx
 import onnx_ir as ir
 
+from onnxdecomp import provenance
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError, UnsupportedModelError
 from onnxdecomp.irutil import input_batch_dim, to_proto
@@ -33,9 +34,13 @@ class Parent:
 
 
 def load_parent(model: str | os.PathLike | onnx.ModelProto,
-                class_names: list[str] | None = None) -> Parent:
+                class_names: list[str] | None = None,
+                sample_shape: tuple[int, ...] | None = None) -> Parent:
     """Read, normalise and analyse a classifier whose one output is [N, K] class scores, or a
-    tagger's [N, T, K] (class scores at every step)."""
+    tagger's [N, T, K] (class scores at every step). An input whose size is dynamic beyond
+    the batch, where the MACs cannot be counted without a size, has them counted at
+    ``sample_shape`` (the calibration samples'), which the normalised model, and so every
+    module, records (``provenance.MACS_AT``)."""
     proto = read_model(model)
     raw = proto.SerializeToString()
     proto = select_scores_output(proto)  # scikit-learn's label and probabilities: the latter
@@ -54,8 +59,17 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     normalised = to_proto(ir_model)
     try:
         stats = model_stats(proto)
-    except OnnxDecompError:  # a shape only the normalised graph pins down (modules are
-        stats = model_stats(normalised)  # counted on that form too)
+    except OnnxDecompError:
+        try:  # a shape only the normalised graph pins down (modules are counted on it too)
+            stats = model_stats(normalised)
+        except OnnxDecompError:
+            if sample_shape is None or not _dynamic_size(ir_model):
+                raise
+            # An input of any size: counted at the calibration samples', which every module
+            # records (built from the normalised model, whose metadata it keeps).
+            ir_model.metadata_props[provenance.MACS_AT] = ",".join(map(str, sample_shape))
+            normalised = to_proto(ir_model)
+            stats = model_stats(normalised)
     return Parent(
         path=str(model) if not isinstance(model, onnx.ModelProto) else "<memory>",
         sha256=sha256_bytes(raw),
@@ -68,6 +82,13 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
         macs=stats.macs,
         per_step=len(out.shape) == 3,
     )
+
+
+def _dynamic_size(model: ir.Model) -> bool:
+    """Whether the input has dynamic axes besides the batch axis (images of any size)."""
+    x = model.graph.inputs[0] if model.graph.inputs else None
+    return x is not None and x.shape is not None and any(
+        not isinstance(d, int) for d in list(x.shape)[1:])
 
 
 def scores_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:

@@ -16,6 +16,7 @@ import onnx_ir as ir
 from onnx import compose, helper, version_converter
 from onnx_ir.passes import common
 
+from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.irutil import opset_version
 from onnxdecomp.link.select_classes import SCORES
@@ -152,6 +153,9 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
         ir_version=max(p.proto.ir_version for p in parts),
         producer_name="onnxdecomp", producer_version=__version__,
     )
+    sizes = {provenance.macs_at(p.proto) for p in parts} - {None}
+    if len(sizes) == 1:  # parts of an input of any size: counted at their calibration's
+        model.metadata_props.add(key=provenance.MACS_AT, value=",".join(map(str, sizes.pop())))
     ir_model = ir.serde.deserialize_model(model)
     ir.passes.PassManager([
         common.IdentityEliminationPass(),

@@ -9,7 +9,7 @@ batch 1 and be kept silently. Graph outputs keep only their element type, for th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 
 import onnx
 import onnx_ir as ir
@@ -25,8 +25,10 @@ def _is_tensor(value: ir.Value) -> bool:
     return value.type is None or isinstance(value.type, ir.TensorType)
 
 
-def batch_one(model: ir.Model, real_inputs: Collection[str]) -> None:
-    """Set the batch axis of the real inputs to 1 and forget every inferable shape."""
+def batch_one(model: ir.Model, real_inputs: Collection[str],
+              sample: Sequence[int] | None = None) -> None:
+    """Set the batch axis of the real inputs to 1 (and their other dynamic axes to
+    ``sample``'s, the size of one sample, where given) and forget every inferable shape."""
     graph = model.graph
     seq_first = {
         node.inputs[0]
@@ -43,6 +45,11 @@ def batch_one(model: ir.Model, real_inputs: Collection[str]) -> None:
         if len(value.shape) > axis:
             new = list(value.shape)
             new[axis] = 1
+            rest = [i for i in range(len(new)) if i != axis]
+            if sample is not None and len(sample) == len(rest):
+                for i, d in zip(rest, sample):
+                    if not isinstance(new[i], int):
+                        new[i] = int(d)
             value.shape = ir.Shape(new)
     for value in graph.initializers.values():
         if value.const_value is not None:  # a value_info may disagree with the tensor

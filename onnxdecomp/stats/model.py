@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -51,6 +52,7 @@ import onnx_ir as ir
 from onnx import TensorProto
 from onnx_ir.passes.common import InlinePass
 
+from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
@@ -166,13 +168,18 @@ def _inline_functions(model: ir.Model) -> None:
         ) from None
 
 
-def model_stats(model: onnx.ModelProto | str | os.PathLike) -> ModelStats:
+def model_stats(model: onnx.ModelProto | str | os.PathLike,
+                sample_shape: Sequence[int] | None = None) -> ModelStats:
     """Statistics of ``model`` (a ModelProto, never modified, or a path to a .onnx file).
 
+    MACs are counted at batch 1; an input with other dynamic axes (an image classifier for
+    any size) is counted at ``sample_shape`` (one sample's shape), else at the size the model
+    records (``provenance.MACS_AT``: modules of such a parent record their calibration's).
     Raises :class:`OnnxDecompError` (one line) for a file that is missing or not ONNX, and for
-    a MAC-counted node whose needed shapes stay unknown or symbolic at batch 1.
+    a MAC-counted node whose needed shapes stay unknown or symbolic.
     """
     proto = read_model(model, weights=False)
+    sample_shape = sample_shape if sample_shape is not None else provenance.macs_at(proto)
     src = proto.graph
     sparse_names = {s.values.name for s in src.sparse_initializer}
     weight_names = {i.name for i in src.initializer} | sparse_names
@@ -183,7 +190,7 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike) -> ModelStats:
     opset = next((v for d, v in ir_model.opset_imports.items() if is_default_domain(d)), 0)
     _inline_functions(ir_model)
     graph = ir_model.graph
-    infer.batch_one(ir_model, {vi.name for vi in real_inputs})
+    infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
     # Shape computations (TorchScript's chunk and view) as numbers at batch 1: onnx's data
     # propagation stops at some of them, and the shapes after them would stay unknown.
