@@ -65,7 +65,9 @@ class Profile:
         """
         if node not in self._normalised:
             st = self.consumers[node]
-            per_class = st.gram / np.maximum(st.rows, 1)[:, None, None]
+            # In place: the sums are not read again, and a copy would double the largest
+            # thing decomposition holds (a 512-channel 3x3 conv's: K x 4609^2 floats).
+            per_class = np.divide(st.gram, np.maximum(st.rows, 1)[:, None, None], out=st.gram)
             self._normalised[node] = (per_class, per_class.sum(axis=0))
         per_class, total = self._normalised[node]
         values, counts = np.unique(weights, return_counts=True)
