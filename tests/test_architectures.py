@@ -423,3 +423,36 @@ def test_input_of_any_size(tmp_path: Path) -> None:
     other = dec.build(1, 0.5, check=True).proto
     linked = link([module, other], mode="parallel", device="cpu").proto
     assert provenance.macs_at(linked) == (3, HW, HW) and model_stats(linked).macs > 0
+
+
+class BinaryHead(nn.Module):
+    """A binary classifier with one sigmoid output (Keras' Dense(1, "sigmoid"))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 8, stride=2), *cbr(8, 16, stride=2))
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.head(self.c(x).mean((2, 3))))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str) -> None:
+    """One sigmoid output p is two classes: class 1's log-odds is logit(p), class 0's its
+    negative, every module exact with nothing pruned, smaller at keep 0.5."""
+    torch.manual_seed(0)
+    net = BinaryHead().eval()
+    with torch.no_grad():  # centre the logit so that both classes occur
+        z = net.head(net.c(_x("binary", 200, seed=9)).mean((2, 3)))
+        net.head.bias -= z.mean()
+    path = torch_export(net, _x("binary", 2, seed=1), exporter, tmp_path / "binary.onnx")
+    x = _x("binary", 240, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert dec.parent.num_classes == 2
+    p = ort_run(str(path), x[:50])[:, 0].astype(np.float64)
+    logit = np.log(p) - np.log1p(-p)
+    for k, sign in ((0, -1.0), (1, 1.0)):
+        full = dec.build(k, 1.0, check=True).proto
+        np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], sign * logit, atol=1e-4)
+    assert dec.build(1, 0.5, check=True).removed

@@ -31,7 +31,8 @@ from onnxdecomp.stats import classification_report
 @json_option
 def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opts) -> None:
     """Accuracy of MODEL on DATA: top-1, top-5, per class, most confused pairs."""
-    runner = Runner(select_scores_output(read_model(model)), device=device)
+    proto = select_scores_output(read_model(model))
+    runner = Runner(proto, device=device)
     ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
     runner.check_input(ds.x)
     linked = label_map(read_model(model, weights=False))
@@ -44,9 +45,12 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
         ds = replace(ds, y=np.where(ds.y >= 0, lut[np.clip(ds.y, 0, None)], -1))
         names = [names[c] if names and c < len(names) else str(c) for c in classes]
     out_dim = runner.session.get_outputs()[0].shape[-1]
-    check_dataset(ds, out_dim if isinstance(out_dim, int) else None)
+    binary = out_dim == 1  # one sigmoid output (or logit): two classes
+    check_dataset(ds, 2 if binary else out_dim if isinstance(out_dim, int) else None)
     bar = Progress("eval", len(ds.x))
     scores = runner.run(ds.x, batch_size=batch_size, progress=bar)[0]
+    if binary:
+        scores = two_classes(scores, _is_sigmoid_output(proto))
     bar.close()
     report = classification_report(scores, ds.y, names)
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
@@ -69,6 +73,20 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
         click.echo("most confused (true -> predicted): " + ", ".join(
             f"{p['true']}->{p['predicted']} {p['count']}" for p in report["confused"]))
     click.echo(f"PASSED | onnxdecomp eval {model}")
+
+
+def two_classes(scores: np.ndarray, probabilities: bool) -> np.ndarray:
+    """One column (a probability, or a logit z) as two classes' logits [0, z]."""
+    z = scores[..., 0].astype(np.float64)
+    if probabilities:
+        p = np.clip(z, 1e-12, 1 - 1e-12)
+        z = np.log(p) - np.log1p(-p)
+    return np.stack([np.zeros_like(z), z], axis=-1)
+
+
+def _is_sigmoid_output(proto) -> bool:
+    out = proto.graph.output[0].name
+    return any(n.op_type == "Sigmoid" and out in n.output for n in proto.graph.node)
 
 
 def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | None:

@@ -3,6 +3,7 @@ the two pipelines that run them: ``normalize`` (any exporter's classifier into o
 form) and ``finalize`` (what every emitted model goes through)."""
 
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
+from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
@@ -22,6 +23,7 @@ from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 __all__ = [
     "CanonicalizeFlattenPass",
+    "ExpandBinaryLogitPass",
     "FoldBatchNormIntoConvPass",
     "FoldConstantsPass",
     "FoldGatherOfConcatPass",

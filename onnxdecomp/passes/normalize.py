@@ -7,6 +7,7 @@ from onnx_ir.passes import common
 
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
+from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
@@ -83,6 +84,7 @@ def normalize(model: ir.Model) -> ir.Model:
             FuseFlattenedSequenceDensePass(),
             CanonicalizeFlattenPass(),
             FoldTransposeIntoDensePass(),
+            ExpandBinaryLogitPass(),
             RewriteChannelShufflePass(),
             FoldGatherOfConcatPass(),
             common.RemoveUnusedNodesPass(),  # it also unnames unused outputs: name Y after it
