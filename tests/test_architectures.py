@@ -356,8 +356,9 @@ def test_tf2onnx_shaped_keras_cnn_decomposes() -> None:
 def test_qdq_quantised_model_decomposes(tmp_path: Path) -> None:
     """ONNX Runtime's static quantisation in QDQ form: activations through QuantizeLinear /
     DequantizeLinear (a rule: per tensor, or per channel and sliced), weights dequantised from
-    int8 constants (folded: a module's weights are float). The module with nothing pruned
-    is its parent's log-odds up to the int8 kernels' rounding; a pruned one is smaller."""
+    int8 constants (folded for the refit, quantised again in the module). The module with
+    nothing pruned is its parent's log-odds up to the int8 kernels' rounding; a pruned one is
+    smaller, its weights int8."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     from onnxdecomp.decompose.fidelity import logodds_fidelity
@@ -386,6 +387,16 @@ def test_qdq_quantised_model_decomposes(tmp_path: Path) -> None:
         assert logodds_fidelity(ort_run(full, x), logodds, k) > 0.9
     half = dec.build(0, 0.5, check=True)
     assert half.removed and model_stats(half.proto).macs < model_stats(qdq).macs
+    # Its weights are int8 again, read through DequantizeLinear as the parent read them.
+    inits = {t.name: t.data_type for t in half.proto.graph.initializer}
+    made = {o: n for n in half.proto.graph.node for o in n.output}
+    for conv in (n for n in half.proto.graph.node if n.op_type == "Conv"):
+        dq = made[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]] == onnx.TensorProto.INT8
+    def weight_bytes(proto: onnx.ModelProto) -> int:
+        return sum(t.ByteSize() for t in proto.graph.initializer)
+
+    assert weight_bytes(half.proto) < weight_bytes(onnx.load(str(qdq)))
 
 
 def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
 from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.passes import check_emitted, finalize
+from onnxdecomp.passes import QuantizeWeightsPass, check_emitted, finalize
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
 
@@ -75,6 +75,7 @@ def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPla
     model = parent.model.clone()
     PruneChannelsPass(parent.cg, removed, refit)(model)
     head(model)
+    QuantizeWeightsPass()(model)  # int8 again where the parent's weights were
     return finalize(model, check=check)
 
 

@@ -13,8 +13,10 @@ from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.normalize import infer_shapes, normalize
+from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
@@ -32,7 +34,9 @@ __all__ = [
     "FoldTransposeIntoDensePass",
     "FuseFlattenedSequenceDensePass",
     "FuseMatMulAddIntoGemmPass",
+    "MarkQuantizedWeightsPass",
     "NameRecurrentOutputsPass",
+    "QuantizeWeightsPass",
     "RemoveDropoutPass",
     "RemoveZeroInitialStatesPass",
     "RewriteChannelShufflePass",

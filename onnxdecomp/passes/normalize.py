@@ -16,6 +16,7 @@ from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
@@ -57,6 +58,7 @@ def normalize(model: ir.Model) -> ir.Model:
             # Node names are optional in ONNX; profiles, refits and cuts key on them.
             common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            MarkQuantizedWeightsPass(),  # before their dequantisation is folded
             FoldConstantsPass(),
             RemoveDropoutPass(),
             common.IdentityEliminationPass(),

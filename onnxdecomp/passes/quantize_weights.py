@@ -1,0 +1,52 @@
+"""QuantizeWeightsPass: a module's pruned float weights back to int8 where its parent's were."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.irutil import const_array, new_initializer
+from onnxdecomp.passes.mark_quantized_weights import QUANTIZED_WEIGHTS
+
+
+class QuantizeWeightsPass(ir.passes.InPlacePass):
+    """Quantise the weights of the layers ``MarkQuantizedWeightsPass`` recorded: symmetric
+    int8, scale = max|w| / 127 per output channel (per tensor where the parent's was),
+    read through ``DequantizeLinear`` as the parent read them.
+
+    A weight nothing changed comes back as the parent's int8 values (its largest entry is
+    +-127 times its scale); a refit one is quantised afresh. Requires: the model's metadata
+    from the normalised parent. Ensures: those layers' weights are int8 initializers behind
+    DequantizeLinear; biases stay float.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        marked = json.loads(model.metadata_props.get(QUANTIZED_WEIGHTS, "{}"))
+        graph = model.graph
+        modified = False
+        for node in list(graph):
+            spec = marked.get(node.name)
+            w = const_array(node.inputs[1]) if spec and len(node.inputs) > 1 else None
+            if w is None or w.dtype != np.float32:
+                continue
+            axis = spec["axis"] % w.ndim
+            others = tuple(a for a in range(w.ndim) if a != axis)
+            absmax = np.max(np.abs(w), axis=others if spec["per_channel"] else None)
+            scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+            shape = [-1 if a == axis else 1 for a in range(w.ndim)] if spec["per_channel"] \
+                else []
+            q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            base = node.inputs[1].name
+            inputs = [new_initializer(graph, f"{base}_quantized", q),
+                      new_initializer(graph, f"{base}_scale", scale),
+                      new_initializer(graph, f"{base}_zero_point", np.zeros_like(scale,
+                                                                                 np.int8))]
+            dq = ir.node("DequantizeLinear", inputs=inputs, name=f"{node.name}_weight",
+                         attributes={"axis": axis} if spec["per_channel"] else {})
+            dq.outputs[0].name = f"{base}_dequantized"
+            graph.insert_before(node, dq)
+            node.replace_input_with(1, dq.outputs[0])
+            modified = True
+        return ir.passes.PassResult(model, modified)
