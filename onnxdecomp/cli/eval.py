@@ -35,7 +35,7 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     runner = Runner(proto, device=device)
     ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
     runner.check_input(ds.x)
-    linked = label_map(read_model(model, weights=False))
+    linked = label_map(proto)
     names = ds.class_names
     if linked is not None:  # labels are the parent's classes: map them onto the columns
         to_column, parent = linked

@@ -15,7 +15,7 @@ from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenc
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
-from onnxdecomp.passes.normalize import infer_shapes, normalize
+from onnxdecomp.passes.normalize import fold_shape_computations, infer_shapes, normalize
 from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
@@ -43,6 +43,7 @@ __all__ = [
     "StripOutputSoftmaxPass",
     "check_emitted",
     "finalize",
+    "fold_shape_computations",
     "infer_shapes",
     "normalize",
     "select_scores_output",

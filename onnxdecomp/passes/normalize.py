@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import onnx_ir as ir
 from onnx_ir.passes import common
 
@@ -24,6 +26,17 @@ from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 _FOLD_ROUNDS = 4
+
+
+def fold_shape_computations(model: ir.Model, reinfer: Callable[[ir.Model], bool]) -> None:
+    """Slice bounds and Reshape targets computed from shapes (TorchScript's chunk and view)
+    as constants, ``reinfer`` inferring the shapes again after each round that folded
+    (it returns False to stop: the inference failed). Again while one folds: one folded
+    may give the shapes another one reads."""
+    for _ in range(_FOLD_ROUNDS):
+        sliced = FoldStaticSliceBoundsPass()(model).modified
+        if not (FoldReshapeTargetsPass()(model).modified or sliced) or not reinfer(model):
+            return
 
 
 def infer_shapes(model: ir.Model) -> None:
@@ -70,15 +83,15 @@ def normalize(model: ir.Model) -> ir.Model:
     )
     passes(model)
     infer_shapes(model)
-    # Shape computations as constants (TorchScript's view and chunk): what they feed has
-    # shapes after the next inference, and the channel rules can read and patch them. One
-    # folded may give the shapes another one reads: again while any folds.
-    for _ in range(_FOLD_ROUNDS):
-        sliced = FoldStaticSliceBoundsPass()(model).modified
-        if not (FoldReshapeTargetsPass()(model).modified or sliced):
-            break
-        common.RemoveUnusedNodesPass()(model)
-        infer_shapes(model)
+
+    def reinfer(m: ir.Model) -> bool:
+        common.RemoveUnusedNodesPass()(m)
+        infer_shapes(m)
+        return True
+
+    # What the folded constants feed has shapes after the next inference, and the channel
+    # rules can read and patch them.
+    fold_shape_computations(model, reinfer)
     passes = ir.passes.PassManager(
         [
             FoldBatchNormIntoConvPass(),

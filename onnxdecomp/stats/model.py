@@ -56,8 +56,7 @@ from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
-from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
-from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
+from onnxdecomp.passes.normalize import fold_shape_computations
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
@@ -192,15 +191,16 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     graph = ir_model.graph
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
-    # Shape computations (TorchScript's chunk and view) as numbers at batch 1: onnx's data
-    # propagation stops at some of them, and the shapes after them would stay unknown.
-    for _ in range(4):  # one folded may give the shapes another one reads
-        if failure is not None:
-            break
-        sliced = FoldStaticSliceBoundsPass()(ir_model).modified
-        if not (FoldReshapeTargetsPass()(ir_model).modified or sliced):
-            break
-        failure = infer.infer_shapes(ir_model)
+
+    def reinfer(m: ir.Model) -> bool:
+        nonlocal failure
+        failure = infer.infer_shapes(m)
+        return failure is None
+
+    # Shape computations as numbers at batch 1: onnx's data propagation stops at some of
+    # them, and the shapes after them would stay unknown.
+    if failure is None:
+        fold_shape_computations(ir_model, reinfer)
     shapes = macs.ShapeLookup(failure)
 
     weights = params.weight_sizes(graph, src.sparse_initializer)

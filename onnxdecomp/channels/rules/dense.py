@@ -171,7 +171,6 @@ class ConvRule(Rule):
         return PINNING
 
 
-DENSE, DEPTHWISE, PINNING = Dense(), Depthwise(), Pinning()
 class MatMulRule(Rule):
     """MatMul by its second operand: constant weights make it dense; two activations
     (attention's scores and context) mix channels with rows: pinned."""
@@ -180,6 +179,7 @@ class MatMulRule(Rule):
         return DENSE if const_array(node.inputs[1]) is not None else PINNING
 
 
+DENSE, DEPTHWISE, PINNING = Dense(), Depthwise(), Pinning()
 RULES: dict[str, Rule] = {
     "Conv": ConvRule(),
     "Gemm": DENSE,
