@@ -132,9 +132,51 @@ def leading_dims(scores: ir.Value) -> list:
 def input_batch_dim(graph: ir.Graph | None) -> ir.SymbolicDim | None:
     """The graph input's batch dimension when it is a named symbol (a dynamic batch), else
     None: values that carry it hold the samples on that axis."""
-    first = graph.inputs[0].shape if graph is not None and graph.inputs else None
-    batch = first[0] if first is not None and len(first) else None
-    return None if batch is None or isinstance(batch, int) else batch
+    first = graph.inputs[0] if graph is not None and graph.inputs else None
+    if first is None or first.shape is None or not len(first.shape):
+        return None
+    batch = first.shape[min(input_batch_axis(first), len(first.shape) - 1)]
+    return None if isinstance(batch, int) else batch
+
+
+# Ops through which an axis of the input keeps its position (elementwise on one tensor).
+_SAME_AXES = {"Cast", "Identity", "Relu", "Tanh", "Sigmoid", "Neg", "Abs", "Dropout", "Clip",
+              "Add", "Sub", "Mul", "Div"}
+
+
+def input_batch_axis(value: ir.Value, depth: int = 16) -> int:
+    """The axis of graph input ``value`` that holds the samples: 0, except for a sequence
+    that reaches a recurrent layer's X (``layout=0``: [T, N, F]) with its own axis 1 there,
+    itself or through an embedding lookup (Gather of its ids), Transposes and elementwise
+    ops (PyTorch's ``nn.LSTM`` without ``batch_first`` takes token ids [T, N])."""
+    if value.shape is None:
+        return 0
+    todo = [(value, list(range(len(value.shape))), 0)]  # value, where each input axis is
+    while todo:
+        v, pos, steps = todo.pop()
+        if steps > depth:
+            continue
+        for node, i in v.uses():
+            op, out = node.op_type, node.outputs[0] if node.outputs else None
+            if not is_default_domain(node.domain) or out is None:
+                continue
+            if op in RNN_GATES and i == 0:
+                if node.attributes.get_int("layout", 0) == 0 and 1 in pos:
+                    return pos.index(1)
+                return 0
+            if op == "Transpose":
+                perm = list(node.attributes.get_ints("perm", ()) or ())
+                if len(perm) != len(pos):
+                    continue
+                nxt = [perm.index(p) for p in pos]
+            elif op == "Gather" and i == 1:  # ids into a table: their axes at ``axis``
+                nxt = [node.attributes.get_int("axis", 0) + p for p in pos]
+            elif op in _SAME_AXES and (out.shape is None or rank(out) == rank(v)):
+                nxt = pos
+            else:
+                continue
+            todo.append((out, nxt, steps + 1))
+    return 0
 
 
 # The opset from which an op takes ``axes`` as an input instead of an attribute.

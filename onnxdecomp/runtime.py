@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from onnxdecomp.errors import (
     DataError,
@@ -23,6 +24,7 @@ from onnxdecomp.errors import (
     RuntimeUnavailableError,
     first_line,
 )
+from onnxdecomp.irutil import RNN_GATES, input_batch_axis, is_default_domain
 from onnxdecomp.modelio import read_model
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -53,9 +55,14 @@ def import_ort():
 
 @dataclass(frozen=True)
 class InputSpec:
+    """The model's input as the data comes: ``shape`` with the samples first; ``batch_axis``
+    where the model takes them (1 for a sequence [T, N] read by a steps-first recurrent
+    layer: the Runner moves that axis when it feeds a batch)."""
+
     name: str
     shape: tuple  # ints, or str/None for symbolic dimensions
     dtype: type
+    batch_axis: int = 0
 
     @property
     def fixed_batch(self) -> int | None:
@@ -66,13 +73,25 @@ class InputSpec:
         return b if isinstance(b, int) and b > 0 else None
 
 
-def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto) -> bytes | str:
+def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto
+                 ) -> tuple[bytes | str, onnx.ModelProto]:
+    """What ORT loads, and the proto (large external tensors unread) for the input's axes."""
     if isinstance(model, onnx.ModelProto):
-        return model.SerializeToString()
+        return model.SerializeToString(), model
     if isinstance(model, (bytes, bytearray)):
-        return bytes(model)
-    read_model(model, weights=False)  # one-line errors for what is not a model, before ORT
-    return os.fspath(model)  # ORT reads the file itself, external data included
+        return bytes(model), onnx.ModelProto.FromString(bytes(model))
+    # one-line errors for what is not a model, before ORT; ORT reads the file itself
+    return os.fspath(model), read_model(model, weights=False)
+
+
+def proto_batch_axis(proto: onnx.ModelProto) -> int:
+    """Where the first graph input holds the samples (``irutil.input_batch_axis``); only a
+    model with a recurrent layer can take them elsewhere than on axis 0."""
+    if not any(n.op_type in RNN_GATES and is_default_domain(n.domain)
+               for n in proto.graph.node):
+        return 0
+    model = ir.serde.deserialize_model(proto)
+    return input_batch_axis(model.graph.inputs[0]) if model.graph.inputs else 0
 
 
 class Runner:
@@ -102,7 +121,7 @@ class Runner:
             opts.intra_op_num_threads = threads
         if probe:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        src = _model_bytes(model)
+        src, proto = _model_bytes(model)
         available = ort.get_available_providers()
         want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in available
         if device == "cuda" and not want_cuda:
@@ -133,7 +152,9 @@ class Runner:
         i = inputs[0]
         if i.type not in _ORT_DTYPES:
             raise OnnxDecompError(f"model input {i.name!r} has unsupported type {i.type}")
-        self.input = InputSpec(i.name, tuple(i.shape), _ORT_DTYPES[i.type])
+        shape, axis = list(i.shape), proto_batch_axis(proto) if len(i.shape) > 1 else 0
+        shape.insert(0, shape.pop(axis))
+        self.input = InputSpec(i.name, tuple(shape), _ORT_DTYPES[i.type], axis)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run_feeds(self, feeds: dict[str, np.ndarray], outputs: Sequence[str],
@@ -149,6 +170,8 @@ class Runner:
         def rows(name: str, arr: np.ndarray, start: int, stop: int) -> np.ndarray:
             index = [slice(None)] * arr.ndim
             index[axes.get(name, 0)] = slice(start, stop)
+            if name == self.input.name and name not in axes:
+                return self._fed(arr[tuple(index)])
             return np.ascontiguousarray(arr[tuple(index)])
 
         bs = max(1, int(batch_size))
@@ -164,6 +187,10 @@ class Runner:
         except Exception as exc:  # ORT's own types; one line
             raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
                                  f"{first_line(exc)}") from exc
+
+    def _fed(self, batch: np.ndarray) -> np.ndarray:
+        """A batch of samples (samples first) as the model's input takes it."""
+        return np.ascontiguousarray(np.moveaxis(batch, 0, self.input.batch_axis))
 
     def check_input(self, x: np.ndarray) -> None:
         """One-line errors for data that does not fit the model's input."""
@@ -206,7 +233,7 @@ class Runner:
             if fixed and batch.shape[0] < fixed:  # pad the last batch of a fixed-batch model
                 pad = np.zeros((fixed - batch.shape[0],) + batch.shape[1:], dtype=batch.dtype)
                 batch = np.concatenate([batch, pad])
-            res = self._session_run(names, {self.input.name: np.ascontiguousarray(batch)})
+            res = self._session_run(names, {self.input.name: self._fed(batch)})
             axes = [(batch_axes or {}).get(name, 0) for name in
                      (names or [o.name for o in self.session.get_outputs()])]
             yield start, stop, [r if r.shape[a] == stop - start else

@@ -526,9 +526,9 @@ def export_torch(name: str, exporter: str, path: Path) -> tuple[Path, tuple, int
     return path, shape, k
 
 
-def torch_export(net, x, exporter: str, path: Path, opset: int = 17) -> Path:
-    """``net`` exported on example ``x`` with a dynamic batch axis N, quietly (``opset``:
-    TorchScript's; dynamo writes 18)."""
+def torch_export(net, x, exporter: str, path: Path, opset: int = 17, batch_axis: int = 0) -> Path:
+    """``net`` exported on example ``x`` with a dynamic batch axis N (``batch_axis`` of the
+    input), quietly (``opset``: TorchScript's; dynamo writes 18)."""
     import torch
 
     kwargs = dict(input_names=["input"], output_names=["logits"])
@@ -539,11 +539,13 @@ def torch_export(net, x, exporter: str, path: Path, opset: int = 17) -> Path:
         logging.getLogger("torch").setLevel(logging.ERROR)
         if exporter == "torchscript":
             torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=opset,
-                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, **kwargs)
+                              dynamic_axes={"input": {batch_axis: "N"}, "logits": {0: "N"}},
+                              **kwargs)
         else:
             torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False,
                               opset_version=18, verbose=False,
-                              dynamic_shapes=({0: torch.export.Dim("N", min=1)},), **kwargs)
+                              dynamic_shapes=({batch_axis: torch.export.Dim("N", min=1)},),
+                              **kwargs)
     return path
 
 

@@ -20,7 +20,7 @@ from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.irutil import opset_version
 from onnxdecomp.link.select_classes import SCORES
-from onnxdecomp.runtime import Runner
+from onnxdecomp.runtime import Runner, proto_batch_axis
 from onnxdecomp.version import __version__
 
 
@@ -54,7 +54,10 @@ def signature(proto: onnx.ModelProto) -> tuple:
 
 def fixed_batch(proto: onnx.ModelProto) -> int | None:
     dims = proto.graph.input[0].type.tensor_type.shape.dim
-    return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    if not dims:
+        return None
+    dim = dims[proto_batch_axis(proto) if len(dims) > 1 else 0]
+    return dim.dim_value if dim.HasField("dim_value") else None
 
 
 def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:

@@ -12,7 +12,8 @@ from onnxdecomp.irutil import const_array, is_default_domain
 
 Entry = int | ir.SymbolicDim
 # Ops that only move entries around; arithmetic needs every entry known.
-_STRUCTURAL = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Identity", "Slice"}
+_STRUCTURAL = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Identity", "Slice",
+               "Reshape"}
 _ARITHMETIC = {"Constant", "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Neg", "Max", "Min",
                "Cast", "Concat", "Gather", "Unsqueeze", "Squeeze", "Identity", "Slice"}
 
@@ -115,6 +116,11 @@ class ShapeValues:
             return (False, items) if scalar else None
         if op == "Squeeze":
             return (True, items) if not scalar and len(items) == 1 else None
+        if op == "Reshape":  # dynamo: a product of dimensions reshaped to [1] before a Concat
+            target = self.static(node.inputs[1])
+            if target is None or target.ndim != 1 or len(target) > 1:
+                return None
+            return (True, items) if len(target) == 0 and len(items) == 1 else (False, items)
         if op == "Slice":
             bounds = self._slice_bounds(node)
             return None if scalar or bounds is None else (False, items[bounds[0]:bounds[1]])

@@ -1,9 +1,10 @@
 """Shapes for one sample: batch 1 on the real inputs, then onnx shape inference in place.
 
-The batch axis of a real graph input is axis 0, except for an input fed straight into an
-RNN/GRU/LSTM with ``layout=0`` (``[seq, batch, in]``), where it is axis 1. Shapes recorded on
-intermediate values (value_info) are forgotten first: a fixed batch there would clash with
-batch 1 and be kept silently. Graph outputs keep only their element type, for the same reason.
+The batch axis of a real graph input is axis 0, except for a sequence that reaches an
+RNN/GRU/LSTM with ``layout=0`` (``[seq, batch, in]``) on its axis 1
+(``irutil.input_batch_axis``). Shapes recorded on intermediate values (value_info) are
+forgotten first: a fixed batch there would clash with batch 1 and be kept silently. Graph
+outputs keep only their element type, for the same reason.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from collections.abc import Collection, Iterator, Sequence
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp.irutil import is_default_domain
+from onnxdecomp.irutil import input_batch_axis
 from onnxdecomp.modelio import SMALL_TENSOR_ELEMENTS
-from onnxdecomp.stats.macs import RNN_GATES
 from onnxdecomp.stats.shapes import one_line
 
 
@@ -30,18 +30,10 @@ def batch_one(model: ir.Model, real_inputs: Collection[str],
     """Set the batch axis of the real inputs to 1 (and their other dynamic axes to
     ``sample``'s, the size of one sample, where given) and forget every inferable shape."""
     graph = model.graph
-    seq_first = {
-        node.inputs[0]
-        for node in graph
-        if node.op_type in RNN_GATES
-        and is_default_domain(node.domain)
-        and node.inputs
-        and node.attributes.get_int("layout", 0) == 0
-    }
     for value in graph.inputs:
         if value.name not in real_inputs or value.shape is None or not _is_tensor(value):
             continue
-        axis = 1 if value in seq_first else 0
+        axis = input_batch_axis(value)
         if len(value.shape) > axis:
             new = list(value.shape)
             new[axis] = 1

@@ -7,8 +7,8 @@ What is counted, and how:
 * **MACs** are multiply-accumulates for ONE sample. The model, read into onnx-ir, gets the
   batch axis of every real graph input set to 1 and goes through onnx shape inference with
   data propagation (large initializers are left out, so multi-GB models are never
-  serialized). The batch axis is axis 0, except for an input fed straight into an
-  RNN/GRU/LSTM with ``layout=0`` (``[seq, batch, in]``), where it is axis 1. Existing
+  serialized). The batch axis is axis 0, except for a sequence that reaches an
+  RNN/GRU/LSTM with ``layout=0`` (``[seq, batch, in]``) on its axis 1. Existing
   ``value_info`` is dropped first: a fixed batch recorded there would clash with batch 1 and
   be kept silently. Model-local functions are inlined first, so their nodes count too. Only
   top-level nodes are counted (bodies of If/Loop/Scan count 0: trip counts are unknowable).

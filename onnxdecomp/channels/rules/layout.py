@@ -20,7 +20,10 @@ from onnxdecomp.irutil import axes_operand, const_array, new_initializer
 
 
 class FlattenRule(Rule):
-    """Flatten(axis=1) of [N, C, d...]: feature f belongs to channel f // s, s = prod(d)."""
+    """Flatten(axis=1) of [N, C, d...]: feature f belongs to channel f // s, s = prod(d).
+    Channels on the axes right after the batch ([N, D, H], a recurrent layer's final states
+    with its directions moved behind the batch) flatten to one axis, unit d * H + h, as the
+    Reshape rule merges them."""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -28,10 +31,12 @@ class FlattenRule(Rule):
             raise node_error(node, "only axis=1 keeps the batch axis apart")
         if not cg.has(x) or x.shape is None:
             raise node_error(node, "input channel count unknown")
-        if cg.axis(x, node) != 1:
-            raise node_error(node, "flattens a tensor whose channels are not on axis 1")
+        axes = list(cg.axes[x.name])
+        if axes != list(range(1, len(axes) + 1)):
+            raise node_error(node, "flattens a tensor whose channels are not on the axes "
+                             f"after the batch (they lie on axes {axes})")
         spatial = 1
-        for d in list(x.shape)[2:]:
+        for d in list(x.shape)[axes[-1] + 1:]:
             if not isinstance(d, int):
                 raise node_error(node, "spatial size unknown")
             spatial *= d

@@ -1,0 +1,158 @@
+"""Recurrent idioms beyond the zoo's: PyTorch's default steps-first ``nn.LSTM`` (token ids
+[T, N]: the Runner feeds samples-first data on the model's axis 1), the last step of a
+batch-first output ``o[:, -1]`` (dynamo computes its flattening Reshape from the shape), and
+final states moved behind the batch and flattened ([D, N, H] -> [N, D, H] -> [N, D * H]).
+
+Each: a module with nothing pruned equals the parent's log-odds to 1e-5, one at keep 0.5
+is smaller and runs; random weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import torch_export
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxdecomp.decompose import Decomposer, Settings
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.irutil import input_batch_axis
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+VOCAB, STEPS, CLASSES = 50, 7, 5
+
+
+class StepsFirst(nn.Module):
+    """``nn.LSTM`` as PyTorch makes it by default: ids [T, N], both directions' final
+    states concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.LSTM(16, 24, bidirectional=True)
+        self.head = nn.Linear(48, CLASSES)
+
+    def forward(self, ids):
+        _, (h, _) = self.rnn(self.embed(ids))
+        return self.head(torch.cat([h[-2], h[-1]], 1))
+
+
+class LastStep(nn.Module):
+    """Batch first, the output's last step: ``o[:, -1]``."""
+
+    def __init__(self, cell: str) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = getattr(nn, cell)(16, 24, batch_first=True)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embed(ids))
+        return self.head(out[:, -1])
+
+
+def _ids(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, VOCAB, (n, STEPS)).astype(np.int64)
+
+
+def _check(model, x: np.ndarray) -> None:
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    parent = logodds_from_logits(Runner(model, device="cpu").run(x[:60])[0])
+    for k in range(dec.parent.num_classes):
+        full = dec.build(k, 1.0, check=True).proto
+        got = Runner(full, device="cpu").run(x[:60])[0][:, 0]
+        np.testing.assert_allclose(got, parent[:, k], atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed
+    assert model_stats(half.proto).macs < 0.8 * model_stats(model).macs
+    assert Runner(half.proto, device="cpu").run(x[:9])[0].shape == (9, 1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_steps_first_token_ids(tmp_path: Path, exporter: str) -> None:
+    """The model takes [T, N]; the data and every Runner result stay samples-first."""
+    torch.manual_seed(0)
+    net = StepsFirst().eval()
+    ids = torch.from_numpy(_ids(2, 1).T.copy())
+    path = torch_export(net, ids, exporter, tmp_path / f"steps_first-{exporter}.onnx",
+                        batch_axis=1)
+    x = _ids(240, 0)
+    runner = Runner(path, device="cpu")
+    assert runner.input.batch_axis == 1 and runner.input.shape[1] == STEPS
+    with torch.no_grad():
+        want = net(torch.from_numpy(x[:40].T.copy())).numpy()
+    np.testing.assert_allclose(runner.run(x[:40])[0], want, atol=1e-5)
+    _check(str(path), x)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_last_step_of_batch_first_output(tmp_path: Path, cell: str, exporter: str) -> None:
+    torch.manual_seed(0)
+    path = torch_export(LastStep(cell).eval(), torch.from_numpy(_ids(2, 1)), exporter,
+                        tmp_path / f"last-{cell}-{exporter}.onnx")
+    assert Runner(path, device="cpu").input.batch_axis == 0
+    _check(str(path), _ids(240, 0))
+
+
+@pytest.mark.parametrize("op,direction,lbr", [("GRU", "forward", 0),
+                                              ("GRU", "bidirectional", 1),
+                                              ("LSTM", "reverse", None),
+                                              ("RNN", "bidirectional", None)])
+def test_final_states_transposed_and_flattened(op: str, direction: str, lbr) -> None:
+    """Y_h [D, N, H] -> Transpose [N, D, H] -> Flatten [N, D * H] -> Gemm; a batch-first
+    input transposed in (tf2onnx's idiom), GRU with either linear_before_reset."""
+    rng = np.random.default_rng(3)
+    gates, d, hidden, embed = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 1, 12, 8
+    d = 2 if direction == "bidirectional" else 1
+
+    def w(name: str, *shape: int, scale: float = 0.3) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, scale, shape).astype(np.float32), name)
+
+    attrs = dict(hidden_size=hidden, direction=direction)
+    if lbr is not None:
+        attrs["linear_before_reset"] = lbr
+    nodes = [helper.make_node("Transpose", ["x"], ["steps"], perm=[1, 0, 2]),
+             helper.make_node(op, ["steps", "W", "R", "B"], ["Y", "Yh"], **attrs),
+             helper.make_node("Transpose", ["Yh"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("Flatten", ["t"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "Wh", "bh"], ["logits"], transB=1)]
+    inits = [w("W", d, gates * hidden, embed), w("R", d, gates * hidden, hidden),
+             w("B", d, 2 * gates * hidden, scale=0.1), w("Wh", CLASSES, d * hidden),
+             w("bh", CLASSES, scale=0.1)]
+    graph = helper.make_graph(
+        nodes, "rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, embed])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(model, full_check=True)
+    _check(model, rng.normal(size=(240, 6, embed)).astype(np.float32))
+
+
+def test_input_batch_axis_follows_ids_to_the_layer() -> None:
+    """Through the embedding's Gather and a Cast to the recurrent layer's X: [T, N] ids hold
+    the samples on axis 1; [N, T] ids transposed in hold them on axis 0."""
+    import onnx_ir as ir
+
+    def graph(transpose: bool) -> ir.Value:
+        nodes = [helper.make_node("Cast", ["ids"], ["i"], to=TensorProto.INT64),
+                 helper.make_node("Gather", ["E", "i"], ["e"]),
+                 helper.make_node("GRU", ["t" if transpose else "e", "W", "R"], ["Y"],
+                                  hidden_size=2)]
+        if transpose:
+            nodes.insert(2, helper.make_node("Transpose", ["e"], ["t"], perm=[1, 0, 2]))
+        inits = [numpy_helper.from_array(np.zeros(s, np.float32), n)
+                 for n, s in (("E", (9, 3)), ("W", (1, 6, 3)), ("R", (1, 6, 2)))]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+            "ids", TensorProto.INT32, [5, 5])], [helper.make_tensor_value_info(
+                "Y", TensorProto.FLOAT, None)], inits)
+        m = ir.serde.deserialize_model(helper.make_model(g))
+        return m.graph.inputs[0]
+
+    assert input_batch_axis(graph(transpose=False)) == 1
+    assert input_batch_axis(graph(transpose=True)) == 0
