@@ -187,6 +187,23 @@ class Conv1dOverPositions(nn.Module):
         return self.head(F.relu(self.c2(F.relu(self.c1(x.flatten(2))))).amax(2))
 
 
+class ChannelSlices(nn.Module):
+    """Channels sliced into two branches (``y[:, :8]``, ``y[:, 8:]``) and concatenated;
+    Inception-style branches of unequal widths with a pooling branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16))
+        self.a, self.b = nn.Conv2d(8, 6, 1), nn.Conv2d(8, 10, 3, padding=1)
+        self.c = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(16, 4, 1))
+        self.head = nn.Linear(20, 5)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = F.relu(torch.cat([self.a(y[:, :8]), self.b(y[:, 8:]), self.c(y)], 1))
+        return self.head(y.mean((2, 3)))
+
+
 class TransformerText(nn.Module):
     """A transformer encoder over token embeddings: attention is a region no channel rule
     follows (its inputs pinned), the feed-forward hidden layer can go."""
@@ -204,7 +221,7 @@ class TransformerText(nn.Module):
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
-        "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock,
+        "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText}
 
 
@@ -242,6 +259,16 @@ def exported(tmp_path_factory) -> Path:
 def test_architecture_decomposes(exported: Path, name: str, exporter: str) -> None:
     """(TorchScript at opset 11 writes shape computations that onnx's data propagation does
     not follow, and LayerNorm as ReduceMean, Sub, Pow, ...)"""
+    _decomposes(exported, name, exporter)
+
+
+@pytest.mark.parametrize("name", ["slices", "mobilenetv2", "view_flatten"])
+def test_opset9_exports_decompose(exported: Path, name: str) -> None:
+    """Opset 9 (older exporters): Slice takes its bounds as attributes, not inputs."""
+    _decomposes(exported, name, "torchscript-9")
+
+
+def _decomposes(exported: Path, name: str, exporter: str) -> None:
     kind, _, opset = exporter.partition("-")
     if name == "transformer" and opset:
         pytest.skip("torch exports its attention (aten::unflatten) from opset 13 only")

@@ -155,15 +155,20 @@ def _block(cg: ChannelGraph, value: ir.Value) -> int:
 
 
 class SliceRule(Rule):
-    """Slice with constant starts/ends/steps. On the one channel axis with step 1: channel c
-    of the output is channel start + c of the input, bounds patched to kept counts; on a
-    direction axis, whole blocks of units; on other axes the channels pass through."""
+    """Slice with constant starts/ends/steps (inputs; attributes before opset 10). On the
+    one channel axis with step 1: channel c of the output is channel start + c of the input,
+    bounds patched to kept counts; on a direction axis, whole blocks of units; on other axes
+    the channels pass through."""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         add_like(cg, node.outputs[0], node.inputs[0])
 
     def _params(self, node: ir.Node) -> tuple[np.ndarray, ...]:
-        arrays = [const_array(v) if v is not None else None for v in node.inputs[1:5]]
+        if len(node.inputs) == 1:  # opset 1-9: starts, ends and axes are attributes
+            arrays = [None if (a := node.attributes.get_ints(k, None)) is None else
+                      np.array(a, dtype=np.int64) for k in ("starts", "ends", "axes")]
+        else:
+            arrays = [const_array(v) if v is not None else None for v in node.inputs[1:5]]
         if any(a is None for a in arrays[:2]):
             raise node_error(node, "starts/ends must be constants")
         rank = len(node.inputs[0].shape)
@@ -205,6 +210,10 @@ class SliceRule(Rule):
         new_stop = new_start + int(np.sum((kept >= start) & (kept < stop)))
         starts, ends = starts.copy(), ends.copy()
         starts[i], ends[i] = new_start, new_stop
+        if len(node.inputs) == 1:
+            node.attributes["starts"] = ir.AttrInt64s("starts", starts.tolist())
+            node.attributes["ends"] = ir.AttrInt64s("ends", ends.tolist())
+            return
         ctx.replace(node, 1, starts)
         ctx.replace(node, 2, ends)
 
