@@ -186,6 +186,20 @@ def test_image_tar_gz_with_top_folder(tmp_path: Path) -> None:
     assert ds.x.shape == (10, 4, 5, 3)
 
 
+def test_image_folder_without_splits_is_every_split(tmp_path: Path) -> None:
+    """torchvision's ImageFolder layout, <class>/<image>: read whole for any split."""
+    flat = tmp_path / "flat"
+    (make_tree(tmp_path / "t") / "train").rename(flat)
+    x, y, names = read_image_tree(flat, "train")
+    assert names == ["ant", "cat"] and x.shape == (6, 4, 5, 3) and y.tolist() == [0] * 3 + [1] * 3
+    assert x[:, 0, 0, 0].tolist() == [pixel("train", c, i)[0] for c in (0, 1) for i in range(3)]
+    assert np.array_equal(read_image_tree(flat, "test")[0], x)
+    assert load_data(str(flat), split="all").x.shape == (6, 3, 4, 5)
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"no images found as \[<split>/\]<class>"):
+        read_image_tree(tmp_path / "empty", "train")
+
+
 def test_image_jpeg(tmp_path: Path) -> None:
     x, y, _ = read_image_tree(make_tree(tmp_path / "j", fmt="JPEG"), "test")
     assert x.shape == (4, 4, 5, 3) and y.tolist() == [0, 0, 1, 1]

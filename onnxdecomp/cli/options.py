@@ -53,7 +53,7 @@ def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         ) from exc
 
 
-DATA_HELP = ("a .npz (x, y), an IDX folder, a folder or .tar.gz of <split>/<class>/images, "
+DATA_HELP = ("a .npz (x, y), an IDX folder, a folder or .tar.gz of [<split>/]<class>/images, "
              "or sklearn:digits")
 
 

@@ -5,7 +5,8 @@ A data spec is one of (auto-detected, see :func:`load_data`):
 * a ``.npz`` file with ``x`` (inputs exactly as the model takes them), ``y`` (int labels,
   ``(N,)`` or ``(N, T)``, ``-1`` = ignore) and optionally ``class_names``;
 * an IDX folder in the MNIST layout (``train-images-idx3-ubyte[.gz]``, ``t10k-...``);
-* a folder or ``.tar.gz`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one top folder);
+* a folder or ``.tar.gz`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one top folder),
+  or of ``<class>/*.png`` with no split folders (read whole for any split);
 * ``sklearn:digits`` (scikit-learn's bundled 8x8 digits; needs no file).
 """
 
@@ -49,7 +50,7 @@ def _detect(spec: str) -> str:
         return "tree"
     raise DataError(
         f"unrecognised data {spec}: expected a .npz file, an IDX folder, a folder or .tar.gz "
-        "of <split>/<class>/images, or sklearn:digits"
+        "of [<split>/]<class>/images, or sklearn:digits"
     )
 
 

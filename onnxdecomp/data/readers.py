@@ -133,7 +133,7 @@ def _pick_prefix(prefixes: Iterable[tuple[str, ...]], path: Path) -> tuple[str, 
     """The shallowest folder holding ``<split>/<class>/<image>``; two at that depth = ambiguous."""
     prefixes = sorted(set(prefixes), key=lambda p: (len(p), p))
     if not prefixes:
-        raise DataError(f"no images found as <split>/<class>/*.jpg|*.png in {path}")
+        raise DataError(f"no images found as [<split>/]<class>/*.jpg|*.png in {path}")
     best = [p for p in prefixes if len(p) == len(prefixes[0])]
     if len(best) > 1:
         where = ", ".join("/".join(p) for p in best[:3])
@@ -173,7 +173,9 @@ def read_image_tree(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read a folder or ``.tar[.gz]`` holding ``<split>/<class>/*.jpg|*.png``.
 
-    The split folders may sit under one top folder (as in ``cifar10-jpg-q75.tar.gz``).
+    The split folders may sit under one top folder (as in ``cifar10-jpg-q75.tar.gz``). A
+    tree of ``<class>/*.png`` with no split folders (torchvision's ImageFolder) is read
+    whole whatever the split asked.
     Class names are the sorted class folder names, taken over every split so that label
     ``k`` means the same class in train and test. ``split='all'`` reads every split.
     Order is deterministic: by split, then class, then file name. Returns ``x`` uint8
@@ -188,8 +190,13 @@ def read_image_tree(
     files: list[tuple[tuple[str, ...], str, str, str, bytes | Path]] = []
     want = None if split == "all" else split
 
+    flat: list[tuple[str, str, bytes | Path]] = []  # <class>/<image>, no split folders
+
     def note(parts: tuple[str, ...], blob: Callable[[], bytes | Path]) -> None:
-        if len(parts) < 3 or not _is_image_name(parts[-1]):
+        if len(parts) < 2 or not _is_image_name(parts[-1]):
+            return
+        if len(parts) == 2:
+            flat.append((parts[0], parts[1], blob()))
             return
         prefix, sp, cls, name = parts[:-3], parts[-3], parts[-2], parts[-1]
         classes.add((prefix, sp, cls))
@@ -219,6 +226,11 @@ def read_image_tree(
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"cannot read archive {path}: {first_line(exc)}") from exc
 
+    if not classes and flat:  # torchvision's ImageFolder layout: one split, every split
+        class_names = sorted({f[0] for f in flat})
+        flat.sort(key=lambda f: (f[0], f[1]))
+        x = _decode([(f"{f[0]}/{f[1]}", f[2]) for f in flat], path)
+        return x, np.array([class_names.index(f[0]) for f in flat], np.int64), class_names
     prefix = _pick_prefix((c[0] for c in classes), path)
     splits = sorted({c[1] for c in classes if c[0] == prefix})
     if want is not None and want not in splits:
