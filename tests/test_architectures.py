@@ -438,6 +438,43 @@ def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+class PooledConvHead(nn.Module):
+    """SqueezeNet's head: a 1x1 conv to the classes, pooled, not flattened: [N, K, 1, 1]
+    (with ``softmax``: over axis 1 of the map, as SqueezeNet 1.1 in the ONNX model zoo)."""
+
+    def __init__(self, softmax: bool) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*cbr(3, 16), nn.MaxPool2d(2), *cbr(16, 24))
+        self.head, self.softmax = nn.Conv2d(24, 5, 1), softmax
+
+    def forward(self, x):
+        z = F.adaptive_avg_pool2d(F.relu(self.head(self.body(x))), 1)
+        return torch.softmax(z, 1) if self.softmax else z
+
+
+@pytest.mark.parametrize("softmax", [False, True])
+@pytest.mark.parametrize("exporter", ["torchscript", "torchscript-11", "dynamo"])
+def test_pooled_conv_head_scores(tmp_path: Path, exporter: str, softmax: bool) -> None:
+    """Scores [N, K, 1, 1] are read as [N, K] (``select_scores_output``), a Softmax over the
+    map's axis 1 stripped like any output softmax; eval reads them too."""
+    torch.manual_seed(0)
+    kind, _, opset = exporter.partition("-")
+    path = torch_export(PooledConvHead(softmax).eval(), _x("plain", 2, seed=1), kind,
+                        tmp_path / "head.onnx", opset=int(opset or 17))
+    x = _x("plain", 240, seed=0).numpy()
+    flat = select_scores_output(onnx.load(str(path)))
+    assert [d.dim_value for d in flat.graph.output[0].type.tensor_type.shape.dim][1:] == [5]
+    raw = ort_run(str(path), x[:50]).reshape(50, 5)
+    np.testing.assert_allclose(ort_run(flat, x[:50]), raw, atol=1e-6)
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert [n.op_type for n in dec.parent.proto.graph.node].count("Softmax") == 0
+    logodds = logodds_from_logits(np.log(raw) if softmax else raw)
+    for k in (0, 3):
+        full = dec.build(k, 1.0, check=True).proto
+        np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], logodds[:, k], atol=1e-4)
+    assert dec.build(0, 0.5, check=True).removed
+
+
 def test_input_of_any_size(tmp_path: Path) -> None:
     """An image classifier exported for any input size ([N, 3, H, W]): its MACs are counted
     at the calibration samples' size, which its modules record (they keep the dynamic

@@ -59,6 +59,10 @@ def env(get_case, tmp_path_factory):
     init.ClearField("float_data")
     (d / "ext").mkdir()
     onnx.save(outside, str(d / "ext" / "outside.onnx"))
+    two = onnx.load(str(case.path))  # features beside the logits: which are the scores?
+    two.graph.output.append(onnx.helper.make_tensor_value_info(
+        two.graph.node[0].output[0], onnx.TensorProto.FLOAT, ["N", None, None, None]))
+    onnx.save(two, str(d / "two_outputs.onnx"))
     onnx.save(build_unsupported("lpnorm"), str(d / "unsupported.onnx"))
     onnx.save(build_lstm(activations=["Sigmoid", "Relu", "Tanh"]), str(d / "lstm_relu.onnx"))
     _npz(d / "sequences.npz", np.zeros((8, 5, 3), np.float32), np.arange(8) % 3)
@@ -105,6 +109,9 @@ BAD_INPUTS = [
         "decompose", e["dir"] / "unsupported.onnx", "--data", e["dir"] / "one_channel.npz",
         "--keep", "0.5", "-o", e["dir"] / "o2"],
      "no channel-coupling rule", 3),
+    ("several float outputs", lambda e: [
+        "eval", e["dir"] / "two_outputs.onnx", "--data", e["data"]],
+     "which holds the class scores is ambiguous", 3),
     ("recurrent layout without a rule", lambda e: [
         "decompose", e["dir"] / "lstm_relu.onnx", "--data", e["dir"] / "sequences.npz",
         "-o", e["dir"] / "o9"],

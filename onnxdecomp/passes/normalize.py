@@ -99,6 +99,7 @@ def normalize(model: ir.Model) -> ir.Model:
             FuseFlattenedSequenceDensePass(),
             CanonicalizeFlattenPass(),
             FoldTransposeIntoDensePass(),
+            StripOutputSoftmaxPass(),  # again with shapes: one behind a pooled head's Flatten
             ExpandBinaryLogitPass(),
             RewriteChannelShufflePass(),
             FoldGatherOfConcatPass(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto
 
+from onnxdecomp.errors import UnsupportedModelError
+
 _FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 
 
@@ -15,6 +17,7 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     through ArgMax and ArrayFeatureExtractor) and the probabilities, as a float tensor or,
     by default, as a sequence of maps from ZipMap. The scores are the one float tensor among
     the outputs, or the tensor a ZipMap reads; the nodes only the other outputs need go.
+    Several float tensors (features and logits) are ambiguous: a one-line error.
 
     A function on the protobuf, not an onnx-ir pass: onnx-ir cannot read a graph whose
     output is a sequence of maps. A model with one tensor output, or with no single float
@@ -22,7 +25,7 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     """
     graph = proto.graph
     if len(graph.output) == 1 and graph.output[0].type.WhichOneof("value") == "tensor_type":
-        return proto
+        return _flat_scores(proto)
     producer = {o: n for n in graph.node for o in n.output}
     candidates: list[str] = []
     for out in graph.output:
@@ -32,7 +35,12 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
                 candidates.append(out.name)
         elif node is not None and node.op_type == "ZipMap":
             candidates.append(node.input[0])
-    if len(set(candidates)) != 1:
+    if len(set(candidates)) > 1:
+        listed = ", ".join(f"{o.name} {_shape(o)}" for o in graph.output)
+        raise UnsupportedModelError(
+            f"model has {len(graph.output)} outputs ({listed}): which holds the class scores "
+            "is ambiguous; export the classifier with its scores as its one float output")
+    if not candidates:
         return proto
     name = candidates[0]
     info = _value_info(proto, name)
@@ -41,7 +49,43 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.output[:]
     out.graph.output.append(info)
     _keep_needed(out.graph, name)
-    return out
+    return _flat_scores(out)
+
+
+def _flat_scores(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Scores [N, K, 1, 1] (a convolutional head pooled, unflattened: SqueezeNet) as
+    [N, K] through a Flatten, the output keeping its name (a Softmax before it is still
+    the output's, see ``StripOutputSoftmaxPass``)."""
+    out = proto.graph.output[0]
+    dims = out.type.tensor_type.shape.dim if out.type.WhichOneof("value") == "tensor_type" \
+        else []
+    if len(dims) < 3 or any(not d.HasField("dim_value") or d.dim_value != 1 for d in dims[2:]):
+        return proto
+    if not any(out.name in n.output for n in proto.graph.node):
+        return proto
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    taken = {v for n in graph.node for v in (*n.input, *n.output)} | {
+        v.name for v in (*graph.input, *graph.initializer)}
+    flat = next(f"{out.name}_map{i or ''}" for i in range(len(taken) + 1)
+                if f"{out.name}_map{i or ''}" not in taken)
+    at = 0
+    for i, n in enumerate(graph.node):  # the producer writes the map under a new name
+        if out.name in n.output:
+            at = i + 1
+        n.output[:] = [flat if v == out.name else v for v in n.output]
+        n.input[:] = [flat if v == out.name else v for v in n.input]
+    graph.node.insert(at, onnx.helper.make_node("Flatten", [flat], [out.name], axis=1))
+    del graph.output[0].type.tensor_type.shape.dim[2:]
+    return model
+
+
+def _shape(info: onnx.ValueInfoProto) -> str:
+    if info.type.WhichOneof("value") != "tensor_type":
+        return f"({info.type.WhichOneof('value')})"
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else "N"
+                           for d in info.type.tensor_type.shape.dim) + "]"
 
 
 def _value_info(proto: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:

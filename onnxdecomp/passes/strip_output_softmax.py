@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+# Ops that only move a sample's values (a pooled map's scores flattened, transposed).
+_LAYOUT = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
+
 
 class StripOutputSoftmaxPass(ir.passes.InPlacePass):
     """Drop a Softmax or LogSoftmax that produces the graph output, over the class axis (the
-    last: [N, K], or a tagger's [N, T, K]).
+    last: [N, K], or a tagger's [N, T, K]); or one behind ops that only move values
+    (Flatten, Reshape, Transpose, ...) when every axis of its input but the batch and its own
+    is 1 (a pooled convolutional head [N, K, 1, 1]; TorchScript at opset < 13 transposes
+    around a softmax over axis 1): then it is over the classes whatever the opset's rule.
 
     Log-odds need logits; softmax and log-softmax keep the argmax and shift logits by a
     per-sample constant only, so class log-odds computed from the stripped output equal
     those of the original probabilities.
 
     Requires: one graph output.
-    Ensures: the graph output is the input of the removed op (renamed to the output's name);
-    ``self.stripped`` says which op was removed, if any.
+    Ensures: the graph output is the input of the removed op (renamed to the output's name),
+    or what the removed op fed reads its input; ``self.stripped`` says which op was removed,
+    if any.
     """
 
     def __init__(self) -> None:
@@ -28,6 +35,8 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
             return ir.passes.PassResult(model, False)
         out = graph.outputs[0]
         node = out.producer()
+        if node is not None and node.op_type in _LAYOUT:
+            return self._behind_layout(model, node)
         if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
             return ir.passes.PassResult(model, False)
         axis = node.attributes.get_int("axis", -1)
@@ -44,3 +53,24 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         logits.name = name
         self.stripped = node.op_type
         return ir.passes.PassResult(model, True)
+
+    def _behind_layout(self, model: ir.Model, node: ir.Node) -> ir.passes.PassResult:
+        while node is not None and node.op_type in _LAYOUT and len(node.inputs[0].uses()) == 1:
+            node = node.inputs[0].producer()
+        if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
+            return ir.passes.PassResult(model, False)
+        x = node.inputs[0]
+        if x.shape is None or len(x.shape) < 2 or x.is_graph_input():
+            return ir.passes.PassResult(model, False)
+        rank = len(x.shape)
+        axis = node.attributes.get_int("axis", 1 if _opset(model) < 13 else -1) % rank
+        if axis == 0 or any(d != 1 for a, d in enumerate(x.shape) if a not in (0, axis)):
+            return ir.passes.PassResult(model, False)
+        node.outputs[0].replace_all_uses_with(x)
+        model.graph.remove(node, safe=True)
+        self.stripped = node.op_type
+        return ir.passes.PassResult(model, True)
+
+
+def _opset(model: ir.Model) -> int:
+    return next((v for d, v in model.opset_imports.items() if d in ("", "ai.onnx")), 1)
