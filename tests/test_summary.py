@@ -594,6 +594,28 @@ def test_torch_export_dynamo(tmp_path):
     assert stats.op_counts.get("Conv") == 1
 
 
+@pytest.mark.parametrize("opset", [11, 17])
+def test_torchscript_computed_pads_are_counted(tmp_path, opset):
+    """TorchScript computes ``F.pad``'s pads from constants (ConstantOfShape, Concat,
+    Reshape, Slice backwards, Transpose): folded as integers, the conv after it is counted
+    (before: 'shape of output ... is not static')."""
+    torch, _, x = _torch_net()
+
+    class Padded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"))
+
+    path = tmp_path / "pad.onnx"
+    torch.onnx.export(Padded().eval(), (x,), str(path), dynamo=False, opset_version=opset,
+                      input_names=["x"], dynamic_axes={"x": {0: "N"}})
+    stats = model_stats(path)
+    assert stats.macs == 4 * 64 * 27 and stats.params == 4 * 27 + 4
+
+
 _BILSTM_EXPORT = """
 import sys, torch
 

@@ -21,6 +21,12 @@ class FoldConstantsPass(ir.passes.InPlacePass):
     plain initializers that later passes can slice.
     """
 
+    def __init__(self, integers_only: bool = False) -> None:
+        """``integers_only``: fold only nodes whose inputs and outputs are all integers
+        (shape arithmetic: pads and targets computed from constants), never a weight."""
+        super().__init__()
+        self.integers_only = integers_only
+
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         opsets = dict(model.opset_imports)
@@ -36,6 +42,8 @@ class FoldConstantsPass(ir.passes.InPlacePass):
                 continue
             if any(out.is_graph_output() for out in node.outputs):
                 continue
+            if self.integers_only and not all(a.dtype.kind in "iu" for a in arrays):
+                continue
             proto = ir.serde.serialize_node(node)
             feeds = {v.name: a for v, a in zip(inputs, arrays)}
             try:
@@ -43,6 +51,9 @@ class FoldConstantsPass(ir.passes.InPlacePass):
                     None, feeds
                 )
             except Exception:  # an op the reference cannot run stays as it is
+                continue
+            if self.integers_only and not all(np.asarray(r).dtype.kind in "iu"
+                                              for r in results):
                 continue
             for out, res in zip(node.outputs, results):
                 init = new_initializer(graph, f"{out.name}_folded", np.asarray(res))

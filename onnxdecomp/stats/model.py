@@ -10,7 +10,9 @@ What is counted, and how:
   serialized). The batch axis is axis 0, except for a sequence that reaches an
   RNN/GRU/LSTM with ``layout=0`` (``[seq, batch, in]``) on its axis 1. Existing
   ``value_info`` is dropped first: a fixed batch recorded there would clash with batch 1 and
-  be kept silently. Model-local functions are inlined first, so their nodes count too. Only
+  be kept silently. Model-local functions are inlined first, so their nodes count too;
+  integer arithmetic on constants is folded, and shape computations evaluated, so that the
+  shapes after them are static (TorchScript's ``F.pad`` pads, ``x.view(x.size(0), -1)``). Only
   top-level nodes are counted (bodies of If/Loop/Scan count 0: trip counts are unknowable).
   Counted ops (default domain):
 
@@ -50,12 +52,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx import TensorProto
-from onnx_ir.passes.common import InlinePass
+from onnx_ir.passes.common import InlinePass, LiftConstantsToInitializersPass
 
 from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
+from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.normalize import fold_shape_computations
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
@@ -188,6 +191,10 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     ir_model = to_ir(proto)
     opset = next((v for d, v in ir_model.opset_imports.items() if is_default_domain(d)), 0)
     _inline_functions(ir_model)
+    # Integer arithmetic on constants (TorchScript computes F.pad's pads through
+    # ConstantOfShape, Slice, Transpose, Reshape) as numbers: shapes after it are static.
+    LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(ir_model)
+    FoldConstantsPass(integers_only=True)(ir_model)
     graph = ir_model.graph
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
