@@ -386,24 +386,10 @@ def test_qdq_quantised_model_decomposes(tmp_path: Path) -> None:
     int8 constants (folded for the refit, quantised again in the module). The module with
     nothing pruned is its parent's log-odds up to the int8 kernels' rounding; a pruned one is
     smaller, its weights int8."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
     from onnxdecomp.decompose.fidelity import logodds_fidelity
 
-    path = torch_export(_net("view_flatten"), _x("view_flatten", 2, seed=1), "torchscript",
-                        tmp_path / "float.onnx")
     x = _x("view_flatten", 240, seed=0).numpy()
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"input": x[i:i + 40]} for i in range(0, 240, 40)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    qdq = tmp_path / "qdq.onnx"
-    quantize_static(str(path), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True)
+    qdq = _quantized(tmp_path, x, "QDQ", per_channel=True)
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(qdq)).graph.node}
     dec = Decomposer(qdq, x, None, Settings(device="cpu", seed=0, align=1))
     logodds = logodds_from_logits(ort_run(str(qdq), x))
@@ -424,6 +410,57 @@ def test_qdq_quantised_model_decomposes(tmp_path: Path) -> None:
         return sum(t.ByteSize() for t in proto.graph.initializer)
 
     assert weight_bytes(half.proto) < weight_bytes(onnx.load(str(qdq)))
+
+
+def _quantized(tmp_path: Path, x: np.ndarray, fmt: str, per_channel: bool) -> Path:
+    """The view-flatten net quantised by ONNX Runtime's ``quantize_static`` in ``fmt``
+    (QDQ or QOperator), calibrated on ``x``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    path = torch_export(_net("view_flatten"), _x("view_flatten", 2, seed=1), "torchscript",
+                        tmp_path / "float.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": x[i:i + 40]} for i in range(0, len(x), 40)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = tmp_path / f"{fmt}{int(per_channel)}.onnx"
+    quantize_static(str(path), str(out), Reader(), quant_format=getattr(QuantFormat, fmt),
+                    per_channel=per_channel)
+    return out
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_qoperator_quantised_model_decomposes(tmp_path: Path, per_channel: bool) -> None:
+    """The QOperator form (QLinearConv, ONNX Runtime's QGemm): rewritten as QDQ around
+    float ops, then as the QDQ form: with nothing pruned, the parent's log-odds up to where
+    its integer requantisation and the float emulation round one activation to different
+    steps (1 sample of 240 with per-channel weights); pruned, int8 weights."""
+    x = _x("view_flatten", 240, seed=0).numpy()
+    qop = _quantized(tmp_path, x, "QOperator", per_channel)
+    ops = {n.op_type for n in onnx.load(str(qop)).graph.node}
+    assert {"QLinearConv", "QGemm"} <= ops
+    # counted as the float ops they compute (QGemm is no op onnx's shape inference knows)
+    stats, floats = model_stats(qop), model_stats(tmp_path / "float.onnx")
+    assert stats.macs == floats.macs and stats.op_counts["com.microsoft.QGemm"] == 3
+    assert stats.params >= floats.params  # int8 weights, int32 biases, and their scales
+    dec = Decomposer(qop, x, None, Settings(device="cpu", seed=0, align=1))
+    assert not {"QLinearConv", "QGemm"} & {n.op_type for n in dec.parent.proto.graph.node}
+    want = logodds_from_logits(_unoptimised_run(qop, x))
+    for k in (0, 2):
+        full = dec.build(k, 1.0, check=True).proto
+        gap = np.abs(_unoptimised_run(full, x)[:, 0] - want[:, k])
+        assert np.mean(gap < 1e-4) > 0.98 and gap.max() < 0.3
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < model_stats(dec.parent.proto).macs
+    made = {o: n for n in half.proto.graph.node for o in n.output}
+    int8 = {t.name for t in half.proto.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    for conv in (n for n in half.proto.graph.node if n.op_type == "Conv"):
+        assert made[conv.input[1]].op_type == "DequantizeLinear"
+        assert made[conv.input[1]].input[0] in int8
 
 
 def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:

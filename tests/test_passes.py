@@ -23,6 +23,7 @@ from onnxdecomp.passes import (
     FuseMatMulAddIntoGemmPass,
     RemoveDropoutPass,
     RewriteChannelShufflePass,
+    RewriteQOperatorPass,
     StripOutputSoftmaxPass,
     infer_shapes,
     normalize,
@@ -345,6 +346,34 @@ def test_transpose_of_positions_is_no_shuffle() -> None:
     m = _ir(model, shapes=True)
     assert not RewriteChannelShufflePass()(m).modified
     assert _ops(m) == ["Relu", "Reshape", "Transpose", "Reshape"]
+
+
+def test_qoperator_ops_become_qdq() -> None:
+    """QLinearConv (per-channel int8 weight, int32 bias) and QLinearMatMul as DequantizeLinear,
+    the float op, QuantizeLinear: the same outputs (ONNX Runtime's reference kernels)."""
+    q = lambda name, a, t=np.int8: _const(name, np.asarray(a, t))  # noqa: E731
+    f = lambda name, a: _const(name, np.asarray(a, np.float32))  # noqa: E731
+    inits = [f("xs", 0.05), q("xz", 128, np.uint8), q("w", RNG.integers(-90, 90, (4, 2, 3, 3))),
+             f("ws", [0.02, 0.03, 0.01, 0.04]), q("wz", [0, 0, 0, 0]), f("ys", 0.1),
+             q("yz", 120, np.uint8), q("b", RNG.integers(-500, 500, 4), np.int32),
+             q("m", RNG.integers(-90, 90, (64, 3))), f("ms", 0.02), q("mz", 0),
+             f("zs", 0.2), q("zz", 128, np.uint8), _const("shape", np.array([-1, 64]))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz",
+                                              "b"], ["yq"], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["yq", "shape"], ["fq"]),
+             helper.make_node("QLinearMatMul", ["fq", "ys", "yz", "m", "ms", "mz", "zs",
+                                                "zz"], ["zq"]),
+             helper.make_node("DequantizeLinear", ["zq", "zs", "zz"], ["z"])]
+    model = make_model(nodes, [_vi("x", ["N", 2, 4, 4])], [_vi("z", ["N", 3])], inits)
+    m = _ir(model)
+    assert RewriteQOperatorPass()(m).modified
+    assert "QLinearConv" not in _ops(m) and "QLinearMatMul" not in _ops(m)
+    assert _ops(m).count("Conv") == 1 and _ops(m).count("MatMul") == 1
+    x = RNG.uniform(-3, 3, (16, 2, 4, 4)).astype(np.float32)
+    got, want = ort_run(to_proto(m), x), ort_run(model, x)
+    assert np.mean(np.isclose(got, want, atol=1e-5)) > 0.95  # one rounding step at most
+    np.testing.assert_allclose(got, want, atol=0.2 + 1e-5)
 
 
 @pytest.mark.parametrize("op", ["Gemm", "MatMul"])

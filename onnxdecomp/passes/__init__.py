@@ -20,6 +20,7 @@ from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
+from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
@@ -40,6 +41,7 @@ __all__ = [
     "RemoveDropoutPass",
     "RemoveZeroInitialStatesPass",
     "RewriteChannelShufflePass",
+    "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
     "check_emitted",
     "finalize",

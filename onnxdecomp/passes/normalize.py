@@ -23,6 +23,7 @@ from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
+from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 
 _FOLD_ROUNDS = 4
@@ -71,6 +72,7 @@ def normalize(model: ir.Model) -> ir.Model:
             # Node names are optional in ONNX; profiles, refits and cuts key on them.
             common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded
             FoldConstantsPass(),
             RemoveDropoutPass(),

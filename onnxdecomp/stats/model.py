@@ -60,6 +60,7 @@ from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.normalize import fold_shape_computations
+from onnxdecomp.passes.rewrite_qoperator import QOPS, RewriteQOperatorPass
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
@@ -170,6 +171,10 @@ def _inline_functions(model: ir.Model) -> None:
         ) from None
 
 
+def _op_label(node: ir.Node) -> str:
+    return node.op_type if is_default_domain(node.domain) else f"{node.domain}.{node.op_type}"
+
+
 def model_stats(model: onnx.ModelProto | str | os.PathLike,
                 sample_shape: Sequence[int] | None = None) -> ModelStats:
     """Statistics of ``model`` (a ModelProto, never modified, or a path to a .onnx file).
@@ -191,11 +196,25 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     ir_model = to_ir(proto)
     opset = next((v for d, v in ir_model.opset_imports.items() if is_default_domain(d)), 0)
     _inline_functions(ir_model)
+    counts: Counter[str] = Counter(_op_label(node) for node in ir_model.graph)
     # Integer arithmetic on constants (TorchScript computes F.pad's pads through
     # ConstantOfShape, Slice, Transpose, Reshape) as numbers: shapes after it are static.
     LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(ir_model)
     FoldConstantsPass(integers_only=True)(ir_model)
     graph = ir_model.graph
+    weights = params.weight_sizes(graph, src.sparse_initializer)
+    # Every initializer is a constant, whatever its size or type (the old light copy lost
+    # those over 4096 elements, so a Gather by a big int64 table hid the weight behind it).
+    constants = set(graph.initializers.values())
+    constants.update(v for v in graph.inputs if v.name in sparse_names)
+    tracer = params.WeightTracer(weights, constants)
+    # QOperator ops (ONNX Runtime's QGemm, QLinearAdd, ...) are counted as the float ops they
+    # compute: onnx's shape inference knows none of the com.microsoft ones.
+    quantized = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
+                 if n.name and (n.domain if n.domain == "com.microsoft" else "", n.op_type)
+                 in QOPS}
+    if quantized:
+        RewriteQOperatorPass()(ir_model)
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
 
@@ -210,27 +229,20 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
         fold_shape_computations(ir_model, reinfer)
     shapes = macs.ShapeLookup(failure)
 
-    weights = params.weight_sizes(graph, src.sparse_initializer)
-    # Every initializer is a constant, whatever its size or type (the old light copy lost
-    # those over 4096 elements, so a Gather by a big int64 table hid the weight behind it).
-    constants = set(graph.initializers.values())
-    constants.update(v for v in graph.inputs if v.name in sparse_names)
-    tracer = params.WeightTracer(weights, constants)
     layers: list[LayerStat] = []
-    counts: Counter[str] = Counter()
     for index, node in enumerate(graph):
-        op = node.op_type if is_default_domain(node.domain) else f"{node.domain}.{node.op_type}"
-        counts[op] += 1
         n_macs, per_step = macs.node_macs(node, shapes)
         if n_macs > 0:
             out = next((o for o in node.outputs if o.name), None)
             name = "" if node.meta.get(_UNNAMED) else node.name
+            op, n_params = quantized.get(node.name) or (_op_label(node),
+                                                         tracer.layer_params(node))
             layers.append(
                 LayerStat(
                     node=name or f"{node.op_type}#{index}",
                     op=op,
                     macs=int(n_macs),
-                    params=tracer.layer_params(node),
+                    params=n_params,
                     output_shape=list((shapes.dims(out) if out else None) or []),
                     per_step=per_step,
                 )

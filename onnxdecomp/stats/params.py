@@ -22,6 +22,7 @@ INT_WEIGHT_SLOTS = {
     "QLinearConv": (3, 8),
     "ConvInteger": (1,),
     "QLinearMatMul": (3,),
+    "QGemm": (3, 6),  # com.microsoft: B and its int32 bias C
     "MatMulInteger": (1,),
 }
 
@@ -51,7 +52,7 @@ def weight_sizes(graph: ir.Graph, sparse: Iterable[onnx.SparseTensorProto]) -> d
     """
     int_weights: set[ir.Value] = set()
     for node in graph:
-        if is_default_domain(node.domain):
+        if is_default_domain(node.domain) or node.domain == "com.microsoft":
             for slot in INT_WEIGHT_SLOTS.get(node.op_type, ()):
                 if slot < len(node.inputs) and node.inputs[slot] is not None:
                     int_weights.add(node.inputs[slot])
