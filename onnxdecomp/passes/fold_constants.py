@@ -7,6 +7,7 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
 from onnxdecomp.irutil import const_array, new_initializer
+from onnxdecomp.modelio import SMALL_TENSOR_ELEMENTS
 
 # Ops we never fold: randomness, and ops whose output size could explode.
 _SKIP = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
@@ -37,12 +38,12 @@ class FoldConstantsPass(ir.passes.InPlacePass):
             if any(a.type == ir.AttributeType.GRAPH for a in node.attributes.values()):
                 continue
             inputs = [v for v in node.inputs if v is not None]
+            if self.integers_only and not all(_small_integers(v) for v in inputs):
+                continue  # (decided before reading: weights may be external, unread)
             arrays = [const_array(v) for v in inputs]
             if any(a is None for a in arrays) or not node.outputs:
                 continue
             if any(out.is_graph_output() for out in node.outputs):
-                continue
-            if self.integers_only and not all(a.dtype.kind in "iu" for a in arrays):
                 continue
             proto = ir.serde.serialize_node(node)
             feeds = {v.name: a for v, a in zip(inputs, arrays)}
@@ -61,3 +62,10 @@ class FoldConstantsPass(ir.passes.InPlacePass):
             graph.remove(node, safe=True)
             modified = True
         return ir.passes.PassResult(model, modified)
+
+
+def _small_integers(value: ir.Value) -> bool:
+    """An integer constant held in memory (not external data) of at most a few elements."""
+    tensor = value.const_value
+    return tensor is not None and tensor.dtype.is_integer() and \
+        not isinstance(tensor, ir.ExternalTensor) and tensor.size <= SMALL_TENSOR_ELEMENTS
