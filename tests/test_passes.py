@@ -376,6 +376,35 @@ def test_qoperator_ops_become_qdq() -> None:
     np.testing.assert_allclose(got, want, atol=0.2 + 1e-5)
 
 
+@pytest.mark.parametrize("quantized_out", [False, True])
+def test_qgemm_becomes_qdq(quantized_out: bool) -> None:
+    """ONNX Runtime's QGemm (com.microsoft), its output quantised or float (no y_scale)."""
+    q = lambda name, a, t=np.int8: _const(name, np.asarray(a, t))  # noqa: E731
+    f = lambda name, a: _const(name, np.asarray(a, np.float32))  # noqa: E731
+    inits = [f("xs", 0.05), q("xz", 128, np.uint8), q("w", RNG.integers(-90, 90, (3, 8))),
+             f("ws", [0.02, 0.03, 0.01]), q("wz", [0, 0, 0]),
+             q("b", RNG.integers(-500, 500, 3), np.int32), f("ys", 0.1), q("yz", 120, np.uint8)]
+    out = ["ys", "yz"] if quantized_out else []
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("QGemm", ["xq", "xs", "xz", "w", "ws", "wz", "b", *out], ["y"],
+                              domain="com.microsoft", transB=1)]
+    if quantized_out:
+        nodes.append(helper.make_node("DequantizeLinear", ["y", "ys", "yz"], ["z"]))
+    graph = helper.make_graph(nodes, "g", [_vi("x", ["N", 8])],
+                              [_vi("z" if quantized_out else "y", ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=8)
+    m = _ir(model)
+    assert RewriteQOperatorPass()(m).modified
+    assert "Gemm" in _ops(m) and "QGemm" not in _ops(m)
+    assert _ops(m).count("QuantizeLinear") == 1 + quantized_out
+    x = RNG.uniform(-3, 3, (32, 8)).astype(np.float32)
+    got, want = ort_run(to_proto(m), x), ort_run(model, x)
+    assert np.mean(np.isclose(got, want, atol=1e-4)) > 0.95
+    np.testing.assert_allclose(got, want, atol=0.2)
+
+
 @pytest.mark.parametrize("op", ["Gemm", "MatMul"])
 def test_channels_last_flatten_folds_into_dense(op: str) -> None:
     """Keras' Transpose(0, 2, 3, 1) -> Flatten -> dense: the weight rows permuted instead."""

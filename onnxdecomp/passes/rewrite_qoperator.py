@@ -18,7 +18,7 @@ class QOp:
     input positions (value, scale, zero point); ``weight``: the triple whose per-channel
     scale runs along the output channels (axis by ``weight_axis``); ``bias``: the position
     of an int32 bias quantised at scale(input 0) * scale(weight); ``out``: the positions of
-    the output's scale and zero point (None: the op outputs floats)."""
+    the output's scale and zero point (None, or no scale given: the op outputs floats)."""
 
     float_op: str
     inputs: tuple[tuple[int, int, int], ...]
@@ -83,8 +83,13 @@ def _qualifies(node: ir.Node, spec: QOp) -> bool:
     extra = set(node.attributes) - set(spec.keep)
     if extra - {"channels_last"} or node.attributes.get_int("channels_last", 0):
         return False
-    scales = [t[1] for t in spec.inputs] + ([spec.out[0]] if spec.out else [])
+    scales = [t[1] for t in spec.inputs] + ([spec.out[0]] if _quantized_out(node, spec) else [])
     return all(const_array(_arg(node, i)) is not None for i in scales)
+
+
+def _quantized_out(node: ir.Node, spec: QOp) -> bool:
+    """Whether the op outputs integers (QGemm without y_scale outputs floats)."""
+    return spec.out is not None and _arg(node, spec.out[0]) is not None
 
 
 def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
@@ -119,7 +124,8 @@ def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
     op.outputs[0].name = f"{name}_float"
     added.append(op)
     result = op.outputs[0]
-    if spec.out is not None:
+    quantized = _quantized_out(node, spec)
+    if quantized:
         scale, zero = _arg(node, spec.out[0]), _arg(node, spec.out[1])
         q = ir.node("QuantizeLinear", [result] + ([scale, zero] if zero is not None else
                                                  [scale]), name=f"{name}_q")
@@ -127,12 +133,12 @@ def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
         result = q.outputs[0]
     old = node.outputs[0]
     out_name = old.name
-    if spec.out is not None:
+    if quantized:
         result.shape, result.type = old.shape, old.type
     graph.insert_before(node, added)
-    ir.convenience.replace_all_uses_with(old, result)
     if old.is_graph_output():
         graph.outputs[graph.outputs.index(old)] = result
+    ir.convenience.replace_all_uses_with(old, result)
     graph.remove(node, safe=True)
     result.name = out_name
 
