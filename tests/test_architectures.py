@@ -22,6 +22,7 @@ from conftest import build_sklearn_like, ort_run, torch_export
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.passes import select_scores_output
+from onnxdecomp.passes.unfuse_runtime_ops import FUSED
 from onnxdecomp.stats import model_stats
 
 torch = pytest.importorskip("torch")
@@ -461,6 +462,32 @@ def test_qoperator_quantised_model_decomposes(tmp_path: Path, per_channel: bool)
     for conv in (n for n in half.proto.graph.node if n.op_type == "Conv"):
         assert made[conv.input[1]].op_type == "DequantizeLinear"
         assert made[conv.input[1]].input[0] in int8
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "view_flatten", "squeeze_excite"])
+def test_runtime_optimised_model_decomposes(tmp_path: Path, name: str) -> None:
+    """A model saved by ONNX Runtime at its extended level holds com.microsoft FusedConv
+    (Conv + Relu/Clip/...), FusedGemm, Gelu and QuickGelu (SiLU): unfused, it decomposes
+    exactly, counts the MACs of the model it came from, and its modules are standard ONNX."""
+    import onnxruntime as ort
+
+    path = torch_export(_net(name), _x(name, 2, seed=1), "torchscript", tmp_path / "m.onnx")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    optimised = tmp_path / "optimised.onnx"
+    fused = [n.op_type for n in onnx.load(str(optimised)).graph.node if n.domain]
+    assert fused and set(fused) <= set(FUSED)
+    assert model_stats(optimised).macs == model_stats(path).macs
+    x = _x(name, 240, seed=0).numpy()
+    dec = Decomposer(optimised, x, None, Settings(device="cpu", seed=0, align=1))
+    logodds = logodds_from_logits(ort_run(str(optimised), x[:50]))
+    full = dec.build(0, 1.0, check=True).proto
+    assert not any(n.domain for n in full.graph.node)
+    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], logodds[:, 0], atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < model_stats(path).macs
 
 
 def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from onnxdecomp.passes import (
     RewriteChannelShufflePass,
     RewriteQOperatorPass,
     StripOutputSoftmaxPass,
+    UnfuseRuntimeOpsPass,
     infer_shapes,
     normalize,
     select_scores_output,
@@ -403,6 +404,28 @@ def test_qgemm_becomes_qdq(quantized_out: bool) -> None:
     got, want = ort_run(to_proto(m), x), ort_run(model, x)
     assert np.mean(np.isclose(got, want, atol=1e-4)) > 0.95
     np.testing.assert_allclose(got, want, atol=0.2)
+
+
+@pytest.mark.parametrize("activation,params", [("Relu", []), ("Clip", [0.0, 6.0]),
+                                               ("LeakyRelu", [0.1])])
+def test_fused_conv_with_summand_unfuses(activation: str, params: list) -> None:
+    """ONNX Runtime's FusedConv(X, W, B, Z): activation(conv + Z), as Conv, Add, activation."""
+    attrs = {"activation": activation, "pads": [1, 1, 1, 1]}
+    if params:
+        attrs["activation_params"] = params
+    nodes = [helper.make_node("Relu", ["x"], ["z"]),
+             helper.make_node("FusedConv", ["x", "w", "b", "z"], ["y"], domain="com.microsoft",
+                              **attrs)]
+    graph = helper.make_graph(nodes, "g", [_vi("x", ["N", 3, 5, 5])], [_vi("y", ["N", 3, 5, 5])],
+                              [_w("w", 3, 3, 3, 3), _w("b", 3)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=8)
+    m = _ir(model)
+    assert UnfuseRuntimeOpsPass()(m).modified
+    assert _ops(m) == ["Relu", "Conv", "Add", activation]
+    x = RNG.normal(0, 2, (4, 3, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=1e-5)
 
 
 @pytest.mark.parametrize("op", ["Gemm", "MatMul"])

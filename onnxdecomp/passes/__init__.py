@@ -23,6 +23,7 @@ from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
+from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 
 __all__ = [
     "CanonicalizeFlattenPass",
@@ -43,6 +44,7 @@ __all__ = [
     "RewriteChannelShufflePass",
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
+    "UnfuseRuntimeOpsPass",
     "check_emitted",
     "finalize",
     "fold_shape_computations",

@@ -25,6 +25,7 @@ from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStates
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
+from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 
 _FOLD_ROUNDS = 4
 
@@ -72,6 +73,7 @@ def normalize(model: ir.Model) -> ir.Model:
             # Node names are optional in ONNX; profiles, refits and cuts key on them.
             common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            UnfuseRuntimeOpsPass(),  # ONNX Runtime's FusedConv, FusedGemm as Conv + Relu ...
             RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded
             FoldConstantsPass(),

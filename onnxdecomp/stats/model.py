@@ -61,6 +61,7 @@ from onnxdecomp.modelio import read_model
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.normalize import fold_shape_computations
 from onnxdecomp.passes.rewrite_qoperator import QOPS, RewriteQOperatorPass
+from onnxdecomp.passes.unfuse_runtime_ops import FUSED, UnfuseRuntimeOpsPass
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
@@ -208,12 +209,14 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     constants = set(graph.initializers.values())
     constants.update(v for v in graph.inputs if v.name in sparse_names)
     tracer = params.WeightTracer(weights, constants)
-    # QOperator ops (ONNX Runtime's QGemm, QLinearAdd, ...) are counted as the float ops they
-    # compute: onnx's shape inference knows none of the com.microsoft ones.
-    quantized = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
-                 if n.name and (n.domain if n.domain == "com.microsoft" else "", n.op_type)
-                 in QOPS}
-    if quantized:
+    # ONNX Runtime's own ops (QGemm, QLinearAdd, FusedConv, ...) and the QOperator ones are
+    # counted as the standard ops they compute: onnx's shape inference knows none of the
+    # com.microsoft ones. Their layers keep the file's op names and parameter counts.
+    runtime_ops = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
+                   if n.name and ((n.domain if n.domain == "com.microsoft" else "", n.op_type)
+                                  in QOPS or n.op_type in FUSED and n.domain == "com.microsoft")}
+    if runtime_ops:
+        UnfuseRuntimeOpsPass()(ir_model)
         RewriteQOperatorPass()(ir_model)
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
@@ -235,7 +238,7 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
         if n_macs > 0:
             out = next((o for o in node.outputs if o.name), None)
             name = "" if node.meta.get(_UNNAMED) else node.name
-            op, n_params = quantized.get(node.name) or (_op_label(node),
+            op, n_params = runtime_ops.get(node.name) or (_op_label(node),
                                                          tracer.layer_params(node))
             layers.append(
                 LayerStat(

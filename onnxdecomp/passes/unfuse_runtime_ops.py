@@ -1,0 +1,144 @@
+"""UnfuseRuntimeOpsPass: ONNX Runtime's fused ops in a saved, optimised model as the standard
+ops they fuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxdecomp.irutil import new_initializer
+
+_MS = "com.microsoft"
+FUSED = ("FusedConv", "FusedGemm", "Gelu", "BiasGelu", "QuickGelu")
+_CONV = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+_GEMM = ("alpha", "beta", "transA", "transB")
+
+
+def _activation(node: ir.Node, params: list[float]) -> tuple[str, dict] | None:
+    """The standard op and attributes of a fused ``activation`` (None: no rewrite known)."""
+    name = node.attributes.get_string("activation", "")
+    if name in ("Relu", "Sigmoid", "Tanh"):
+        return name, {}
+    if name == "LeakyRelu" and len(params) == 1:
+        return name, {"alpha": params[0]}
+    if name == "HardSigmoid" and len(params) == 2:
+        return name, {"alpha": params[0], "beta": params[1]}
+    if name == "Clip" and len(params) == 2:
+        return name, {"min": params[0], "max": params[1]}  # inputs from opset 11
+    return None
+
+
+class UnfuseRuntimeOpsPass(ir.passes.InPlacePass):
+    """Write ``com.microsoft`` FusedConv as Conv (+ its optional summand Z) + the activation,
+    FusedGemm as Gemm + the activation, Gelu and BiasGelu as Div, Erf, Add, Mul, QuickGelu
+    (SiLU) as Mul and Sigmoid.
+
+    A model saved by ONNX Runtime at its extended optimisation level
+    (``SessionOptions.optimized_model_filepath``) holds these; the channel rules know the
+    standard ops, and the modules, written in them, run anywhere (ONNX Runtime fuses them
+    again when it loads them). An activation without a known rewrite leaves the node as it
+    is, and the channel analysis then names it.
+
+    Requires: nothing. Ensures: none of ``FUSED`` remains but a FusedConv or FusedGemm with
+    an activation it has no rewrite for.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        graph = model.graph
+        opset = model.opset_imports.get("", 17)
+        modified = False
+        for node in list(graph):
+            if node.domain != _MS or node.op_type not in FUSED:
+                continue
+            if node.op_type in ("Gelu", "BiasGelu", "QuickGelu"):
+                _replace(graph, node, _gelu(graph, node))
+                modified = True
+                continue
+            if node.op_type == "FusedConv":
+                params = list(node.attributes.get_floats("activation_params", ()) or ())
+                keep = _CONV
+            else:
+                params = [node.attributes.get_float(f"activation_{k}", None)
+                          for k in ("alpha", "beta", "gamma")]
+                params = [p for p in params if p is not None]
+                keep = _GEMM
+            act = _activation(node, params)
+            if act is None or node.op_type == "FusedGemm" and len(node.inputs) > 3:
+                continue
+            _rewrite(graph, node, keep, act, opset)
+            modified = True
+        return ir.passes.PassResult(model, modified)
+
+
+def _rewrite(graph: ir.Graph, node: ir.Node, keep: tuple[str, ...], act: tuple[str, dict],
+             opset: int) -> None:
+    name = node.name or node.op_type
+    op_type = "Conv" if node.op_type == "FusedConv" else "Gemm"
+    inputs = list(node.inputs[:3])
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    base = ir.node(op_type, inputs, name=name,
+                   attributes={k: v for k, v in node.attributes.items() if k in keep})
+    base.outputs[0].name = f"{name}_linear"
+    added, value = [base], base.outputs[0]
+    summand = node.inputs[3] if node.op_type == "FusedConv" and len(node.inputs) > 3 else None
+    if summand is not None:  # FusedConv's Z: y = activation(conv + Z)
+        add = ir.node("Add", [value, summand], name=f"{name}_sum")
+        add.outputs[0].name = f"{name}_sum"
+        added.append(add)
+        value = add.outputs[0]
+    added.extend(_activation_nodes(graph, name, value, act, opset))
+    _replace(graph, node, added)
+
+
+def _replace(graph: ir.Graph, node: ir.Node, added: list[ir.Node]) -> None:
+    """``added`` in place of ``node``, the last one's output taking its output's name."""
+    result = added[-1].outputs[0]
+    old = node.outputs[0]
+    out_name = old.name
+    result.shape, result.type = old.shape, old.type
+    graph.insert_before(node, added)
+    if old.is_graph_output():
+        graph.outputs[graph.outputs.index(old)] = result
+    ir.convenience.replace_all_uses_with(old, result)
+    graph.remove(node, safe=True)
+    result.name = out_name
+
+
+def _gelu(graph: ir.Graph, node: ir.Node) -> list[ir.Node]:
+    """Gelu(x) = x * (1 + erf(x / sqrt 2)) / 2 (BiasGelu: of x + bias), as the exporters write
+    it before opset 20's Gelu; QuickGelu(x) = x * sigmoid(alpha * x)."""
+    name = node.name or node.op_type
+    consts = {k: new_initializer(graph, f"{name}_{k}", np.array(v, np.float32))
+              for k, v in (("sqrt2", np.sqrt(2.0)), ("one", 1.0), ("half", 0.5))}
+    steps: list[ir.Node] = []
+
+    def op(kind: str, *inputs: ir.Value) -> ir.Value:
+        n = ir.node(kind, list(inputs), name=f"{name}_{len(steps)}")
+        n.outputs[0].name = f"{name}_{len(steps)}"
+        steps.append(n)
+        return n.outputs[0]
+
+    x = node.inputs[0]
+    if node.op_type == "QuickGelu":  # x * sigmoid(alpha x): SiLU at alpha 1
+        alpha = node.attributes.get_float("alpha", 1.0)
+        scaled = x if alpha == 1.0 else op("Mul", x, new_initializer(
+            graph, f"{name}_alpha", np.array(alpha, np.float32)))
+        op("Mul", x, op("Sigmoid", scaled))
+        return steps
+    if node.op_type == "BiasGelu":
+        x = op("Add", x, node.inputs[1])
+    erf = op("Erf", op("Div", x, consts["sqrt2"]))
+    op("Mul", op("Mul", x, op("Add", erf, consts["one"])), consts["half"])
+    return steps
+
+
+def _activation_nodes(graph: ir.Graph, name: str, x: ir.Value, act: tuple[str, dict],
+                      opset: int) -> list[ir.Node]:
+    op, attrs = act
+    if op != "Clip" or opset < 11:
+        return [ir.node(op, [x], attributes=attrs, name=f"{name}_act")]
+    # From opset 11 Clip takes min and max as inputs.
+    lo = new_initializer(graph, f"{name}_min", np.array(attrs["min"], np.float32))
+    hi = new_initializer(graph, f"{name}_max", np.array(attrs["max"], np.float32))
+    return [ir.node("Clip", [x, lo, hi], name=f"{name}_act")]
