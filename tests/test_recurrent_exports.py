@@ -29,17 +29,18 @@ VOCAB, STEPS, CLASSES = 50, 7, 5
 
 
 class StepsFirst(nn.Module):
-    """``nn.LSTM`` as PyTorch makes it by default: ids [T, N], both directions' final
-    states concatenated."""
+    """``nn.LSTM`` (or ``nn.RNN``) as PyTorch makes it by default: ids [T, N], both
+    directions' final states concatenated."""
 
-    def __init__(self) -> None:
+    def __init__(self, cell: str = "LSTM") -> None:
         super().__init__()
         self.embed = nn.Embedding(VOCAB, 16)
-        self.rnn = nn.LSTM(16, 24, bidirectional=True)
+        self.rnn = getattr(nn, cell)(16, 24, bidirectional=True)
         self.head = nn.Linear(48, CLASSES)
 
     def forward(self, ids):
-        _, (h, _) = self.rnn(self.embed(ids))
+        _, h = self.rnn(self.embed(ids))
+        h = h[0] if isinstance(h, tuple) else h
         return self.head(torch.cat([h[-2], h[-1]], 1))
 
 
@@ -74,13 +75,15 @@ def _check(model, x: np.ndarray) -> None:
     assert Runner(half.proto, device="cpu").run(x[:9])[0].shape == (9, 1)
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "RNN"])
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_steps_first_token_ids(tmp_path: Path, exporter: str) -> None:
-    """The model takes [T, N]; the data and every Runner result stay samples-first."""
+def test_steps_first_token_ids(tmp_path: Path, exporter: str, cell: str) -> None:
+    """The model takes [T, N]; the data and every Runner result stay samples-first (dynamo
+    unrolls the RNN: the Runner finds the axis on the graph rolled up)."""
     torch.manual_seed(0)
-    net = StepsFirst().eval()
+    net = StepsFirst(cell).eval()
     ids = torch.from_numpy(_ids(2, 1).T.copy())
-    path = torch_export(net, ids, exporter, tmp_path / f"steps_first-{exporter}.onnx",
+    path = torch_export(net, ids, exporter, tmp_path / f"steps_first-{cell}-{exporter}.onnx",
                         batch_axis=1)
     x = _ids(240, 0)
     runner = Runner(path, device="cpu")

@@ -19,6 +19,7 @@ from onnxdecomp.passes.normalize import fold_shape_computations, infer_shapes, n
 from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
+from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
@@ -41,6 +42,7 @@ __all__ = [
     "QuantizeWeightsPass",
     "RemoveDropoutPass",
     "RemoveZeroInitialStatesPass",
+    "RerollTanhRecurrencePass",
     "RewriteChannelShufflePass",
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",

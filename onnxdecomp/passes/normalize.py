@@ -22,6 +22,7 @@ from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
+from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
@@ -79,6 +80,7 @@ def normalize(model: ir.Model) -> ir.Model:
             FoldConstantsPass(),
             RemoveDropoutPass(),
             common.IdentityEliminationPass(),
+            RerollTanhRecurrencePass(),  # dynamo's unrolled nn.RNN as one RNN op
             StripOutputSoftmaxPass(),
             RemoveZeroInitialStatesPass(),
             common.RemoveUnusedNodesPass(),
