@@ -71,10 +71,9 @@ def _step(node: ir.Node) -> _Step | None:
     return None
 
 
-def _recurrent_part(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | None] | None:
-    """(h_prev, W, b) of ``MatMul(h_prev, W) [+ b]`` with constant W [H, H], b [H]."""
-    node = value.producer()
-    bias = None
+def _dense(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | None] | None:
+    """(x, W, b) of ``MatMul(x, W) [+ b]`` with constant 2-D W and, if any, b [W's columns]."""
+    node, bias = value.producer(), None
     if node is not None and node.op_type == "Add":
         for mm, b in (node.inputs, node.inputs[::-1]):
             b_arr = const_array(b)
@@ -87,11 +86,15 @@ def _recurrent_part(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray |
     if node is None or node.op_type != "MatMul":
         return None
     w = const_array(node.inputs[1])
-    if w is None or w.ndim != 2 or w.shape[0] != w.shape[1]:
-        return None
-    if bias is not None and bias.shape != (w.shape[1],):
+    if w is None or w.ndim != 2 or bias is not None and bias.shape != (w.shape[1],):
         return None
     return node.inputs[0], w, bias
+
+
+def _recurrent_part(value: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | None] | None:
+    """(h_prev, W, b) of ``MatMul(h_prev, W) [+ b]`` with W [H, H]."""
+    parts = _dense(value)
+    return parts if parts is not None and parts[1].shape[0] == parts[1].shape[1] else None
 
 
 def _step_input(value: ir.Value) -> tuple[ir.Value, int] | None:
@@ -139,23 +142,9 @@ def _is_zero(value: ir.Value, depth: int = 8) -> bool:
 
 def _projection(seq: ir.Value) -> tuple[ir.Value, np.ndarray, np.ndarray | None] | None:
     """(X, W_ih, b_ih) of P = ``MatMul(X, W_ih) [+ b_ih]`` with X [T, N, I]."""
-    node = seq.producer()
-    bias = None
-    if node is not None and node.op_type == "Add":
-        for mm, b in (node.inputs, node.inputs[::-1]):
-            b_arr = const_array(b)
-            if b_arr is not None and b_arr.ndim == 1 and mm.producer() is not None and \
-                    mm.producer().op_type == "MatMul":
-                node, bias = mm.producer(), b_arr
-                break
-        else:
-            return None
-    if node is None or node.op_type != "MatMul":
-        return None
-    w, x = const_array(node.inputs[1]), node.inputs[0]
-    if w is None or w.ndim != 2 or x.shape is None or len(x.shape) != 3:
-        return None
-    return x, w, bias
+    parts = _dense(seq)
+    x = parts[0] if parts is not None else None
+    return parts if x is not None and x.shape is not None and len(x.shape) == 3 else None
 
 
 def _unflipped(seq: ir.Value) -> tuple[ir.Value, bool]:
