@@ -118,6 +118,20 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     return value
 
 
+def replace_node(graph: ir.Graph, node: ir.Node, added: list[ir.Node]) -> None:
+    """``added`` (new nodes computing what ``node`` computed) in its place: the last one's
+    output takes over its output's uses, graph output slot, name, type and shape."""
+    result, old = added[-1].outputs[0], node.outputs[0]
+    out_name = old.name
+    result.shape, result.type = old.shape, old.type
+    graph.insert_before(node, added)
+    if old.is_graph_output():
+        graph.outputs[graph.outputs.index(old)] = result
+    ir.convenience.replace_all_uses_with(old, result)
+    graph.remove(node, safe=True)
+    result.name = out_name
+
+
 def rank(value: ir.Value) -> int | None:
     return None if value.shape is None else len(value.shape)
 

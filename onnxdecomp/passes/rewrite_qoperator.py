@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, is_default_domain, new_initializer
+from onnxdecomp.irutil import const_array, is_default_domain, new_initializer, replace_node
 
 _MS = "com.microsoft"
 
@@ -123,24 +123,11 @@ def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
     op = ir.node(spec.float_op, floats, attributes=attrs, name=name)
     op.outputs[0].name = f"{name}_float"
     added.append(op)
-    result = op.outputs[0]
-    quantized = _quantized_out(node, spec)
-    if quantized:
+    if _quantized_out(node, spec):
         scale, zero = _arg(node, spec.out[0]), _arg(node, spec.out[1])
-        q = ir.node("QuantizeLinear", [result] + ([scale, zero] if zero is not None else
-                                                 [scale]), name=f"{name}_q")
-        added.append(q)
-        result = q.outputs[0]
-    old = node.outputs[0]
-    out_name = old.name
-    if quantized:
-        result.shape, result.type = old.shape, old.type
-    graph.insert_before(node, added)
-    if old.is_graph_output():
-        graph.outputs[graph.outputs.index(old)] = result
-    ir.convenience.replace_all_uses_with(old, result)
-    graph.remove(node, safe=True)
-    result.name = out_name
+        added.append(ir.node("QuantizeLinear", [op.outputs[0]] + (
+            [scale, zero] if zero is not None else [scale]), name=f"{name}_q"))
+    replace_node(graph, node, added)
 
 
 def _weight_axis(node: ir.Node, spec: QOp) -> int:

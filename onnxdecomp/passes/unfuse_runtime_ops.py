@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import new_initializer
+from onnxdecomp.irutil import new_initializer, replace_node
 
 _MS = "com.microsoft"
 FUSED = ("FusedConv", "FusedGemm", "Gelu", "BiasGelu", "QuickGelu")
@@ -51,7 +51,7 @@ class UnfuseRuntimeOpsPass(ir.passes.InPlacePass):
             if node.domain != _MS or node.op_type not in FUSED:
                 continue
             if node.op_type in ("Gelu", "BiasGelu", "QuickGelu"):
-                _replace(graph, node, _gelu(graph, node))
+                replace_node(graph, node, _gelu(graph, node))
                 modified = True
                 continue
             if node.op_type == "FusedConv":
@@ -88,21 +88,7 @@ def _rewrite(graph: ir.Graph, node: ir.Node, keep: tuple[str, ...], act: tuple[s
         added.append(add)
         value = add.outputs[0]
     added.extend(_activation_nodes(graph, name, value, act, opset))
-    _replace(graph, node, added)
-
-
-def _replace(graph: ir.Graph, node: ir.Node, added: list[ir.Node]) -> None:
-    """``added`` in place of ``node``, the last one's output taking its output's name."""
-    result = added[-1].outputs[0]
-    old = node.outputs[0]
-    out_name = old.name
-    result.shape, result.type = old.shape, old.type
-    graph.insert_before(node, added)
-    if old.is_graph_output():
-        graph.outputs[graph.outputs.index(old)] = result
-    ir.convenience.replace_all_uses_with(old, result)
-    graph.remove(node, safe=True)
-    result.name = out_name
+    replace_node(graph, node, added)
 
 
 def _gelu(graph: ir.Graph, node: ir.Node) -> list[ir.Node]:
