@@ -26,7 +26,7 @@ from onnxdecomp.errors import (
 )
 from onnxdecomp.irutil import RNN_GATES, input_batch_axis, is_default_domain
 from onnxdecomp.modelio import read_model
-from onnxdecomp.unrolled_rnn import reroll
+from onnxdecomp.unrolled_rnn import reroll, shares_matmul_weights
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -88,9 +88,10 @@ def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto
 def proto_batch_axis(proto: onnx.ModelProto) -> int:
     """Where the first graph input holds the samples (``irutil.input_batch_axis``); only a
     model with a recurrent layer can take them elsewhere than on axis 0 (one unrolled into
-    Tanh steps, dynamo's ``nn.RNN``, is rolled up first, on a copy)."""
+    per-step MatMuls of one weight, dynamo's ``nn.RNN``, is rolled up first, on a copy)."""
     ops = {n.op_type for n in proto.graph.node if is_default_domain(n.domain)}
-    if not ops & set(RNN_GATES) and "Tanh" not in ops:
+    if not ops & set(RNN_GATES) and not shares_matmul_weights(
+            [n.input[1] for n in proto.graph.node if n.op_type == "MatMul" and len(n.input) > 1]):
         return 0
     model = ir.serde.deserialize_model(proto)
     if not ops & set(RNN_GATES) and not reroll(model):

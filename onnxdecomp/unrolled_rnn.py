@@ -1,4 +1,4 @@
-"""A vanilla RNN unrolled into per-step MatMul, Add and Tanh (PyTorch's dynamo exporter's
+"""A vanilla RNN unrolled into per-step MatMul, Add and Tanh or Relu (PyTorch's dynamo exporter's
 ``nn.RNN``), found and rolled back into one ONNX RNN op: ``reroll`` (used by
 ``passes.RerollTanhRecurrencePass`` and by the Runner's batch-axis detection)."""
 
@@ -28,7 +28,7 @@ _ZERO_CARRIERS = {"Squeeze", "Unsqueeze", "Slice", "Reshape", "Identity", "Cast"
 
 @dataclass
 class _Step:
-    tanh: ir.Node
+    act: ir.Node  # the step's Tanh (or Relu)
     h_prev: ir.Value
     w: np.ndarray  # [H, H]: h_prev @ w
     bias: np.ndarray | None  # [H]
@@ -48,7 +48,7 @@ def reroll(model: ir.Model) -> bool:
     modified = False
     for first in (s for s in steps if _is_zero(s.h_prev)):
         chain = [first]
-        while len(nxt := after.get(id(chain[-1].tanh.outputs[0]), [])) == 1:
+        while len(nxt := after.get(id(chain[-1].act.outputs[0]), [])) == 1:
             chain.append(nxt[0])
         if _consistent(chain):
             _replace(graph, chain, opset)
@@ -57,8 +57,9 @@ def reroll(model: ir.Model) -> bool:
 
 
 def _step(node: ir.Node) -> _Step | None:
-    """The recurrence step a Tanh node computes, or None."""
-    if node.op_type != "Tanh" or not is_default_domain(node.domain):
+    """The recurrence step a Tanh (or Relu: ``nonlinearity="relu"``) node computes, or
+    None."""
+    if node.op_type not in ("Tanh", "Relu") or not is_default_domain(node.domain):
         return None
     add = node.inputs[0].producer()
     if add is None or add.op_type != "Add":
@@ -173,7 +174,8 @@ def _consistent(chain: list[_Step]) -> bool:
     if [s.index for s in chain] not in (order, order[::-1]):
         return False  # forward (0 .. T-1) or reverse (T-1 .. 0) over P's steps
     for step in chain:
-        if step.seq is not first.seq or not np.array_equal(step.w, first.w):
+        if step.seq is not first.seq or not np.array_equal(step.w, first.w) or \
+                step.act.op_type != first.act.op_type:
             return False
         if (step.bias is None) != (first.bias is None) or (
                 step.bias is not None and not np.array_equal(step.bias, first.bias)):
@@ -189,7 +191,7 @@ def _replace(graph: ir.Graph, chain: list[_Step], opset: int) -> None:
             step.index = len(chain) - 1 - step.index
     hidden = w_ih.shape[1]
     dtype = w_ih.dtype
-    name = chain[0].tanh.name or "rnn"
+    name = chain[0].act.name or "rnn"
     zeros = np.zeros(hidden, dtype)
     bias = np.concatenate([b_ih if b_ih is not None else zeros,
                            chain[0].bias if chain[0].bias is not None else zeros])
@@ -197,15 +199,16 @@ def _replace(graph: ir.Graph, chain: list[_Step], opset: int) -> None:
     r = new_initializer(graph, f"{name}_R", chain[0].w.T[None].astype(dtype))
     b = new_initializer(graph, f"{name}_B", bias[None].astype(dtype))
     reverse = len(chain) > 1 and chain[0].index > chain[1].index
-    rnn = ir.node("RNN", [x, w, r, b], attributes={
-        "hidden_size": int(hidden), "direction": "reverse" if reverse else "forward"},
-        num_outputs=2, name=f"{name}_rnn")
+    attributes = {"hidden_size": int(hidden), "direction": "reverse" if reverse else "forward"}
+    if chain[0].act.op_type == "Relu":
+        attributes["activations"] = ["Relu"]
+    rnn = ir.node("RNN", [x, w, r, b], attributes=attributes, num_outputs=2, name=f"{name}_rnn")
     rnn.outputs[0].name, rnn.outputs[1].name = f"{name}_Y", f"{name}_Y_h"
     added = [rnn]
     _sequence_concat(graph, chain, rnn, added, opset, name)
     last = len(chain) - 1
     for i, step in enumerate(chain):
-        h, t = step.tanh.outputs[0], step.index
+        h, t = step.act.outputs[0], step.index
         readers = [u for u in h.uses() if not (i < last and u.node.op_type == "MatMul")]
         if not readers and not h.is_graph_output():
             continue
@@ -228,14 +231,14 @@ def _replace(graph: ir.Graph, chain: list[_Step], opset: int) -> None:
             use.node.replace_input_with(use.idx, value)
         if h.is_graph_output():
             graph.outputs[graph.outputs.index(h)] = value
-    graph.insert_before(chain[0].tanh, added)
+    graph.insert_before(chain[0].act, added)
 
 
 def _sequence_concat(graph: ir.Graph, chain: list[_Step], rnn: ir.Node, added: list[ir.Node],
                      opset: int, name: str) -> None:
     """A Concat along axis 0 of every step's [1, N, H] state in time order (the layer's
     output sequence [T, N, H]) reads Y [T, 1, N, H] with its direction axis squeezed."""
-    by_time = [s.tanh.outputs[0] for s in sorted(chain, key=lambda s: s.index)]
+    by_time = [s.act.outputs[0] for s in sorted(chain, key=lambda s: s.index)]
     for use in by_time[0].uses():
         node = use.node
         if node.op_type != "Concat" or node.attributes.get_int("axis", 0) != 0 or \
@@ -251,3 +254,9 @@ def _sequence_concat(graph: ir.Graph, chain: list[_Step], rnn: ir.Node, added: l
         if out.is_graph_output():
             graph.outputs[graph.outputs.index(out)] = squeeze.outputs[0]
         ir.convenience.replace_all_uses_with(out, squeeze.outputs[0])
+
+
+def shares_matmul_weights(weights: list[str]) -> bool:
+    """Whether one weight is read by several MatMuls (``weights``: each MatMul's second input
+    name): a cheap sign of an unrolled recurrence, before looking for one."""
+    return len(weights) != len(set(weights))

@@ -138,16 +138,24 @@ def test_fold_gather_of_concat() -> None:
     np.testing.assert_array_equal(out, np.full(3, 5, np.float32))
 
 
-@pytest.mark.parametrize("attrs,message", [
-    (dict(layout=1), "layout=1"),
-    (dict(activations=["Sigmoid", "Relu", "Tanh"]), "custom activations"),
-], ids=["layout1", "activations"])
-def test_unsupported_recurrent_layouts_name_the_node(attrs, message) -> None:
-    proto = build_lstm(**attrs)
-    model = normalize(ir.serde.deserialize_model(proto))
-    with pytest.raises(UnsupportedOpError, match=message) as err:
+def test_unsupported_recurrent_layout_names_the_node() -> None:
+    model = normalize(ir.serde.deserialize_model(build_lstm(layout=1)))
+    with pytest.raises(UnsupportedOpError, match="layout=1") as err:
         analyse(model)
     assert "(LSTM)" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_custom_activations_prune_like_the_defaults() -> None:
+    """Pruning a hidden unit removes its gate rows and R columns whatever the gates compute
+    (statistics and refits are measured): an LSTM with a Relu cell activation."""
+    proto = build_lstm(activations=["Sigmoid", "Relu", "Tanh"])
+    x = np.random.default_rng(0).normal(size=(200, 5, 3)).astype(np.float32)
+    dec = Decomposer(proto, x, settings=Settings(device="cpu", align=1))
+    want = logodds_from_logits(Runner(proto, device="cpu").run(x)[0])
+    got = Runner(dec.build(0, 1.0, check=True).proto, device="cpu").run(x)[0][:, 0]
+    np.testing.assert_allclose(got, want[:, 0], atol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < dec.parent.macs
 
 
 def test_default_lstm_model_analyses() -> None:

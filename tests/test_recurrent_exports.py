@@ -1,7 +1,8 @@
 """Recurrent idioms beyond the zoo's: PyTorch's default steps-first ``nn.LSTM`` (token ids
 [T, N]: the Runner feeds samples-first data on the model's axis 1), the last step of a
-batch-first output ``o[:, -1]`` (dynamo computes its flattening Reshape from the shape), and
-final states moved behind the batch and flattened ([D, N, H] -> [N, D, H] -> [N, D * H]).
+batch-first output ``o[:, -1]`` (dynamo computes its flattening Reshape from the shape),
+final states moved behind the batch and flattened ([D, N, H] -> [N, D, H] -> [N, D * H]),
+a Relu RNN (custom activations; dynamo's unrolled Relu steps).
 
 Each: a module with nothing pruned equals the parent's log-odds to 1e-5, one at keep 0.5
 is smaller and runs; random weights.
@@ -103,6 +104,28 @@ def test_last_step_of_batch_first_output(tmp_path: Path, cell: str, exporter: st
     path = torch_export(LastStep(cell).eval(), torch.from_numpy(_ids(2, 1)), kind,
                         tmp_path / f"last-{cell}-{exporter}.onnx", opset=int(opset or 17))
     assert Runner(path, device="cpu").input.batch_axis == 0
+    _check(str(path), _ids(240, 0))
+
+
+class ReluRNN(nn.Module):
+    """``nn.RNN(nonlinearity="relu")``: TorchScript writes activations ["Relu"], dynamo
+    unrolls it with Relu steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.RNN(16, 24, nonlinearity="relu", batch_first=True)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        return self.head(self.rnn(self.embed(ids))[1][-1])
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_relu_rnn(tmp_path: Path, exporter: str) -> None:
+    torch.manual_seed(0)
+    path = torch_export(ReluRNN().eval(), torch.from_numpy(_ids(2, 1)), exporter,
+                        tmp_path / f"relu-{exporter}.onnx")
     _check(str(path), _ids(240, 0))
 
 

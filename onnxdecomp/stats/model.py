@@ -65,7 +65,7 @@ from onnxdecomp.passes.unfuse_runtime_ops import FUSED, UnfuseRuntimeOpsPass
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
-from onnxdecomp.unrolled_rnn import reroll
+from onnxdecomp.unrolled_rnn import reroll, shares_matmul_weights
 
 # InlinePass names unnamed function nodes "node", "node_2", ...: such a layer is reported
 # like any unnamed node ("MatMul#7"). Set on the function body; the inliner copies node meta.
@@ -221,7 +221,9 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
         RewriteQOperatorPass()(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
     # is found on the layer's X (the MACs are the same either way).
-    if "Tanh" in counts and not set(counts) & set(RNN_GATES):
+    if not set(counts) & set(RNN_GATES) and shares_matmul_weights(
+            [n.inputs[1].name for n in ir_model.graph
+             if n.op_type == "MatMul" and len(n.inputs) > 1 and n.inputs[1] is not None]):
         reroll(ir_model)
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)

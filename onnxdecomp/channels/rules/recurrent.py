@@ -31,8 +31,6 @@ from onnxdecomp.channels.weights import recurrent_bias
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import RNN_GATES, const_array, new_initializer
 
-DEFAULT_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"],
-                       "RNN": ["tanh"]}
 X, W, R, B, SEQUENCE_LENS, INITIAL_H, INITIAL_C, P = range(8)
 
 
@@ -56,7 +54,9 @@ def state_outputs(node: ir.Node) -> list[ir.Value]:
 
 
 class RecurrentRule(Rule):
-    """RNN, LSTM and GRU with layout 0 and the default activations."""
+    """RNN, LSTM and GRU with layout 0, any activations (pruning a hidden unit removes its
+    rows of every gate and its columns of R whatever the gates compute; statistics and
+    refits are measured, never simulated)."""
 
     def origin(self, node: ir.Node) -> bool:
         return True  # its units exist whatever its input is
@@ -64,10 +64,6 @@ class RecurrentRule(Rule):
     def _check(self, node: ir.Node) -> None:
         if node.attributes.get_int("layout", 0) != 0:
             raise node_error(node, "layout=1 (batch first) has no rule; export with layout 0")
-        acts = node.attributes.get_strings("activations", None)
-        default = DEFAULT_ACTIVATIONS[node.op_type] * directions(node)
-        if acts is not None and [a.lower() for a in acts] != default:
-            raise node_error(node, f"custom activations {list(acts)} have no rule")
         for i in (W, R):
             if const_array(node.inputs[i]) is None:
                 raise node_error(node, "weights are computed, not constant")
