@@ -459,6 +459,25 @@ def test_select_scores_output_keeps_the_probabilities(zipmap: bool) -> None:
     assert select_scores_output(scores) is scores  # one output: as it is
 
 
+@pytest.mark.parametrize("second", ["Softmax", "Relu"])
+def test_select_scores_output_of_two_float_outputs(second: str) -> None:
+    """Logits beside their softmax: the logits. Beside anything else (features): refused."""
+    from onnxdecomp.errors import UnsupportedModelError
+
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], transB=1),
+             helper.make_node(second, ["logits"], ["other"])]
+    graph = helper.make_graph(nodes, "g", [_vi("x", ["N", 4])],
+                              [_vi("logits", ["N", 3]), _vi("other", ["N", 3])],
+                              [_w("w", 3, 4), _w("b", 3)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    if second == "Relu":
+        with pytest.raises(UnsupportedModelError, match=r"logits \[N, 3\], other \[N, 3\]"):
+            select_scores_output(model)
+        return
+    picked = select_scores_output(model)
+    assert [o.name for o in picked.graph.output] == ["logits"] and _ops(picked) == ["Gemm"]
+
+
 def test_select_scores_output_reads_through_a_lone_zipmap() -> None:
     model = build_sklearn_like(True)
     del model.graph.output[0]  # only the sequence of maps left: onnx-ir could not read it

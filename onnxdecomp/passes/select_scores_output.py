@@ -17,7 +17,8 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     through ArgMax and ArrayFeatureExtractor) and the probabilities, as a float tensor or,
     by default, as a sequence of maps from ZipMap. The scores are the one float tensor among
     the outputs, or the tensor a ZipMap reads; the nodes only the other outputs need go.
-    Several float tensors (features and logits) are ambiguous: a one-line error.
+    Logits beside their softmax give the logits; other float tensors side by side (features
+    and logits) are ambiguous: a one-line error.
 
     A function on the protobuf, not an onnx-ir pass: onnx-ir cannot read a graph whose
     output is a sequence of maps. A model with one tensor output, or with no single float
@@ -35,6 +36,10 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
                 candidates.append(out.name)
         elif node is not None and node.op_type == "ZipMap":
             candidates.append(node.input[0])
+    if len(set(candidates)) > 1:  # logits and their softmax: the logits
+        derived = {c for c in candidates if (n := producer.get(c)) is not None and
+                   n.op_type in ("Softmax", "LogSoftmax") and n.input[0] in candidates}
+        candidates = [c for c in candidates if c not in derived]
     if len(set(candidates)) > 1:
         listed = ", ".join(f"{o.name} {_shape(o)}" for o in graph.output)
         raise UnsupportedModelError(
