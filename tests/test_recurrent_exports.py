@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.irutil import input_batch_axis
+from onnxdecomp.passes import select_scores_output
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
 
@@ -105,6 +106,38 @@ def test_last_step_of_batch_first_output(tmp_path: Path, cell: str, exporter: st
                         tmp_path / f"last-{cell}-{exporter}.onnx", opset=int(opset or 17))
     assert Runner(path, device="cpu").input.batch_axis == 0
     _check(str(path), _ids(240, 0))
+
+
+class StepsFirstTagger(nn.Module):
+    """A tagger over ids [T, N] scoring [T, N, K] (``nn.LSTM`` without ``batch_first``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.LSTM(16, 24)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        return self.head(self.rnn(self.embed(ids))[0])
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_steps_first_tagger(tmp_path: Path, exporter: str) -> None:
+    """Its scores are read samples first, [N, T, K], by every command
+    (``select_scores_output``); modules score [N, T, 1] as the parent's log-odds."""
+    torch.manual_seed(0)
+    net = StepsFirstTagger().eval()
+    path = torch_export(net, torch.from_numpy(_ids(2, 1).T.copy()), exporter,
+                        tmp_path / f"tagger-{exporter}.onnx", batch_axis=1)
+    x = _ids(200, 0)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.T.copy())).numpy().transpose(1, 0, 2)  # [N, T, K]
+    scores = select_scores_output(onnx.load(str(path)))
+    np.testing.assert_allclose(Runner(scores, device="cpu").run(x)[0], want, atol=1e-5)
+    dec = Decomposer(str(path), x, None, Settings(device="cpu", seed=0, align=1))
+    logodds = logodds_from_logits(want.reshape(-1, CLASSES)).reshape(len(x), STEPS, CLASSES)
+    got = Runner(dec.build(2, 1.0, check=True).proto, device="cpu").run(x)[0]
+    np.testing.assert_allclose(got[..., 0], logodds[..., 2], atol=1e-5)
 
 
 class ReluRNN(nn.Module):

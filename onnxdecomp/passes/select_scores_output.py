@@ -6,6 +6,7 @@ import onnx
 from onnx import TensorProto
 
 from onnxdecomp.errors import UnsupportedModelError
+from onnxdecomp.runtime import proto_batch_axis
 
 _FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 
@@ -26,7 +27,7 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     """
     graph = proto.graph
     if len(graph.output) == 1 and graph.output[0].type.WhichOneof("value") == "tensor_type":
-        return _flat_scores(proto)
+        return _samples_first(_flat_scores(proto))
     producer = {o: n for n in graph.node for o in n.output}
     candidates: list[str] = []
     for out in graph.output:
@@ -54,7 +55,7 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     del out.graph.output[:]
     out.graph.output.append(info)
     _keep_needed(out.graph, name)
-    return _flat_scores(out)
+    return _samples_first(_flat_scores(out))
 
 
 def _flat_scores(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -75,15 +76,56 @@ def _flat_scores(proto: onnx.ModelProto) -> onnx.ModelProto:
         v.name for v in (*graph.input, *graph.initializer)}
     flat = next(f"{out.name}_map{i or ''}" for i in range(len(taken) + 1)
                 if f"{out.name}_map{i or ''}" not in taken)
-    at = 0
-    for i, n in enumerate(graph.node):  # the producer writes the map under a new name
-        if out.name in n.output:
-            at = i + 1
-        n.output[:] = [flat if v == out.name else v for v in n.output]
-        n.input[:] = [flat if v == out.name else v for v in n.input]
+    at = _rename_producer_output(graph, out.name, flat)  # the producer writes the map
     graph.node.insert(at, onnx.helper.make_node("Flatten", [flat], [out.name], axis=1))
     del graph.output[0].type.tensor_type.shape.dim[2:]
     return model
+
+
+def _samples_first(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A tagger's scores [T, N, K] (PyTorch's steps-first ``nn.LSTM`` and a Linear over its
+    output, the input ids [T, N]) as [N, T, K] through a Transpose, the output keeping its
+    name: every command reads a tagger's scores samples first."""
+    out, inp = proto.graph.output[0], proto.graph.input[0] if proto.graph.input else None
+    dims = out.type.tensor_type.shape.dim if out.type.WhichOneof("value") == "tensor_type" \
+        else []
+    if len(dims) != 3 or inp is None or not any(out.name in n.output for n in proto.graph.node):
+        return proto
+    in_dims = inp.type.tensor_type.shape.dim
+    if len(in_dims) < 2 or proto_batch_axis(proto) != 1:
+        return proto
+    batch, steps = in_dims[1], in_dims[0]
+    same = (batch.dim_param and dims[1].dim_param == batch.dim_param) or (
+        steps.HasField("dim_value") and dims[0].dim_value == steps.dim_value and
+        not dims[1].HasField("dim_value"))
+    if not same:
+        return proto
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    name = graph.output[0].name
+    moved = _rename_producer_output(graph, name, f"{name}_steps_first")
+    graph.node.insert(moved, onnx.helper.make_node("Transpose", [f"{name}_steps_first"],
+                                                   [name], perm=[1, 0, 2]))
+    d = graph.output[0].type.tensor_type.shape.dim
+    first, second = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
+    first.CopyFrom(d[1])
+    second.CopyFrom(d[0])
+    d[0].CopyFrom(first)
+    d[1].CopyFrom(second)
+    return model
+
+
+def _rename_producer_output(graph: onnx.GraphProto, name: str, new: str) -> int:
+    """Every node's ``name`` (the graph output) renamed ``new``; the index after its
+    producer."""
+    at = 0
+    for i, n in enumerate(graph.node):
+        if name in n.output:
+            at = i + 1
+        n.output[:] = [new if v == name else v for v in n.output]
+        n.input[:] = [new if v == name else v for v in n.input]
+    return at
 
 
 def _shape(info: onnx.ValueInfoProto) -> str:
