@@ -38,8 +38,12 @@ class _Step:
 
 def reroll(model: ir.Model) -> bool:
     """Roll every unrolled chain of ``model`` into an RNN node (see
-    ``passes.RerollTanhRecurrencePass``); True when one was."""
+    ``passes.RerollTanhRecurrencePass``); True when one was. A model in which no weight is
+    read by several MatMuls holds none: it is not searched."""
     graph = model.graph
+    if not shares_matmul_weights([n.inputs[1].name for n in graph if n.op_type == "MatMul"
+                                  and len(n.inputs) > 1 and n.inputs[1] is not None]):
+        return False
     opset = model.opset_imports.get("", 17)
     steps = [s for n in graph if (s := _step(n)) is not None]
     after: dict[int, list[_Step]] = {}  # id(h_prev) -> the steps reading it

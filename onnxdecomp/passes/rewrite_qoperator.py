@@ -66,13 +66,19 @@ class RewriteQOperatorPass(ir.passes.InPlacePass):
         graph = model.graph
         modified = False
         for node in list(graph):
-            spec = QOPS.get((_MS if node.domain == _MS else "", node.op_type)) if (
-                node.domain == _MS or is_default_domain(node.domain)) else None
+            spec = qop_spec(node)
             if spec is None or not _qualifies(node, spec):
                 continue
             _rewrite(graph, node, spec)
             modified = True
         return ir.passes.PassResult(model, modified)
+
+
+def qop_spec(node: ir.Node) -> QOp | None:
+    """How ``node`` reads, when it is one of the QOperator ops of ``QOPS``."""
+    if node.domain == _MS:
+        return QOPS.get((_MS, node.op_type))
+    return QOPS.get(("", node.op_type)) if is_default_domain(node.domain) else None
 
 
 def _arg(node: ir.Node, i: int) -> ir.Value | None:

@@ -69,16 +69,8 @@ def _flat_scores(proto: onnx.ModelProto) -> onnx.ModelProto:
         return proto
     if not any(out.name in n.output for n in proto.graph.node):
         return proto
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    graph = model.graph
-    taken = {v for n in graph.node for v in (*n.input, *n.output)} | {
-        v.name for v in (*graph.input, *graph.initializer)}
-    flat = next(f"{out.name}_map{i or ''}" for i in range(len(taken) + 1)
-                if f"{out.name}_map{i or ''}" not in taken)
-    at = _rename_producer_output(graph, out.name, flat)  # the producer writes the map
-    graph.node.insert(at, onnx.helper.make_node("Flatten", [flat], [out.name], axis=1))
-    del graph.output[0].type.tensor_type.shape.dim[2:]
+    model = _through(proto, "Flatten", "map", axis=1)
+    del model.graph.output[0].type.tensor_type.shape.dim[2:]
     return model
 
 
@@ -100,32 +92,36 @@ def _samples_first(proto: onnx.ModelProto) -> onnx.ModelProto:
         not dims[1].HasField("dim_value"))
     if not same:
         return proto
+    model = _through(proto, "Transpose", "steps_first", perm=[1, 0, 2])
+    d = model.graph.output[0].type.tensor_type.shape.dim
+    swapped = [type(d[i])() for i in range(3)]
+    for new, old in zip(swapped, (d[1], d[0], d[2])):
+        new.CopyFrom(old)
+    del d[:]
+    d.extend(swapped)
+    return model
+
+
+def _through(proto: onnx.ModelProto, op: str, tag: str, **attrs) -> onnx.ModelProto:
+    """A copy whose output's producer writes under a new name (``<output>_<tag>``, made
+    unique) and ``op`` of it writes the output, keeping its name; its type is the caller's
+    to adjust."""
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     graph = model.graph
     name = graph.output[0].name
-    moved = _rename_producer_output(graph, name, f"{name}_steps_first")
-    graph.node.insert(moved, onnx.helper.make_node("Transpose", [f"{name}_steps_first"],
-                                                   [name], perm=[1, 0, 2]))
-    d = graph.output[0].type.tensor_type.shape.dim
-    first, second = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
-    first.CopyFrom(d[1])
-    second.CopyFrom(d[0])
-    d[0].CopyFrom(first)
-    d[1].CopyFrom(second)
-    return model
-
-
-def _rename_producer_output(graph: onnx.GraphProto, name: str, new: str) -> int:
-    """Every node's ``name`` (the graph output) renamed ``new``; the index after its
-    producer."""
+    taken = {v for n in graph.node for v in (*n.input, *n.output)} | {
+        v.name for v in (*graph.input, *graph.initializer)}
+    moved = next(f"{name}_{tag}{i or ''}" for i in range(len(taken) + 1)
+                 if f"{name}_{tag}{i or ''}" not in taken)
     at = 0
     for i, n in enumerate(graph.node):
         if name in n.output:
             at = i + 1
-        n.output[:] = [new if v == name else v for v in n.output]
-        n.input[:] = [new if v == name else v for v in n.input]
-    return at
+        n.output[:] = [moved if v == name else v for v in n.output]
+        n.input[:] = [moved if v == name else v for v in n.input]
+    graph.node.insert(at, onnx.helper.make_node(op, [moved], [name], **attrs))
+    return model
 
 
 def _shape(info: onnx.ValueInfoProto) -> str:

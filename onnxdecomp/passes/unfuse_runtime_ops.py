@@ -28,6 +28,11 @@ def _activation(node: ir.Node, params: list[float]) -> tuple[str, dict] | None:
     return None
 
 
+def is_fused(node: ir.Node) -> bool:
+    """Whether ``node`` is one of ONNX Runtime's ops that the pass writes as standard ones."""
+    return node.domain == _MS and node.op_type in FUSED
+
+
 class UnfuseRuntimeOpsPass(ir.passes.InPlacePass):
     """Write ``com.microsoft`` FusedConv as Conv (+ its optional summand Z) + the activation,
     FusedGemm as Gemm + the activation, Gelu and BiasGelu as Div, Erf, Add, Mul, QuickGelu
@@ -48,7 +53,7 @@ class UnfuseRuntimeOpsPass(ir.passes.InPlacePass):
         opset = model.opset_imports.get("", 17)
         modified = False
         for node in list(graph):
-            if node.domain != _MS or node.op_type not in FUSED:
+            if not is_fused(node):
                 continue
             if node.op_type in ("Gelu", "BiasGelu", "QuickGelu"):
                 replace_node(graph, node, _gelu(graph, node))

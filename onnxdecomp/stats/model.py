@@ -56,16 +56,16 @@ from onnx_ir.passes.common import InlinePass, LiftConstantsToInitializersPass
 
 from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.irutil import RNN_GATES, is_default_domain
+from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.normalize import fold_shape_computations
-from onnxdecomp.passes.rewrite_qoperator import QOPS, RewriteQOperatorPass
-from onnxdecomp.passes.unfuse_runtime_ops import FUSED, UnfuseRuntimeOpsPass
+from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass, qop_spec
+from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass, is_fused
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
-from onnxdecomp.unrolled_rnn import reroll, shares_matmul_weights
+from onnxdecomp.unrolled_rnn import reroll
 
 # InlinePass names unnamed function nodes "node", "node_2", ...: such a layer is reported
 # like any unnamed node ("MatMul#7"). Set on the function body; the inliner copies node meta.
@@ -214,17 +214,13 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     # counted as the standard ops they compute: onnx's shape inference knows none of the
     # com.microsoft ones. Their layers keep the file's op names and parameter counts.
     runtime_ops = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
-                   if n.name and ((n.domain if n.domain == "com.microsoft" else "", n.op_type)
-                                  in QOPS or n.op_type in FUSED and n.domain == "com.microsoft")}
+                   if n.name and (qop_spec(n) is not None or is_fused(n))}
     if runtime_ops:
         UnfuseRuntimeOpsPass()(ir_model)
         RewriteQOperatorPass()(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
     # is found on the layer's X (the MACs are the same either way).
-    if not set(counts) & set(RNN_GATES) and shares_matmul_weights(
-            [n.inputs[1].name for n in ir_model.graph
-             if n.op_type == "MatMul" and len(n.inputs) > 1 and n.inputs[1] is not None]):
-        reroll(ir_model)
+    reroll(ir_model)
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
 
