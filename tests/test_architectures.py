@@ -3,7 +3,7 @@ other codebases and exporters write (channels-last input and flatten, ``x.view(N
 chunk and channel shuffle, squeeze-excitation through dense layers, dense blocks, LayerNorm
 over features, 1-D convolutions over flattened positions, inverted residuals, ConvNeXt's
 pointwise layers on a channels-last map, a transformer encoder: attention pinned, its
-feed-forward layer pruned).
+feed-forward layer pruned; a ViT with its class token concatenated before the patches).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -219,11 +219,33 @@ class TransformerText(nn.Module):
         return self.head(self.enc(self.emb(x)).mean(1))
 
 
+class ViTTiny(nn.Module):
+    """Patch embedding, a class token expanded to the batch and concatenated before the
+    patches (along the token axis: the channels cannot follow a computed operand, so the
+    model width is pinned), a pre-norm encoder layer, the class token's features to the
+    head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 16))
+        self.pos = nn.Parameter(torch.randn(1, 17, 16) * 0.1)
+        self.enc = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True,
+                                              norm_first=True)
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1) + self.pos
+        return self.head(self.norm(self.enc(t))[:, 0])
+
+
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
-        "transformer": TransformerText}
+        "transformer": TransformerText, "vit": ViTTiny}
 
 
 def _net(name: str):
@@ -271,7 +293,7 @@ def test_opset9_exports_decompose(exported: Path, name: str) -> None:
 
 def _decomposes(exported: Path, name: str, exporter: str) -> None:
     kind, _, opset = exporter.partition("-")
-    if name == "transformer" and opset:
+    if name in ("transformer", "vit") and opset:
         pytest.skip("torch exports its attention (aten::unflatten) from opset 13 only")
     path = torch_export(_net(name), _x(name, 2, seed=1), kind,
                         exported / f"{name}-{exporter}.onnx", opset=int(opset or 17))
@@ -595,3 +617,41 @@ def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str) -> None:
         full = dec.build(k, 1.0, check=True).proto
         np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], sign * logit, atol=1e-4)
     assert dec.build(1, 0.5, check=True).removed
+
+
+def test_constant_concatenated_beside_the_channels() -> None:
+    """A constant concatenated along a spatial axis (a learned border, batch fixed at 1)
+    holds every channel of the map: it is sliced with them."""
+    from conftest import _init, make_model
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def normal(scale: float, *shape: int) -> np.ndarray:
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["c1", "border"], ["cat"], axis=3),
+             helper.make_node("Relu", ["cat"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["c2"]),
+             helper.make_node("GlobalAveragePool", ["c2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wh", "bh"], ["logits"], transB=1)]
+    inits = [_init("w1", normal(0.4, 8, 3, 3, 3)), _init("b1", normal(0.1, 8)),
+             _init("border", normal(1.0, 1, 8, 6, 2)),
+             _init("w2", normal(0.4, 6, 8, 1, 1)), _init("b2", normal(0.1, 6)),
+             _init("wh", normal(0.5, 4, 6)), _init("bh", normal(0.1, 4))]
+    model = make_model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                             [1, 3, 6, 6])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+                       inits)
+    x = rng.normal(size=(120, 3, 6, 6)).astype(np.float32)
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    parent = logodds_from_logits(np.concatenate([ort_run(model, x[i:i + 1]) for i in range(20)]))
+    got = np.concatenate([ort_run(full, x[i:i + 1]) for i in range(20)])[:, 0]
+    np.testing.assert_allclose(got, parent[:, 0], atol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    border = next(t for t in half.proto.graph.initializer if t.name.startswith("border"))
+    assert half.removed and border.dims[1] < 8
+    assert ort_run(half.proto, x[:1]).shape == (1, 1)

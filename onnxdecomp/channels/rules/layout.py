@@ -86,7 +86,9 @@ def _first_channel_input(node: ir.Node, cg: ChannelGraph) -> ir.Value:
 
 class ConcatRule(Rule):
     """Concat along the channel axis: output channel off_i + c is input i's channel c.
-    Along another axis every input has the output's channels."""
+    Along another axis every input has the output's channels: a constant input is sliced
+    with them; an input computed where no rule followed (a ViT's class token expanded to
+    the batch) cannot be sliced, so the output's channels are pinned."""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         add_like(cg, node.outputs[0], _first_channel_input(node, cg))
@@ -97,10 +99,25 @@ class ConcatRule(Rule):
             raise node_error(node, "output channel count unknown")
         axis = node.attributes.get_int("axis", 1) % len(y.shape)
         if not _on_channels(cg, y, axis, node):
-            _same_channels(cg, node.inputs, y, node)
+            followed = [v for v in node.inputs if cg.has(v)]
+            _same_channels(cg, followed, y, node)
+            if any(const_array(v) is None for v in node.inputs if not cg.has(v)):
+                cg.pin(y)
             return
         _map_offsets(cg, y, node.inputs, node)
         _tie_blocks(cg, y)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        y = node.outputs[0]
+        axis = node.attributes.get_int("axis", 1) % len(y.shape)
+        axes = ctx.cg.axes[y.name]
+        if len(axes) != 1 or axes == (axis,) or not ctx.changed(y):
+            return
+        (channel_axis,) = axes
+        for i, v in enumerate(node.inputs):
+            a = const_array(v)
+            if a is not None and not ctx.cg.has(v):
+                ctx.replace(node, i, np.take(a, ctx.kept(y), axis=channel_axis))
 
 
 def _tie_blocks(cg: ChannelGraph, value: ir.Value) -> None:
