@@ -120,16 +120,18 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 
 def replace_node(graph: ir.Graph, node: ir.Node, added: list[ir.Node]) -> None:
     """``added`` (new nodes computing what ``node`` computed) in its place: the last one's
-    output takes over its output's uses, graph output slot, name, type and shape."""
-    result, old = added[-1].outputs[0], node.outputs[0]
-    out_name = old.name
-    result.shape, result.type = old.shape, old.type
+    outputs take over its outputs' uses, graph output slots, names, types and shapes."""
+    pairs = list(zip(added[-1].outputs, node.outputs, strict=True))
     graph.insert_before(node, added)
-    if old.is_graph_output():
-        graph.outputs[graph.outputs.index(old)] = result
-    ir.convenience.replace_all_uses_with(old, result)
+    for result, old in pairs:
+        result.shape, result.type = old.shape, old.type
+        if old.is_graph_output():
+            graph.outputs[graph.outputs.index(old)] = result
+        ir.convenience.replace_all_uses_with(old, result)
+    names = [old.name for _, old in pairs]
     graph.remove(node, safe=True)
-    result.name = out_name
+    for (result, _), name in zip(pairs, names, strict=True):
+        result.name = name
 
 
 def rank(value: ir.Value) -> int | None:

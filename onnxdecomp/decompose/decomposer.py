@@ -42,7 +42,13 @@ from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
 from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.passes import QuantizeWeightsPass, check_emitted, finalize
+from onnxdecomp.passes import (
+    DYNAMIC_QUANTIZED,
+    FuseDynamicQuantizationPass,
+    QuantizeWeightsPass,
+    check_emitted,
+    finalize,
+)
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
 
@@ -69,14 +75,26 @@ class BuiltModule:
 
 
 def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPlacePass,
-                 check: bool) -> onnx.ModelProto:
+                 check: bool, integer_ops: bool = True) -> onnx.ModelProto:
     """The parent with ``removed`` units pruned (``refit`` compensating) and ``head`` as its
-    output."""
+    output. Without ``integer_ops`` a dynamically quantised parent's layers stay float ops
+    on dequantised inputs, whose values the sequential refit probes by name."""
     model = parent.model.clone()
     PruneChannelsPass(parent.cg, removed, refit)(model)
     head(model)
     QuantizeWeightsPass()(model)  # int8 again where the parent's weights were
+    if integer_ops:
+        FuseDynamicQuantizationPass()(model)  # integer ops again where the parent's were
     return finalize(model, check=check)
+
+
+def with_integer_ops(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` (built without ``integer_ops``) with them."""
+    if DYNAMIC_QUANTIZED not in {p.key for p in proto.metadata_props}:
+        return proto
+    model = ir.serde.deserialize_model(proto)
+    FuseDynamicQuantizationPass()(model)
+    return finalize(model, check=False)
 
 
 def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,8 +202,8 @@ class Decomposer:
         refit = make_refit(self.profile, concern.weights,
                            "lstsq" if mode == "sequential" else mode, s.ridge)
 
-        def build(rf) -> onnx.ModelProto:
-            return build_module(self.parent, removed, rf, head, check=False)
+        def build(rf, integer_ops: bool = True) -> onnx.ModelProto:
+            return build_module(self.parent, removed, rf, head, False, integer_ops)
 
         if mode != "sequential" or not removed:
             proto = build(refit)
@@ -194,7 +212,8 @@ class Decomposer:
                 self._sequential = SequentialRefit(self.parent.proto, self.parent.cg,
                                                    self._x_seq, s.positions, s.seed, s.ridge,
                                                    s.device)
-            proto = self._sequential.solve(removed, concern.weights, build, refit)
+            proto = with_integer_ops(self._sequential.solve(
+                removed, concern.weights, lambda rf: build(rf, integer_ops=False), refit))
         if check:
             check_emitted(proto)
         return BuiltModule(concern.classes, keep, proto, removed)

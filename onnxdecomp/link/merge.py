@@ -151,8 +151,16 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
                                                           *parts[0].steps, width])],
         initializer=inits,
     )
+    # Other domains (ONNX Runtime's com.microsoft ops of a dynamically quantised parent)
+    # at the highest version any part imports.
+    domains: dict[str, int] = {}
+    for p in parts:
+        for o in p.proto.opset_import:
+            if o.domain not in ("", "ai.onnx"):
+                domains[o.domain] = max(domains.get(o.domain, 0), o.version)
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)],
+        graph, opset_imports=[helper.make_opsetid("", opset)] + [
+            helper.make_opsetid(d, v) for d, v in sorted(domains.items())],
         ir_version=max(p.proto.ir_version for p in parts),
         producer_name="onnxdecomp", producer_version=__version__,
     )

@@ -11,6 +11,7 @@ from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
+from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
@@ -21,12 +22,17 @@ from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
+from onnxdecomp.passes.rewrite_dynamic_quantization import (
+    DYNAMIC_QUANTIZED,
+    RewriteDynamicQuantizationPass,
+)
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 
 __all__ = [
+    "DYNAMIC_QUANTIZED",
     "CanonicalizeFlattenPass",
     "ExpandBinaryLogitPass",
     "FoldBatchNormIntoConvPass",
@@ -35,6 +41,7 @@ __all__ = [
     "FoldReshapeTargetsPass",
     "FoldStaticSliceBoundsPass",
     "FoldTransposeIntoDensePass",
+    "FuseDynamicQuantizationPass",
     "FuseFlattenedSequenceDensePass",
     "FuseMatMulAddIntoGemmPass",
     "MarkQuantizedWeightsPass",
@@ -44,6 +51,7 @@ __all__ = [
     "RemoveZeroInitialStatesPass",
     "RerollTanhRecurrencePass",
     "RewriteChannelShufflePass",
+    "RewriteDynamicQuantizationPass",
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
     "UnfuseRuntimeOpsPass",

@@ -24,6 +24,7 @@ from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
+from onnxdecomp.passes.rewrite_dynamic_quantization import RewriteDynamicQuantizationPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
@@ -76,6 +77,7 @@ def normalize(model: ir.Model) -> ir.Model:
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
             UnfuseRuntimeOpsPass(),  # ONNX Runtime's FusedConv, FusedGemm as Conv + Relu ...
             RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
+            RewriteDynamicQuantizationPass(),  # MatMulInteger, ... as float ops on DQ inputs
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded
             FoldConstantsPass(),
             RemoveDropoutPass(),

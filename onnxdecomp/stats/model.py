@@ -60,6 +60,10 @@ from onnxdecomp.irutil import is_default_domain
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.normalize import fold_shape_computations
+from onnxdecomp.passes.rewrite_dynamic_quantization import (
+    RewriteDynamicQuantizationPass,
+    is_dynamic_quantized,
+)
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass, qop_spec
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass, is_fused
 from onnxdecomp.stats import infer, macs, params
@@ -210,14 +214,17 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     constants = set(graph.initializers.values())
     constants.update(v for v in graph.inputs if v.name in sparse_names)
     tracer = params.WeightTracer(weights, constants)
-    # ONNX Runtime's own ops (QGemm, QLinearAdd, FusedConv, ...) and the QOperator ones are
+    # ONNX Runtime's own ops (QGemm, QLinearAdd, FusedConv, DynamicQuantizeLSTM, ...) and
+    # the QOperator ones are
     # counted as the standard ops they compute: onnx's shape inference knows none of the
     # com.microsoft ones. Their layers keep the file's op names and parameter counts.
     runtime_ops = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
-                   if n.name and (qop_spec(n) is not None or is_fused(n))}
+                   if n.name and (qop_spec(n) is not None or is_fused(n)
+                                  or is_dynamic_quantized(n))}
     if runtime_ops:
         UnfuseRuntimeOpsPass()(ir_model)
         RewriteQOperatorPass()(ir_model)
+        RewriteDynamicQuantizationPass(standard_ops=False)(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
     # is found on the layer's X (the MACs are the same either way).
     reroll(ir_model)

@@ -24,6 +24,8 @@ INT_WEIGHT_SLOTS = {
     "QLinearMatMul": (3,),
     "QGemm": (3, 6),  # com.microsoft: B and its int32 bias C
     "MatMulInteger": (1,),
+    "DynamicQuantizeMatMul": (1,),  # com.microsoft
+    "DynamicQuantizeLSTM": (1, 2),  # com.microsoft: W and R
 }
 
 

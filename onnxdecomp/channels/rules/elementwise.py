@@ -132,6 +132,8 @@ class QuantizeRule(Rule):
 
     def _per_channel(self, node: ir.Node, cg: ChannelGraph) -> bool:
         scale = const_array(node.inputs[1])
+        if scale is None and _scalar(node.inputs[1]):
+            return False  # computed for the whole tensor (DynamicQuantizeLinear's)
         if scale is None:
             raise node_error(node, "scale must be a constant")
         if scale.size == 1:
@@ -153,6 +155,24 @@ class QuantizeRule(Rule):
                 a = const_array(node.inputs[i])
                 if a is not None and a.size > 1:
                     ctx.replace(node, i, a[keep])
+
+
+def _scalar(value: ir.Value) -> bool:
+    shape = value.shape
+    return shape is not None and all(d == 1 for d in shape)
+
+
+class DynamicQuantizeRule(Rule):
+    """DynamicQuantizeLinear (``quantize_dynamic``'s activations): y[c] = q(x[c]) at one
+    scale and zero point computed from the whole tensor (outputs 2 and 3, no channels).
+    Removing channels can only narrow that range: the kept channels are quantised at the
+    same or a finer step, a rounding change the fidelity measurement sees."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        add_like(cg, node.outputs[0], node.inputs[0])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
 
 
 def _reduced_axes(node: ir.Node) -> list[int] | None:
@@ -268,4 +288,5 @@ RULES: dict[str, Rule] = {
     "LRN": PINNING,
     **dict.fromkeys(["LayerNormalization", "GroupNormalization"], LayerNormRule()),
     **dict.fromkeys(["QuantizeLinear", "DequantizeLinear"], QuantizeRule()),
+    "DynamicQuantizeLinear": DynamicQuantizeRule(),
 }
