@@ -3,7 +3,8 @@ other codebases and exporters write (channels-last input and flatten, ``x.view(N
 chunk and channel shuffle, squeeze-excitation through dense layers, dense blocks, LayerNorm
 over features, 1-D convolutions over flattened positions, inverted residuals, ConvNeXt's
 pointwise layers on a channels-last map, a transformer encoder: attention pinned, its
-feed-forward layer pruned; a ViT with its class token concatenated before the patches).
+feed-forward layer pruned; a ViT with its class token concatenated before the patches;
+SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -241,11 +242,65 @@ class ViTTiny(nn.Module):
         return self.head(self.norm(self.enc(t))[:, 0])
 
 
+class SqueezeExciteExpand(nn.Module):
+    """SENet's original code: the gate through dense layers, viewed [N, C, 1, 1] and
+    ``expand_as`` the map (Expand to a shape computed from the map's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc1, self.fc2 = nn.Linear(16, 4), nn.Linear(4, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x))
+        b, c, _, _ = x.size()
+        g = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3)).view(b, c)))))
+        return self.head(F.relu(self.c2(x * g.view(b, c, 1, 1).expand_as(x))).mean((2, 3)))
+
+
+class GlobalContextTiled(nn.Module):
+    """A map's global mean tiled back over its positions (``repeat``: Expand and Tile), a
+    clamp and hardtanh (dynamo: Greater/Where), and L2-normalised features into a cosine
+    head (``F.normalize``: a norm over the channels, which pins them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 24, 3, padding=1)
+        self.c3 = nn.Conv2d(24, 24, 3, padding=1)
+        self.head = nn.Linear(24, 5)
+
+    def forward(self, x):
+        x = F.hardtanh(self.c1(x))
+        g = x.mean((2, 3), keepdim=True).repeat(1, 1, x.shape[2], x.shape[3])
+        y = torch.clamp(self.c2(x + g), min=0.0)
+        return self.head(4 * F.normalize(F.relu(self.c3(y)).mean((2, 3)), dim=1))
+
+
+class EinsumDense(nn.Module):
+    """Dense layers written as ``torch.einsum`` (as Keras' EinsumDense exports), the second
+    with its weight stored output-first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, 2, padding=1)
+        self.w1 = nn.Parameter(torch.randn(8 * 8 * 8, 32) * 0.05)
+        self.w2 = nn.Parameter(torch.randn(24, 32) * 0.2)
+        self.b2 = nn.Parameter(torch.zeros(24))
+        self.head = nn.Linear(24, 5)
+
+    def forward(self, x):
+        f = F.relu(self.c1(x)).flatten(1)
+        h = F.relu(torch.einsum("nk,ko->no", f, self.w1))
+        return self.head(F.relu(torch.einsum("nk,ok->no", h, self.w2) + self.b2))
+
+
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
-        "transformer": TransformerText, "vit": ViTTiny}
+        "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
+        "global_context": GlobalContextTiled, "einsum": EinsumDense}
 
 
 def _net(name: str):
@@ -295,6 +350,8 @@ def _decomposes(exported: Path, name: str, exporter: str) -> None:
     kind, _, opset = exporter.partition("-")
     if name in ("transformer", "vit") and opset:
         pytest.skip("torch exports its attention (aten::unflatten) from opset 13 only")
+    if name == "einsum" and opset:
+        pytest.skip("torch exports einsum from opset 12 only")
     path = torch_export(_net(name), _x(name, 2, seed=1), kind,
                         exported / f"{name}-{exporter}.onnx", opset=int(opset or 17))
     x = _x(name, 240, seed=0).numpy()

@@ -591,3 +591,40 @@ def test_normalize_keeps_outputs(model_case) -> None:
     if model_case.probs:
         after = softmax(after.astype(np.float64))
     np.testing.assert_allclose(after, before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("equation", "transposed"), [
+    ("nk,ko->no", False), ("nk,ok->no", True), ("...k,ko->...o", False),
+    ("btk,ok->bto", True), ("n k , k o -> n o", False),
+    ("nk,ko->on", None), ("kn,ko->no", None), ("nk,kk->nk", None), ("nk,k->n", None),
+    ("nk,ko,oj->nj", None), ("nko,ko->no", None)])
+def test_einsum_matmul_form(equation: str, transposed: bool | None) -> None:
+    from onnxdecomp.passes.rewrite_einsum_as_matmul import matmul_form
+
+    assert matmul_form(equation) is transposed
+
+
+def test_relax_expand_targets_writes_one_where_the_input_has_the_size() -> None:
+    """Expand([N, 4, 1, 1] -> [N, 4, 3, 3]) by a constant and by a computed target: the
+    channel entry becomes 1, the output is unchanged."""
+    from onnxdecomp.passes import RelaxExpandTargetsPass, infer_shapes
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("ReduceMean", ["x"], ["g"], axes=[2, 3], keepdims=1),
+             helper.make_node("Expand", ["g", "target"], ["e1"]),
+             helper.make_node("Shape", ["x"], ["sx"]),
+             helper.make_node("Expand", ["g", "sx"], ["e2"]),
+             helper.make_node("Add", ["e1", "e2"], ["y"])]
+    model = make_model(
+        nodes, [helper.make_tensor_value_info("x", F32, ["N", 4, 3, 3])],
+        [helper.make_tensor_value_info("y", F32, ["N", 4, 3, 3])],
+        [numpy_helper.from_array(np.array([1, 4, 3, 3], np.int64), "target")], opset=13)
+    x = rng.normal(size=(2, 4, 3, 3)).astype(np.float32)
+    want = ort_run(model, x)
+    m = ir.serde.deserialize_model(model)
+    infer_shapes(m)
+    assert RelaxExpandTargetsPass()(m).modified
+    expands = [n for n in m.graph if n.op_type == "Expand"]
+    assert expands[0].inputs[1].const_value.numpy().tolist() == [1, 1, 3, 3]
+    assert expands[1].inputs[1].producer().op_type == "Add"  # target * keep + relax
+    np.testing.assert_allclose(ort_run(to_proto(m), x), want)

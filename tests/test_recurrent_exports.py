@@ -2,7 +2,8 @@
 [T, N]: the Runner feeds samples-first data on the model's axis 1), the last step of a
 batch-first output ``o[:, -1]`` (dynamo computes its flattening Reshape from the shape),
 final states moved behind the batch and flattened ([D, N, H] -> [N, D, H] -> [N, D * H]),
-a Relu RNN (custom activations; dynamo's unrolled Relu steps).
+a Relu RNN (custom activations; dynamo's unrolled Relu steps), attention pooling over the
+outputs, a learned initial state expanded to the batch.
 
 Each: a module with nothing pruned equals the parent's log-odds to 1e-5, one at keep 0.5
 is smaller and runs; random weights.
@@ -159,6 +160,51 @@ def test_relu_rnn(tmp_path: Path, exporter: str) -> None:
     torch.manual_seed(0)
     path = torch_export(ReluRNN().eval(), torch.from_numpy(_ids(2, 1)), exporter,
                         tmp_path / f"relu-{exporter}.onnx")
+    _check(str(path), _ids(240, 0))
+
+
+class AttentionPooling(nn.Module):
+    """Additive attention over an LSTM's outputs (a bias-free score layer over the sequence:
+    a MatMul with no Gemm to hold a refit bias, so pruning appends an Add), softmax over the
+    steps, the weighted sum into the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.LSTM(16, 24, batch_first=True)
+        self.proj = nn.Linear(24, 12)
+        self.score = nn.Linear(12, 1, bias=False)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embed(ids))
+        attn = torch.softmax(self.score(torch.tanh(self.proj(out))), dim=1)
+        return self.head((attn * out).sum(1))
+
+
+class LearnedInitialState(nn.Module):
+    """A GRU whose initial state is a parameter expanded to the batch (dynamo slices the
+    layer's state out of the expanded tensor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.GRU(16, 24, batch_first=True)
+        self.h0 = nn.Parameter(torch.randn(1, 1, 24) * 0.3)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        h0 = self.h0.expand(1, ids.shape[0], 24).contiguous()
+        return self.head(self.rnn(self.embed(ids), h0)[1][-1])
+
+
+@pytest.mark.parametrize("net", [AttentionPooling, LearnedInitialState])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_attention_pooling_and_learned_initial_state(tmp_path: Path, exporter: str,
+                                                     net) -> None:
+    torch.manual_seed(0)
+    path = torch_export(net().eval(), torch.from_numpy(_ids(2, 1)), exporter,
+                        tmp_path / f"{net.__name__}-{exporter}.onnx")
     _check(str(path), _ids(240, 0))
 
 

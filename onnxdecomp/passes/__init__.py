@@ -6,6 +6,7 @@ from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.finalize import check_emitted, finalize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
+from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
@@ -18,6 +19,7 @@ from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.normalize import fold_shape_computations, infer_shapes, normalize
 from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
+from onnxdecomp.passes.relax_expand_targets import RelaxExpandTargetsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
@@ -26,6 +28,7 @@ from onnxdecomp.passes.rewrite_dynamic_quantization import (
     DYNAMIC_QUANTIZED,
     RewriteDynamicQuantizationPass,
 )
+from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
@@ -36,6 +39,7 @@ __all__ = [
     "CanonicalizeFlattenPass",
     "ExpandBinaryLogitPass",
     "FoldBatchNormIntoConvPass",
+    "FoldBroadcastShapesPass",
     "FoldConstantsPass",
     "FoldGatherOfConcatPass",
     "FoldReshapeTargetsPass",
@@ -47,11 +51,13 @@ __all__ = [
     "MarkQuantizedWeightsPass",
     "NameRecurrentOutputsPass",
     "QuantizeWeightsPass",
+    "RelaxExpandTargetsPass",
     "RemoveDropoutPass",
     "RemoveZeroInitialStatesPass",
     "RerollTanhRecurrencePass",
     "RewriteChannelShufflePass",
     "RewriteDynamicQuantizationPass",
+    "RewriteEinsumAsMatMulPass",
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
     "UnfuseRuntimeOpsPass",

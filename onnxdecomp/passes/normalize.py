@@ -11,6 +11,7 @@ from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
+from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
@@ -20,11 +21,13 @@ from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenc
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
+from onnxdecomp.passes.relax_expand_targets import RelaxExpandTargetsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
 from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_dynamic_quantization import RewriteDynamicQuantizationPass
+from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
@@ -33,13 +36,15 @@ _FOLD_ROUNDS = 4
 
 
 def fold_shape_computations(model: ir.Model, reinfer: Callable[[ir.Model], bool]) -> None:
-    """Slice bounds and Reshape targets computed from shapes (TorchScript's chunk and view)
-    as constants, ``reinfer`` inferring the shapes again after each round that folded
-    (it returns False to stop: the inference failed). Again while one folds: one folded
-    may give the shapes another one reads."""
+    """Slice bounds, Reshape targets, Tile repeats and Expand targets computed from shapes
+    (TorchScript's chunk, view, repeat and expand_as) as constants, ``reinfer`` inferring
+    the shapes again after each round that folded (it returns False to stop: the inference
+    failed). Again while one folds: one folded may give the shapes another one reads."""
     for _ in range(_FOLD_ROUNDS):
         sliced = FoldStaticSliceBoundsPass()(model).modified
-        if not (FoldReshapeTargetsPass()(model).modified or sliced) or not reinfer(model):
+        tiled = FoldBroadcastShapesPass()(model).modified
+        if not (FoldReshapeTargetsPass()(model).modified or sliced or tiled) \
+                or not reinfer(model):
             return
 
 
@@ -80,6 +85,7 @@ def normalize(model: ir.Model) -> ir.Model:
             RewriteDynamicQuantizationPass(),  # MatMulInteger, ... as float ops on DQ inputs
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded
             FoldConstantsPass(),
+            RewriteEinsumAsMatMulPass(),  # Keras' EinsumDense, torch.einsum dense layers
             RemoveDropoutPass(),
             common.IdentityEliminationPass(),
             RerollTanhRecurrencePass(),  # dynamo's unrolled nn.RNN as one RNN op
@@ -106,6 +112,7 @@ def normalize(model: ir.Model) -> ir.Model:
             FuseMatMulAddIntoGemmPass(),
             FuseFlattenedSequenceDensePass(),
             CanonicalizeFlattenPass(),
+            RelaxExpandTargetsPass(),
             FoldTransposeIntoDensePass(),
             StripOutputSoftmaxPass(),  # again with shapes: one behind a pooled head's Flatten
             ExpandBinaryLogitPass(),

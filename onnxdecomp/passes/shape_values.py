@@ -15,7 +15,8 @@ Entry = int | ir.SymbolicDim
 _STRUCTURAL = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Identity", "Slice",
                "Reshape"}
 _ARITHMETIC = {"Constant", "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Neg", "Max", "Min",
-               "Cast", "Concat", "Gather", "Unsqueeze", "Squeeze", "Identity", "Slice"}
+               "Cast", "Concat", "Gather", "Unsqueeze", "Squeeze", "Identity", "Slice",
+               "ConstantOfShape"}
 
 
 class ShapeValues:

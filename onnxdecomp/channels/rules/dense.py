@@ -10,7 +10,7 @@ from onnxdecomp.channels.graph import ChannelGraph, Consumer, add_activation
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
 from onnxdecomp.channels.weights import bias_add, dense_bias, dense_weight, to_op_layout
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array, input_batch_dim, new_initializer
+from onnxdecomp.irutil import const_array, fresh_name, input_batch_dim, new_initializer
 
 
 def _is_sequence(node: ir.Node) -> bool:
@@ -131,9 +131,28 @@ class Dense(Rule):
             ctx.replace(add, index, full.astype(dtype))
         elif np.any(new_b != 0):
             if node.op_type == "MatMul":
-                raise node_error(node, "a refit bias needs Gemm; run the normalisation passes")
+                _append_bias(ctx.graph, node, new_b)
+                return
             node.resize_inputs(3)
             node.replace_input_with(2, new_initializer(ctx.graph, f"{node.name}_bias", new_b))
+
+
+def _append_bias(graph: ir.Graph, node: ir.Node, bias: np.ndarray) -> None:
+    """Add ``bias`` after a MatMul that had none (a bias-free dense layer over a sequence:
+    no Gemm holds one); the Add's output takes over the MatMul output's uses and name."""
+    y = node.outputs[0]
+    uses = list(y.uses())
+    add = ir.node("Add", [y, new_initializer(graph, f"{node.name}_bias", bias)],
+                  name=f"{node.name}_bias_add")
+    graph.insert_after(node, add)
+    out = add.outputs[0]
+    for use in uses:
+        use.node.replace_input_with(use.idx, out)
+    if y.is_graph_output():
+        graph.outputs[graph.outputs.index(y)] = out
+    name = y.name
+    y.name = fresh_name(graph, f"{name}_unbiased")
+    out.name = name
 
 
 class Depthwise(Rule):

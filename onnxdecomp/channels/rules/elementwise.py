@@ -270,9 +270,10 @@ class LayerNormRule(Rule):
 _UNARY = (
     "Relu LeakyRelu Sigmoid Tanh Clip Elu Selu Celu HardSigmoid HardSwish Softplus Softsign "
     "Gelu Mish Abs Neg Exp Log Sqrt Reciprocal Erf Cast Identity Dropout Floor Ceil Round "
-    "Sign Sin Cos ThresholdedRelu Swish"
+    "Sign Sin Cos ThresholdedRelu Swish Not IsNaN IsInf"
 ).split()
-_BINARY = "Add Sub Mul Div Max Min Pow Sum Mean PRelu Where".split()
+_BINARY = ("Add Sub Mul Div Max Min Pow Sum Mean PRelu Where Greater Less Equal "
+           "GreaterOrEqual LessOrEqual And Or Xor").split()
 _POOLING = (
     "MaxPool AveragePool LpPool GlobalAveragePool GlobalMaxPool GlobalLpPool Pad Resize "
     "Upsample ReduceMean ReduceMax ReduceMin ReduceSum ReduceL1 ReduceL2 ReduceLogSumExp "

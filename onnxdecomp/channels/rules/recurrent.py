@@ -99,7 +99,7 @@ class RecurrentRule(Rule):
                 cg.unify(outs[0], j * h + c, outs[0], c)
         for i in (INITIAL_H, INITIAL_C):
             v = node.inputs[i] if len(node.inputs) > i else None
-            if v is None or const_array(v) is not None:
+            if v is None or const_array(v) is not None or _expanded_constant(v) is not None:
                 continue  # absent (zeros) or a constant, sliced by ``prune``
             if not cg.has(v) or cg.axes[v.name] != (0, 2):
                 raise node_error(node, f"initial state {v.name!r} is computed and holds no "
@@ -142,6 +142,8 @@ class RecurrentRule(Rule):
             v = node.inputs[i] if len(node.inputs) > i else None
             if v is not None and (state := const_array(v)) is not None:
                 ctx.replace(node, i, state[:, :, units])
+            elif v is not None and (expand := _expanded_constant(v)) is not None:
+                ctx.replace(expand, 0, const_array(expand.inputs[0])[..., units])
         if len(node.inputs) > P and node.inputs[P] is not None:
             ctx.replace(node, P, const_array(node.inputs[P])[:, unit_rows(node, units, 3)])
         node.attributes["hidden_size"] = ir.AttrInt64("hidden_size", len(units))
@@ -158,6 +160,24 @@ class RecurrentRule(Rule):
             n = len(units)
             out[2 * n:] = w[2 * n:][:, cols]  # R_h reads r * h_{t-1}: no refit from h_{t-1}
         return out
+
+
+def _expanded_constant(state: ir.Value) -> ir.Node | None:
+    """The Expand that broadcasts a constant [D or 1, 1, H] to a state [D, N, H] (a learned
+    initial state: ``h0.expand(D, N, H)``; dynamo then slices one layer's states out of it
+    along axis 0), whose target says 1 on the unit axis (``RelaxExpandTargetsPass``), or
+    None."""
+    node = state.producer()
+    while node is not None and node.op_type == "Slice" and len(node.inputs) > 3 \
+            and (axes := const_array(node.inputs[3])) is not None and list(axes) == [0]:
+        node = node.inputs[0].producer()
+    if node is None or node.op_type != "Expand":
+        return None
+    const, target = const_array(node.inputs[0]), const_array(node.inputs[1])
+    if const is None or const.ndim != 3 or state.shape is None or len(state.shape) != 3 \
+            or const.shape[2] != state.shape[2] or (target is not None and target[2] != 1):
+        return None
+    return node
 
 
 RECURRENT = RecurrentRule()

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from onnxdecomp.channels.rules import dense, elementwise, layout, recurrent, reshape
+from onnxdecomp.channels.rules import (
+    broadcast,
+    dense,
+    elementwise,
+    layout,
+    recurrent,
+    reshape,
+)
 from onnxdecomp.channels.rules.base import Rule
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import is_default_domain
 
 TABLE: dict[str, Rule] = {
-    **elementwise.RULES, **dense.RULES, **layout.RULES, **reshape.RULES, **recurrent.RULES}
+    **elementwise.RULES, **dense.RULES, **layout.RULES, **reshape.RULES, **recurrent.RULES,
+    **broadcast.RULES}
 
 
 def rule_for(node: ir.Node) -> Rule:
