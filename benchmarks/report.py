@@ -440,7 +440,7 @@ def main() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
                                  "latency", "scale", "recurrent_", "tagging", "descent_",
-                                 "defaults_", "sequential_", "finish_")):
+                                 "defaults_", "sequential_", "finish_", "quantized")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -509,6 +509,10 @@ def main() -> None:
                      + ", ".join(f"{k} {v} s" for k, v in t["split_seconds"].items())
                      + f"); data loading {t['data_loading_seconds']} s; mean module MACs "
                      f"{100 * t['mean_macs_fraction']:.1f}%.\n")
+    if (RESULTS / "quantized.json").is_file():
+        from benchmarks.quantized import report_section as quantized_section
+
+        parts.append(quantized_section(json.loads((RESULTS / "quantized.json").read_text())))
     parts.append(linking_sections())
     descents = sorted(RESULTS.glob("descent_*.json"))
     if descents:

@@ -89,10 +89,13 @@ def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPla
 
 
 def with_integer_ops(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """``proto`` (built without ``integer_ops``) with them."""
+    """``proto`` (built without ``integer_ops``, or the normalised parent) with them: what
+    a dynamically quantised parent really computes (its DynamicQuantizeLSTM quantises X and
+    H inside, which the float twin the analysis runs on does not)."""
     if DYNAMIC_QUANTIZED not in {p.key for p in proto.metadata_props}:
         return proto
     model = ir.serde.deserialize_model(proto)
+    QuantizeWeightsPass()(model)
     FuseDynamicQuantizationPass()(model)
     return finalize(model, check=False)
 
@@ -144,6 +147,10 @@ class Decomposer:
         self.x_hold = x[hold_idx]
         self.y_hold = None if y is None else y[hold_idx]
         runner = Runner(self.parent.proto, device=s.device)
+        # Fidelity is measured against the parent as it computes, not its float twin.
+        reference = with_integer_ops(self.parent.proto)
+        if reference is not self.parent.proto:
+            runner = Runner(reference, device=s.device)
         self.hold_logits = runner.run(self.x_hold)[0]
         # A tagger's held-out samples are its labelled steps (every step without labels).
         self.hold_steps = None

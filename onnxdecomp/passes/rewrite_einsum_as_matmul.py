@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, is_default_domain, new_initializer
+from onnxdecomp.irutil import const_array, is_default_domain, new_initializer, replace_node
 
 
 def matmul_form(equation: str) -> bool | None:
@@ -51,12 +51,7 @@ class RewriteEinsumAsMatMulPass(ir.passes.InPlacePass):
                                          np.ascontiguousarray(w.T))
             else:
                 weight = node.inputs[1]
-            mm = ir.node("MatMul", [node.inputs[0], weight], name=node.name)
-            out = node.outputs[0]
-            mm.outputs[0].shape, mm.outputs[0].type = out.shape, out.type
-            graph.insert_before(node, mm)
-            ir.convenience.replace_all_uses_with(out, mm.outputs[0], replace_graph_outputs=True)
-            graph.remove(node, safe=True)
-            mm.outputs[0].name = out.name
+            replace_node(graph, node, [ir.node("MatMul", [node.inputs[0], weight],
+                                               name=node.name)])
             modified = True
         return ir.passes.PassResult(model, modified)
