@@ -150,3 +150,19 @@ def test_dynamic_quantised_modules_link(tmp_path: Path, mode: str) -> None:
     onnx.checker.check_model(linked, full_check=True)
     assert "DynamicQuantizeLSTM" in _ops(linked)
     assert ort_run(linked, x[:7]).shape == (7, 2)
+
+
+def test_replace_keeps_the_models_integer_ops(tmp_path: Path) -> None:
+    """``replace`` runs the model's own classes as the model computes them: its
+    DynamicQuantizeLSTM again, not the float twin the analysis reads."""
+    from onnxdecomp import replace
+
+    _, dq = _quantised(tmp_path, "recurrent", "dynamo", per_channel=False)
+    x = _x("recurrent", 240, seed=0)
+    dec = Decomposer(dq, x, None, Settings(device="cpu", seed=0, align=1))
+    module = tmp_path / "class_0.onnx"
+    onnx.save(dec.build(0, 0.5, check=True).proto, module)
+    result = replace(str(dq), [(0, str(module))]).proto
+    assert "DynamicQuantizeLSTM" in _ops(result)
+    want = logodds_from_logits(ort_run(str(dq), x[:60]))
+    np.testing.assert_allclose(ort_run(result, x[:60])[:, 1:], want[:, 1:], atol=1e-5)

@@ -44,10 +44,10 @@ from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.passes import (
     DYNAMIC_QUANTIZED,
-    FuseDynamicQuantizationPass,
     QuantizeWeightsPass,
     check_emitted,
     finalize,
+    requantize,
 )
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
@@ -82,9 +82,10 @@ def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPla
     model = parent.model.clone()
     PruneChannelsPass(parent.cg, removed, refit)(model)
     head(model)
-    QuantizeWeightsPass()(model)  # int8 again where the parent's weights were
     if integer_ops:
-        FuseDynamicQuantizationPass()(model)  # integer ops again where the parent's were
+        requantize(model)
+    else:
+        QuantizeWeightsPass()(model)  # int8 weights, the layers float ops on DQ inputs
     return finalize(model, check=check)
 
 
@@ -95,8 +96,7 @@ def with_integer_ops(proto: onnx.ModelProto) -> onnx.ModelProto:
     if DYNAMIC_QUANTIZED not in {p.key for p in proto.metadata_props}:
         return proto
     model = ir.serde.deserialize_model(proto)
-    QuantizeWeightsPass()(model)
-    FuseDynamicQuantizationPass()(model)
+    requantize(model)
     return finalize(model, check=False)
 
 

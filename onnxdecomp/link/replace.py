@@ -26,7 +26,7 @@ from onnxdecomp.link.modules import read_module
 from onnxdecomp.link.output import finish, gather_columns, set_scores
 from onnxdecomp.link.select_classes import SelectClassesPass
 from onnxdecomp.modelio import read_model
-from onnxdecomp.passes import finalize, normalize, select_scores_output
+from onnxdecomp.passes import finalize, normalize, requantize, select_scores_output
 
 
 def replace(model: str | os.PathLike | onnx.ModelProto,
@@ -45,6 +45,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
     out = base.graph.outputs[0]
     k = class_count(out, label)
     SelectClassesPass(list(range(k)), k)(base)
+    requantize(base)  # the model's integer weights and ops, as it computes
     parts = [Part(label, finalize(base, check=False))]
     replaced: dict[int, int] = {}  # class -> column of the merged scores
     columns = [{"class_index": c, "class_name": str(c), "source": os.path.basename(label)}

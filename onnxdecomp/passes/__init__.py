@@ -4,7 +4,7 @@ form) and ``finalize`` (what every emitted model goes through)."""
 
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
-from onnxdecomp.passes.finalize import check_emitted, finalize
+from onnxdecomp.passes.finalize import check_emitted, finalize, requantize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
@@ -66,5 +66,6 @@ __all__ = [
     "fold_shape_computations",
     "infer_shapes",
     "normalize",
+    "requantize",
     "select_scores_output",
 ]

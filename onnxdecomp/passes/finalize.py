@@ -8,8 +8,18 @@ from onnx_ir.passes import common
 
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.irutil import to_proto
+from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
 from onnxdecomp.passes.normalize import infer_shapes
+from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.runtime import Runner
+
+
+def requantize(model: ir.Model) -> None:
+    """Integer weights, and integer ops, again where the parent had them: the normalisation
+    made them float for the analysis and the refit (``MarkQuantizedWeightsPass``,
+    ``RewriteDynamicQuantizationPass``)."""
+    QuantizeWeightsPass()(model)
+    FuseDynamicQuantizationPass()(model)
 
 
 def finalize(model: ir.Model, check: bool = True) -> onnx.ModelProto:
