@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import ort_run, torch_export
+from onnx import numpy_helper
 
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.head import logodds_from_logits
@@ -66,7 +67,8 @@ def _x(name: str, n: int, seed: int) -> np.ndarray:
     return rng.normal(size=shape).astype(np.float32)
 
 
-def _quantised(tmp_path: Path, name: str, exporter: str, per_channel: bool) -> tuple[Path, Path]:
+def _quantised(tmp_path: Path, name: str, exporter: str, per_channel: bool,
+               reduce_range: bool = False) -> tuple[Path, Path]:
     torch.manual_seed(0)
     net = NETS[name]().eval()
     with torch.no_grad():  # a balanced head: every class predicted
@@ -76,8 +78,9 @@ def _quantised(tmp_path: Path, name: str, exporter: str, per_channel: bool) -> t
         net.head.bias.copy_(((net.head.bias - mean) / std).float())
     path = torch_export(net, torch.from_numpy(_x(name, 2, 1)), exporter,
                         tmp_path / f"{name}.onnx")
-    out = tmp_path / f"{name}_dq{int(per_channel)}.onnx"
+    out = tmp_path / f"{name}_dq{int(per_channel)}{int(reduce_range)}.onnx"
     quantization.quantize_dynamic(str(path), str(out), per_channel=per_channel,
+                                  reduce_range=reduce_range,
                                   op_types_to_quantize=["Conv", "MatMul", "Gemm", "LSTM"])
     return path, out
 
@@ -166,3 +169,18 @@ def test_replace_keeps_the_models_integer_ops(tmp_path: Path) -> None:
     assert "DynamicQuantizeLSTM" in _ops(result)
     want = logodds_from_logits(ort_run(str(dq), x[:60]))
     np.testing.assert_allclose(ort_run(result, x[:60])[:, 1:], want[:, 1:], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_reduced_range_weights_come_back_the_same(tmp_path: Path, name: str) -> None:
+    """``reduce_range=True`` quantises weights to +-64 (7 bits): a module's weights are
+    quantised again to the parent's bound, so with nothing pruned it is the parent."""
+    _, dq = _quantised(tmp_path, name, "torchscript", per_channel=False, reduce_range=True)
+    x = _x(name, 240, seed=0)
+    dec = Decomposer(dq, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(2, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:60])[:, 0],
+                               logodds_from_logits(ort_run(str(dq), x[:60]))[:, 2], atol=1e-5)
+    bound = max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+                for t in full.graph.initializer if t.data_type == onnx.TensorProto.INT8)
+    assert bound <= 64

@@ -23,7 +23,8 @@ class FuseDynamicQuantizationPass(ir.passes.InPlacePass):
     which ONNX Runtime runs with integer kernels (it fuses the chain into
     DynamicQuantizeMatMul); a Gemm's transposed weight is transposed back. An LSTM that was
     a DynamicQuantizeLSTM is one again, its W and R quantised as the parent's were:
-    symmetric int8 (scale = max|w| / 127, per direction or per gate row), else asymmetric
+    symmetric int8 (scale = max|w| / qmax, the parent's bound: 127, or 64 for a reduced
+    range; per direction or per gate row), else asymmetric
     uint8 over [min(w, 0), max(w, 0)] as ONNX Runtime computes it. Unchanged weights come
     back as the parent's integers. Requires: the normalised parent's metadata. Ensures: the
     recorded layers of that form compute with integer ops.
@@ -107,9 +108,10 @@ def quantize_lstm_weight(w: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndar
     t = np.ascontiguousarray(w.transpose(0, 2, 1)).astype(np.float32)
     axes = (1,) if spec["per_channel"] else (1, 2)
     if spec["symmetric"] and spec["dtype"] == "int8":
+        qmax = spec.get("qmax", 127)
         absmax = np.max(np.abs(t), axis=axes, keepdims=True)
-        scale = np.where(absmax > 0, absmax / np.float32(127), np.float32(1)).astype(np.float32)
-        q = np.clip(np.rint(t / scale), -127, 127).astype(np.int8)
+        scale = np.where(absmax > 0, absmax / np.float32(qmax), np.float32(1)).astype(np.float32)
+        q = np.clip(np.rint(t / scale), -qmax, qmax).astype(np.int8)
         zero = np.zeros(scale.shape, np.int8)
     else:
         lo = np.minimum(t.min(axis=axes, keepdims=True), 0)

@@ -10,7 +10,8 @@ import onnx_ir as ir
 
 from onnxdecomp.irutil import const_array, is_default_domain
 
-# Model metadata, internal: node name -> {"axis": a, "per_channel": bool}. Modules inherit
+# Model metadata, internal: node name -> {"axis": a, "per_channel": bool, "qmax": 127 or 64}.
+# Modules inherit
 # it from the normalised parent; provenance.stamp drops it from what is written.
 QUANTIZED_WEIGHTS = "onnxdecomp.quantized_weights"
 _DENSE = ("Conv", "Gemm", "MatMul")
@@ -39,9 +40,12 @@ class MarkQuantizedWeightsPass(ir.passes.InPlacePass):
             uses = list(node.outputs[0].uses())
             if not uses or any(u.node.op_type not in _DENSE or u.idx != 1 for u in uses):
                 continue
+            # 127, or 64 where the quantiser reduced the range (``reduce_range=True``):
+            # its largest |q| is the bound, by the symmetric scale's construction.
+            qmax = int(np.abs(q.astype(np.int32)).max()) or 127
             for use in uses:
                 marked[use.node.name] = {"axis": node.attributes.get_int("axis", 1),
-                                         "per_channel": bool(scale.size > 1)}
+                                         "per_channel": bool(scale.size > 1), "qmax": qmax}
         if marked:
             model.metadata_props[QUANTIZED_WEIGHTS] = json.dumps(marked, sort_keys=True)
         return ir.passes.PassResult(model, bool(marked))

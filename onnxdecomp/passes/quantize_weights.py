@@ -13,11 +13,12 @@ from onnxdecomp.passes.mark_quantized_weights import QUANTIZED_WEIGHTS
 
 class QuantizeWeightsPass(ir.passes.InPlacePass):
     """Quantise the weights of the layers ``MarkQuantizedWeightsPass`` recorded: symmetric
-    int8, scale = max|w| / 127 per output channel (per tensor where the parent's was),
+    int8, scale = max|w| / qmax per output channel (per tensor where the parent's was; qmax
+    the parent's bound, 127, or 64 for a reduced range),
     read through ``DequantizeLinear`` as the parent read them.
 
     A weight nothing changed comes back as the parent's int8 values (its largest entry is
-    +-127 times its scale); a refit one is quantised afresh. Requires: the model's metadata
+    +-qmax times its scale); a refit one is quantised afresh. Requires: the model's metadata
     from the normalised parent. Ensures: those layers' weights are int8 initializers behind
     DequantizeLinear; biases stay float.
     """
@@ -34,10 +35,11 @@ class QuantizeWeightsPass(ir.passes.InPlacePass):
             axis = spec["axis"] % w.ndim
             others = tuple(a for a in range(w.ndim) if a != axis)
             absmax = np.max(np.abs(w), axis=others if spec["per_channel"] else None)
-            scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+            qmax = spec.get("qmax", 127)
+            scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
             shape = [-1 if a == axis else 1 for a in range(w.ndim)] if spec["per_channel"] \
                 else []
-            q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
             base = node.inputs[1].name
             inputs = [new_initializer(graph, f"{base}_quantized", q),
                       new_initializer(graph, f"{base}_scale", scale),

@@ -216,5 +216,8 @@ def _rewrite_lstm(graph: ir.Graph, node: ir.Node) -> dict | None:
                    num_outputs=len(node.outputs), name=node.name)
     replace_node(graph, node, [lstm])
     symmetric = all(a is None or not np.any(a) for a in (arrays[1], arrays[3]))
-    return {"op": "LSTM", "dtype": str(wq.dtype),
+    # the bound of the symmetric range: 127, or 64 with reduce_range
+    qmax = int(max(np.abs(wq.astype(np.int32)).max(), np.abs(rq.astype(np.int32)).max())) \
+        or 127
+    return {"op": "LSTM", "dtype": str(wq.dtype), "qmax": qmax,
             "per_channel": bool(arrays[0].size > wq.shape[0]), "symmetric": symmetric}
