@@ -4,7 +4,8 @@ chunk and channel shuffle, squeeze-excitation through dense layers, dense blocks
 over features, 1-D convolutions over flattened positions, inverted residuals, ConvNeXt's
 pointwise layers on a channels-last map, a transformer encoder: attention pinned, its
 feed-forward layer pruned; a ViT with its class token concatenated before the patches;
-SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers).
+SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers, a
+ResNeXt block's grouped conv).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -295,12 +296,29 @@ class EinsumDense(nn.Module):
         return self.head(F.relu(torch.einsum("nk,ok->no", h, self.w2) + self.b2))
 
 
+class GroupedBlock(nn.Module):
+    """A ResNeXt block: a grouped 3x3 conv (4 groups) inside a residual add, a pointwise
+    conv after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.grouped = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.pw = nn.Conv2d(16, 32, 1)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x))
+        x = x + F.relu(self.grouped(x))
+        return self.head(F.relu(self.pw(x)).mean((2, 3)))
+
+
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
-        "global_context": GlobalContextTiled, "einsum": EinsumDense}
+        "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock}
 
 
 def _net(name: str):
@@ -712,3 +730,36 @@ def test_constant_concatenated_beside_the_channels() -> None:
     border = next(t for t in half.proto.graph.initializer if t.name.startswith("border"))
     assert half.removed and border.dims[1] < 8
     assert ort_run(half.proto, x[:1]).shape == (1, 1)
+
+
+def test_grouped_conv_keeps_its_groups_and_refits_each(exported: Path) -> None:
+    """The i-th channel of every group is one unit: a module keeps the same count in each
+    group, so the conv stays grouped; each group's rows are re-solved on its kept inputs,
+    which reproduces the parent's grouped conv better than slicing."""
+    from onnxdecomp.channels import plain_slice
+    from onnxdecomp.decompose.compensate import make_refit
+    from onnxdecomp.decompose.criteria import class_concern
+    from onnxdecomp.decompose.decomposer import build_module
+    from onnxdecomp.irutil import with_outputs
+    from onnxdecomp.runtime import Runner
+
+    path = torch_export(_net("grouped"), _x("grouped", 2, seed=1), "torchscript",
+                        exported / "grouped-groups.onnx")
+    x = _x("grouped", 300, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    module = dec.build(0, 0.75, check=True)
+    conv = next(n for n in module.proto.graph.node if n.op_type == "Conv"
+                and any(a.name == "group" and a.i == 4 for a in n.attribute))
+    w = next(t for t in module.proto.graph.initializer if t.name == conv.input[1])
+    assert w.dims[0] % 4 == 0 and w.dims[0] * w.dims[1] < 16 * 4  # smaller, still 4 groups
+    out = conv.output[0]
+    node = next(n for n in dec.parent.model.graph if n.name == conv.name)
+    kept = dec.parent.cg.kept_channels(node.outputs[0], module.removed)
+    parent = Runner(with_outputs(dec.parent.proto, [out]), device="cpu").run(x)[1][:, kept]
+    refit = make_refit(dec.profile, class_concern(dec.profile, 0).weights, "lstsq", 1e-3)
+    errors = []
+    for rf in (refit, plain_slice):
+        proto = build_module(dec.parent, module.removed, rf, lambda m: None, check=True)
+        got = Runner(with_outputs(proto, [out]), device="cpu").run(x)[1]
+        errors.append(float(np.mean((got - parent) ** 2) / np.mean(parent ** 2)))
+    assert errors[0] < 0.8 * errors[1]

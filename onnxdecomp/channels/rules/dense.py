@@ -1,5 +1,5 @@
-"""Rules for the ops that cut the channel path with weights: Conv, Gemm, MatMul, and the
-depthwise Conv that keeps channels apart."""
+"""Rules for the ops that cut the channel path with weights: Conv, Gemm, MatMul, the
+depthwise Conv that keeps channels apart and the grouped Conv that keeps its groups."""
 
 from __future__ import annotations
 
@@ -175,9 +175,58 @@ class Depthwise(Rule):
         node.attributes["group"] = ir.AttrInt64("group", len(keep))
 
 
+class GroupedConv(Dense):
+    """Conv with 1 < group < C_in (ResNeXt, AlexNet's two towers): output channel o of
+    group g reads the input channels of group g only. The i-th channel of every group is
+    one unit, on the input side and on the output side, so a module keeps the same count
+    in every group and stays one grouped conv. It is a consumer like a dense conv whose
+    weight is the block-diagonal one (``weights.dense_weight``); each group's rows are
+    re-solved on its own kept columns."""
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        super().couple(node, cg)
+        group = node.attributes.get_int("group", 1)
+        for v in (node.inputs[0], node.outputs[0]):
+            if not cg.has(v) or cg.size[v.name] % group:
+                raise node_error(node, f"{v.name!r} does not split into {group} groups")
+            per = cg.size[v.name] // group
+            for c in range(per, cg.size[v.name]):
+                cg.unify(v, c, v, c % per)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        in_changed, out_changed = ctx.changed(x), ctx.changed(y)
+        if not (in_changed or out_changed):
+            return
+        group = node.attributes.get_int("group", 1)
+        w = dense_weight(node)  # block-diagonal [out, in, k...]
+        out, cin, kernel = w.shape[0], w.shape[1], w.shape[2:]
+        span = int(np.prod(kernel))
+        b, bidx = dense_bias(node, out)
+        w2 = np.concatenate([w.reshape(out, -1).astype(np.float64), b[:, None]], axis=1)
+        keep_in, keep_out = ctx.kept(x), ctx.kept(y)
+        weights, biases = [], []
+        for g in range(group):
+            ins = keep_in[keep_in // (cin // group) == g]
+            rows = np.append((ins[:, None] * span + np.arange(span)).reshape(-1),
+                             w2.shape[1] - 1)
+            part = w2[keep_out[keep_out // (out // group) == g]]
+            part = ctx.refit(node, part, rows) if in_changed else part[:, rows]
+            weights.append(part[:, :-1].reshape((len(part), len(ins)) + kernel))
+            biases.append(part[:, -1])
+        dtype = const_array(node.inputs[1]).dtype
+        ctx.replace(node, 1, np.concatenate(weights).astype(dtype))
+        new_b = np.concatenate(biases).astype(dtype)
+        if bidx is not None and len(node.inputs) > bidx and node.inputs[bidx] is not None:
+            ctx.replace(node, bidx, new_b)
+        elif np.any(new_b != 0):
+            node.resize_inputs(3)
+            node.replace_input_with(2, new_initializer(ctx.graph, f"{node.name}_bias", new_b))
+
+
 class ConvRule(Rule):
     """Conv by its grouping: dense (group 1), depthwise (group == C_in == C_out, one input
-    channel per group) or pinned (any other grouping mixes channels within groups)."""
+    channel per group) or grouped (the i-th channel of every group one unit)."""
 
     def resolve(self, node: ir.Node) -> Rule:
         group = node.attributes.get_int("group", 1)
@@ -187,7 +236,7 @@ class ConvRule(Rule):
         cin = node.inputs[0].shape[1] if node.inputs[0].shape is not None else None
         if w is not None and group == cin == w.shape[0] and w.shape[1] == 1:
             return DEPTHWISE
-        return PINNING
+        return GROUPED
 
 
 class MatMulRule(Rule):
@@ -198,7 +247,7 @@ class MatMulRule(Rule):
         return DENSE if const_array(node.inputs[1]) is not None else PINNING
 
 
-DENSE, DEPTHWISE, PINNING = Dense(), Depthwise(), Pinning()
+DENSE, DEPTHWISE, GROUPED, PINNING = Dense(), Depthwise(), GroupedConv(), Pinning()
 RULES: dict[str, Rule] = {
     "Conv": ConvRule(),
     "Gemm": DENSE,
