@@ -5,7 +5,7 @@ over features, 1-D convolutions over flattened positions, inverted residuals, Co
 pointwise layers on a channels-last map, a transformer encoder: attention pinned, its
 feed-forward layer pruned; a ViT with its class token concatenated before the patches;
 SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers, a
-ResNeXt block's grouped conv).
+ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -313,12 +313,32 @@ class GroupedBlock(nn.Module):
         return self.head(F.relu(self.pw(x)).mean((2, 3)))
 
 
+class AlexNetTowers(nn.Module):
+    """AlexNet's shape: PyTorch's LocalResponseNorm (TorchScript writes a pad of the
+    channels, an average pool across them and an If on the rank; the pad pins its input),
+    two-group convs (the two towers), max pooling, a flattened dense head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.lrn = nn.LocalResponseNorm(3)
+        self.c2 = nn.Conv2d(16, 32, 3, padding=1, groups=2)
+        self.c3 = nn.Conv2d(32, 32, 3, padding=1, groups=2)
+        self.head = nn.Linear(32 * 4 * 4, 5)
+
+    def forward(self, x):
+        x = self.lrn(F.relu(self.c1(x)))
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        return self.head(F.max_pool2d(F.relu(self.c3(x)), 2).flatten(1))
+
+
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
-        "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock}
+        "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,
+        "alexnet_towers": AlexNetTowers}
 
 
 def _net(name: str):

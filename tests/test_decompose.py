@@ -218,9 +218,10 @@ def test_cntk_bias_and_fixed_batch(cntk_case) -> None:
     assert dim0.dim_value == 1
 
 
-def test_grouped_conv_is_pinned() -> None:
-    """A grouped (not depthwise) conv has no slicing rule: its channels are never pruned,
-    the rest of the net still is."""
+def test_grouped_conv_keeps_its_groups() -> None:
+    """A grouped (not depthwise) conv is pruned by the i-th channel of every group: both
+    groups keep the same count, the conv stays a 2-group conv; with nothing pruned the
+    module is the parent."""
     rng = np.random.default_rng(8)
 
     def w(name, *shape):
@@ -244,13 +245,17 @@ def test_grouped_conv_is_pinned() -> None:
     model = make_model(nodes, [helper.make_tensor_value_info("input", F32, ["N", 1, 12, 12])],
                        [helper.make_tensor_value_info("logits", F32, ["N", 3])], inits)
     x = calib([None, 1, 12, 12], 60)
-    dec = Decomposer(model, x, None, Settings(keep=0.5, device="cpu"))
+    dec = Decomposer(model, x, None, Settings(keep=0.5, device="cpu", align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:20])[:, 0],
+                               logodds_from_logits(ort_run(model, x[:20]))[:, 0], atol=1e-5)
     module = dec.build(0, 0.5, check=True)
     proto = module.proto
     assert module.removed
     shapes = _weights(proto)
-    assert shapes["conv1"][0] == 4 and shapes["grouped"] == (4, 2, 1, 1)
-    assert shapes["conv3"][0] == 3 and shapes["fc"] == (3, 3)
+    grouped = next(n for n in proto.graph.node if n.name == "grouped")
+    assert _group(grouped) == 2 and shapes["grouped"] == (2, 1, 1, 1)  # one per group
+    assert shapes["conv1"][0] == 2 and shapes["conv3"] == (3, 2, 1, 1)
     assert ort_run(proto, x[:4]).shape == (4, 1)
 
 

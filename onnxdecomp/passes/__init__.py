@@ -10,6 +10,7 @@ from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
+from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
@@ -22,6 +23,7 @@ from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.passes.relax_expand_targets import RelaxExpandTargetsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
+from onnxdecomp.passes.repair_subgraph_outputs import RepairSubgraphOutputsPass
 from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_dynamic_quantization import (
@@ -43,6 +45,7 @@ __all__ = [
     "FoldConstantsPass",
     "FoldGatherOfConcatPass",
     "FoldReshapeTargetsPass",
+    "FoldStaticIfPass",
     "FoldStaticSliceBoundsPass",
     "FoldTransposeIntoDensePass",
     "FuseDynamicQuantizationPass",
@@ -54,6 +57,7 @@ __all__ = [
     "RelaxExpandTargetsPass",
     "RemoveDropoutPass",
     "RemoveZeroInitialStatesPass",
+    "RepairSubgraphOutputsPass",
     "RerollTanhRecurrencePass",
     "RewriteChannelShufflePass",
     "RewriteDynamicQuantizationPass",

@@ -15,6 +15,7 @@ from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
+from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
@@ -24,6 +25,7 @@ from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.relax_expand_targets import RelaxExpandTargetsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
+from onnxdecomp.passes.repair_subgraph_outputs import RepairSubgraphOutputsPass
 from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_dynamic_quantization import RewriteDynamicQuantizationPass
@@ -37,13 +39,15 @@ _FOLD_ROUNDS = 4
 
 def fold_shape_computations(model: ir.Model, reinfer: Callable[[ir.Model], bool]) -> None:
     """Slice bounds, Reshape targets, Tile repeats and Expand targets computed from shapes
-    (TorchScript's chunk, view, repeat and expand_as) as constants, ``reinfer`` inferring
+    (TorchScript's chunk, view, repeat and expand_as) as constants, and Ifs those shapes
+    decide as their branch (TorchScript's LocalResponseNorm), ``reinfer`` inferring
     the shapes again after each round that folded (it returns False to stop: the inference
     failed). Again while one folds: one folded may give the shapes another one reads."""
     for _ in range(_FOLD_ROUNDS):
         sliced = FoldStaticSliceBoundsPass()(model).modified
         tiled = FoldBroadcastShapesPass()(model).modified
-        if not (FoldReshapeTargetsPass()(model).modified or sliced or tiled) \
+        branched = FoldStaticIfPass()(model).modified
+        if not (FoldReshapeTargetsPass()(model).modified or sliced or tiled or branched) \
                 or not reinfer(model):
             return
 
@@ -88,6 +92,7 @@ def normalize(model: ir.Model) -> ir.Model:
             RewriteEinsumAsMatMulPass(),  # Keras' EinsumDense, torch.einsum dense layers
             RemoveDropoutPass(),
             common.IdentityEliminationPass(),
+            RepairSubgraphOutputsPass(),  # what that pass makes of an If branch's Identity
             RerollTanhRecurrencePass(),  # dynamo's unrolled nn.RNN as one RNN op
             StripOutputSoftmaxPass(),
             RemoveZeroInitialStatesPass(),

@@ -184,8 +184,10 @@ class ChannelPreserving(Rule):
     """Pooling, reductions over other axes, pads and resizes: y[c] depends on x[c] only.
 
     Reductions and pads are checked not to touch axis 0 of an [N, C, ...] tensor (its
-    batch), pads not the channel axes; a reduction over the channels (a LayerNorm written
-    out as ReduceMean, Sub, Pow, ...) makes a statistic of all of them: they are pinned.
+    batch); a reduction over the channels (a LayerNorm written out as ReduceMean, Sub,
+    Pow, ...) makes a statistic of all of them: they are pinned. So does a pad of the
+    channel axis (PyTorch writes ``nn.LocalResponseNorm`` as a pad of the channels and an
+    average pool across them): its input is pinned and its output has no channels.
     A reduction over the time axis of a recurrent layer's output (mean pooling over a
     sequence) is one of these; without ``keepdims`` the channel axes move down past the
     reduced ones.
@@ -196,6 +198,8 @@ class ChannelPreserving(Rule):
         if not cg.has(x):
             raise node_error(node, "input channel count unknown")
         axes = cg.axes[x.name]
+        if node.op_type == "Pad" and _pads_channels(node, cg):
+            return  # a window across the channels follows: none of its own
         if node.op_type.startswith("Reduce") and not node.attributes.get_int("keepdims", 1):
             gone = _reduced_axes(node) or []
             if any(a in gone for a in axes):
@@ -217,20 +221,34 @@ class ChannelPreserving(Rule):
                 PINNING.couple(node, cg)  # every channel feeds the statistic: none can go
                 return
         elif op == "Pad":
-            pads = node.attributes.get_ints("pads", None)
-            if pads is None and len(node.inputs) > 1:
-                arr = const_array(node.inputs[1])
-                pads = None if arr is None else arr.tolist()
-            if pads is None or len(node.inputs) > 3 and node.inputs[3] is not None:
-                raise node_error(node, "pads must be constant over all axes")
-            r = len(pads) // 2
-            if any(pads[a] or pads[r + a] for a in [*channel_axes, *([0] if image else [])]):
-                raise node_error(node, "pads the channel or batch axis")
+            if _pads_channels(node, cg):
+                cg.pin(x)
+                return
+            pads = _pads(node)
+            if image and (pads[0] or pads[len(pads) // 2]):
+                raise node_error(node, "pads the batch axis")
         elif not image:
             raise node_error(node, f"{op} of a tensor whose channels are not on axis 1")
         if op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1].uses():
             raise node_error(node, "pooling indices are used")
         cg.unify_all(x, node.outputs[0], node)
+
+
+def _pads(node: ir.Node) -> list[int]:
+    """A Pad's pads (attribute or constant input), checked constant over all axes."""
+    pads = node.attributes.get_ints("pads", None)
+    if pads is None and len(node.inputs) > 1:
+        arr = const_array(node.inputs[1])
+        pads = None if arr is None else arr.tolist()
+    if pads is None or len(node.inputs) > 3 and node.inputs[3] is not None:
+        raise node_error(node, "pads must be constant over all axes")
+    return list(pads)
+
+
+def _pads_channels(node: ir.Node, cg: ChannelGraph) -> bool:
+    pads = _pads(node)
+    r = len(pads) // 2
+    return any(pads[a] or pads[r + a] for a in cg.axes[node.inputs[0].name])
 
 
 class SoftmaxRule(Elementwise):
