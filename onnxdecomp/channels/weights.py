@@ -102,22 +102,7 @@ def to_op_layout(node: ir.Node, w: np.ndarray) -> np.ndarray:
         return w if node.attributes.get_int("transB", 0) else w.T
     if op == "MatMul":
         return w.T
-    group = node.attributes.get_int("group", 1) if op == "Conv" else 1
-    if group > 1 and w.shape[1] > 1:
-        return _block_diagonal(w, group)
     return w
-
-
-def _block_diagonal(w: np.ndarray, group: int) -> np.ndarray:
-    """A grouped conv's weight [out, in / g, k...] as the dense conv it equals: output
-    channel o reads only the input channels of its own group, zeros elsewhere."""
-    out, per, *kernel = w.shape
-    per_out = out // group
-    dense = np.zeros((out, per * group, *kernel), w.dtype)
-    for g in range(group):
-        dense[g * per_out:(g + 1) * per_out, g * per:(g + 1) * per] = \
-            w[g * per_out:(g + 1) * per_out]
-    return dense
 
 
 def consumer_weight(cons) -> np.ndarray:
