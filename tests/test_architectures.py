@@ -5,7 +5,8 @@ over features, 1-D convolutions over flattened positions, inverted residuals, Co
 pointwise layers on a channels-last map, a transformer encoder: attention pinned, its
 feed-forward layer pruned; a ViT with its class token concatenated before the patches;
 SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers, a
-ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm).
+ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm;
+DepthToSpace and SpaceToDepth, hand-built).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -783,3 +784,56 @@ def test_grouped_conv_keeps_its_groups_and_refits_each(exported: Path) -> None:
         got = Runner(with_outputs(proto, [out]), device="cpu").run(x)[1]
         errors.append(float(np.mean((got - parent) ** 2) / np.mean(parent ** 2)))
     assert errors[0] < 0.8 * errors[1]
+
+
+@pytest.mark.parametrize("op,mode", [("DepthToSpace", "DCR"), ("DepthToSpace", "CRD"),
+                                     ("SpaceToDepth", None)])
+def test_depth_and_space_moves(op: str, mode: str | None) -> None:
+    """DepthToSpace (``nn.PixelShuffle`` is CRD, the default DCR) and SpaceToDepth: the
+    blocksize^2 channels that make one output channel (or one input channel's copies) are
+    one unit. Exact with nothing pruned; pruned, smaller and valid."""
+    from conftest import _init, make_model
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(1)
+
+    def normal(scale: float, *shape: int) -> np.ndarray:
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    c1, c2 = (16, 4) if op == "DepthToSpace" else (4, 16)
+    attrs = {"blocksize": 2, **({"mode": mode} if mode else {})}
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node(op, ["r"], ["m"], **attrs),
+             helper.make_node("Conv", ["m", "w2", "b2"], ["c"]),
+             helper.make_node("Relu", ["c"], ["rc"]),
+             helper.make_node("GlobalAveragePool", ["rc"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wh", "bh"], ["logits"], transB=1)]
+    inits = [_init("w1", normal(0.4, c1, 3, 3, 3)), _init("b1", normal(0.1, c1)),
+             _init("w2", normal(0.4, 8, c2, 1, 1)), _init("b2", normal(0.1, 8)),
+             _init("wh", normal(0.5, 4, 8)), _init("bh", normal(0.1, 4))]
+    model = make_model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                             ["N", 3, 8, 8])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+                       inits)
+    x = rng.normal(size=(160, 3, 8, 8)).astype(np.float32)
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:40])[:, 0],
+                               logodds_from_logits(ort_run(model, x[:40]))[:, 0], atol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < model_stats(model).macs
+    assert ort_run(half.proto, x[:5]).shape == (5, 1)
+    # The moved tensor's kept channels are the parent's: the units match the op's layout.
+    from onnxdecomp.channels import plain_slice
+    from onnxdecomp.decompose.decomposer import build_module
+    from onnxdecomp.irutil import with_outputs
+    from onnxdecomp.runtime import Runner
+
+    sliced = build_module(dec.parent, half.removed, plain_slice, lambda m: None, check=True)
+    moved = next(n for n in dec.parent.model.graph if n.op_type == op).outputs[0]
+    kept = dec.parent.cg.kept_channels(moved, half.removed)
+    want = Runner(with_outputs(dec.parent.proto, [moved.name]), device="cpu").run(x[:20])[1]
+    got = Runner(with_outputs(sliced, [moved.name]), device="cpu").run(x[:20])[1]
+    np.testing.assert_allclose(got, want[:, kept], atol=1e-6)

@@ -18,6 +18,7 @@ from onnxdecomp.channels.rules import (
     layout,
     recurrent,
     reshape,
+    space,
 )
 from onnxdecomp.channels.rules.base import Rule
 from onnxdecomp.errors import node_error
@@ -25,7 +26,7 @@ from onnxdecomp.irutil import is_default_domain
 
 TABLE: dict[str, Rule] = {
     **elementwise.RULES, **dense.RULES, **layout.RULES, **reshape.RULES, **recurrent.RULES,
-    **broadcast.RULES}
+    **broadcast.RULES, **space.RULES}
 
 
 def rule_for(node: ir.Node) -> Rule:
