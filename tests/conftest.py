@@ -315,7 +315,7 @@ def build_lstm(**attrs) -> onnx.ModelProto:
 
 def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     """A small CNN with one op on the channel path that has no coupling rule:
-    ``lpnorm`` LpNormalization(axis=1), ``depth`` DepthToSpace (channels into positions).
+    ``lpnorm`` LpNormalization(axis=1), ``cumsum`` CumSum over the channels.
     The same net with an op that has one, for contrast: ``gather`` (Gather of channels
     [0, 2, 3] on axis 1), ``merge`` ([N, C, H, W] -> [N, C, H*W]) and ``reshape`` (merges
     channels with rows, [N, C, H, W] -> [N, C*H, W]: pinned)."""
@@ -325,12 +325,11 @@ def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     odd = {
         "lpnorm": [helper.make_node("LpNormalization", ["r"], ["odd"], name="odd_op", axis=1)],
         "gather": [helper.make_node("Gather", ["r", "idx"], ["odd"], name="odd_op", axis=1)],
-        "depth": [helper.make_node("DepthToSpace", ["r"], ["odd"], name="odd_op",
-                                   blocksize=2)],
+        "cumsum": [helper.make_node("CumSum", ["r", "cum_axis"], ["odd"], name="odd_op")],
         "reshape": [helper.make_node("Reshape", ["r", "shp"], ["odd"], name="odd_op")],
         "merge": [helper.make_node("Reshape", ["r", "shp"], ["odd"], name="odd_op")],
     }[kind]
-    c_odd = {"gather": 3, "depth": 1, "reshape": c * HW}.get(kind, c)
+    c_odd = {"gather": 3, "reshape": c * HW}.get(kind, c)
     tail = "odd"
     nodes = norm + [
         helper.make_node("Conv", ["xn", "cw", "cb"], ["cv"], name="conv", pads=[1, 1, 1, 1]),
@@ -356,6 +355,8 @@ def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     ]
     if kind == "gather":
         inits.append(_init("idx", np.array([0, 2, 3], np.int64)))
+    if kind == "cumsum":
+        inits.append(_init("cum_axis", np.array(1, np.int64)))
     if kind == "reshape":
         inits.append(_init("shp", np.array([0, c * HW, HW], np.int64)))
     if kind == "merge":
