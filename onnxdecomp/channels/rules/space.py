@@ -10,48 +10,45 @@ from onnxdecomp.channels.rules.base import Rule
 from onnxdecomp.errors import node_error
 
 
-def _block(node: ir.Node, cg: ChannelGraph) -> int:
-    x = node.inputs[0]
-    if cg.axes[x.name] != (1,):
-        raise node_error(node, "moves channels that are not on axis 1")
-    return node.attributes.get_int("blocksize", 1) ** 2
+class BlockMove(Rule):
+    """The deep side (b = blocksize^2 times the channels) and the shallow side of a
+    DepthToSpace or SpaceToDepth: deep channel i belongs to shallow channel ``unit(i)``;
+    they are one unit, removed together, and the op adapts to any count."""
 
+    to_space = True  # DepthToSpace: the input is the deep side
 
-class DepthToSpaceRule(Rule):
-    """DepthToSpace with b = blocksize^2: output channel c is made of b input channels,
-    ``c * b + k`` in CRD mode (PyTorch's PixelShuffle), ``k * C + c`` in DCR mode (the
-    default); those b channels and c are one unit, removed together, and the op adapts to
-    any multiple of b."""
+    def unit(self, node: ir.Node, i: int, b: int, shallow: int) -> int:
+        """Which shallow channel deep channel i belongs to: ``k * C + c`` order (DCR)."""
+        return i % shallow
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         add_activation(cg, node.outputs[0])
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        b = _block(node, cg)
-        if not cg.has(y) or cg.size[x.name] != b * cg.size[y.name]:
+        if cg.axes[x.name] != (1,):
+            raise node_error(node, "moves channels that are not on axis 1")
+        b = node.attributes.get_int("blocksize", 1) ** 2
+        deep, shallow = (x, y) if self.to_space else (y, x)
+        if not cg.has(y) or cg.size[deep.name] != b * cg.size[shallow.name]:
             raise node_error(node, "output channel count unknown")
-        c_out = cg.size[y.name]
+        for i in range(cg.size[deep.name]):
+            cg.unify(deep, i, shallow, self.unit(node, i, b, cg.size[shallow.name]))
+
+
+class DepthToSpaceRule(BlockMove):
+    """DepthToSpace: output channel c is made of input channels ``k * C + c`` (DCR, the
+    default) or ``c * b + k`` (CRD, PyTorch's PixelShuffle)."""
+
+    def unit(self, node: ir.Node, i: int, b: int, shallow: int) -> int:
         crd = node.attributes.get_string("mode", "DCR") == "CRD"
-        for i in range(cg.size[x.name]):
-            cg.unify(x, i, y, i // b if crd else i % c_out)
+        return i // b if crd else i % shallow
 
 
-class SpaceToDepthRule(Rule):
-    """SpaceToDepth with b = blocksize^2: output channel ``k * C + c`` is input channel c at
-    block offset k; the b copies of c and c are one unit."""
+class SpaceToDepthRule(BlockMove):
+    """SpaceToDepth: output channel ``k * C + c`` is input channel c at block offset k."""
 
-    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
-        add_activation(cg, node.outputs[0])
-
-    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        x, y = node.inputs[0], node.outputs[0]
-        b = _block(node, cg)
-        if not cg.has(y) or cg.size[y.name] != b * cg.size[x.name]:
-            raise node_error(node, "output channel count unknown")
-        c = cg.size[x.name]
-        for j in range(cg.size[y.name]):
-            cg.unify(y, j, x, j % c)
+    to_space = False
 
 
 RULES: dict[str, Rule] = {"DepthToSpace": DepthToSpaceRule(),
