@@ -118,11 +118,31 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     return value
 
 
+def input_at(node: ir.Node, i: int) -> ir.Value | None:
+    """Input ``i`` of ``node``, None when it is absent (optional inputs may be left out)."""
+    return node.inputs[i] if i < len(node.inputs) else None
+
+
+def only_use(value: ir.Value) -> ir.Node | None:
+    """The one node reading ``value``, or None when it has several readers or is a graph
+    output."""
+    uses = list(value.uses())
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    return uses[0].node
+
+
 def replace_node(graph: ir.Graph, node: ir.Node, added: list[ir.Node]) -> None:
     """``added`` (new nodes computing what ``node`` computed) in its place: the last one's
-    outputs take over its outputs' uses, graph output slots, names, types and shapes."""
-    pairs = list(zip(added[-1].outputs, node.outputs, strict=True))
+    outputs take over (``replace_outputs``)."""
     graph.insert_before(node, added)
+    replace_outputs(graph, node, list(added[-1].outputs))
+
+
+def replace_outputs(graph: ir.Graph, node: ir.Node, results: list[ir.Value]) -> None:
+    """``results`` take over ``node``'s outputs: their uses, graph output slots, names, types
+    and shapes; ``node`` is removed."""
+    pairs = list(zip(results, node.outputs, strict=True))
     for result, old in pairs:
         result.shape, result.type = old.shape, old.type
         if old.is_graph_output():

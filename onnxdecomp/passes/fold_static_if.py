@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, fresh_name, is_default_domain
+from onnxdecomp.irutil import const_array, fresh_name, is_default_domain, replace_outputs
 from onnxdecomp.passes.shape_values import ShapeValues
 
 _COMPARE = {"Equal": np.equal, "Greater": np.greater, "Less": np.less,
@@ -21,7 +21,8 @@ class FoldStaticIfPass(ir.passes.InPlacePass):
     rule reads inside a subgraph, and onnx-ir's Identity elimination would make a branch
     return an outer value directly, which ONNX Runtime refuses to load. Requires: shapes
     known where the condition reads them. Ensures: such Ifs are gone, their outputs taken
-    over by the branch's; other Ifs are left (the channel rules name them).
+    over by the branch's (names included); other Ifs are left (the channel rules name
+    them).
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
@@ -35,8 +36,10 @@ class FoldStaticIfPass(ir.passes.InPlacePass):
             if cond is None:
                 continue
             branch = node.attributes["then_branch" if cond else "else_branch"].as_graph()
-            if len(branch.outputs) != len(node.outputs):
-                continue
+            if len(branch.outputs) != len(node.outputs) or any(
+                    out.producer() is None or out.producer().graph is not branch
+                    for out in branch.outputs):
+                continue  # an outer value returned as it is (RepairSubgraphOutputsPass)
             for name in list(branch.initializers):  # constants lifted into the branch
                 value = branch.initializers.pop(name)
                 value.name = fresh_name(graph, name)
@@ -44,11 +47,7 @@ class FoldStaticIfPass(ir.passes.InPlacePass):
             for inner in list(branch):
                 branch.remove(inner)
                 graph.insert_before(node, inner)
-            for out, result in zip(node.outputs, list(branch.outputs), strict=True):
-                if out.is_graph_output():
-                    graph.outputs[graph.outputs.index(out)] = result
-                ir.convenience.replace_all_uses_with(out, result)
-            graph.remove(node, safe=True)
+            replace_outputs(graph, node, list(branch.outputs))
             modified = True
         return ir.passes.PassResult(model, modified)
 

@@ -6,14 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, new_initializer
-
-
-def _only_use(value: ir.Value) -> ir.Node | None:
-    uses = list(value.uses())
-    if len(uses) != 1 or value.is_graph_output():
-        return None
-    return uses[0].node
+from onnxdecomp.irutil import const_array, new_initializer, only_use
 
 
 def last_dim(value: ir.Value, depth: int = 8) -> int | None:
@@ -77,7 +70,7 @@ class FuseFlattenedSequenceDensePass(ir.passes.InPlacePass):
                 continue
             if flat.shape is None or len(flat.shape) != 2 or flat.shape[1] != last_dim(x):
                 continue
-            gemm = _only_use(flat)
+            gemm = only_use(flat)
             if gemm is None or gemm.op_type != "Gemm" or gemm.inputs[0] is not flat:
                 continue
             w = const_array(gemm.inputs[1])
@@ -86,7 +79,7 @@ class FuseFlattenedSequenceDensePass(ir.passes.InPlacePass):
             if w is None or gemm.attributes.get_int("transA", 0) or (
                     len(gemm.inputs) > 2 and gemm.inputs[2] is not None and c is None):
                 continue
-            second = _only_use(gemm.outputs[0])
+            second = only_use(gemm.outputs[0])
             if second is None or second.op_type != "Reshape":
                 continue
             y = second.outputs[0]

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, is_default_domain, new_initializer, replace_node
+from onnxdecomp.irutil import (
+    const_array,
+    input_at,
+    is_default_domain,
+    new_initializer,
+    replace_node,
+)
 
 _MS = "com.microsoft"
 
@@ -81,28 +87,24 @@ def qop_spec(node: ir.Node) -> QOp | None:
     return QOPS.get(("", node.op_type)) if is_default_domain(node.domain) else None
 
 
-def _arg(node: ir.Node, i: int) -> ir.Value | None:
-    return node.inputs[i] if i < len(node.inputs) else None
-
-
 def _qualifies(node: ir.Node, spec: QOp) -> bool:
     extra = set(node.attributes) - set(spec.keep)
     if extra - {"channels_last"} or node.attributes.get_int("channels_last", 0):
         return False
     scales = [t[1] for t in spec.inputs] + ([spec.out[0]] if _quantized_out(node, spec) else [])
-    return all(const_array(_arg(node, i)) is not None for i in scales)
+    return all(const_array(input_at(node, i)) is not None for i in scales)
 
 
 def _quantized_out(node: ir.Node, spec: QOp) -> bool:
     """Whether the op outputs integers (QGemm without y_scale outputs floats)."""
-    return spec.out is not None and _arg(node, spec.out[0]) is not None
+    return spec.out is not None and input_at(node, spec.out[0]) is not None
 
 
 def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
     name, added = node.name or node.op_type, []
 
     def dequantized(triple: tuple[int, int, int], axis: int | None, tag: str) -> ir.Value:
-        x, scale, zero = (_arg(node, i) for i in triple)
+        x, scale, zero = (input_at(node, i) for i in triple)
         attrs = {"axis": axis} if axis is not None and const_array(scale).size > 1 else {}
         dq = ir.node("DequantizeLinear", [x, scale] + ([zero] if zero is not None else []),
                      attributes=attrs, name=f"{name}_dq_{tag}")
@@ -113,10 +115,10 @@ def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
     weight_axis = _weight_axis(node, spec)
     floats = [dequantized(t, weight_axis if i == spec.weight else 1, str(i))
               for i, t in enumerate(spec.inputs)]
-    bias = _arg(node, spec.bias) if spec.bias is not None else None
+    bias = input_at(node, spec.bias) if spec.bias is not None else None
     if bias is not None:
-        x_scale = const_array(_arg(node, spec.inputs[0][1]))
-        w_scale = const_array(_arg(node, spec.inputs[spec.weight][1]))
+        x_scale = const_array(input_at(node, spec.inputs[0][1]))
+        w_scale = const_array(input_at(node, spec.inputs[spec.weight][1]))
         scale = new_initializer(graph, f"{name}_bias_scale",
                                 (x_scale * w_scale).astype(np.float32).reshape(-1))
         dq = ir.node("DequantizeLinear", [bias, scale],
@@ -130,7 +132,7 @@ def _rewrite(graph: ir.Graph, node: ir.Node, spec: QOp) -> None:
     op.outputs[0].name = f"{name}_float"
     added.append(op)
     if _quantized_out(node, spec):
-        scale, zero = _arg(node, spec.out[0]), _arg(node, spec.out[1])
+        scale, zero = input_at(node, spec.out[0]), input_at(node, spec.out[1])
         added.append(ir.node("QuantizeLinear", [op.outputs[0]] + (
             [scale, zero] if zero is not None else [scale]), name=f"{name}_q"))
     replace_node(graph, node, added)

@@ -29,7 +29,7 @@ from onnxdecomp.channels.graph import ChannelGraph, Consumer
 from onnxdecomp.channels.rules.base import PruneContext, Rule
 from onnxdecomp.channels.weights import recurrent_bias
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import RNN_GATES, const_array, new_initializer
+from onnxdecomp.irutil import RNN_GATES, const_array, input_at, new_initializer
 
 X, W, R, B, SEQUENCE_LENS, INITIAL_H, INITIAL_C, P = range(8)
 
@@ -98,7 +98,7 @@ class RecurrentRule(Rule):
             for c in range(h):
                 cg.unify(outs[0], j * h + c, outs[0], c)
         for i in (INITIAL_H, INITIAL_C):
-            v = node.inputs[i] if len(node.inputs) > i else None
+            v = input_at(node, i)
             if v is None or const_array(v) is not None or _expanded_constant(v) is not None:
                 continue  # absent (zeros) or a constant, sliced by ``prune``
             if not cg.has(v) or cg.axes[v.name] != (0, 2):
@@ -139,7 +139,7 @@ class RecurrentRule(Rule):
             node.resize_inputs(max(len(node.inputs), B + 1))
             node.replace_input_with(B, new_initializer(ctx.graph, f"{node.name}_B", new_b))
         for i in (INITIAL_H, INITIAL_C):
-            v = node.inputs[i] if len(node.inputs) > i else None
+            v = input_at(node, i)
             if v is not None and (state := const_array(v)) is not None:
                 ctx.replace(node, i, state[:, :, units])
             elif v is not None and (expand := _expanded_constant(v)) is not None:
