@@ -146,11 +146,8 @@ class Decomposer:
             seed=s.seed, progress=step)
         self.x_hold = x[hold_idx]
         self.y_hold = None if y is None else y[hold_idx]
-        runner = Runner(self.parent.proto, device=s.device)
         # Fidelity is measured against the parent as it computes, not its float twin.
-        reference = with_integer_ops(self.parent.proto)
-        if reference is not self.parent.proto:
-            runner = Runner(reference, device=s.device)
+        runner = Runner(with_integer_ops(self.parent.proto), device=s.device)
         self.hold_logits = runner.run(self.x_hold)[0]
         # A tagger's held-out samples are its labelled steps (every step without labels).
         self.hold_steps = None

@@ -7,7 +7,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.irutil import const_array, is_default_domain, new_initializer
-from onnxdecomp.passes.shape_values import Entry, ShapeValues
+from onnxdecomp.passes.shape_values import Entry, ShapeValues, same_dynamic_dim
 
 
 class FoldBroadcastShapesPass(ir.passes.InPlacePass):
@@ -51,12 +51,5 @@ def _expand_target(x: ir.Value, entries: list[Entry]) -> list[Entry] | None:
         return None
     dims = list(x.shape)
     shift = len(entries) - len(dims)
-    out: list[Entry] = []
-    for i, e in enumerate(entries):
-        d = dims[i - shift] if i >= shift else None
-        if not isinstance(e, int) and d is not None and not isinstance(d, int) \
-                and d.value is not None and d.value == e.value:
-            out.append(1)
-        else:
-            out.append(e)
-    return out
+    return [1 if i >= shift and same_dynamic_dim(dims[i - shift], e) else e
+            for i, e in enumerate(entries)]

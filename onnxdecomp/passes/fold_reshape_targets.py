@@ -6,7 +6,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.irutil import const_array, is_default_domain, new_initializer
-from onnxdecomp.passes.shape_values import ShapeValues
+from onnxdecomp.passes.shape_values import ShapeValues, same_dynamic_dim
 
 
 class FoldReshapeTargetsPass(ir.passes.InPlacePass):
@@ -54,8 +54,7 @@ def _constant_target(x: ir.Value, entries) -> list[int] | None:
     for i, e in enumerate(entries):
         if isinstance(e, int):
             out.append(e)  # a computed 0 copies x's dimension just as a constant one does
-        elif i < len(dims) and not isinstance(dims[i], int) and dims[i].value is not None \
-                and dims[i].value == e.value:
+        elif i < len(dims) and same_dynamic_dim(dims[i], e):
             out.append(0)
         else:
             return None

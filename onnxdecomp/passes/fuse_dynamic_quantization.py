@@ -8,7 +8,8 @@ import json
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, new_initializer, replace_node
+from onnxdecomp.irutil import const_array, input_at, new_initializer, replace_node
+from onnxdecomp.passes.quantize_weights import quantize_symmetric
 from onnxdecomp.passes.rewrite_dynamic_quantization import DYNAMIC_QUANTIZED
 
 
@@ -50,7 +51,7 @@ def _dq_parts(value: ir.Value) -> tuple[ir.Node, list[ir.Value | None]] | None:
     node = value.producer()
     if node is None or node.op_type != "DequantizeLinear":
         return None
-    return node, [node.inputs[i] if i < len(node.inputs) else None for i in range(3)]
+    return node, [input_at(node, i) for i in range(3)]
 
 
 def _dense(graph: ir.Graph, node: ir.Node) -> bool:
@@ -108,10 +109,7 @@ def quantize_lstm_weight(w: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndar
     t = np.ascontiguousarray(w.transpose(0, 2, 1)).astype(np.float32)
     axes = (1,) if spec["per_channel"] else (1, 2)
     if spec["symmetric"] and spec["dtype"] == "int8":
-        qmax = spec.get("qmax", 127)
-        absmax = np.max(np.abs(t), axis=axes, keepdims=True)
-        scale = np.where(absmax > 0, absmax / np.float32(qmax), np.float32(1)).astype(np.float32)
-        q = np.clip(np.rint(t / scale), -qmax, qmax).astype(np.int8)
+        q, scale = quantize_symmetric(t, axes, spec.get("qmax", 127))
         zero = np.zeros(scale.shape, np.int8)
     else:
         lo = np.minimum(t.min(axis=axes, keepdims=True), 0)
@@ -124,7 +122,7 @@ def quantize_lstm_weight(w: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndar
 
 
 def _lstm(graph: ir.Graph, node: ir.Node, spec: dict) -> None:
-    inputs = [node.inputs[i] if i < len(node.inputs) else None for i in range(8)]
+    inputs = [input_at(node, i) for i in range(8)]
     extra = []
     for i, tag in ((1, "W"), (2, "R")):
         q, scale, zero = quantize_lstm_weight(const_array(inputs[i]), spec)

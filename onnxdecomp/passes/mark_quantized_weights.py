@@ -11,10 +11,17 @@ import onnx_ir as ir
 from onnxdecomp.irutil import const_array, is_default_domain
 
 # Model metadata, internal: node name -> {"axis": a, "per_channel": bool, "qmax": 127 or 64}.
-# Modules inherit
-# it from the normalised parent; provenance.stamp drops it from what is written.
+# Modules inherit it from the normalised parent; provenance.stamp drops it from what is
+# written.
 QUANTIZED_WEIGHTS = "onnxdecomp.quantized_weights"
 _DENSE = ("Conv", "Gemm", "MatMul")
+
+
+def symmetric_bound(*quantized: np.ndarray) -> int:
+    """The bound of symmetric int8 weights: 127, or 64 where the quantiser reduced the range
+    (``reduce_range=True``). Their largest |q| is the bound, by the scale's construction
+    (max|w| / bound); all-zero weights say nothing: 127."""
+    return int(max(np.abs(q.astype(np.int32)).max() for q in quantized)) or 127
 
 
 class MarkQuantizedWeightsPass(ir.passes.InPlacePass):
@@ -40,9 +47,7 @@ class MarkQuantizedWeightsPass(ir.passes.InPlacePass):
             uses = list(node.outputs[0].uses())
             if not uses or any(u.node.op_type not in _DENSE or u.idx != 1 for u in uses):
                 continue
-            # 127, or 64 where the quantiser reduced the range (``reduce_range=True``):
-            # its largest |q| is the bound, by the symmetric scale's construction.
-            qmax = int(np.abs(q.astype(np.int32)).max()) or 127
+            qmax = symmetric_bound(q)
             for use in uses:
                 marked[use.node.name] = {"axis": node.attributes.get_int("axis", 1),
                                          "per_channel": bool(scale.size > 1), "qmax": qmax}

@@ -11,6 +11,16 @@ from onnxdecomp.irutil import const_array, new_initializer
 from onnxdecomp.passes.mark_quantized_weights import QUANTIZED_WEIGHTS
 
 
+def quantize_symmetric(w: np.ndarray, axes: tuple[int, ...] | None,
+                       qmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """``w`` as int8 q with w ~ q * scale, scale = max|w| / qmax over ``axes`` (None: the
+    whole tensor; 1 where that is 0), kept at w's rank: ONNX Runtime's symmetric weights,
+    qmax 127 or 64 for a reduced range."""
+    absmax = np.max(np.abs(w), axis=axes, keepdims=True)
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    return np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8), scale
+
+
 class QuantizeWeightsPass(ir.passes.InPlacePass):
     """Quantise the weights of the layers ``MarkQuantizedWeightsPass`` recorded: symmetric
     int8, scale = max|w| / qmax per output channel (per tensor where the parent's was; qmax
@@ -34,12 +44,9 @@ class QuantizeWeightsPass(ir.passes.InPlacePass):
                 continue
             axis = spec["axis"] % w.ndim
             others = tuple(a for a in range(w.ndim) if a != axis)
-            absmax = np.max(np.abs(w), axis=others if spec["per_channel"] else None)
-            qmax = spec.get("qmax", 127)
-            scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
-            shape = [-1 if a == axis else 1 for a in range(w.ndim)] if spec["per_channel"] \
-                else []
-            q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
+            q, scale = quantize_symmetric(w, others if spec["per_channel"] else None,
+                                          spec.get("qmax", 127))
+            scale = scale.reshape(-1) if spec["per_channel"] else scale.reshape(())
             base = node.inputs[1].name
             inputs = [new_initializer(graph, f"{base}_quantized", q),
                       new_initializer(graph, f"{base}_scale", scale),

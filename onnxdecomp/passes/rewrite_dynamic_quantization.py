@@ -8,7 +8,15 @@ import json
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, is_default_domain, new_initializer, replace_node
+from onnxdecomp.irutil import (
+    const_array,
+    input_at,
+    is_default_domain,
+    new_initializer,
+    only_use,
+    replace_node,
+)
+from onnxdecomp.passes.mark_quantized_weights import symmetric_bound
 
 _MS = "com.microsoft"
 # Model metadata, internal: the name of each layer this pass rewrote -> how it was quantised
@@ -48,8 +56,6 @@ back in the modules.
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph, done = model.graph, {}
         for node in list(graph):
-            if node.graph is None:
-                continue  # removed with an earlier chain
             spec = None
             if self.standard_ops and is_default_domain(node.domain) and \
                     node.op_type in ("MatMulInteger", "ConvInteger"):
@@ -71,19 +77,8 @@ def is_dynamic_quantized(node: ir.Node) -> bool:
                                                     "DynamicQuantizeLSTM")
 
 
-def _arg(node: ir.Node, i: int) -> ir.Value | None:
-    return node.inputs[i] if i < len(node.inputs) else None
-
-
-def _only_use(value: ir.Value, op: str) -> ir.Node | None:
-    uses = list(value.uses())
-    if len(uses) != 1 or uses[0].node.op_type != op or value.is_graph_output():
-        return None
-    return uses[0].node
-
-
-def _dequantized(graph: ir.Graph, q: ir.Value, scale: ir.Value, zero: ir.Value | None,
-                 name: str, axis: int | None = None) -> ir.Node:
+def _dequantized(q: ir.Value, scale: ir.Value, zero: ir.Value | None, name: str,
+                 axis: int | None = None) -> ir.Node:
     attrs = {"axis": axis} if axis is not None else {}
     node = ir.node("DequantizeLinear", [q, scale] + ([zero] if zero is not None else []),
                    attributes=attrs, name=name)
@@ -103,7 +98,7 @@ def _weight_dq(graph: ir.Graph, node: ir.Node, wq: ir.Value, ws: np.ndarray,
     scale = flat if per_channel else flat.reshape(())
     zero = np.zeros(scale.shape, w.dtype) if wz is None else wz.reshape(scale.shape)
     base = wq.name or node.name
-    return _dequantized(graph, wq, new_initializer(graph, f"{base}_scale", scale),
+    return _dequantized(wq, new_initializer(graph, f"{base}_scale", scale),
                         new_initializer(graph, f"{base}_zero_point", zero.astype(w.dtype)),
                         f"{node.name}_dq_weight", axis if per_channel else None)
 
@@ -112,14 +107,15 @@ def _rewrite_integer(graph: ir.Graph, node: ir.Node) -> dict | None:
     """MatMulInteger / ConvInteger in quantize_dynamic's chain (see the pass) as the float op.
     The activation's scale and zero point are DynamicQuantizeLinear's, or constants (a
     quantised embedding table's rows read directly)."""
-    xq, wq, xz, wz = (_arg(node, i) for i in range(4))
+    xq, wq, xz, wz = (input_at(node, i) for i in range(4))
     if xq is None or const_array(wq) is None:
         return None
-    cast = _only_use(node.outputs[0], "Cast")
-    if cast is None or cast.attributes.get_int("to", 0) != ir.DataType.FLOAT:
+    cast = only_use(node.outputs[0])
+    if cast is None or cast.op_type != "Cast" or \
+            cast.attributes.get_int("to", 0) != ir.DataType.FLOAT:
         return None
-    mul = _only_use(cast.outputs[0], "Mul")
-    if mul is None:
+    mul = only_use(cast.outputs[0])
+    if mul is None or mul.op_type != "Mul":
         return None
     scales = mul.inputs[1] if mul.inputs[0] is cast.outputs[0] else mul.inputs[0]
     smul = scales.producer()
@@ -137,7 +133,7 @@ def _rewrite_integer(graph: ir.Graph, node: ir.Node) -> dict | None:
     w_dq = _weight_dq(graph, node, wq, ws, wzero, 0 if conv else 1)
     if w_dq is None:
         return None
-    x_dq = _dequantized(graph, xq, xs, xz, f"{node.name}_dq_input")
+    x_dq = _dequantized(xq, xs, xz, f"{node.name}_dq_input")
     attrs = {k: v for k, v in node.attributes.items() if k in _CONV_ATTRS}
     op = ir.node("Conv" if conv else "MatMul", [x_dq.outputs[0], w_dq.outputs[0]],
                  attributes=attrs, name=node.name)
@@ -161,7 +157,7 @@ def _activation_triple(xq: ir.Value, xs: ir.Value, xz: ir.Value | None) -> bool:
 def _rewrite_dynamic_matmul(graph: ir.Graph, node: ir.Node) -> dict | None:
     """DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias): A quantised as
     DynamicQuantizeLinear does, times DQ(B), plus the bias."""
-    a, wq, ws, wz, bias = (_arg(node, i) for i in range(5))
+    a, wq, ws, wz, bias = (input_at(node, i) for i in range(5))
     scale, zero = const_array(ws), (const_array(wz) if wz is not None else None)
     if const_array(wq) is None or scale is None or (wz is not None and zero is None):
         return None
@@ -171,7 +167,7 @@ def _rewrite_dynamic_matmul(graph: ir.Graph, node: ir.Node) -> dict | None:
     dql = ir.node("DynamicQuantizeLinear", [a], num_outputs=3, name=f"{node.name}_quantize")
     for out, tag in zip(dql.outputs, ("quantized", "scale", "zero_point"), strict=True):
         out.name = f"{node.name}_input_{tag}"
-    x_dq = _dequantized(graph, *dql.outputs, f"{node.name}_dq_input")
+    x_dq = _dequantized(*dql.outputs, f"{node.name}_dq_input")
     added = [dql, x_dq, w_dq, ir.node("MatMul", [x_dq.outputs[0], w_dq.outputs[0]],
                                       name=node.name)]
     if bias is not None:
@@ -196,7 +192,7 @@ def _dequantize_lstm_weight(q: np.ndarray, scale: np.ndarray, zero: np.ndarray |
 
 def _rewrite_lstm(graph: ir.Graph, node: ir.Node) -> dict | None:
     """DynamicQuantizeLSTM as an LSTM with float weights; its quantisation for the record."""
-    inputs = [_arg(node, i) for i in range(12)]
+    inputs = [input_at(node, i) for i in range(12)]
     arrays = [const_array(v) if v is not None else None for v in inputs[8:12]]
     wq, rq = const_array(inputs[1]), const_array(inputs[2])
     if wq is None or rq is None or arrays[0] is None or arrays[2] is None \
@@ -216,8 +212,5 @@ def _rewrite_lstm(graph: ir.Graph, node: ir.Node) -> dict | None:
                    num_outputs=len(node.outputs), name=node.name)
     replace_node(graph, node, [lstm])
     symmetric = all(a is None or not np.any(a) for a in (arrays[1], arrays[3]))
-    # the bound of the symmetric range: 127, or 64 with reduce_range
-    qmax = int(max(np.abs(wq.astype(np.int32)).max(), np.abs(rq.astype(np.int32)).max())) \
-        or 127
-    return {"op": "LSTM", "dtype": str(wq.dtype), "qmax": qmax,
+    return {"op": "LSTM", "dtype": str(wq.dtype), "qmax": symmetric_bound(wq, rq),
             "per_channel": bool(arrays[0].size > wq.shape[0]), "symmetric": symmetric}

@@ -19,6 +19,12 @@ _ARITHMETIC = {"Constant", "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Neg", "
                "ConstantOfShape"}
 
 
+def same_dynamic_dim(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same named dynamic dimension (both symbolic)."""
+    return not isinstance(a, int) and not isinstance(b, int) and a is not None and \
+        b is not None and a.value is not None and a.value == b.value
+
+
 class ShapeValues:
     """Evaluates integer vectors (and scalars) computed from shapes and constants, memoised
     per value: ``entries`` keeps dynamic dimensions symbolic, ``static`` wants numbers."""

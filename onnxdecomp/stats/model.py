@@ -215,9 +215,9 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     constants.update(v for v in graph.inputs if v.name in sparse_names)
     tracer = params.WeightTracer(weights, constants)
     # ONNX Runtime's own ops (QGemm, QLinearAdd, FusedConv, DynamicQuantizeLSTM, ...) and
-    # the QOperator ones are
-    # counted as the standard ops they compute: onnx's shape inference knows none of the
-    # com.microsoft ones. Their layers keep the file's op names and parameter counts.
+    # the QOperator ones are counted as the standard ops they compute: onnx's shape
+    # inference knows none of the com.microsoft ones. Their layers keep the file's op names
+    # and parameter counts.
     runtime_ops = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
                    if n.name and (qop_spec(n) is not None or is_fused(n)
                                   or is_dynamic_quantized(n))}

@@ -110,12 +110,11 @@ class Dense(Rule):
         rows = (keep_in[:, None] * span + np.arange(span)).reshape(-1)
         rows = np.append(rows, w2.shape[1] - 1)
         keep_out = ctx.kept(y) if ctx.cg.has(y) else np.arange(out)
-        w2 = w2[keep_out]
-        w2 = ctx.refit(node, w2, rows) if in_changed else w2
+        w2 = self._solve(node, ctx, w2, rows, keep_out, in_changed)
         dtype = const_array(node.inputs[1]).dtype
         new_w = w2[:, :-1]
         if w.ndim > 2:
-            new_w = new_w.reshape((len(keep_out), len(keep_in)) + w.shape[2:])
+            new_w = new_w.reshape((len(keep_out), -1) + w.shape[2:])
         ctx.replace(node, 1, to_op_layout(node, new_w).astype(dtype))
         if node.op_type == "Gemm":  # alpha and beta are folded into the new weights and bias
             node.attributes["alpha"] = ir.AttrFloat32("alpha", 1.0)
@@ -135,6 +134,13 @@ class Dense(Rule):
                 return
             node.resize_inputs(3)
             node.replace_input_with(2, new_initializer(ctx.graph, f"{node.name}_bias", new_b))
+
+
+    def _solve(self, node: ir.Node, ctx: PruneContext, w2: np.ndarray, rows: np.ndarray,
+               keep_out: np.ndarray, in_changed: bool) -> np.ndarray:
+        """The kept output rows of [W | b] over the kept columns ``rows`` (bias last), re-solved
+        when input channels went."""
+        return ctx.refit(node, w2[keep_out], rows) if in_changed else w2[keep_out]
 
 
 def _append_bias(graph: ir.Graph, node: ir.Node, bias: np.ndarray) -> None:
@@ -180,8 +186,8 @@ class GroupedConv(Dense):
     group g reads the input channels of group g only. The i-th channel of every group is
     one unit, on the input side and on the output side, so a module keeps the same count
     in every group and stays one grouped conv. It is a consumer like a dense conv whose
-    weight is the block-diagonal one (``weights.dense_weight``); each group's rows are
-    re-solved on its own kept columns."""
+    weight is the block-diagonal one (``weights.dense_weight``), pruned as one; each
+    group's rows are re-solved on its own kept columns."""
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         super().couple(node, cg)
@@ -193,35 +199,18 @@ class GroupedConv(Dense):
             for c in range(per, cg.size[v.name]):
                 cg.unify(v, c, v, c % per)
 
-    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
-        x, y = node.inputs[0], node.outputs[0]
-        in_changed, out_changed = ctx.changed(x), ctx.changed(y)
-        if not (in_changed or out_changed):
-            return
+    def _solve(self, node: ir.Node, ctx: PruneContext, w2: np.ndarray, rows: np.ndarray,
+               keep_out: np.ndarray, in_changed: bool) -> np.ndarray:
+        """Group by group: the group's kept output rows over its own kept columns."""
         group = node.attributes.get_int("group", 1)
-        w = dense_weight(node)  # block-diagonal [out, in, k...]
-        out, cin, kernel = w.shape[0], w.shape[1], w.shape[2:]
-        span = int(np.prod(kernel))
-        b, bidx = dense_bias(node, out)
-        w2 = np.concatenate([w.reshape(out, -1).astype(np.float64), b[:, None]], axis=1)
-        keep_in, keep_out = ctx.kept(x), ctx.kept(y)
-        weights, biases = [], []
+        cols, bias = rows[:-1], rows[-1:]
+        per_col, per_out = (w2.shape[1] - 1) // group, w2.shape[0] // group
+        parts = []
         for g in range(group):
-            ins = keep_in[keep_in // (cin // group) == g]
-            rows = np.append((ins[:, None] * span + np.arange(span)).reshape(-1),
-                             w2.shape[1] - 1)
-            part = w2[keep_out[keep_out // (out // group) == g]]
-            part = ctx.refit(node, part, rows) if in_changed else part[:, rows]
-            weights.append(part[:, :-1].reshape((len(part), len(ins)) + kernel))
-            biases.append(part[:, -1])
-        dtype = const_array(node.inputs[1]).dtype
-        ctx.replace(node, 1, np.concatenate(weights).astype(dtype))
-        new_b = np.concatenate(biases).astype(dtype)
-        if bidx is not None and len(node.inputs) > bidx and node.inputs[bidx] is not None:
-            ctx.replace(node, bidx, new_b)
-        elif np.any(new_b != 0):
-            node.resize_inputs(3)
-            node.replace_input_with(2, new_initializer(ctx.graph, f"{node.name}_bias", new_b))
+            g_rows = np.concatenate([cols[cols // per_col == g], bias])
+            part = w2[keep_out[keep_out // per_out == g]]
+            parts.append(ctx.refit(node, part, g_rows) if in_changed else part[:, g_rows])
+        return np.concatenate(parts)
 
 
 class ConvRule(Rule):
