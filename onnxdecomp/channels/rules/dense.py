@@ -114,7 +114,7 @@ class Dense(Rule):
         dtype = const_array(node.inputs[1]).dtype
         new_w = w2[:, :-1]
         if w.ndim > 2:
-            new_w = new_w.reshape((len(keep_out), -1) + w.shape[2:])
+            new_w = new_w.reshape((len(keep_out), new_w.shape[1] // span) + w.shape[2:])
         ctx.replace(node, 1, to_op_layout(node, new_w).astype(dtype))
         if node.op_type == "Gemm":  # alpha and beta are folded into the new weights and bias
             node.attributes["alpha"] = ir.AttrFloat32("alpha", 1.0)
