@@ -53,8 +53,8 @@ def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         ) from exc
 
 
-DATA_HELP = ("a .npz (x, y), an IDX folder, a folder or .tar.gz of [<split>/]<class>/images, "
-             "or sklearn:digits")
+DATA_HELP = ("a .npz (x, y; x alone: unlabelled), an IDX folder, a folder or .tar.gz of "
+             "[<split>/]<class>/images (images alone: unlabelled), or sklearn:digits")
 
 
 def add_data_options(

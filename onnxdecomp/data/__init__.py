@@ -4,7 +4,14 @@
 holds the result and its checks, ``load`` picks the reader for a spec.
 """
 
-from onnxdecomp.data.dataset import Dataset, check_dataset, check_labels, labelled_steps
+from onnxdecomp.data.dataset import (
+    Dataset,
+    check_dataset,
+    check_labels,
+    labelled_steps,
+    require_labels,
+    unlabelled,
+)
 from onnxdecomp.data.load import SPLITS, DataSpec, load_data
 from onnxdecomp.data.preprocess import LAYOUTS, Preprocess, apply_preprocess, fit_to_input
 from onnxdecomp.data.readers import read_idx, read_image_tree
@@ -23,4 +30,6 @@ __all__ = [
     "load_data",
     "read_idx",
     "read_image_tree",
+    "require_labels",
+    "unlabelled",
 ]

@@ -11,7 +11,7 @@ from onnxdecomp.errors import DataError
 
 @dataclass
 class Dataset:
-    """Inputs exactly as the model takes them, with labels."""
+    """Inputs exactly as the model takes them, with labels (all -1 for unlabelled data)."""
 
     x: np.ndarray
     y: np.ndarray  # int64, (N,) or (N, T) per-timestep labels; -1 = ignore
@@ -20,6 +20,22 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any sample has a label: data read without labels has every label -1."""
+        return bool(np.any(self.y >= 0))
+
+
+def unlabelled(n: int) -> np.ndarray:
+    """The labels of ``n`` samples read without labels: -1 (ignore) for each."""
+    return np.full(n, -1, dtype=np.int64)
+
+
+def require_labels(ds: Dataset, what: str) -> None:
+    """One-line DataError where ``what`` (e.g. "eval measures accuracy") needs labels."""
+    if not ds.labelled:
+        raise DataError(f"{ds.source or 'the data'} has no labels: {what} against labels")
 
 
 def as_int_labels(y: np.ndarray, where: str) -> np.ndarray:

@@ -3,10 +3,12 @@
 A data spec is one of (auto-detected, see :func:`load_data`):
 
 * a ``.npz`` file with ``x`` (inputs exactly as the model takes them), ``y`` (int labels,
-  ``(N,)`` or ``(N, T)``, ``-1`` = ignore) and optionally ``class_names``;
+  ``(N,)`` or ``(N, T)``, ``-1`` = ignore; without it the data is unlabelled) and optionally
+  ``class_names``;
 * an IDX folder in the MNIST layout (``train-images-idx3-ubyte[.gz]``, ``t10k-...``);
 * a folder or ``.tar.gz`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one top folder),
-  or of ``<class>/*.png`` with no split folders (read whole for any split);
+  of ``<class>/*.png`` with no split folders (read whole for any split), or of ``*.png``
+  alone (unlabelled, read whole);
 * ``sklearn:digits`` (scikit-learn's bundled 8x8 digits; needs no file).
 """
 
@@ -136,19 +138,22 @@ def load_data(
         ds = Dataset(images, y, names, "")
         what = f"{Path(spec).name} images {split} split"
     check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
+    if not ds.labelled:
+        what += ", unlabelled"
     if classes is not None:
         # Per-step labels: the samples with a step of those classes, all their steps kept.
         hit = np.isin(ds.y, classes)
         chosen = np.flatnonzero(hit.reshape(len(hit), -1).any(axis=1))
         if not len(chosen):
-            raise DataError(f"no sample of classes {list(classes)} in {spec}")
+            raise DataError(f"no sample of classes {list(classes)} in {spec}"
+                            + ("" if ds.labelled else " (it has no labels)"))
         ds = replace(ds, x=ds.x[chosen], y=ds.y[chosen])
         what += f", classes {','.join(map(str, classes))}"
     total = len(ds.x)
     if limit is not None and limit < total:
         keep = _stratified_subsample(ds.y, limit, seed)
         ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
-        how = "stratified" if ds.y.ndim == 1 else "random"
+        how = "stratified" if ds.y.ndim == 1 and ds.labelled else "random"
         ds.source = f"{what} ({len(keep)} of {total} samples, {how}, seed {seed})"
     else:
         ds.source = f"{what} ({total} samples)"

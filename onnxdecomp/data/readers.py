@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxdecomp.data.dataset import as_int_labels
+from onnxdecomp.data.dataset import as_int_labels, unlabelled
 from onnxdecomp.errors import DataError, first_line
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -170,12 +170,13 @@ def _decode(blobs: list[tuple[str, bytes | Path]], path: Path) -> np.ndarray:
 
 def read_image_tree(
     path: str | Path, split: str = "test"
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Read a folder or ``.tar[.gz]`` holding ``<split>/<class>/*.jpg|*.png``.
 
     The split folders may sit under one top folder (as in ``cifar10-jpg-q75.tar.gz``). A
     tree of ``<class>/*.png`` with no split folders (torchvision's ImageFolder) is read
-    whole whatever the split asked.
+    whole whatever the split asked, and so are images with no folder at all: unlabelled
+    (every label -1, no class names).
     Class names are the sorted class folder names, taken over every split so that label
     ``k`` means the same class in train and test. ``split='all'`` reads every split.
     Order is deterministic: by split, then class, then file name. Returns ``x`` uint8
@@ -191,9 +192,13 @@ def read_image_tree(
     want = None if split == "all" else split
 
     flat: list[tuple[str, str, bytes | Path]] = []  # <class>/<image>, no split folders
+    loose: list[tuple[str, bytes | Path]] = []  # <image>: no class at all
 
     def note(parts: tuple[str, ...], blob: Callable[[], bytes | Path]) -> None:
-        if len(parts) < 2 or not _is_image_name(parts[-1]):
+        if not parts or not _is_image_name(parts[-1]):
+            return
+        if len(parts) == 1:
+            loose.append((parts[0], blob()))
             return
         if len(parts) == 2:
             flat.append((parts[0], parts[1], blob()))
@@ -231,6 +236,9 @@ def read_image_tree(
         flat.sort(key=lambda f: (f[0], f[1]))
         x = _decode([(f"{f[0]}/{f[1]}", f[2]) for f in flat], path)
         return x, np.array([class_names.index(f[0]) for f in flat], np.int64), class_names
+    if not classes and loose:  # a folder of images and nothing else: no labels
+        loose.sort(key=lambda f: f[0])
+        return _decode(loose, path), unlabelled(len(loose)), None
     prefix = _pick_prefix((c[0] for c in classes), path)
     splits = sorted({c[1] for c in classes if c[0] == prefix})
     if want is not None and want not in splits:
@@ -263,17 +271,17 @@ def read_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """``x``, integer ``y`` and the optional ``class_names`` of an ``.npz``; pickled (object)
-    arrays are never unpickled."""
+    arrays are never unpickled. Without ``y`` the samples are unlabelled (every label -1)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
-            missing = [k for k in ("x", "y") if k not in keys]
-            if missing:
+            if "x" not in keys:
                 raise DataError(
-                    f"npz file {path} has no array {' or '.join(missing)!r} "
+                    f"npz file {path} has no array 'x' "
                     f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
                 )
-            x, y = z["x"], z["y"]
+            x = z["x"]
+            y = z["y"] if "y" in keys else unlabelled(len(x) if x.ndim else 0)
             names = (
                 [str(n) for n in z["class_names"].reshape(-1)] if "class_names" in keys else None
             )
