@@ -167,7 +167,7 @@ def _agreement(model, parent, meta: dict, kind: str, data: Dataset) -> Row:
     x = fit_to_input(data, runner.input.shape, runner.input.dtype).x
     logits = p_runner.run(fit_to_input(data, p_runner.input.shape, p_runner.input.dtype).x)[0]
     out = runner.run(x)[0]
-    y, unit = data.y, "samples"
+    y, unit = (data.y if data.labelled else None), "samples"
     if logits.ndim == 3:  # a tagger: its labelled steps (every step without labels)
         steps = labelled_steps(y, logits.shape)
         logits, out, y = logits[steps], out[steps], (y[steps] if y.ndim == 2 else None)

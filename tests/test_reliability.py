@@ -71,6 +71,7 @@ def env(get_case, tmp_path_factory):
     _npz(d / "one_channel.npz", np.full((12, 1, 12, 12), 100, np.float32),
          np.zeros(12, np.int64))
     _npz(d / "labels.npz", x, np.full(len(x), 42, np.int64))
+    np.savez(d / "unlabelled.npz", x=x)
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
     _npz(d / "nan.npz", bad, y)
@@ -134,6 +135,13 @@ BAD_INPUTS = [
     ("labels outside the model's classes (replace --calibrate)", lambda e: [
         "replace", e["model"], "--class", 0, "--with", e["module"], "-o", e["dir"] / "r1.onnx",
         "--calibrate", e["dir"] / "labels.npz"], "out of range", 1),
+    ("unlabelled data (eval)", lambda e: [
+        "eval", e["model"], "--data", e["dir"] / "unlabelled.npz"],
+     "has no labels: eval measures accuracy against labels", 1),
+    ("unlabelled data (replace --calibrate)", lambda e: [
+        "replace", e["model"], "--class", 0, "--with", e["module"], "-o", e["dir"] / "r3.onnx",
+        "--calibrate", e["dir"] / "unlabelled.npz"],
+     "has no labels: replace fits its combination against labels", 1),
     ("NaN or inf in the data", lambda e: ["eval", e["model"], "--data", e["dir"] / "nan.npz"],
      "NaN or inf", 1),
     ("a class with no calibration sample", lambda e: [

@@ -81,9 +81,10 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
         bar(done - bar.last if stage == "modules" else done)
         bar.last = done
 
-    manifest = decompose(model, ds.x, ds.y, out_dir, classes=_parse_classes(classes),
-                         class_names=ds.class_names, settings=settings, progress=progress,
-                         calibration=spec, force=force)
+    # Unlabelled data: the parent's own decisions assign the samples to classes.
+    manifest = decompose(model, ds.x, ds.y if ds.labelled else None, out_dir,
+                         classes=_parse_classes(classes), class_names=ds.class_names,
+                         settings=settings, progress=progress, calibration=spec, force=force)
     for bar in bars.values():
         bar.close()
     if as_json:

@@ -15,7 +15,7 @@ from onnxdecomp.cli.options import (
     device_option,
     json_option,
 )
-from onnxdecomp.data import check_dataset, fit_to_input
+from onnxdecomp.data import check_dataset, fit_to_input, require_labels
 from onnxdecomp.link.output import label_map
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes import select_scores_output
@@ -34,6 +34,7 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     proto = select_scores_output(read_model(model))
     runner = Runner(proto, device=device)
     ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
+    require_labels(ds, "eval measures accuracy")
     runner.check_input(ds.x)
     linked = label_map(proto)
     names = ds.class_names

@@ -6,11 +6,17 @@ A union needs its parent and calibration data: the manifest beside the modules r
 (matched by sha256) and ``--calibrate`` specs override them. Calibration specs are either
 one per parent, in the order the parents first appear, labelled with that parent's class
 indices, or one for all, labelled with the linked model's columns (-1 = ignore).
+
+A parent's data may come without labels (``.npz`` without ``y``, a folder of images): its
+samples are then labelled by the parent's own decisions, which is what a union reproduces
+and what a combiner across parents needs inside each parent's domain (the domain itself is
+known from which parent's data a sample came). One data set for several parents needs
+labels: nothing else says which parent a sample belongs to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +24,7 @@ import onnx_ir as ir
 
 from onnxdecomp.data import Dataset, DataSpec, check_labels, fit_to_input
 from onnxdecomp.decompose import Settings
+from onnxdecomp.decompose.parent import scores_model
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import to_proto
 from onnxdecomp.modelio import sha256_bytes
@@ -72,8 +79,8 @@ class Calibration:
         if self.specs:
             x, y, source = self._samples_of(group, classes)
         elif manifest and manifest.get("calibration"):
-            spec = DataSpec.from_json(manifest["calibration"])
-            ds = spec.load(classes=classes)
+            ds = self._parent_samples(group, DataSpec.from_json(manifest["calibration"]),
+                                      classes)
             x, y, source = ds.x, ds.y, ds.source
         else:
             raise OnnxDecompError(
@@ -117,12 +124,9 @@ class Calibration:
         """Samples of ``classes`` of the group's parent, labelled with its class indices."""
         gi = self.groups.index(group)
         if self.per_parent:
-            ds = self.specs[gi].load()
-            check_labels(ds.y, group.modules[0].num_classes, ds.source)
-            ds = self.specs[gi].load(classes=classes)
+            ds = self._parent_samples(group, self.specs[gi], classes)
             return ds.x, ds.y, ds.source
-        ds = self.specs[0].load()  # labels are the linked columns
-        check_labels(ds.y, sum(len(g.members) for g in self.groups), ds.source)
+        ds = self._columns_data()
         if ds.y.ndim != 1:
             raise OnnxDecompError(f"{ds.source}: per-step labels cannot name the linked "
                                   "columns; give one calibration set per parent",
@@ -132,17 +136,47 @@ class Calibration:
         y = np.array([to_class[int(v)] for v in ds.y[keep]], dtype=np.int64)
         return ds.x[keep], y, ds.source
 
+    def _parent_samples(self, group, spec: DataSpec,
+                        classes: list[int] | None = None) -> Dataset:
+        """The group's parent's data labelled with its class indices (by the parent's own
+        decisions where it has no labels), only samples of ``classes`` when given."""
+        ds = spec.load()
+        if ds.labelled:
+            check_labels(ds.y, group.modules[0].num_classes, ds.source)
+            return ds if classes is None else spec.load(classes=classes)
+        runner = Runner(scores_model(self.parent_file(group, *self._manifest(group))),
+                        device=self.device)
+        x = fit_for(runner, ds.x)
+        y = runner.run(x)[0].argmax(axis=-1).astype(np.int64)
+        ds = replace(ds, x=x, y=y, source=f"{ds.source}, labelled by the parent's decisions")
+        if classes is None:
+            return ds
+        hit = np.isin(y, classes).reshape(len(y), -1).any(axis=1)
+        if not hit.any():
+            raise OnnxDecompError(f"{ds.source}: the parent decides no sample for classes "
+                                  f"{list(classes)}", options=["calibrate"])
+        return replace(ds, x=x[hit], y=y[hit])
+
+    def _columns_data(self) -> Dataset:
+        """The one data set for several parents, labelled with the linked columns."""
+        ds = self.specs[0].load()
+        if not ds.labelled:
+            raise OnnxDecompError(
+                f"{ds.source} has no labels: one calibration set for several parents needs "
+                "labels naming the linked columns; give one set per parent (unlabelled sets "
+                "are labelled by their parent's decisions)", options=["calibrate"])
+        check_labels(ds.y, sum(len(g.members) for g in self.groups), ds.source)
+        return ds
+
     def column_samples(self, modules) -> tuple[np.ndarray, np.ndarray]:
         """All calibration samples, labelled with the linked model's columns (-1: a class
         that is not linked)."""
         if not self.per_parent:  # one data set for several parents: labels are the columns
-            ds = self.specs[0].load()
-            check_labels(ds.y, len(modules), ds.source)
+            ds = self._columns_data()
             return ds.x, ds.y
         xs, ys = [], []
         for gi, g in enumerate(self.groups):
-            ds = self.specs[gi].load()
-            check_labels(ds.y, g.modules[0].num_classes, ds.source)
+            ds = self._parent_samples(g, self.specs[gi])
             column = {m.class_index: i for i, m in zip(g.members, g.modules)}
             xs.append(ds.x)
             ys.append(np.array([column.get(int(v), -1) for v in ds.y], dtype=np.int64))

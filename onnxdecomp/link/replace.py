@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp.data import DataSpec, check_labels
+from onnxdecomp.data import DataSpec, check_labels, require_labels
 from onnxdecomp.decompose.parent import class_count
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
@@ -74,6 +74,8 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
                               "{calibrate}", options=["calibrate"])
     if calibrate is not None:
         ds = calibrate.load()
+        # The weak model's own decisions would teach the combination its faults.
+        require_labels(ds, "replace fits its combination")
         check_labels(ds.y, k, ds.source)
         choice = combine.choose(combiner, run_scores(merged, ds.x, device), ds.y,
                                 np.zeros(k, dtype=np.int64))
