@@ -9,12 +9,15 @@ calibration samples); linked and replaced models are built with the ``link`` and
   each data set), evaluated on both test sets together (labels: the first parent's classes,
   then the second's); every combiner is reported, against the mean of the parents'
   accuracies on their own test sets.
+- unlabelled: the same with calibration sets stripped of their labels (1,000 random
+  training images of each data set, saved as ``.npz`` without ``y``): the decompositions,
+  the unions and the combiners learn from the parents' own decisions alone.
 - replace (FSE'20): the model trained with 500 fives with class 5 decided by the normally
   trained model's module; each class of a model replaced by its own module.
 - patch (CNNSplitter): the weak Fashion-MNIST model (100 Shirts) with Shirt decided by the
   strong model's module: target-class precision, recall and F1, non-target accuracy.
 
-    python -m benchmarks.link_models [--only cross,replace,patch]
+    python -m benchmarks.link_models [--only cross,unlabelled,replace,patch]
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 WORK = Path("/tmp/onnxdecomp-bench")
 
 
-def modules_of(model: str, data: str) -> Path:
+def modules_of(model: str, data: str, tag: str = "") -> Path:
     """The default decomposition of ``model`` (made once, kept under /tmp)."""
-    out = WORK / Path(model).stem
+    out = WORK / (Path(model).stem + tag)
     if not (out / "manifest.json").is_file():
         subprocess.run([sys.executable, "-m", "onnxdecomp.cli", "decompose", model, "--data",
                         data, "-o", str(out)], check=True, cwd=ROOT, capture_output=True)
@@ -63,7 +66,17 @@ def top1(model, x, y) -> float:
     return round(float(np.mean(predict(model, x) == y)), 4)
 
 
-def cross(a: tuple[str, str], b: tuple[str, str]) -> dict:
+def unlabelled_spec(data: str, n: int = 1000, seed: int = 0) -> DataSpec:
+    """``n`` random training samples of ``data`` saved without labels (under /tmp)."""
+    ds = load_data(data, "train")
+    keep = np.sort(np.random.default_rng(seed).choice(len(ds.x), n, replace=False))
+    path = WORK / f"unlabelled_{Path(data).name}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=ds.x[keep])
+    return DataSpec(str(path))
+
+
+def cross(a: tuple[str, str], b: tuple[str, str], unlabelled: bool = False) -> dict:
     (ma, da), (mb, db) = a, b
     xa, ya = test_split(da, ma)
     xb, yb = test_split(db, mb)
@@ -71,8 +84,11 @@ def cross(a: tuple[str, str], b: tuple[str, str]) -> dict:
     x, y = np.concatenate([xa, xb]), np.concatenate([ya, yb + ka])
     parents = {"first": top1(ma, xa, ya), "second": top1(mb, xb, yb)}
     mean = (parents["first"] + parents["second"]) / 2
-    folders = [modules_of(ma, da), modules_of(mb, db)]
-    calib = [DataSpec(da, "train", 1000), DataSpec(db, "train", 1000)]
+    calib = ([unlabelled_spec(da), unlabelled_spec(db)] if unlabelled
+             else [DataSpec(da, "train", 1000), DataSpec(db, "train", 1000)])
+    folders = ([modules_of(ma, calib[0].data, "_unlabelled"),
+                modules_of(mb, calib[1].data, "_unlabelled")] if unlabelled
+               else [modules_of(ma, da), modules_of(mb, db)])
     rows = {}
     for name in combine.COMBINERS:
         result = link(folders, calibrate=calib, combiner=name, device="cpu")
@@ -84,7 +100,8 @@ def cross(a: tuple[str, str], b: tuple[str, str]) -> dict:
                                                         "fidelity")} for p in result.parts]}
         print(name, json.dumps(rows[name]), flush=True)
     return {"first": ma, "second": mb, "parents_top1": parents, "parents_mean": mean,
-            "test_samples": int(len(y)), "combiners": rows}
+            "test_samples": int(len(y)), "calibration": [c.data for c in calib],
+            "combiners": rows}
 
 
 def class_scores(pred: np.ndarray, y: np.ndarray, c: int) -> dict:
@@ -139,7 +156,7 @@ def patching() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="cross,replace,patch")
+    ap.add_argument("--only", default="cross,unlabelled,replace,patch")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     mnist, fmnist = str(DATA / "mnist"), str(DATA / "fashion-mnist")
@@ -151,6 +168,11 @@ def main() -> None:
                                     ("models/resnet8_fmnist.onnx", fmnist)),
                "command": "python -m benchmarks.link_models --only cross"}
         (RESULTS / "link_cross.json").write_text(json.dumps(res, indent=1) + "\n")
+    if "unlabelled" in jobs:
+        res = {"mnist_fmnist": cross(("models/lenet5_mnist.onnx", mnist),
+                                     ("models/resnet8_fmnist.onnx", fmnist), unlabelled=True),
+               "command": "python -m benchmarks.link_models --only unlabelled"}
+        (RESULTS / "link_unlabelled.json").write_text(json.dumps(res, indent=1) + "\n")
     if "replace" in jobs or "patch" in jobs:
         res = {"command": "python -m benchmarks.link_models --only replace,patch"}
         if "replace" in jobs:

@@ -100,10 +100,15 @@ def linking_sections() -> str:
                    "restricted to the subset's logits minus the union; MACs and latency as "
                    "fractions of the parent's.\n")
         out += [reuse_section(p.stem, json.loads(p.read_text())) for p in reuse]
-    cross = RESULTS / "link_cross.json"
-    if cross.is_file():
-        res = json.loads(cross.read_text())
-        out.append(f"\n## Linking across data sets\n\n`{res['command']}`\n")
+    titles = {"link_cross.json": "Linking across data sets",
+              "link_unlabelled.json": "Linking across data sets from unlabelled data "
+              "(npz without `y`: decompositions, unions and combiners learn from the "
+              "parents' decisions; held-out accuracy is agreement with them)"}
+    for file, title in titles.items():
+        if not (RESULTS / file).is_file():
+            continue
+        res = json.loads((RESULTS / file).read_text())
+        out.append(f"\n## {title}\n\n`{res['command']}`\n")
         for key, r in res.items():
             if key == "command":
                 continue
