@@ -36,10 +36,11 @@ from onnxdecomp.decompose.fidelity import jaccard_fidelity, logodds_fidelity
 from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
 from onnxdecomp.decompose.parent import Parent, load_parent
 from onnxdecomp.decompose.polish import polish_search
-from onnxdecomp.decompose.profile import profile
+from onnxdecomp.decompose.profile import Profile, profile
 from onnxdecomp.decompose.refine import lower_counts, refine_counts
 from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
+from onnxdecomp.decompose.tracked import TrackedProfile
 from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.passes import (
@@ -118,7 +119,8 @@ class Decomposer:
 
     def __init__(self, model, x: np.ndarray, y: np.ndarray | None = None,
                  settings: Settings | None = None, class_names: list[str] | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> None:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 classes: list[int] | None = None) -> None:
         self.settings = s = settings or Settings()
         s.check()
         self.timing: dict[str, float] = {}
@@ -140,10 +142,18 @@ class Decomposer:
         prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
         self.n_profile, self.n_holdout = len(prof_idx), len(hold_idx)
         step = (lambda n: progress("profile", n, len(prof_idx))) if progress else None
-        self.profile = profile(
-            self.parent.proto, self.parent.cg, x[prof_idx],
-            None if y is None else y[prof_idx], device=s.device, positions=s.positions,
-            seed=s.seed, progress=step)
+        x_prof, y_prof = x[prof_idx], None if y is None else y[prof_idx]
+
+        def run(track, totals, step, rows=slice(None)):
+            return profile(self.parent.proto, self.parent.cg, x_prof[rows],
+                           None if y_prof is None else y_prof[rows], device=s.device,
+                           positions=s.positions, seed=s.seed, progress=step, track=track,
+                           totals=totals)
+
+        # ``classes``: the order modules will be asked in, so that a chunk serves the next
+        sizes = [st.gram.shape[1] for st in run([], None, None, slice(1)).consumers.values()]
+        self.profiles = TrackedProfile(run, self.parent.num_classes, sizes, classes or [],
+                                       s.profile_memory, step)
         self.x_hold = x[hold_idx]
         self.y_hold = None if y is None else y[hold_idx]
         # Fidelity is measured against the parent as it computes, not its float twin.
@@ -179,9 +189,15 @@ class Decomposer:
             per_sample += int(np.prod(rest))
         return 2 * 4 * per_sample * len(self._x_seq)
 
+    @property
+    def profile(self) -> Profile:
+        """The calibration statistics (see ``tracked.py`` for which classes' grams)."""
+        return self.profiles.current
+
     def scores(self, concern: Concern, criterion: str | None = None) -> dict[int, float]:
         key = (criterion or self.settings.criterion, concern.classes)
         if key not in self._scores:
+            self.profiles.ensure(self.profile.needs(concern.weights))
             self._scores[key] = score_units(key[0], concern, self.parent.cg, self.profile,
                                             self.settings.seed)
         return self._scores[key]
@@ -203,6 +219,7 @@ class Decomposer:
         if removed is None:
             removed = choose_removed(self.scores(concern, criterion), self.clusters, keep,
                                      self.align, self.align_of)
+        self.profiles.ensure(self.profile.needs(concern.weights))
         refit = make_refit(self.profile, concern.weights,
                            "lstsq" if mode == "sequential" else mode, s.ridge)
 
@@ -266,6 +283,12 @@ class Decomposer:
         parallel refit (same sizes, a fraction of the cost) and only the chosen modules are
         built sequentially. ``on_step`` goes to ``allocate``; ``candidates`` is what
         ``self.candidates()`` returned, to share its cache."""
+        if not self.profiles.holds_all and len(classes) > self.profiles.capacity:
+            raise OnnxDecompError(
+                f"{{macs}} weighs the modules of {len(classes)} classes together; the profile "
+                f"holds {self.profiles.capacity} class(es) at once in its budget "
+                "(Settings.profile_memory): use {fidelity} or {keep}, or fewer {classes}",
+                options=["macs", "fidelity", "keep", "classes"])
         candidate, built = candidates or self.candidates()
         chosen = allocate(candidate, classes, self.hold_logodds, budget, on_step)
         out = {}

@@ -59,6 +59,7 @@ class Manifest:
     align_recurrent: int | None = None  # the one for recurrent hidden units, if any
     timing_seconds: dict[str, float] = field(default_factory=dict)
     calibration: DataSpec | None = None  # how to load the calibration data again
+    profile_passes: int = 1  # passes over the profiling samples (tracked.py: chunks of classes)
 
     @property
     def mean_macs(self) -> float:
@@ -94,6 +95,7 @@ class Manifest:
             "parent_agreement_on_calibration": self.parent_agreement_on_calibration,
             "onnxdecomp_version": self.onnxdecomp_version,
             "timing_seconds": {key: round(v, 3) for key, v in self.timing_seconds.items()},
+            "profile_passes": self.profile_passes,
         }
 
     def write(self, folder: str | Path) -> None:

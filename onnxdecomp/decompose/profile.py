@@ -13,7 +13,10 @@ consumer at step t (``columns.step_columns``: recurrent layers, sequence MatMuls
 convolutions with one output per step) count for that class. The samples of the counts are
 then steps.
 
-Only accumulators are kept, so memory does not grow with the data.
+Only accumulators are kept, so memory does not grow with the data. It grows with the
+classes: one matrix per class and consumer. ``track`` limits the per-class matrices to some
+classes (the others are only counted), and ``totals`` supplies what every gram needs of all
+of them, their sum (``tracked.py`` holds many classes' work to a memory budget with both).
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from onnxdecomp.runtime import Runner
 
 @dataclass
 class ConsumerStats:
-    gram: np.ndarray  # [K, D+1, D+1] float64, the last column is the constant 1
-    rows: np.ndarray  # [K] number of rows accumulated per class
+    gram: np.ndarray  # [T, D+1, D+1] float64 of the T tracked classes; last column: the 1
+    rows: np.ndarray  # [K] number of rows accumulated per class, tracked or not
 
 
 @dataclass
@@ -52,8 +55,32 @@ class Profile:
     act_freq: dict[str, np.ndarray] = field(default_factory=dict)  # value -> [K, C]
     head_sens: np.ndarray | None = None  # [K, K]: row k = E|d s_k / d z_j| over all samples
     agreement: float = 0.0  # parent top-1 agreement with labels on the profiling data
+    tracked: np.ndarray | None = None  # the classes with grams, in their order; None: all
+    slot: np.ndarray | None = None  # [K] index of each class's gram, -1 untracked; None: all
+    # sum over all K classes of the normalised grams, per consumer, when not all are tracked
+    totals: dict[str, np.ndarray] | None = None
 
     _normalised: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def needs(self, weights: np.ndarray) -> set[int]:
+        """The classes whose own grams ``gram(., weights)`` reads: those weighed unlike the
+        most common weight that have samples (a class without any has a zero gram)."""
+        values, counts = np.unique(weights, return_counts=True)
+        mode = values[counts.argmax()]
+        return {int(j) for j in np.flatnonzero(weights != mode) if self.samples[j] > 0}
+
+    def normalised(self, node: str) -> tuple[np.ndarray, np.ndarray]:
+        """(the tracked classes' grams, each divided by its row count [T, D+1, D+1], their
+        sum over all K classes)."""
+        if node not in self._normalised:
+            st = self.consumers[node]
+            rows = st.rows if self.tracked is None else st.rows[self.tracked]
+            # In place: the sums are not read again, and a copy would double the largest
+            # thing decomposition holds (a 512-channel 3x3 conv's: K x 4609^2 floats).
+            per_class = np.divide(st.gram, np.maximum(rows, 1)[:, None, None], out=st.gram)
+            total = per_class.sum(axis=0) if self.totals is None else self.totals[node]
+            self._normalised[node] = (per_class, total)
+        return self._normalised[node]
 
     def gram(self, node: str, weights: np.ndarray) -> np.ndarray:
         """Second-moment matrix E[x~ x~^T] with class weights (summing to 1).
@@ -63,18 +90,17 @@ class Profile:
         most classes alike, so a gram costs a few classes' matrices, not all K of them (with
         K modules, all K would make decomposition quadratic in the classes).
         """
-        if node not in self._normalised:
-            st = self.consumers[node]
-            # In place: the sums are not read again, and a copy would double the largest
-            # thing decomposition holds (a 512-channel 3x3 conv's: K x 4609^2 floats).
-            per_class = np.divide(st.gram, np.maximum(st.rows, 1)[:, None, None], out=st.gram)
-            self._normalised[node] = (per_class, per_class.sum(axis=0))
-        per_class, total = self._normalised[node]
+        per_class, total = self.normalised(node)
         values, counts = np.unique(weights, return_counts=True)
         mode = values[counts.argmax()]
         out = mode * total
         for j in np.flatnonzero(weights != mode):
-            out = out + (weights[j] - mode) * per_class[j]
+            if self.slot is None:
+                out = out + (weights[j] - mode) * per_class[j]
+            elif self.slot[j] >= 0:
+                out = out + (weights[j] - mode) * per_class[self.slot[j]]
+            elif self.consumers[node].rows[j]:  # a class without rows has a zero gram
+                raise LookupError(f"class {j} is not tracked by this profile")
         return out
 
 
@@ -98,9 +124,12 @@ def profile(
     positions: int = 64,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    track: list[int] | None = None,
+    totals: dict[str, np.ndarray] | None = None,
 ) -> Profile:
     """Stream ``x`` through the parent (normalised, as ``cg`` was built on) once and
-    accumulate the statistics above."""
+    accumulate the statistics above: per-class grams for the classes ``track`` lists, in
+    that order (all when None), the sums of all classes' grams given by ``totals`` then."""
     rng = np.random.default_rng(seed)
     logits_name = proto.graph.output[0].name
     wanted: dict[str, Consumer] = {c.key: c for c in cg.consumers}
@@ -117,7 +146,12 @@ def profile(
         z, acts = outs[0], dict(zip(values, outs[1:]))
         if prof is None:
             k = z.shape[-1]
-            prof = Profile(num_classes=k, samples=np.zeros(k, dtype=np.int64))
+            prof = Profile(num_classes=k, samples=np.zeros(k, dtype=np.int64),
+                           totals=None if track is None else totals)
+            if track is not None:
+                prof.tracked = np.asarray(track, dtype=np.int64)
+                prof.slot = np.full(k, -1, dtype=np.int64)
+                prof.slot[prof.tracked] = np.arange(len(track))
             prof.head_sens = np.zeros((k, k))
         lab = None if y is None else y[start:stop]
         pred = z.argmax(axis=-1)  # [n], or [n, T] for a tagger: -1 on padding (label -1)
@@ -156,12 +190,16 @@ def profile(
             st = prof.consumers.get(node_name)
             if st is None:
                 d = cols.shape[1]
-                st = ConsumerStats(np.zeros((k, d, d)), np.zeros(k, np.int64))
+                st = ConsumerStats(np.zeros((k if track is None else len(track), d, d)),
+                                   np.zeros(k, np.int64))
                 prof.consumers[node_name] = st
             for c in np.unique(row_class[row_class >= 0]):
-                part = cols[row_class == c]
-                st.gram[c] += part.T @ part
-                st.rows[c] += part.shape[0]
+                on = row_class == c
+                st.rows[c] += int(on.sum())
+                at = c if prof.slot is None else prof.slot[c]
+                if at >= 0:
+                    part = cols[on]
+                    st.gram[at] += part.T @ part
         if progress:
             progress(stop - start)
     assert prof is not None

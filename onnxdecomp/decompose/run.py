@@ -46,7 +46,7 @@ def decompose(
     if out_dir is not None:
         inputs = () if isinstance(model, onnx.ModelProto) else (model,)
         check_output_folder(out_dir, force, inputs)
-    dec = Decomposer(model, x, y, settings, class_names, progress)
+    dec = Decomposer(model, x, y, settings, class_names, progress, classes)
     s, parent, timing = dec.settings, dec.parent, dec.timing
     k_all = parent.num_classes
     classes = list(range(k_all)) if classes is None else list(classes)
@@ -103,6 +103,7 @@ def decompose(
             None if y is None else round(dec.profile.agreement, 4)), align=dec.align,
         align_recurrent=dec.align_recurrent if dec.align_of else None,
         onnxdecomp_version=__version__, timing_seconds=timing,
+        profile_passes=dec.profiles.passes,
         calibration=None if calibration is None else calibration.resolved())
     if out_dir is not None:
         with atomic_folder(out_dir) as tmp:

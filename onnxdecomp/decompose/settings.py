@@ -34,6 +34,9 @@ class Settings:
     # while the fidelity holds (refine.py); with the sequential refit, the search and the
     # steps run on the parallel refit and their module is refitted after (polish.py).
     refine: bool = True
+    # Bytes the profile's per-class grams may take (tracked.py); None: 40% of the memory
+    # available at the start. Beyond it classes are profiled a chunk at a time.
+    profile_memory: int | None = None
 
     def check(self) -> None:
         """One-line errors for settings out of bounds, before any work is done."""
