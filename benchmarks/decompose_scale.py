@@ -11,8 +11,11 @@ whole decomposition to one ONNX Runtime pass of the parent over the same calibra
   (timing only: the head is not trained; balanced labels keep every class in).
 - ``--recurrent``: the CLINC150 intent classifiers (150 classes), 1,000 calibration
   sentences of the train split.
+- ``--memory``: LeNet-5's body with a random 1,000-class head, the profile's grams held
+  whole (1.6 MB a class) and within a 256 MB budget (``Settings.profile_memory``: chunks of
+  classes, ``decompose/tracked.py``); the modules of both must be byte-identical.
 
-    python -m benchmarks.decompose_scale [--zoo] [--calib] [--classes] [--recurrent]
+    python -m benchmarks.decompose_scale [--zoo] [--calib] [--classes] [--recurrent] [--memory]
 """
 
 from __future__ import annotations
@@ -45,11 +48,15 @@ ZOO = [("models/cnn_digits.onnx", "sklearn:digits"),
 RECURRENT = ["clinc_rnn", "clinc_lstm", "clinc_gru", "clinc_bilstm2"]
 
 
-def one(model: str, data: str, calib: int, balanced: bool = False) -> dict:
+def one(model: str, data: str, calib: int, balanced: bool = False,
+        budget: int | None = None) -> dict:
     """One decomposition in this process (``balanced``: labels cycling over the classes,
-    for a re-headed model whose head is not trained)."""
+    for a re-headed model whose head is not trained; ``budget``: the profile's memory)."""
+    import hashlib
+
     from onnxdecomp import decompose
     from onnxdecomp.data import fit_to_input, load_data
+    from onnxdecomp.decompose import Settings
     from onnxdecomp.runtime import Runner
 
     runner = Runner(model, device="cpu")
@@ -65,8 +72,10 @@ def one(model: str, data: str, calib: int, balanced: bool = False) -> dict:
     y = np.arange(len(ds.x)) % logits.shape[1] if balanced else ds.y
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        manifest = decompose(model, ds.x, y, Path(out) / "m")
+        manifest = decompose(model, ds.x, y, Path(out) / "m",
+                             settings=Settings(profile_memory=budget))
         total = time.perf_counter() - t0
+        digest = hashlib.sha256("".join(m.sha256 for m in manifest.modules).encode())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"model": model, "calibration_samples": len(ds.x), "classes": logits.shape[1],
             "data_loading_seconds": round(load_s, 2), "decompose_seconds": round(total, 2),
@@ -74,7 +83,8 @@ def one(model: str, data: str, calib: int, balanced: bool = False) -> dict:
             "one_ort_pass_seconds": round(ort_s, 3),
             "ratio_to_one_ort_pass": round(total / max(ort_s, 1e-9), 1),
             "peak_memory_mb": round(peak, 1), "mean_macs": round(manifest.mean_macs, 4),
-            "passed": manifest.passed}
+            "passed": manifest.passed, "profile_memory": budget,
+            "profile_passes": manifest.profile_passes, "modules_sha256": digest.hexdigest()}
 
 
 def reheaded(k: int, folder: Path) -> str:
@@ -104,9 +114,11 @@ def reheaded(k: int, folder: Path) -> str:
     return str(path)
 
 
-def run(model: str, data: str, calib: int, balanced: bool = False) -> dict:
+def run(model: str, data: str, calib: int, balanced: bool = False,
+        budget: int | None = None) -> dict:
     out = subprocess.run([sys.executable, "-m", "benchmarks.decompose_scale", "--one", model,
-                          data, str(calib)] + (["--balanced"] if balanced else []),
+                          data, str(calib)] + (["--balanced"] if balanced else [])
+                         + ([] if budget is None else ["--budget", str(budget)]),
                          cwd=ROOT, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -122,14 +134,18 @@ def main() -> None:
     ap.add_argument("--calib", action="store_true")
     ap.add_argument("--classes", action="store_true")
     ap.add_argument("--recurrent", action="store_true")
+    ap.add_argument("--memory", action="store_true")
     ap.add_argument("--balanced", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--budget", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]), args.balanced)))
+        print(json.dumps(one(args.one[0], args.one[1], int(args.one[2]), args.balanced,
+                             args.budget)))
         return
     path = RESULTS / "scale.json"
     res = json.loads(path.read_text()) if path.is_file() else {}
-    res["command"] = "python -m benchmarks.decompose_scale --zoo --calib --classes --recurrent"
+    res["command"] = ("python -m benchmarks.decompose_scale --zoo --calib --classes "
+                      "--recurrent --memory")
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.zoo:
         res["zoo"] = [run(m, d, 1000) for m, d in ZOO if Path(m).exists() or
@@ -153,6 +169,12 @@ def main() -> None:
             write_npz(npz, *clinc_arrays(DATA, "train", vocab), vocab.classes)
             res["recurrent"] = [run(str(ROOT / "models" / f"{m}.onnx"), str(npz), 1000)
                                 for m in RECURRENT if (ROOT / "models" / f"{m}.onnx").exists()]
+        path.write_text(json.dumps(res, indent=1) + "\n")
+    if args.memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = reheaded(1000, Path(tmp))
+            res["memory"] = [run(model, str(DATA / "mnist"), 1000, True, budget)
+                             for budget in (None, 256 << 20)]
         path.write_text(json.dumps(res, indent=1) + "\n")
 
 

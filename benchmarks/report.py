@@ -226,6 +226,20 @@ def scale_section(res: dict) -> str:
                        f"{t['profiling']} | {t['pruning']} | {t['writing']} | "
                        f"{r['one_ort_pass_seconds']} | {r['ratio_to_one_ort_pass']} | "
                        f"{r['peak_memory_mb']} | {100 * r['mean_macs']:.1f}% |\n")
+    rows = res.get("memory")
+    if rows:
+        same = len({r["modules_sha256"] for r in rows}) == 1
+        out.append("\n### The profile within a memory budget (LeNet-5 body, random 1,000-class "
+                   "head; `Settings.profile_memory`, `decompose/tracked.py`)\n\nModules of "
+                   f"every run byte-identical: {'yes' if same else 'NO'}.\n\n| budget | "
+                   "profile passes | total s | profiling | pruning + tuning | peak MB | "
+                   "modules sha256 |\n|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            t, budget = r["split_seconds"], r["profile_memory"]
+            out.append(f"| {'whole' if budget is None else f'{budget >> 20} MB'} | "
+                       f"{r['profile_passes']} | {r['decompose_seconds']} | "
+                       f"{t['profiling']} | {t['pruning']} | {r['peak_memory_mb']} | "
+                       f"{r['modules_sha256'][:12]} |\n")
     return "".join(out)
 
 
