@@ -11,6 +11,7 @@ import pytest
 from onnxdecomp.decompose import Decomposer, Settings, decompose
 from onnxdecomp.decompose.criteria import class_weights, subset_concern
 from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.link import link
 from onnxdecomp.link.union import UnionBuilder
 
 
@@ -81,3 +82,19 @@ def test_a_budget_below_one_class_is_refused(plain) -> None:
     with pytest.raises(OnnxDecompError, match="the profile of one class needs"):
         Decomposer(str(case.path), x, None,
                    Settings(device="cpu", profile_memory=whole.profiles.class_bytes))
+
+
+def test_a_module_does_not_depend_on_the_classes_beside_it(plain, tmp_path) -> None:
+    """Classes decomposed in parts (other processes or machines, ``--classes``) give the
+    modules of one run, and the parts link as one decomposition."""
+    case, x, _ = plain
+    whole = decompose(str(case.path), x, None, tmp_path / "all", settings=Settings(device="cpu"))
+    parts = [decompose(str(case.path), x, None, tmp_path / f"part{i}", classes=classes,
+                       settings=Settings(device="cpu")) for i, classes in ((0, [3]), (1, [4, 0]))]
+    for part, i in zip(parts, (0, 1)):
+        for e in part.modules:
+            assert (tmp_path / f"part{i}" / e.file).read_bytes() == \
+                (tmp_path / "all" / e.file).read_bytes()
+    linked = link([tmp_path / "part0", tmp_path / "part1"], mode="parallel")
+    assert [c["class_index"] for c in linked.columns] == [3, 4, 0]
+    assert len(whole.modules) == 5
