@@ -15,6 +15,7 @@ Random weights: fidelity is not the point here, coverage of the rules is.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -837,3 +838,23 @@ def test_depth_and_space_moves(op: str, mode: str | None) -> None:
     want = Runner(with_outputs(dec.parent.proto, [moved.name]), device="cpu").run(x[:20])[1]
     got = Runner(with_outputs(sliced, [moved.name]), device="cpu").run(x[:20])[1]
     np.testing.assert_allclose(got, want[:, kept], atol=1e-6)
+
+
+def test_local_functions_are_inlined(exported: Path) -> None:
+    """TorchScript's ``export_modules_as_functions``: each inverted residual a local function
+    called by a node of its own domain; the modules hold plain ops and no function."""
+    path = exported / "functions.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_net("mobilenetv2"), (_x("mobilenetv2", 2, seed=1),), str(path),
+                          dynamo=False, opset_version=17, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "N"}},
+                          export_modules_as_functions={InvertedResidual})
+    assert onnx.load(str(path)).functions  # the export really holds functions
+    x = _x("mobilenetv2", 240, seed=0).numpy()
+    dec = Decomposer(str(path), x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    parent = logodds_from_logits(ort_run(str(path), x[:50]))[:, 0]
+    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], parent, atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True).proto
+    assert not half.functions and model_stats(half).macs < model_stats(full).macs

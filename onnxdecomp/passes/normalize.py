@@ -64,7 +64,8 @@ def infer_shapes(model: ir.Model) -> None:
 def normalize(model: ir.Model) -> ir.Model:
     """Run the normalisation passes in place and return the model.
 
-    After it: constants are initializers and folded, no Identity/Dropout, BatchNorm after a
+    After it: local functions inlined, constants are initializers and folded, no
+    Identity/Dropout, BatchNorm after a
     Conv folded, dense layers are Gemm (one applied to every step through reshapes: a MatMul
     over the sequence), flattening Reshapes are Flatten, the single output
     is logits (a trailing Softmax/LogSoftmax stripped), recurrent ops have no all-zero initial
@@ -81,6 +82,9 @@ def normalize(model: ir.Model) -> ir.Model:
     passes = ir.passes.PassManager(
         [
             common.RemoveInitializersFromInputsPass(),
+            # Modules exported as local functions (TorchScript's export_modules_as_functions,
+            # onnxscript): their ops need channel rules, the calls have none.
+            common.InlinePass(),
             # Node names are optional in ONNX; profiles, refits and cuts key on them.
             common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
