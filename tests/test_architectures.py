@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import build_sklearn_like, ort_run, torch_export
+from onnx import helper
 
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.head import logodds_from_logits
@@ -416,6 +417,34 @@ def test_sklearn_classifier_decomposes(zipmap: bool) -> None:
     assert dec.parent.num_classes == 3
     probs = ort_run(select_scores_output(model), x[:40])  # its first output is the label
     full = dec.build(1, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:40])[:, 0],
+                               logodds_from_logits(np.log(probs))[:, 1], atol=1e-4)
+    assert dec.build(1, 0.5, check=True).removed
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("Scaler", {"offset": [0.5, -1, 0, 2, 0.1, 0], "scale": [2.0, 0.5, 1, 1, 3, 0.25]}),
+    ("Scaler", {"offset": [0.3], "scale": [1.5]}),
+    ("Normalizer", {"norm": "L2"}), ("Normalizer", {"norm": "L1"}),
+    ("Normalizer", {"norm": "MAX"}),
+    ("Imputer", {"imputed_value_floats": [9.0], "replaced_value_float": 0.0}),
+])
+def test_sklearn_preprocessing_in_front(op: str, attrs: dict) -> None:
+    """skl2onnx writes a pipeline's StandardScaler, Normalizer and SimpleImputer as ai.onnx.ml
+    ops in front of the network: the modules hold standard ops that compute what ONNX
+    Runtime computes for them (zero rows and imputed values included)."""
+    model = build_sklearn_like(False)
+    model.graph.node.insert(0, helper.make_node(op, ["x"], ["xp"], name="pre",
+                                                domain="ai.onnx.ml", **attrs))
+    model.graph.node[1].input[0] = "xp"
+    x = np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32)
+    x[:5] = 0.0  # zero rows: a norm of 0, the imputer's replaced value
+    x[5:8, :3] = 0.0
+    x[8] = [-1, -2, 0, -3, -0.5, -1]  # a row whose max is 0
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    probs = ort_run(select_scores_output(model), x[:40])
+    full = dec.build(1, 1.0, check=True).proto
+    assert all(n.domain in ("", "ai.onnx") for n in full.graph.node)
     np.testing.assert_allclose(ort_run(full, x[:40])[:, 0],
                                logodds_from_logits(np.log(probs))[:, 1], atol=1e-4)
     assert dec.build(1, 0.5, check=True).removed

@@ -30,6 +30,7 @@ from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_dynamic_quantization import RewriteDynamicQuantizationPass
 from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
+from onnxdecomp.passes.rewrite_ml_preprocessing import RewriteMlPreprocessingPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
@@ -88,6 +89,7 @@ def normalize(model: ir.Model) -> ir.Model:
             # Node names are optional in ONNX; profiles, refits and cuts key on them.
             common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            RewriteMlPreprocessingPass(),  # skl2onnx's Scaler, Normalizer, Imputer
             UnfuseRuntimeOpsPass(),  # ONNX Runtime's FusedConv, FusedGemm as Conv + Relu ...
             RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
             RewriteDynamicQuantizationPass(),  # MatMulInteger, ... as float ops on DQ inputs
