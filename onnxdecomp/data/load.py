@@ -100,7 +100,8 @@ def load_data(
     its ``x``, and scale/mean/std/layout raise, since silently ignoring them would mislead.
     ``limit`` keeps at most that many samples: a stratified subsample drawn with
     ``np.random.default_rng(seed)``, in the original order. ``classes`` keeps only samples
-    of those labels, before the limit (a sub-task's calibration data).
+    of those labels, before the limit (a sub-task's calibration data); unlabelled data is
+    returned whole, for the caller to label (``Dataset.labelled``).
     """
     pre = pre or Preprocess()
     if split not in SPLITS:
@@ -140,13 +141,12 @@ def load_data(
     check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
     if not ds.labelled:
         what += ", unlabelled"
-    if classes is not None:
+    if classes is not None and ds.labelled:  # unlabelled data is the caller's to label
         # Per-step labels: the samples with a step of those classes, all their steps kept.
         hit = np.isin(ds.y, classes)
         chosen = np.flatnonzero(hit.reshape(len(hit), -1).any(axis=1))
         if not len(chosen):
-            raise DataError(f"no sample of classes {list(classes)} in {spec}"
-                            + ("" if ds.labelled else " (it has no labels)"))
+            raise DataError(f"no sample of classes {list(classes)} in {spec}")
         ds = replace(ds, x=ds.x[chosen], y=ds.y[chosen])
         what += f", classes {','.join(map(str, classes))}"
     total = len(ds.x)

@@ -65,20 +65,20 @@ class Profile:
     def needs(self, weights: np.ndarray) -> set[int]:
         """The classes whose own grams ``gram(., weights)`` reads: those weighed unlike the
         most common weight that have samples (a class without any has a zero gram)."""
-        values, counts = np.unique(weights, return_counts=True)
-        mode = values[counts.argmax()]
+        mode = _mode(weights)
         return {int(j) for j in np.flatnonzero(weights != mode) if self.samples[j] > 0}
 
     def normalised(self, node: str) -> tuple[np.ndarray, np.ndarray]:
         """(the tracked classes' grams, each divided by its row count [T, D+1, D+1], their
-        sum over all K classes)."""
+        sum over all K classes: None for a profile of some classes without ``totals``)."""
         if node not in self._normalised:
             st = self.consumers[node]
             rows = st.rows if self.tracked is None else st.rows[self.tracked]
             # In place: the sums are not read again, and a copy would double the largest
             # thing decomposition holds (a 512-channel 3x3 conv's: K x 4609^2 floats).
             per_class = np.divide(st.gram, np.maximum(rows, 1)[:, None, None], out=st.gram)
-            total = per_class.sum(axis=0) if self.totals is None else self.totals[node]
+            total = (per_class.sum(axis=0) if self.tracked is None
+                     else None if self.totals is None else self.totals[node])
             self._normalised[node] = (per_class, total)
         return self._normalised[node]
 
@@ -91,8 +91,7 @@ class Profile:
         K modules, all K would make decomposition quadratic in the classes).
         """
         per_class, total = self.normalised(node)
-        values, counts = np.unique(weights, return_counts=True)
-        mode = values[counts.argmax()]
+        mode = _mode(weights)
         out = mode * total
         for j in np.flatnonzero(weights != mode):
             if self.slot is None:
@@ -102,6 +101,12 @@ class Profile:
             elif self.consumers[node].rows[j]:  # a class without rows has a zero gram
                 raise LookupError(f"class {j} is not tracked by this profile")
         return out
+
+
+def _mode(weights: np.ndarray) -> float:
+    """The most common of the class weights (the smallest of equally common ones)."""
+    values, counts = np.unique(weights, return_counts=True)
+    return values[counts.argmax()]
 
 
 def not_per_step(cons: Consumer) -> OnnxDecompError:

@@ -80,7 +80,7 @@ class Calibration:
             x, y, source = self._samples_of(group, classes)
         elif manifest and manifest.get("calibration"):
             ds = self._parent_samples(group, DataSpec.from_json(manifest["calibration"]),
-                                      classes)
+                                      classes, checked=False)
             x, y, source = ds.x, ds.y, ds.source
         else:
             raise OnnxDecompError(
@@ -136,12 +136,16 @@ class Calibration:
         y = np.array([to_class[int(v)] for v in ds.y[keep]], dtype=np.int64)
         return ds.x[keep], y, ds.source
 
-    def _parent_samples(self, group, spec: DataSpec,
-                        classes: list[int] | None = None) -> Dataset:
+    def _parent_samples(self, group, spec: DataSpec, classes: list[int] | None = None,
+                        checked: bool = True) -> Dataset:
         """The group's parent's data labelled with its class indices (by the parent's own
-        decisions where it has no labels), only samples of ``classes`` when given."""
-        ds = spec.load()
+        decisions where it has no labels), only samples of ``classes`` when given.
+        ``checked``: the labels of the whole set are checked first (given data: a second
+        read when ``classes`` are asked); the manifest's were checked by ``decompose``."""
+        ds = spec.load() if checked or classes is None else spec.load(classes=classes)
         if ds.labelled:
+            if not checked:
+                return ds
             check_labels(ds.y, group.modules[0].num_classes, ds.source)
             return ds if classes is None else spec.load(classes=classes)
         runner = Runner(scores_model(self.parent_file(group, *self._manifest(group))),
