@@ -98,3 +98,28 @@ def test_a_module_does_not_depend_on_the_classes_beside_it(plain, tmp_path) -> N
     linked = link([tmp_path / "part0", tmp_path / "part1"], mode="parallel")
     assert [c["class_index"] for c in linked.columns] == [3, 4, 0]
     assert len(whole.modules) == 5
+
+
+def test_cli_profile_memory(plain, tmp_path) -> None:
+    from click.testing import CliRunner
+    from test_cli import _assert_user_error, _npz
+
+    from onnxdecomp.cli import main
+
+    case, x, whole = plain
+    data = _npz(tmp_path / "d.npz", x, case.logits(x).argmax(axis=1))
+    gb = 3.5 * whole.profiles.class_bytes / 2**30  # two classes beside the totals
+    runs = {}
+    for name, flags in (("all", []), ("two", ["--profile-memory", f"{gb:.12f}"])):
+        res = CliRunner().invoke(main, ["decompose", str(case.path), "--data", str(data),
+                                        "-o", str(tmp_path / name), "--keep", "0.5", *flags])
+        assert res.exit_code == 0, res.output
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        runs[name] = manifest["profile_passes"]
+        assert [(tmp_path / name / m["file"]).read_bytes() for m in manifest["modules"]] == \
+            [(tmp_path / "all" / m["file"]).read_bytes() for m in manifest["modules"]]
+    assert runs == {"all": 1, "two": 6}
+    res = CliRunner().invoke(main, ["decompose", str(case.path), "--data", str(data), "-o",
+                                    str(tmp_path / "none"), "--profile-memory", "1e-9"])
+    _assert_user_error(res, "the profile of one class needs")
+    assert not (tmp_path / "none").exists()

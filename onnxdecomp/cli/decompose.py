@@ -52,19 +52,26 @@ from onnxdecomp.runtime import Runner
 @click.option("--no-refine", "no_refine", is_flag=True,
               help="Tune one keep ratio for every group only (by default each group then "
               "steps down its coarse aligned counts while the fidelity holds).")
+@click.option("--profile-memory", type=click.FloatRange(0, min_open=True), default=None,
+              metavar="GB", help="Memory for the profile's per-class statistics [default: 40% "
+              "of the memory available]; beyond it the classes are profiled a chunk at a time "
+              "(the same modules, more passes over the data).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists with files.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 @json_option
 def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
                   keep: float | None, macs: float | None, criterion: str, compensation: str,
-                  align: str, prune_embeddings: bool, no_refine: bool, force: bool, seed: int,
-                  device: str, as_json: bool, **data_opts) -> None:
+                  align: str, prune_embeddings: bool, no_refine: bool,
+                  profile_memory: float | None, force: bool, seed: int, device: str,
+                  as_json: bool, **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
     settings = Settings(fidelity=fidelity, criterion=criterion, compensation=compensation,
                         keep=keep, macs=macs, seed=seed, device=device,
                         align=align if align == "auto" else _int(align),
-                        prune_embeddings=prune_embeddings, refine=not no_refine)
+                        prune_embeddings=prune_embeddings, refine=not no_refine,
+                        profile_memory=None if profile_memory is None
+                        else int(profile_memory * 2**30))
     settings.check()  # before any data is read
     check_output_folder(out_dir, force, (model,))
     runner = Runner(model, device="cpu")
