@@ -287,8 +287,8 @@ class Decomposer:
             raise OnnxDecompError(
                 f"{{macs}} weighs the modules of {len(classes)} classes together; the profile "
                 f"holds {self.profiles.capacity} class(es) at once in its budget "
-                "(Settings.profile_memory): use {fidelity} or {keep}, or fewer {classes}",
-                options=["macs", "fidelity", "keep", "classes"])
+                "({profile_memory}): use {fidelity} or {keep}, or fewer {classes}",
+                options=["macs", "fidelity", "keep", "classes", "profile_memory"])
         candidate, built = candidates or self.candidates()
         chosen = allocate(candidate, classes, self.hold_logodds, budget, on_step)
         out = {}

@@ -59,7 +59,8 @@ class TrackedProfile:
         if self.capacity < 1:
             raise OnnxDecompError(
                 f"the profile of one class needs {_gb(2 * self.class_bytes)} with the sums of "
-                f"all classes', over the {_gb(self.budget)} budget (Settings.profile_memory)")
+                f"all classes', over the {_gb(self.budget)} budget: give more with "
+                "{profile_memory}", options=["profile_memory"])
         self.totals = self._totals()
         self.current = run(self._chunk_from(0), self.totals, progress)
 
@@ -94,7 +95,7 @@ class TrackedProfile:
             raise OnnxDecompError(
                 f"a module or union needs the profiles of {len(needed)} classes at once, "
                 f"{_gb((len(needed) + 1) * self.class_bytes)}, over the {_gb(self.budget)} "
-                "budget (Settings.profile_memory)")
+                "budget: give more with {profile_memory}", options=["profile_memory"])
         first = min(self.order.index(c) for c in needed)
         chunk = [c for c in self._chunk_from(first) if c not in needed]
         chunk = sorted(needed, key=self.order.index) + chunk[:self.capacity - len(needed)]
@@ -104,4 +105,4 @@ class TrackedProfile:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 2**30:.1f} GB"
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
