@@ -123,3 +123,16 @@ def test_cli_profile_memory(plain, tmp_path) -> None:
                                     str(tmp_path / "none"), "--profile-memory", "1e-9"])
     _assert_user_error(res, "the profile of one class needs")
     assert not (tmp_path / "none").exists()
+
+
+def test_progress_counts_every_pass(plain) -> None:
+    case, x, whole = plain
+    seen: dict[str, list[int]] = {}
+
+    def progress(stage: str, n: int, total: int) -> None:
+        seen.setdefault(stage, [0, total])[0] += n
+
+    dec = Decomposer(str(case.path), x, None,
+                     Settings(device="cpu", profile_memory=_budget(whole, 2)),
+                     progress=progress)
+    assert dec.profiles.passes == 4 and seen["profile"] == [4 * dec.n_profile] * 2

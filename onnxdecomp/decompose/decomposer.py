@@ -141,7 +141,10 @@ class Decomposer:
         t0 = time.perf_counter()
         prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
         self.n_profile, self.n_holdout = len(prof_idx), len(hold_idx)
-        step = (lambda n: progress("profile", n, len(prof_idx))) if progress else None
+
+        def steps(passes: int) -> Callable[[int], None]:  # the samples of that many passes
+            return lambda n: progress("profile", n, passes * len(prof_idx))
+
         x_prof, y_prof = x[prof_idx], None if y is None else y[prof_idx]
 
         def run(track, totals, step, rows=slice(None)):
@@ -153,7 +156,7 @@ class Decomposer:
         # ``classes``: the order modules will be asked in, so that a chunk serves the next
         sizes = [st.gram.shape[1] for st in run([], None, None, slice(1)).consumers.values()]
         self.profiles = TrackedProfile(run, self.parent.num_classes, sizes, classes or [],
-                                       s.profile_memory, step)
+                                       s.profile_memory, steps if progress else None)
         self.x_hold = x[hold_idx]
         self.y_hold = None if y is None else y[hold_idx]
         # Fidelity is measured against the parent as it computes, not its float twin.

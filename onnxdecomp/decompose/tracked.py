@@ -10,7 +10,8 @@ same order as the profile of all classes, so every gram and every module is the 
 class outside the chunk held profiles the samples again with the chunk that starts at it.
 
 Requires: ``run(track, totals, progress)`` profiles the samples with grams for ``track``
-(None: all classes); ``sizes`` the gram sides (D+1) per consumer. Ensures: ``current`` holds
+(None: all classes); ``sizes`` the gram sides (D+1) per consumer; ``progress(passes)``, if
+given, the callback for the samples of that many passes. Ensures: ``current`` holds
 the grams of every class passed to ``ensure`` since, identical to the all-classes profile's.
 """
 
@@ -45,7 +46,7 @@ def available_memory() -> int:
 class TrackedProfile:
     def __init__(self, run: Callable[..., Profile], num_classes: int, sizes: list[int],
                  order: list[int], budget: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], Callable[[int], None]] | None = None) -> None:
         self.run, self.k = run, num_classes
         self.class_bytes = 8 * sum(d * d for d in sizes)
         self.budget = int(BUDGET_SHARE * available_memory()) if budget is None else budget
@@ -54,26 +55,27 @@ class TrackedProfile:
         self.order = list(dict.fromkeys([*order, *range(num_classes)]))
         self.passes = 1
         if self.capacity >= num_classes:
-            self.current = run(None, None, progress)
+            self.current = run(None, None, progress(1) if progress else None)
             return
         if self.capacity < 1:
             raise OnnxDecompError(
                 f"the profile of one class needs {_gb(2 * self.class_bytes)} with the sums of "
                 f"all classes', over the {_gb(self.budget)} budget: give more with "
                 "{profile_memory}", options=["profile_memory"])
-        self.totals = self._totals()
-        self.current = run(self._chunk_from(0), self.totals, progress)
+        step = progress(1 + -(-num_classes // self.capacity)) if progress else None
+        self.totals = self._totals(step)
+        self.current = run(self._chunk_from(0), self.totals, step)
 
     @property
     def holds_all(self) -> bool:
         return self.current.tracked is None
 
-    def _totals(self) -> dict[str, np.ndarray]:
+    def _totals(self, step: Callable[[int], None] | None) -> dict[str, np.ndarray]:
         """Per consumer, the sum over all classes of their grams divided by their rows."""
         acc: dict[str, np.ndarray] = {}
         for start in range(0, self.k, self.capacity):
             chunk = list(range(start, min(start + self.capacity, self.k)))
-            prof = self.run(chunk, None, None)
+            prof = self.run(chunk, None, step)
             self.passes += 1
             for node in prof.consumers:
                 per_class = prof.normalised(node)[0]
