@@ -171,6 +171,8 @@ def main() -> None:
     if "unlabelled" in jobs:
         res = {"mnist_fmnist": cross(("models/lenet5_mnist.onnx", mnist),
                                      ("models/resnet8_fmnist.onnx", fmnist), unlabelled=True),
+               "cntk_fmnist": cross((str(DATA / "onnx-third-party" / "mnist-cntk.onnx"), mnist),
+                                    ("models/resnet8_fmnist.onnx", fmnist), unlabelled=True),
                "command": "python -m benchmarks.link_models --only unlabelled"}
         (RESULTS / "link_unlabelled.json").write_text(json.dumps(res, indent=1) + "\n")
     if "replace" in jobs or "patch" in jobs:
