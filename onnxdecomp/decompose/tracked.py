@@ -44,6 +44,8 @@ def available_memory() -> int:
 
 
 class TrackedProfile:
+    """The profile of a decomposition within its memory budget (see the module docstring)."""
+
     def __init__(self, run: Callable[..., Profile], num_classes: int, sizes: list[int],
                  order: list[int], budget: int | None = None,
                  progress: Callable[[int], Callable[[int], None]] | None = None) -> None:
@@ -59,8 +61,8 @@ class TrackedProfile:
             return
         if self.capacity < 1:
             raise OnnxDecompError(
-                f"the profile of one class needs {_gb(2 * self.class_bytes)} with the sums of "
-                f"all classes', over the {_gb(self.budget)} budget: give more with "
+                f"the profile of one class needs {_size(2 * self.class_bytes)} with the sums of "
+                f"all classes', over the {_size(self.budget)} budget: give more with "
                 "{profile_memory}", options=["profile_memory"])
         step = progress(1 + -(-num_classes // self.capacity)) if progress else None
         self.totals = self._totals(step)
@@ -96,7 +98,7 @@ class TrackedProfile:
         if len(needed) > self.capacity:
             raise OnnxDecompError(
                 f"a module or union needs the profiles of {len(needed)} classes at once, "
-                f"{_gb((len(needed) + 1) * self.class_bytes)}, over the {_gb(self.budget)} "
+                f"{_size((len(needed) + 1) * self.class_bytes)}, over the {_size(self.budget)} "
                 "budget: give more with {profile_memory}", options=["profile_memory"])
         first = min(self.order.index(c) for c in needed)
         chunk = [c for c in self._chunk_from(first) if c not in needed]
@@ -106,5 +108,5 @@ class TrackedProfile:
         return self.current
 
 
-def _gb(n: int) -> str:
+def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
