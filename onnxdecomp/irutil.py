@@ -118,6 +118,32 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     return value
 
 
+class NodeSteps:
+    """New nodes computing what ``node`` did, one after another, named after it
+    (``name_0``, ``name_1`` ...), their constants ``name_tag``; ``nodes`` for
+    ``replace_node``."""
+
+    def __init__(self, graph: ir.Graph, node: ir.Node) -> None:
+        self.graph, self.name, self.nodes = graph, node.name or node.op_type, []
+
+    def op(self, kind: str, *inputs: ir.Value, **attributes) -> ir.Value:
+        n = ir.node(kind, list(inputs), attributes=attributes,
+                    name=f"{self.name}_{len(self.nodes)}")
+        n.outputs[0].name = f"{self.name}_{len(self.nodes)}"
+        self.nodes.append(n)
+        return n.outputs[0]
+
+    def const(self, tag: str, values) -> ir.Value:
+        return new_initializer(self.graph, f"{self.name}_{tag}",
+                               np.asarray(values, np.float32))
+
+    def as_float(self, x: ir.Value) -> ir.Value:
+        """``x`` as float32 (cast when it is not)."""
+        if x.dtype == ir.DataType.FLOAT:
+            return x
+        return self.op("Cast", x, to=ir.DataType.FLOAT)
+
+
 def input_at(node: ir.Node, i: int) -> ir.Value | None:
     """Input ``i`` of ``node``, None when it is absent (optional inputs may be left out)."""
     return node.inputs[i] if i < len(node.inputs) else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import new_initializer, replace_node
+from onnxdecomp.irutil import NodeSteps, new_initializer, replace_node
 
 _ML = "ai.onnx.ml"
 _NORMS = {"MAX": "ReduceMax", "L1": "ReduceL1", "L2": "ReduceL2"}
@@ -45,32 +45,8 @@ class RewriteMlPreprocessingPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified)
 
 
-class _Steps:
-    """New nodes named after the one they replace, one after another."""
-
-    def __init__(self, graph: ir.Graph, node: ir.Node) -> None:
-        self.graph, self.name, self.nodes = graph, node.name or node.op_type, []
-
-    def op(self, kind: str, *inputs: ir.Value, **attributes) -> ir.Value:
-        n = ir.node(kind, list(inputs), attributes=attributes,
-                    name=f"{self.name}_{len(self.nodes)}")
-        n.outputs[0].name = f"{self.name}_{len(self.nodes)}"
-        self.nodes.append(n)
-        return n.outputs[0]
-
-    def const(self, tag: str, values) -> ir.Value:
-        return new_initializer(self.graph, f"{self.name}_{tag}",
-                               np.asarray(values, np.float32))
-
-    def as_float(self, x: ir.Value) -> ir.Value:
-        """``x`` as float32 (the ML ops take doubles and integers too)."""
-        if x.dtype == ir.DataType.FLOAT:
-            return x
-        return self.op("Cast", x, to=ir.DataType.FLOAT)
-
-
 def _scaler(graph: ir.Graph, node: ir.Node, opset: int) -> list[ir.Node]:
-    s = _Steps(graph, node)
+    s = NodeSteps(graph, node)
     offset = list(node.attributes.get_floats("offset", ()) or ())
     scale = list(node.attributes.get_floats("scale", ()) or ())
     y = s.as_float(node.inputs[0])
@@ -87,7 +63,7 @@ def _normalizer(graph: ir.Graph, node: ir.Node, opset: int) -> list[ir.Node] | N
     reduce = _NORMS.get(node.attributes.get_string("norm", "MAX"))
     if reduce is None:
         return None
-    s = _Steps(graph, node)
+    s = NodeSteps(graph, node)
     x = s.as_float(node.inputs[0])
     if opset >= 18:
         axes = new_initializer(graph, f"{s.name}_axes", np.array([-1], np.int64))
@@ -104,7 +80,7 @@ def _imputer(graph: ir.Graph, node: ir.Node, opset: int) -> list[ir.Node] | None
     if not imputed or node.inputs[0].dtype != ir.DataType.FLOAT:
         return None
     replaced = node.attributes.get_float("replaced_value_float", 0.0)
-    s = _Steps(graph, node)
+    s = NodeSteps(graph, node)
     x = node.inputs[0]
     hit = (s.op("IsNaN", x) if np.isnan(replaced)
            else s.op("Equal", x, s.const("replaced", replaced)))

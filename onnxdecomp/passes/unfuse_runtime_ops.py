@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.irutil import new_initializer, replace_node
+from onnxdecomp.irutil import NodeSteps, new_initializer, replace_node
 
 _MS = "com.microsoft"
 FUSED = ("FusedConv", "FusedGemm", "Gelu", "BiasGelu", "QuickGelu")
@@ -99,29 +99,20 @@ def _rewrite(graph: ir.Graph, node: ir.Node, keep: tuple[str, ...], act: tuple[s
 def _gelu(graph: ir.Graph, node: ir.Node) -> list[ir.Node]:
     """Gelu(x) = x * (1 + erf(x / sqrt 2)) / 2 (BiasGelu: of x + bias), as the exporters write
     it before opset 20's Gelu; QuickGelu(x) = x * sigmoid(alpha * x)."""
-    name = node.name or node.op_type
-    consts = {k: new_initializer(graph, f"{name}_{k}", np.array(v, np.float32))
-              for k, v in (("sqrt2", np.sqrt(2.0)), ("one", 1.0), ("half", 0.5))}
-    steps: list[ir.Node] = []
-
-    def op(kind: str, *inputs: ir.Value) -> ir.Value:
-        n = ir.node(kind, list(inputs), name=f"{name}_{len(steps)}")
-        n.outputs[0].name = f"{name}_{len(steps)}"
-        steps.append(n)
-        return n.outputs[0]
-
+    s = NodeSteps(graph, node)
+    consts = {k: s.const(k, v) for k, v in (("sqrt2", np.sqrt(2.0)), ("one", 1.0),
+                                           ("half", 0.5))}
     x = node.inputs[0]
     if node.op_type == "QuickGelu":  # x * sigmoid(alpha x): SiLU at alpha 1
         alpha = node.attributes.get_float("alpha", 1.0)
-        scaled = x if alpha == 1.0 else op("Mul", x, new_initializer(
-            graph, f"{name}_alpha", np.array(alpha, np.float32)))
-        op("Mul", x, op("Sigmoid", scaled))
-        return steps
+        scaled = x if alpha == 1.0 else s.op("Mul", x, s.const("alpha", alpha))
+        s.op("Mul", x, s.op("Sigmoid", scaled))
+        return s.nodes
     if node.op_type == "BiasGelu":
-        x = op("Add", x, node.inputs[1])
-    erf = op("Erf", op("Div", x, consts["sqrt2"]))
-    op("Mul", op("Mul", x, op("Add", erf, consts["one"])), consts["half"])
-    return steps
+        x = s.op("Add", x, node.inputs[1])
+    erf = s.op("Erf", s.op("Div", x, consts["sqrt2"]))
+    s.op("Mul", s.op("Mul", x, s.op("Add", erf, consts["one"])), consts["half"])
+    return s.nodes
 
 
 def _activation_nodes(graph: ir.Graph, name: str, x: ir.Value, act: tuple[str, dict],
