@@ -197,12 +197,15 @@ class Decomposer:
         """The calibration statistics (see ``tracked.py`` for which classes' grams)."""
         return self.profiles.current
 
+    def _profile_for(self, concern: Concern) -> Profile:
+        """The profile holding every gram ``concern``'s weights read."""
+        return self.profiles.ensure(self.profile.needs(concern.weights))
+
     def scores(self, concern: Concern, criterion: str | None = None) -> dict[int, float]:
         key = (criterion or self.settings.criterion, concern.classes)
         if key not in self._scores:
-            self.profiles.ensure(self.profile.needs(concern.weights))
-            self._scores[key] = score_units(key[0], concern, self.parent.cg, self.profile,
-                                            self.settings.seed)
+            self._scores[key] = score_units(key[0], concern, self.parent.cg,
+                                            self._profile_for(concern), self.settings.seed)
         return self._scores[key]
 
     def build(self, k: int, keep: float, criterion: str | None = None,
@@ -222,8 +225,7 @@ class Decomposer:
         if removed is None:
             removed = choose_removed(self.scores(concern, criterion), self.clusters, keep,
                                      self.align, self.align_of)
-        self.profiles.ensure(self.profile.needs(concern.weights))
-        refit = make_refit(self.profile, concern.weights,
+        refit = make_refit(self._profile_for(concern), concern.weights,
                            "lstsq" if mode == "sequential" else mode, s.ridge)
 
         def build(rf, integer_ops: bool = True) -> onnx.ModelProto:
