@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 from onnxdecomp.data import Dataset, DataSpec, check_labels, fit_to_input
@@ -148,10 +149,9 @@ class Calibration:
                 return ds
             check_labels(ds.y, group.modules[0].num_classes, ds.source)
             return ds if classes is None else spec.load(classes=classes)
-        runner = Runner(scores_model(self.parent_file(group, *self._manifest(group))),
-                        device=self.device)
-        x = fit_for(runner, ds.x)
-        y = runner.run(x)[0].argmax(axis=-1).astype(np.int64)
+        x, scores = fitted_scores(scores_model(self.parent_file(group, *self._manifest(group))),
+                                  ds.x, self.device)
+        y = scores.argmax(axis=-1).astype(np.int64)
         ds = replace(ds, x=x, y=y, source=f"{ds.source}, labelled by the parent's decisions")
         if classes is None:
             return ds
@@ -204,8 +204,10 @@ def run_scores(model: ir.Model, x: np.ndarray, device: str) -> np.ndarray:
     return fitted_scores(model, x, device)[1]
 
 
-def fitted_scores(model: ir.Model, x: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
+def fitted_scores(model: ir.Model | onnx.ModelProto, x: np.ndarray,
+                  device: str) -> tuple[np.ndarray, np.ndarray]:
     """(``x`` as the model takes it, the model's first output on it)."""
-    runner = Runner(to_proto(model), device=device)
+    runner = Runner(model if isinstance(model, onnx.ModelProto) else to_proto(model),
+                    device=device)
     x = fit_for(runner, x)
     return x, runner.run(x)[0]
