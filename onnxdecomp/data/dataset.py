@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnxdecomp.data.records import fields, is_records
 from onnxdecomp.errors import DataError
 
 
@@ -65,11 +66,12 @@ def check_dataset(ds: Dataset, num_classes: int | None, where: str | None = None
             f"x and y differ in length: {x.shape[0]} inputs but "
             f"{y.shape[0] if y.ndim else 0} labels in {src}"
         )
-    if x.dtype.kind in "fc":
-        bad = ~np.isfinite(x)
-        if bad.any():
-            rows = int(bad.reshape(len(x), -1).any(axis=1).sum())
-            raise DataError(f"data has NaN or inf values in {rows} sample(s) of {src}")
+    for part in fields(x).values() if is_records(x) else (x,):
+        if part.dtype.kind in "fc":
+            bad = ~np.isfinite(part)
+            if bad.any():
+                rows = int(bad.reshape(len(part), -1).any(axis=1).sum())
+                raise DataError(f"data has NaN or inf values in {rows} sample(s) of {src}")
     check_labels(y, num_classes, src)
 
 

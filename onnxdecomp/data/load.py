@@ -24,6 +24,7 @@ import numpy as np
 from onnxdecomp.data.dataset import Dataset, check_dataset
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
 from onnxdecomp.data.readers import is_idx_folder, read_digits, read_idx, read_image_tree, read_npz
+from onnxdecomp.data.records import is_records
 from onnxdecomp.errors import DataError
 
 SPLITS = ("train", "test", "all", "val")
@@ -124,6 +125,11 @@ def load_data(
                 "{layout} only apply to image data (preprocess before saving the npz)",
                 options=["scale", "mean", "std", "layout"])
         x, y, names = read_npz(Path(spec))
+        if pre.dtype is not None and is_records(x):
+            raise DataError(
+                f"{spec}: {{dtype}} converts one input's array; this npz holds several "
+                f"({', '.join(x.dtype.names)}): store each in the type its input takes",
+                options=["dtype"])
         if pre.dtype is not None:  # an explicit dtype: the user asked for the conversion
             x = x.astype(target_dtype(pre.dtype), copy=False)
         ds = Dataset(x, y, names, "")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from onnxdecomp.data.dataset import Dataset
+from onnxdecomp.data.records import is_records
 from onnxdecomp.errors import DataError
 
 LAYOUTS = ("nchw", "nhwc")
@@ -99,9 +100,12 @@ def fit_to_input(ds: Dataset, input_shape: tuple, input_dtype) -> Dataset:
       are, and channels-last images to a ``[N, C, H, W]`` input.
     * Float data is cast to the model's float dtype; floats are never cast to integers.
 
-    Anything else is left alone: ``runtime.Runner.check_input`` reports it in one line.
+    Anything else is left alone: ``runtime.Runner.check_input`` reports it in one line, as
+    are records (the samples of a model with several inputs, each field as its input takes it).
     """
     x = ds.x
+    if is_records(x):
+        return ds
     shape = tuple(input_shape)
     want = np.dtype(input_dtype)
 

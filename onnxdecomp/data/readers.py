@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxdecomp.data.dataset import as_int_labels, unlabelled
+from onnxdecomp.data.records import as_records
 from onnxdecomp.errors import DataError, first_line
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -271,16 +272,19 @@ def read_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """``x``, integer ``y`` and the optional ``class_names`` of an ``.npz``; pickled (object)
-    arrays are never unpickled. Without ``y`` the samples are unlabelled (every label -1)."""
+    arrays are never unpickled. Without ``y`` the samples are unlabelled (every label -1).
+    Without ``x``, the other arrays are the inputs of a model with several, each named
+    after its input, and ``x`` is their records (``records.as_records``)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
-            if "x" not in keys:
+            inputs = [k for k in z.files if k not in ("y", "class_names")]
+            if "x" not in keys and not inputs:
                 raise DataError(
                     f"npz file {path} has no array 'x' "
                     f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
                 )
-            x = z["x"]
+            x = z["x"] if "x" in keys else as_records({k: z[k] for k in inputs}, str(path))
             y = z["y"] if "y" in keys else unlabelled(len(x) if x.ndim else 0)
             names = (
                 [str(n) for n in z["class_names"].reshape(-1)] if "class_names" in keys else None
