@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxdecomp.data.records import fields, is_records
 from onnxdecomp.errors import (
     DataError,
     OnnxDecompError,
@@ -85,18 +86,24 @@ def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto
     return os.fspath(model), read_model(model, weights=False)
 
 
-def proto_batch_axis(proto: onnx.ModelProto) -> int:
-    """Where the first graph input holds the samples (``irutil.input_batch_axis``); only a
-    model with a recurrent layer can take them elsewhere than on axis 0 (one unrolled into
+def proto_batch_axes(proto: onnx.ModelProto) -> dict[str, int]:
+    """Where each graph input holds the samples (``irutil.input_batch_axis``), by name; only
+    a model with a recurrent layer can take them elsewhere than on axis 0 (one unrolled into
     per-step MatMuls of one weight, dynamo's ``nn.RNN``, is rolled up first, on a copy)."""
     ops = {n.op_type for n in proto.graph.node if is_default_domain(n.domain)}
     if not ops & set(RNN_GATES) and not shares_matmul_weights(
             [n.input[1] for n in proto.graph.node if n.op_type == "MatMul" and len(n.input) > 1]):
-        return 0
+        return {}
     model = ir.serde.deserialize_model(proto)
     if not ops & set(RNN_GATES) and not reroll(model):
-        return 0
-    return input_batch_axis(model.graph.inputs[0]) if model.graph.inputs else 0
+        return {}
+    return {v.name: input_batch_axis(v) for v in model.graph.inputs}
+
+
+def proto_batch_axis(proto: onnx.ModelProto) -> int:
+    """Where the first graph input holds the samples (``proto_batch_axes``)."""
+    first = next(iter(proto.graph.input), None)
+    return proto_batch_axes(proto).get(first.name, 0) if first is not None else 0
 
 
 class Runner:
@@ -149,17 +156,17 @@ class Runner:
                 "{device} cuda: CUDA did not start in ONNX Runtime (session fell back to CPU); "
                 "check the CUDA/cuDNN libraries", options=["device"])
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 and not probe:
-            names = ", ".join(i.name for i in inputs)
-            raise OnnxDecompError(
-                f"model has {len(inputs)} inputs ({names}); only one is supported"
-            )
-        i = inputs[0]
-        if i.type not in _ORT_DTYPES:
-            raise OnnxDecompError(f"model input {i.name!r} has unsupported type {i.type}")
-        shape, axis = list(i.shape), proto_batch_axis(proto) if len(i.shape) > 1 else 0
-        shape.insert(0, shape.pop(axis))
-        self.input = InputSpec(i.name, tuple(shape), _ORT_DTYPES[i.type], axis)
+        axes = proto_batch_axes(proto)
+        specs = []
+        for i in inputs:
+            if i.type not in _ORT_DTYPES:
+                raise OnnxDecompError(f"model input {i.name!r} has unsupported type {i.type}")
+            shape = list(i.shape)
+            axis = axes.get(i.name, 0) if len(shape) > 1 else 0
+            shape.insert(0, shape.pop(axis))
+            specs.append(InputSpec(i.name, tuple(shape), _ORT_DTYPES[i.type], axis))
+        self.inputs = tuple(specs)
+        self.input = specs[0]  # the first, which one-input models' callers read
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run_feeds(self, feeds: dict[str, np.ndarray], outputs: Sequence[str],
@@ -169,10 +176,13 @@ class Runner:
         may be several), batched along each array's ``batch_axes`` entry (0 by default);
         the batch axis must be dynamic."""
         axes = batch_axes or {}
+        specs = {spec.name: spec for spec in self.inputs}
         first = next(iter(feeds))
-        n = feeds[first].shape[axes.get(first, 0)]
+        n = feeds[first].shape[0 if is_records(feeds[first]) else axes.get(first, 0)]
 
         def rows(name: str, arr: np.ndarray, start: int, stop: int) -> np.ndarray:
+            if is_records(arr):  # the samples of a model with several inputs: this one's
+                return _fed_as(arr[name][start:stop], specs[name])
             index = [slice(None)] * arr.ndim
             index[axes.get(name, 0)] = slice(start, stop)
             if name == self.input.name and name not in axes:
@@ -193,30 +203,35 @@ class Runner:
             raise RuntimeFailure(f"ONNX Runtime failed to run the model: "
                                  f"{first_line(exc)}") from exc
 
+    def _feed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """A batch of samples (samples first; records for several inputs) as the model's
+        inputs take them (``_fed_as``)."""
+        parts = fields(batch) if is_records(batch) else {self.input.name: batch}
+        return {spec.name: _fed_as(parts[spec.name], spec) for spec in self.inputs}
+
     def _fed(self, batch: np.ndarray) -> np.ndarray:
-        """A batch of samples (samples first) as the model's input takes it."""
+        """A batch of the first input's samples (samples first) as the model takes them."""
         return np.ascontiguousarray(np.moveaxis(batch, 0, self.input.batch_axis))
 
     def check_input(self, x: np.ndarray) -> None:
-        """One-line errors for data that does not fit the model's input."""
-        spec = self.input
+        """One-line errors for data that does not fit the model's inputs: one array for a
+        one-input model, records with a field named after each input for several."""
         if x.shape[0] == 0:
             raise DataError("data is empty: no samples")
-        if x.ndim != len(spec.shape):
-            raise DataError(
-                f"input rank mismatch: data has shape {tuple(x.shape)}, model input "
-                f"{spec.name!r} expects {_fmt_shape(spec.shape)}"
-            )
-        for axis, (have, want) in enumerate(zip(x.shape[1:], spec.shape[1:]), start=1):
-            if isinstance(want, int) and want > 0 and have != want:
+        names = [spec.name for spec in self.inputs]
+        if not is_records(x):
+            if len(names) > 1:
                 raise DataError(
-                    f"input shape mismatch on axis {axis}: data has shape {tuple(x.shape)}, "
-                    f"model input {spec.name!r} expects {_fmt_shape(spec.shape)}"
-                )
-        if x.dtype != spec.dtype:
+                    f"the model has {len(names)} inputs ({', '.join(names)}) but the data "
+                    "is one array: give an .npz with one array per input, named after it")
+            _check_array(x, self.input, float_ok=False)
+            return
+        if sorted(x.dtype.names) != sorted(names):
             raise DataError(
-                f"input dtype mismatch: data is {x.dtype}, model input {spec.name!r} expects "
-                f"{np.dtype(spec.dtype).name} (use {{dtype}} to convert)", options=["dtype"])
+                f"the data's arrays ({', '.join(x.dtype.names)}) are not the model's inputs "
+                f"({', '.join(names)}): name each .npz array after its input")
+        for spec in self.inputs:
+            _check_array(x[spec.name], spec, float_ok=True)
 
     def iter_batches(
         self,
@@ -236,9 +251,9 @@ class Runner:
             stop = min(start + bs, n)
             batch = x[start:stop]
             if fixed and batch.shape[0] < fixed:  # pad the last batch of a fixed-batch model
-                pad = np.zeros((fixed - batch.shape[0],) + batch.shape[1:], dtype=batch.dtype)
+                pad = np.zeros((fixed - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype)
                 batch = np.concatenate([batch, pad])
-            res = self._session_run(names, {self.input.name: self._fed(batch)})
+            res = self._session_run(names, self._feed(batch))
             axes = [(batch_axes or {}).get(name, 0) for name in
                      (names or [o.name for o in self.session.get_outputs()])]
             yield start, stop, [r if r.shape[a] == stop - start else
@@ -271,6 +286,35 @@ def _joined(parts: list[list[np.ndarray]], names: list[str],
     says otherwise)."""
     return [np.concatenate([p[i] for p in parts], axis=batch_axes.get(name, 0))
             for i, name in enumerate(names)]
+
+
+def _fed_as(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """An input's samples (samples first) as ``spec`` takes them: the samples on its batch
+    axis, float data in its float type."""
+    if arr.dtype != spec.dtype and arr.dtype.kind == "f" and np.dtype(spec.dtype).kind == "f":
+        arr = arr.astype(spec.dtype)
+    return np.ascontiguousarray(np.moveaxis(arr, 0, spec.batch_axis))
+
+
+def _check_array(x: np.ndarray, spec: InputSpec, float_ok: bool) -> None:
+    """One-line errors for an input's samples ``x`` that do not fit ``spec``; ``float_ok``:
+    float data for a float input of another width passes (the Runner casts it)."""
+    if x.ndim != len(spec.shape):
+        raise DataError(
+            f"input rank mismatch: data has shape {tuple(x.shape)}, model input "
+            f"{spec.name!r} expects {_fmt_shape(spec.shape)}"
+        )
+    for axis, (have, want) in enumerate(zip(x.shape[1:], spec.shape[1:]), start=1):
+        if isinstance(want, int) and want > 0 and have != want:
+            raise DataError(
+                f"input shape mismatch on axis {axis}: data has shape {tuple(x.shape)}, "
+                f"model input {spec.name!r} expects {_fmt_shape(spec.shape)}"
+            )
+    if x.dtype != spec.dtype and not (float_ok and x.dtype.kind == "f" and
+                                      np.dtype(spec.dtype).kind == "f"):
+        raise DataError(
+            f"input dtype mismatch: data is {x.dtype}, model input {spec.name!r} expects "
+            f"{np.dtype(spec.dtype).name} (use {{dtype}} to convert)", options=["dtype"])
 
 
 def _fmt_shape(shape: tuple) -> str:

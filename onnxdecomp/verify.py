@@ -88,7 +88,8 @@ def _ort(model) -> Row:
     except OnnxDecompError as exc:
         return Row("ONNX Runtime load", "fail", str(exc))
     outs = ", ".join(o.name for o in runner.session.get_outputs())
-    return Row("ONNX Runtime load", "pass", f"input {runner.input.name}, outputs {outs}")
+    ins = ", ".join(i.name for i in runner.inputs)
+    return Row("ONNX Runtime load", "pass", f"input {ins}, outputs {outs}")
 
 
 def _metadata(meta: dict, kind: str) -> list[Row]:

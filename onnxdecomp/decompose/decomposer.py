@@ -21,6 +21,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels import PruneChannelsPass, plain_slice
 from onnxdecomp.data import check_labels, labelled_steps
+from onnxdecomp.data.records import sample_shape
 from onnxdecomp.decompose.align import recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
@@ -125,7 +126,7 @@ class Decomposer:
         s.check()
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        self.parent = load_parent(model, class_names, tuple(int(d) for d in x.shape[1:]))
+        self.parent = load_parent(model, class_names, sample_shape(x))
         if self.parent.per_step and s.compensation == "sequential":
             raise OnnxDecompError(
                 "{compensation} sequential weighs whole samples by their class; a tagger's "
