@@ -24,6 +24,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.data import Dataset, DataSpec, check_labels, fit_to_input
+from onnxdecomp.data.records import is_records
 from onnxdecomp.decompose import Settings
 from onnxdecomp.decompose.parent import scores_model
 from onnxdecomp.errors import OnnxDecompError
@@ -184,7 +185,7 @@ class Calibration:
             column = {m.class_index: i for i, m in zip(g.members, g.modules)}
             xs.append(ds.x)
             ys.append(np.array([column.get(int(v), -1) for v in ds.y], dtype=np.int64))
-        shapes = {x.shape[1:] for x in xs}
+        shapes = {x.dtype if is_records(x) else x.shape[1:] for x in xs}
         if len(shapes) > 1:
             raise OnnxDecompError(f"calibration data sets differ in sample shape: {shapes}",
                                   options=["calibrate"])

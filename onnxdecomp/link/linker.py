@@ -73,15 +73,16 @@ def group_modules(modules: list[Module]) -> list[Group]:
 
 
 def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
-         calibrate: list[DataSpec] | None = None, parents: list[str] | None = None,
+         calibrate: list[DataSpec | str] | DataSpec | str | None = None,
+         parents: list[str] | None = None,
          combiner: str = "auto", fidelity: float | None = None,
          compensation: str | None = None, device: str = "auto",
          refine: bool | None = None) -> LinkResult:
     """Link ``inputs`` (module files, proto modules, or folders holding a manifest).
 
-    ``calibrate``: labelled data; one spec per parent (in the order parents first appear;
-    labels are that parent's class indices) or one for all (labels are the linked columns,
-    -1 = ignore). It replaces the manifests' calibration data for unions and, across two or
+    ``calibrate``: labelled data (a ``DataSpec``, or a path read as ``DataSpec(path)``);
+    one per parent (in the order parents first appear; labels are that parent's class
+    indices) or one for all (labels are the linked columns, -1 = ignore). It replaces the manifests' calibration data for unions and, across two or
     more parts, fits the ``combiner``. ``parents``: parent files overriding the manifests'
     (matched by sha256). ``fidelity`` and ``compensation``: the unions' fidelity target and
     refit (default: the manifest's; ``sequential`` refits every union layer after layer once
@@ -98,7 +99,10 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
             options=["combiner"])
     modules = read_modules(inputs)
     groups = group_modules(modules)
-    data = Calibration(groups, calibrate or [], parents or [], device)
+    if isinstance(calibrate, (str, os.PathLike, DataSpec)):
+        calibrate = [calibrate]
+    specs = [c if isinstance(c, DataSpec) else DataSpec(os.fspath(c)) for c in calibrate or []]
+    data = Calibration(groups, specs, parents or [], device)
     if mode == "union" and any(m.parent_sha256 is None for m in modules):
         bad = next(m for m in modules if m.parent_sha256 is None)
         raise OnnxDecompError(f"{bad.label}: no onnxdecomp provenance, so no parent to unite "

@@ -17,6 +17,7 @@ from onnx import compose, helper, version_converter
 from onnx_ir.passes import common
 
 from onnxdecomp import provenance
+from onnxdecomp.data.records import as_records
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.irutil import opset_version
 from onnxdecomp.link.select_classes import SCORES
@@ -26,8 +27,8 @@ from onnxdecomp.version import __version__
 
 @dataclass
 class Part:
-    """A model with one input and one output [N, k] (a tagger's: [N, T, k]): a module
-    (k = 1) or a union."""
+    """A model with its inputs (one, or several matched by name) and one output [N, k] (a
+    tagger's: [N, T, k]): a module (k = 1) or a union."""
 
     label: str
     proto: onnx.ModelProto
@@ -44,12 +45,32 @@ class Part:
                 for d in dims]
 
 
-def signature(proto: onnx.ModelProto) -> tuple:
-    """(element type name, dims after the batch axis) of the model's input."""
-    t = proto.graph.input[0].type.tensor_type
+def signature(proto: onnx.ModelProto, index: int = 0) -> tuple:
+    """(element type name, dims after the batch axis) of the model's input ``index``."""
+    t = proto.graph.input[index].type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                  for d in t.shape.dim)
     return onnx.TensorProto.DataType.Name(t.elem_type).lower(), dims[1:]
+
+
+def signatures(proto: onnx.ModelProto) -> tuple:
+    """``signature`` of each input: one for a one-input model, by name for several (so
+    that parts whose exporters list the inputs in other orders still agree)."""
+    if len(proto.graph.input) == 1:
+        return signature(proto)
+    return tuple(sorted((vi.name, signature(proto, i))
+                        for i, vi in enumerate(proto.graph.input)))
+
+
+def _shown(proto: onnx.ModelProto) -> str:
+    """The inputs for messages: ``float [N, 1, 8, 8]``; ``ids int64 [N, 7], mask ...``."""
+    parts = []
+    for i, vi in enumerate(proto.graph.input):
+        kind, dims = signature(proto, i)
+        name = f"{vi.name} " if len(proto.graph.input) > 1 else ""
+        parts.append(f"{name}{kind} [N, {', '.join(map(str, dims))}]" if dims else
+                     f"{name}{kind} [N]")
+    return ", ".join(parts)
 
 
 def fixed_batch(proto: onnx.ModelProto) -> int | None:
@@ -65,15 +86,16 @@ def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:
     two samples run through ONNX Runtime); None when it does not (a constant holds the batch)."""
     m = onnx.ModelProto()
     m.CopyFrom(proto)
-    for vi in (m.graph.input[0], *m.graph.output):
+    for vi in (*m.graph.input, *m.graph.output):
         dim = vi.type.tensor_type.shape.dim[0]
         dim.Clear()
         dim.dim_param = "N"
     del m.graph.value_info[:]
     try:
         m = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
-        x = np.zeros((2, *signature(m)[1]), dtype=onnx.helper.tensor_dtype_to_np_dtype(
-            m.graph.input[0].type.tensor_type.elem_type))
+        zeros = {vi.name: np.zeros((2, *signature(m, i)[1]), dtype=helper.tensor_dtype_to_np_dtype(
+            vi.type.tensor_type.elem_type)) for i, vi in enumerate(m.graph.input)}
+        x = next(iter(zeros.values())) if len(zeros) == 1 else as_records(zeros)
         out = Runner(m, device="cpu").run(x)[0]
     except Exception:
         return None
@@ -102,26 +124,28 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
     """One model whose output ``scores`` [N, sum of widths] ([N, T, sum] for taggers) is the
     parts' outputs side by side; ``batch`` fixes the batch axis (None: symbolic). Inputs must
     agree, and outputs score samples or steps alike (checked)."""
-    first = signature(parts[0].proto)
+    first = signatures(parts[0].proto)
     for p in parts[1:]:
         if len(p.steps) != len(parts[0].steps):
             raise OnnxDecompError(
                 f"{p.label}: scores {'every step' if p.steps else 'whole samples'}, "
                 f"{parts[0].label} {'every step' if parts[0].steps else 'whole samples'}: "
                 "a tagger's modules link with a tagger's only")
-        if signature(p.proto) != first:
-            raise OnnxDecompError(
-                f"{p.label}: input {signature(p.proto)} differs from {parts[0].label} {first}")
+        if signatures(p.proto) != first:
+            raise OnnxDecompError(f"{p.label}: input {_shown(p.proto)} differs from "
+                                  f"{parts[0].label}'s {_shown(parts[0].proto)}")
     opset = max(opset_version(p.proto) for p in parts)
     nodes, inits, outputs = [], [], []
-    shared = onnx.ValueInfoProto()
-    shared.CopyFrom(parts[0].proto.graph.input[0])
-    dim0 = shared.type.tensor_type.shape.dim[0]
-    dim0.Clear()
+    shared = [onnx.ValueInfoProto() for _ in parts[0].proto.graph.input]
+    for vi, src in zip(shared, parts[0].proto.graph.input, strict=True):
+        vi.CopyFrom(src)
+    dim0 = onnx.TensorShapeProto.Dimension()
     if batch is None:
         dim0.dim_param = "N"
     else:
         dim0.dim_value = batch
+    for vi in shared:
+        vi.type.tensor_type.shape.dim[0].CopyFrom(dim0)
     for i, p in enumerate(parts):
         m = p.proto
         if opset_version(m) != opset:
@@ -130,12 +154,14 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
             except Exception as exc:
                 raise OnnxDecompError(
                     f"{p.label}: cannot convert to opset {opset}: {first_line(exc)}") from exc
+        # The part's inputs read the shared ones: by name for several (``signatures``).
+        own = {vi.name: shared[0].name if len(shared) == 1 else vi.name for vi in m.graph.input}
         m = compose.add_prefix(m, f"m{i}_")
-        own_input = m.graph.input[0].name
+        own = {f"m{i}_{k}": v for k, v in own.items()}
         for node in m.graph.node:
             for j, name in enumerate(node.input):
-                if name == own_input:
-                    node.input[j] = shared.name
+                if name in own:
+                    node.input[j] = own[name]
         nodes.extend(m.graph.node)
         inits.extend(m.graph.initializer)
         outputs.append(m.graph.output[0].name)
@@ -146,7 +172,7 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
         nodes.append(helper.make_node("Identity", outputs, [SCORES], name="link_scores"))
     out_type = parts[0].proto.graph.output[0].type.tensor_type.elem_type
     graph = helper.make_graph(
-        nodes, "onnxdecomp_linked", [shared],
+        nodes, "onnxdecomp_linked", shared,
         [helper.make_tensor_value_info(SCORES, out_type, [dim0.dim_param or dim0.dim_value,
                                                           *parts[0].steps, width])],
         initializer=inits,

@@ -63,8 +63,8 @@ def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto]) -> list[Modu
 def read_module(src: str | os.PathLike | onnx.ModelProto, index: int) -> Module:
     proto = read_model(src)
     label = f"module {index}" if isinstance(src, onnx.ModelProto) else str(src)
-    if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
-        raise OnnxDecompError(f"{label}: a module has one input and one output")
+    if not len(proto.graph.input) or len(proto.graph.output) != 1:
+        raise OnnxDecompError(f"{label}: a module has inputs and one output")
     out = proto.graph.output[0].type.tensor_type.shape.dim
     if len(out) not in (2, 3) or (out[-1].HasField("dim_value") and out[-1].dim_value != 1):
         raise OnnxDecompError(f"{label}: output is not a [N, 1] score (or a tagger's "
