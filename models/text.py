@@ -2,6 +2,7 @@
 
     python -m models.text clinc150 --split test --out clinc150_test.npz
                           [--vocab models/clinc150_vocab.json] [--data-root ../shared/data]
+    python -m models.text clinc150 --split test --out clinc150_mask_test.npz --attention-mask
     python -m models.text conll2000 --split test --out conll2000_test.npz
                           [--vocab models/conll2000_vocab.json]
 
@@ -16,7 +17,9 @@ vocabulary file holds everything needed to encode new text: the tokeniser's patt
 padding, ``max_len``, the words and the class names. No torch here: tests use it too.
 
 The ``.npz`` holds ``x`` [N, max_len] int64, ``y`` [N] int64 and ``class_names``: exactly
-what ``onnxdecomp decompose|eval|link --data FILE.npz`` takes.
+what ``onnxdecomp decompose|eval|link --data FILE.npz`` takes. With ``--attention-mask``
+(for ``clinc_transformer``, whose inputs are named as transformer exporters name them) the
+ids are ``input_ids`` beside ``attention_mask``, 1 on tokens and 0 on padding.
 """
 
 from __future__ import annotations
@@ -104,11 +107,17 @@ def clinc_arrays(data_root: str | Path, split: str,
     return vocab.encode(texts), vocab.labels(intents)
 
 
-def write_npz(path: Path, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> None:
+def write_npz(path: Path, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...],
+              attention_mask: bool = False) -> None:
+    """``x``, ``y`` and ``class_names``; with ``attention_mask`` the ids are ``input_ids``
+    beside an ``attention_mask`` (1 on tokens, 0 on padding), one array per input of a
+    two-input model."""
     import io
 
+    inputs = {"input_ids": x, "attention_mask": (x != 0).astype(np.int64)} if \
+        attention_mask else {"x": x}
     buf = io.BytesIO()
-    np.savez_compressed(buf, x=x, y=y, class_names=np.array(classes))
+    np.savez_compressed(buf, **inputs, y=y, class_names=np.array(classes))
     _write_atomic(path, buf.getvalue())
 
 
@@ -132,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", required=True, help="the .npz to write")
     p.add_argument("--vocab", default=None, help="default: the dataset's in models/")
+    p.add_argument("--attention-mask", action="store_true",
+                   help="write input_ids and attention_mask (a two-input model's) for x")
     p.add_argument("--data-root", default=str(MODELS_DIR.parent.parent / "shared" / "data"))
     args = p.parse_args(argv)
     if args.dataset == "conll2000":
@@ -146,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         vocab = Vocab.load(Path(args.vocab or CLINC_VOCAB))
         x, y = clinc_arrays(args.data_root, args.split, vocab)
         classes = vocab.classes
-    write_npz(Path(args.out), x, y, classes)
-    print(f"wrote {args.out}: x {x.shape} int64, y {y.shape}, {len(classes)} classes")
+    write_npz(Path(args.out), x, y, classes, args.attention_mask)
+    what = "input_ids and attention_mask" if args.attention_mask else "x"
+    print(f"wrote {args.out}: {what} {x.shape} int64, y {y.shape}, {len(classes)} classes")
     return 0
 
 

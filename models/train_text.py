@@ -13,8 +13,11 @@ for the recorded top-1): an embedding, a recurrent layer (ONNX RNN, LSTM or GRU)
 state of the last layer (both directions' for a bidirectional one) and a linear head. The
 vocabulary (``models/clinc150_vocab.json``, built from the train split, words seen twice)
 is written on first use and shared by every CLINC model; ``python -m models.text`` turns
-text into the ``.npz`` the command line takes with it. Top-1 is measured with ONNX Runtime
-on the ids of that ``.npz``, exactly what ``onnxdecomp eval`` feeds.
+text into the ``.npz`` the command line takes with it. ``clinc_transformer`` is a small
+transformer encoder instead, with two inputs as transformer exporters write them
+(``input_ids``, ``attention_mask``: ``python -m models.text --attention-mask``). Top-1 is
+measured with ONNX Runtime on the arrays of that ``.npz``, exactly what ``onnxdecomp eval``
+feeds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +69,29 @@ class IntentRNN(nn.Module):
         return self.head(last)
 
 
+class IntentTransformer(nn.Module):
+    """What a transformer exporter writes for a text classifier (the inputs named as
+    Hugging Face names them): token and position embeddings, one encoder layer whose
+    attention ignores padding, the mean over the real tokens, a linear head. Two inputs:
+    ``input_ids`` and ``attention_mask`` (1 on tokens, 0 on padding), both [N, T] int64."""
+
+    def __init__(self, vocab: int, classes: int, embed: int, heads: int, ff: int,
+                 max_len: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed, padding_idx=0)
+        self.position = nn.Embedding(max_len, embed)
+        self.encoder = nn.TransformerEncoderLayer(embed, heads, ff, dropout=0.1,
+                                                  batch_first=True)
+        self.head = nn.Linear(embed, classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(input_ids.shape[1], device=input_ids.device)
+        h = self.embed(input_ids) + self.position(steps)[None]
+        h = self.encoder(h, src_key_padding_mask=attention_mask == 0)
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+
+
 class TaggerRNN(IntentRNN):
     """Embedding -> RNN/LSTM/GRU over the sentence -> linear at every step: [N, T, tags]."""
 
@@ -93,6 +120,10 @@ class TextRecipe:
     @property
     def architecture(self) -> str:
         kind = f"{'bidirectional ' if self.bidirectional else ''}{self.layers}-layer {self.cell}"
+        if self.cell == "Transformer":
+            return (f"IntentTransformer: embedding {self.embed} with positions, 1 encoder "
+                    f"layer (4 heads, feed-forward {self.hidden}, padding masked), mean over "
+                    "the tokens, linear; inputs input_ids and attention_mask")
         if self.tagger:
             return f"TaggerRNN: embedding {self.embed}, {kind} {self.hidden}, linear per step"
         return f"IntentRNN: embedding {self.embed}, {kind} {self.hidden}, final state, linear"
@@ -103,6 +134,7 @@ RECIPES = {r.name: r for r in [
     TextRecipe("clinc_gru", "GRU", 64, 128, 1, False, "torchscript", 12),
     TextRecipe("clinc_rnn", "RNN", 64, 128, 1, False, "torchscript", 15),
     TextRecipe("clinc_bilstm2", "LSTM", 64, 96, 2, True, "dynamo", 12),
+    TextRecipe("clinc_transformer", "Transformer", 64, 128, 1, False, "torchscript", 15),
     TextRecipe("conll_lstm", "LSTM", 64, 128, 1, False, "torchscript", 8),
     TextRecipe("conll_bigru2", "GRU", 64, 64, 2, True, "dynamo", 8),
 ]}
@@ -134,7 +166,7 @@ def train(model: nn.Module, r: TextRecipe, x: np.ndarray, y: np.ndarray, seed: i
         total, correct, seen = 0.0, 0, 0
         for i in range(steps):
             idx = perm[i * r.batch_size:(i + 1) * r.batch_size]
-            logits = model(xt[idx])
+            logits = model(*model_inputs(model, xt[idx]))
             k = logits.shape[-1]
             loss = loss_fn(logits.reshape(-1, k), yt[idx].reshape(-1))
             opt.zero_grad(set_to_none=True)
@@ -152,6 +184,33 @@ def train(model: nn.Module, r: TextRecipe, x: np.ndarray, y: np.ndarray, seed: i
     return time.perf_counter() - start
 
 
+def model_inputs(model: nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What ``model`` takes for token ids: the ids, and for a transformer the attention
+    mask (1 on tokens, 0 on padding id 0)."""
+    if isinstance(model, IntentTransformer):
+        return ids, (ids != 0).long()
+    return (ids,)
+
+
+def feeds(sess, x: np.ndarray) -> dict[str, np.ndarray]:
+    """ONNX Runtime's feed for token ids ``x``: ``input``, or ``input_ids`` and
+    ``attention_mask``."""
+    names = [i.name for i in sess.get_inputs()]
+    if names == ["input"]:
+        return {"input": x}
+    return {"input_ids": x, "attention_mask": (x != 0).astype(np.int64)}
+
+
+def export_two_inputs(model: nn.Module, example: torch.Tensor, out: Path) -> None:
+    """TorchScript export of a transformer with its two inputs, the batch dynamic."""
+    warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
+    names = ["input_ids", "attention_mask"]
+    torch.onnx.export(model, model_inputs(model, example), str(out), dynamo=False,
+                      opset_version=17, input_names=names, output_names=["logits"],
+                      dynamic_axes={**{n: {0: "N"} for n in names}, "logits": {0: "N"}},
+                      do_constant_folding=True)
+
+
 def opset_of(path: Path) -> int:
     import onnx
 
@@ -163,7 +222,7 @@ def ort_top1(sess, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
     """Top-1 over samples, or over labelled tokens (label >= 0) for a tagger."""
     correct = seen = 0
     for i in range(0, len(x), batch):
-        (logits,) = sess.run(["logits"], {"input": x[i:i + batch]})
+        (logits,) = sess.run(["logits"], feeds(sess, x[i:i + batch]))
         lab = y[i:i + batch]
         correct += int(((logits.argmax(-1) == lab) & (lab >= 0)).sum())
         seen += int((lab >= 0).sum())
@@ -203,15 +262,21 @@ def main(argv: list[str] | None = None) -> int:
         x, y = clinc_arrays(args.data_root, "train", vocab)
         x_test, y_test = clinc_arrays(args.data_root, "test", vocab)
         classes, net = vocab.classes, IntentRNN
-    model = net(vocab.size, len(classes), r.cell, r.embed, r.hidden, r.layers,
-                r.bidirectional)
+    if r.cell == "Transformer":
+        model = IntentTransformer(vocab.size, len(classes), r.embed, 4, r.hidden, MAX_LEN)
+    else:
+        model = net(vocab.size, len(classes), r.cell, r.embed, r.hidden, r.layers,
+                    r.bidirectional)
     seconds = train(model, r, x, y, args.seed)
     out = MODELS_DIR / f"{r.name}.onnx"
-    export_onnx(model.eval(), torch.from_numpy(x[:4]), out, r.exporter)
+    if isinstance(model, IntentTransformer):
+        export_two_inputs(model.eval(), torch.from_numpy(x[:4]), out)
+    else:
+        export_onnx(model.eval(), torch.from_numpy(x[:4]), out, r.exporter)
     sess = ort_session(out, args.threads)
     with torch.no_grad():
-        ref = model(torch.from_numpy(x_test[:64])).numpy()
-    (got,) = sess.run(["logits"], {"input": x_test[:64]})
+        ref = model(*model_inputs(model, torch.from_numpy(x_test[:64]))).numpy()
+    (got,) = sess.run(["logits"], feeds(sess, x_test[:64]))
     if not float(np.abs(ref - got).max()) < CHECK_TOLERANCE:
         raise RuntimeError("ONNX Runtime differs from torch")
     top1 = ort_top1(sess, x_test, y_test)
@@ -227,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                {"dataset": "CLINC150, 150 in-scope intents (out-of-scope excluded)",
                 "data": "../shared/data/clinc-oos", "split": "test",
                 "text": {"vocab": CLINC_VOCAB.name, "dataset": "clinc150",
-                         "max_len": MAX_LEN}}),
+                         "max_len": MAX_LEN,
+                         **({"attention_mask": True} if r.cell == "Transformer" else {})}}),
             "architecture": r.architecture, "exporter": r.exporter,
             "opset": opset_of(out),
             "params": count_params(model), "top1": round(top1, 4), "epochs": r.epochs,

@@ -20,7 +20,8 @@ def _data_present(spec: str) -> bool:
 
 def _text_npz(entry: dict, folder: Path) -> Path:
     """A text model's test split as the .npz the CLI takes, through the committed vocabulary
-    (the documented way: ``python -m models.text``)."""
+    (the documented way: ``python -m models.text``, with ``--attention-mask`` for a model
+    taking one)."""
     from models.tags import TagVocab, conll_arrays
     from models.text import Vocab, clinc_arrays, write_npz
 
@@ -33,7 +34,7 @@ def _text_npz(entry: dict, folder: Path) -> Path:
         vocab = Vocab.load(vocab_file)
         x, y = clinc_arrays(ROOT / entry["data"] / "..", entry["split"], vocab)
         classes = vocab.classes
-    write_npz(folder / "test.npz", x, y, classes)
+    write_npz(folder / "test.npz", x, y, classes, entry["text"].get("attention_mask", False))
     return folder / "test.npz"
 
 
