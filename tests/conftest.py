@@ -527,17 +527,24 @@ def export_torch(name: str, exporter: str, path: Path) -> tuple[Path, tuple, int
     return path, shape, k
 
 
+@contextlib.contextmanager
+def quiet():
+    """torch's exporters without their warnings and prints."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        yield
+
+
 def torch_export(net, x, exporter: str, path: Path, opset: int = 17, batch_axis: int = 0) -> Path:
     """``net`` exported on example ``x`` with a dynamic batch axis N (``batch_axis`` of the
     input), quietly (``opset``: TorchScript's; dynamo writes 18)."""
     import torch
 
     kwargs = dict(input_names=["input"], output_names=["logits"])
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
-            contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch").setLevel(logging.ERROR)
+    with quiet():
         if exporter == "torchscript":
             torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=opset,
                               dynamic_axes={"input": {batch_axis: "N"}, "logits": {0: "N"}},

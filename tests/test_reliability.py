@@ -85,6 +85,22 @@ def env(get_case, tmp_path_factory):
                d / "tag_modules")
     assert res.exit_code == 0, res.output
     files.update(tagger=tagger, tags=tags, tag_module=d / "tag_modules" / "class_00.onnx")
+    # A model with two inputs (the committed transformer: input_ids and attention_mask).
+    two = ROOT / "models" / "clinc_transformer.onnx"
+    ids = np.random.default_rng(1).integers(2, 100, (24, 20)).astype(np.int64)
+    mask = np.ones_like(ids)
+    np.savez(d / "inputs.npz", input_ids=ids, attention_mask=mask)
+    np.savez(d / "misnamed.npz", input_ids=ids, mask=mask, y=np.zeros(24, np.int64))
+    np.savez(d / "one_array.npz", x=ids, y=np.zeros(24, np.int64))
+    np.savez(d / "uneven.npz", input_ids=ids, attention_mask=mask[:20])
+    import onnxruntime as ort
+
+    decided = ort.InferenceSession(str(two), providers=["CPUExecutionProvider"]).run(
+        None, {"input_ids": ids, "attention_mask": mask})[0].argmax(axis=1)
+    res = _run("decompose", two, "--data", d / "inputs.npz", "--keep", "1.0", "--classes",
+               int(decided[0]), "-o", d / "two_modules")
+    assert res.exit_code == 0, res.output
+    files.update(two=two, two_module=sorted((d / "two_modules").glob("class_*.onnx"))[0])
     full = d / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
@@ -124,6 +140,21 @@ BAD_INPUTS = [
      "input shape mismatch", 1),
     ("data of another dtype", lambda e: ["eval", e["model"], "--data", e["dir"] / "dtype.npz"],
      "dtype mismatch", 1),
+    ("arrays not named after the inputs", lambda e: [
+        "eval", e["two"], "--data", e["dir"] / "misnamed.npz"],
+     "the data's arrays (input_ids, mask) are not the model's inputs", 1),
+    ("one array for several inputs", lambda e: [
+        "eval", e["two"], "--data", e["dir"] / "one_array.npz"],
+     "the model has 2 inputs (input_ids, attention_mask) but the data is one array", 1),
+    ("input arrays of different lengths", lambda e: [
+        "decompose", e["two"], "--data", e["dir"] / "uneven.npz", "-o", e["dir"] / "o11"],
+     "differ in their sample counts (input_ids 24, attention_mask 20)", 1),
+    ("--dtype with several inputs", lambda e: [
+        "decompose", e["two"], "--data", e["dir"] / "inputs.npz", "--dtype", "int32", "-o",
+        e["dir"] / "o12"], "--dtype converts one input's array", 1),
+    ("modules of models with other inputs", lambda e: [
+        "link", e["module"], e["two_module"], "-o", e["dir"] / "l3.onnx", "--mode",
+        "parallel"], "input input_ids int64 [N, 20], attention_mask int64 [N, 20] differs", 1),
     ("labels outside the model's classes (eval)", lambda e: [
         "eval", e["model"], "--data", e["dir"] / "labels.npz"], "out of range", 1),
     ("labels outside the model's classes (decompose)", lambda e: [

@@ -1,0 +1,323 @@
+"""Models with several inputs: a transformer text classifier's token ids and attention mask
+(as transformer exporters write it), a recurrent one masking its padding, and a two-tower
+net (an image and a feature vector) joined before its head.
+
+Their samples are records (``data.records``): an ``.npz`` holds one array per input, named
+after it. For each net and exporter the module of class 0 with nothing pruned reproduces
+the parent's log-odds to 1e-5 and one at keep 0.5 loses channels and runs; the commands
+(decompose, link as a union and side by side, across parents, replace, eval, check) work on
+them end to end, and data or modules that do not fit give one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from conftest import quiet, softmax
+
+from onnxdecomp import link
+from onnxdecomp.cli.main import main
+from onnxdecomp.data import load_data
+from onnxdecomp.data.records import as_records, describe, fields, is_records, sample_shape
+from onnxdecomp.decompose import Decomposer, Settings
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+T, VOCAB, K = 7, 50, 5
+
+
+class MaskedTransformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 16)
+        self.enc = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, K)
+
+    def forward(self, input_ids, attention_mask):
+        h = self.enc(self.emb(input_ids), src_key_padding_mask=attention_mask == 0)
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1).clamp(min=1))
+
+
+class MaskedGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.GRU(16, 24, batch_first=True)
+        self.head = nn.Linear(24, K)
+
+    def forward(self, input_ids, attention_mask):
+        h, _ = self.rnn(self.emb(input_ids))
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1))
+
+
+class MaskFirst(MaskedGRU):
+    """The same inputs listed the other way round (another exporter's order)."""
+
+    def forward(self, attention_mask, input_ids):  # noqa: D102
+        return super().forward(input_ids, attention_mask)
+
+
+class TwoTower(nn.Module):
+    """An image through convs and a feature vector through a dense layer, concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.tab = nn.Sequential(nn.Linear(6, 12), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(28, 20), nn.ReLU(), nn.Linear(20, K))
+
+    def forward(self, image, feats):
+        return self.head(torch.cat([self.conv(image), self.tab(feats)], 1))
+
+
+NETS = {"transformer": MaskedTransformer, "gru": MaskedGRU, "two_tower": TwoTower,
+        "mask_first": MaskFirst}
+
+
+def samples(name: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Inputs by name, in the net's order."""
+    rng = np.random.default_rng(seed)
+    if name == "two_tower":
+        return {"image": rng.normal(size=(n, 1, 8, 8)).astype(np.float32),
+                "feats": rng.normal(size=(n, 6)).astype(np.float32)}
+    lengths = rng.integers(2, T + 1, n)
+    mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(1, VOCAB, (n, T)) * mask
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    return dict(reversed(inputs.items())) if name == "mask_first" else inputs
+
+
+def balanced(name: str) -> nn.Module:
+    """The net ``name`` (seeded) with its last layer standardising the logits: every class
+    is decided for some samples."""
+    torch.manual_seed(0)
+    net = NETS[name]().eval()
+    last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        z = net(*(torch.from_numpy(a) for a in samples(name, 300, 9).values())).double()
+        mean, std = z.mean(0), z.std(0) + 1e-6
+        last.weight.copy_(last.weight / std[:, None].float())
+        last.bias.copy_(((last.bias - mean) / std).float())
+    return net
+
+
+def export(name: str, exporter: str, folder: Path, fixed_batch: bool = False) -> Path:
+    """The net ``name`` (seeded) exported with its inputs' batch dynamic (or fixed at 1)."""
+    path = folder / f"{name}-{exporter}{'-b1' if fixed_batch else ''}.onnx"
+    if path.exists():
+        return path
+    net = balanced(name)
+    example = tuple(torch.from_numpy(a) for a in samples(name, 1 if fixed_batch else 2,
+                                                         1).values())
+    names = list(samples(name, 1, 1))
+    if fixed_batch or exporter == "torchscript":
+        axes = {} if fixed_batch else {n: {0: "N"} for n in [*names, "logits"]}
+        with quiet():
+            torch.onnx.export(net, example, str(path), dynamo=False, opset_version=17,
+                              input_names=names, output_names=["logits"], dynamic_axes=axes)
+        return path
+    batch = torch.export.Dim("N", min=1)
+    with quiet():
+        torch.onnx.export(net, example, str(path), dynamo=True, external_data=False,
+                          input_names=names, output_names=["logits"], verbose=False,
+                          dynamic_shapes=tuple({0: batch} for _ in names))
+    return path
+
+
+def run(model, x: np.ndarray) -> np.ndarray:
+    return Runner(model, device="cpu").run(x)[0]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("multi_input")
+
+
+# ------------------------------------------------------------------------ records
+
+
+def test_records_hold_each_inputs_part_of_every_sample() -> None:
+    parts = samples("transformer", 30, 0)
+    x = as_records(parts)
+    assert is_records(x) and x.shape == (30,) and sample_shape(x) == (T,)
+    picked = x[[3, 1, 20]]  # what subsampling and class selection do
+    np.testing.assert_array_equal(fields(picked)["input_ids"], parts["input_ids"][[3, 1, 20]])
+    np.testing.assert_array_equal(np.concatenate([x[:10], x[10:]])["attention_mask"],
+                                  parts["attention_mask"])
+    assert describe(x[:4]) == "input_ids (4, 7) int64, attention_mask (4, 7) int64"
+    with pytest.raises(Exception, match="differ in their sample counts"):
+        as_records({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))})
+
+
+def test_npz_with_an_array_per_input_loads_as_records(folder: Path) -> None:
+    parts = samples("transformer", 60, 0)
+    y = np.arange(60) % K
+    np.savez(folder / "named.npz", **parts, y=y)
+    ds = load_data(str(folder / "named.npz"), limit=25)
+    assert is_records(ds.x) and len(ds) == 25 and ds.labelled
+    # the subsample keeps each sample's ids, mask and label together
+    rows = [int(np.flatnonzero((parts["input_ids"] == r).all(axis=1))[0])
+            for r in ds.x["input_ids"]]
+    np.testing.assert_array_equal(ds.x["attention_mask"], parts["attention_mask"][rows])
+    np.testing.assert_array_equal(ds.y, y[rows])
+
+
+# ------------------------------------------------------------------------ decomposition
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", ["transformer", "gru", "two_tower"])
+def test_multi_input_model_decomposes_exactly(folder: Path, name: str, exporter: str) -> None:
+    path = export(name, exporter, folder)
+    x = as_records(samples(name, 240, 0))
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    assert [i.name for i in full.graph.input] == list(samples(name, 1, 0))
+    parent = logodds_from_logits(run(str(path), x[:50]))[:, 0]
+    np.testing.assert_allclose(run(full, x[:50])[:, 0], parent, atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed
+    assert model_stats(half.proto).macs < model_stats(path).macs
+    assert run(half.proto, x[:7]).shape == (7, 1)
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def _cli(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _data(folder: Path, name: str, model: Path, n: int = 240, seed: int = 7,
+          labels: bool = True) -> Path:
+    """An .npz of ``name``'s inputs labelled by ``model``'s decisions."""
+    parts = samples(name, n, seed)
+    path = folder / f"{name}-{seed}-{n}{'' if labels else '-x'}.npz"
+    y = run(str(model), as_records(parts)).argmax(axis=1)
+    np.savez(path, **parts, **({"y": y} if labels else {}))
+    return path
+
+
+def _decomposed(folder: Path, name: str, exporter: str = "torchscript") -> tuple[Path, Path]:
+    model = export(name, exporter, folder)
+    data = _data(folder, name, model)
+    out = folder / f"modules-{name}-{exporter}"
+    if not (out / "manifest.json").exists():
+        res = _cli("decompose", model, "--data", data, "-o", out, "--align", "1")
+        assert res.exit_code == 0, res.output
+    return out, data
+
+
+def test_commands_work_end_to_end(folder: Path) -> None:
+    out, data = _decomposed(folder, "transformer")
+    model = export("transformer", "torchscript", folder)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["modules"]) == K
+    union = folder / "union.onnx"
+    res = _cli("link", out / "class_1.onnx", out / "class_3.onnx", "-o", union, "--json")
+    assert res.exit_code == 0, res.output
+    proto = onnx.load(str(union))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["input_ids", "attention_mask"]
+    assert model_stats(proto).macs <= model_stats(model).macs
+    res = _cli("eval", union, "--data", data, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["top1"] > 0.8
+    parallel = folder / "parallel.onnx"
+    assert _cli("link", out, "-o", parallel, "--mode", "parallel").exit_code == 0
+    res = _cli("check", parallel, "--parent", model, "--data", data)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().splitlines()[-1].startswith("PASSED"), res.output
+    assert "input input_ids, attention_mask" in res.output
+    replaced = folder / "replaced.onnx"
+    res = _cli("replace", model, "--class", 2, "--with", out / "class_2.onnx", "-o", replaced)
+    assert res.exit_code == 0, res.output
+    x = load_data(str(data)).x
+    parent = run(str(model), x).argmax(axis=1)
+    assert np.mean(Runner(str(replaced), device="cpu").run(x)[1] == parent) > 0.9
+
+
+def test_unlabelled_records_decompose(folder: Path) -> None:
+    model = export("two_tower", "torchscript", folder)
+    data = _data(folder, "two_tower", model, labels=False)
+    res = _cli("decompose", model, "--data", data, "-o", folder / "unlabelled", "--json",
+               "--align", "1")
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)["modules"]) == K
+
+
+def test_parents_listing_their_inputs_in_other_orders_link(folder: Path) -> None:
+    """The inputs are matched by name: a parent exported with the mask first links with
+    one exported with the ids first, through a combiner fitted on calibration data."""
+    a, _ = _decomposed(folder, "gru")
+    b, _ = _decomposed(folder, "mask_first")
+    assert [i.name for i in onnx.load(str(b / "class_0.onnx")).graph.input] == [
+        "attention_mask", "input_ids"]
+    parts = samples("gru", 300, 11)
+    x = as_records(parts)
+    score_a = run(str(export("gru", "torchscript", folder)), x)
+    score_b = run(str(export("mask_first", "torchscript", folder)), x)
+    y = np.where(softmax(score_a)[:, 0] > softmax(score_b)[:, 1], 0, 1)  # columns: a0, b1
+    calib = folder / "columns.npz"
+    np.savez(calib, **parts, y=y)
+    result = link([a / "class_0.onnx", b / "class_1.onnx"], calibrate=str(calib),
+                  device="cpu")
+    onnx.checker.check_model(result.proto, full_check=True)
+    assert sorted(i.name for i in result.proto.graph.input) == ["attention_mask", "input_ids"]
+    assert Runner(result.proto, device="cpu").run(x)[0].shape == (300, 2)
+
+
+def test_a_module_with_its_batch_fixed_links_batch_dynamic(folder: Path) -> None:
+    fixed = export("two_tower", "torchscript", folder, fixed_batch=True)
+    x = as_records(samples("two_tower", 60, 3))
+    dec = Decomposer(fixed, x, None, Settings(device="cpu", seed=0, align=1))
+    module = folder / "fixed_class_0.onnx"
+    onnx.save(dec.build(0, 0.5).proto, str(module))
+    dynamic, _ = _decomposed(folder, "two_tower")
+    result = link([module, dynamic / "class_1.onnx"], mode="parallel", device="cpu")
+    assert result.batch is None
+    assert Runner(result.proto, device="cpu").run(x[:9])[0].shape == (9, 2)
+
+
+def test_data_and_modules_that_do_not_fit_are_one_line_errors(folder: Path) -> None:
+    model = export("transformer", "torchscript", folder)
+    parts = samples("transformer", 40, 0)
+    wrong = folder / "wrong.npz"
+    np.savez(wrong, input_ids=parts["input_ids"], mask=parts["attention_mask"],
+             y=np.zeros(40, np.int64))
+    one = folder / "one.npz"
+    np.savez(one, x=parts["input_ids"], y=np.zeros(40, np.int64))
+    short = folder / "short.npz"
+    np.savez(short, input_ids=parts["input_ids"], attention_mask=parts["attention_mask"][:5])
+    cases = [
+        (("eval", model, "--data", wrong), "are not the model's inputs"),
+        (("decompose", model, "--data", one, "-o", folder / "e1"), "the data is one array"),
+        (("decompose", model, "--data", short, "-o", folder / "e2"), "sample counts"),
+        (("decompose", model, "--data", _data(folder, "transformer", model), "--dtype",
+          "float32", "-o", folder / "e3"), "holds several"),
+    ]
+    out, _ = _decomposed(folder, "transformer")
+    tower, _ = _decomposed(folder, "two_tower")
+    cases.append((("link", out / "class_0.onnx", tower / "class_0.onnx", "-o",
+                   folder / "e4.onnx", "--mode", "parallel"),
+                  "input image float [N, 1, 8, 8], feats float [N, 6] differs from"))
+    for args, message in cases:
+        res = _cli(*args)
+        assert res.exit_code == 1, res.output
+        lines = res.output.strip().splitlines()
+        assert lines[0].startswith("error: ") and message in lines[0], res.output
+        assert lines[-1] == "FAILED"
+    assert not any((folder / f"e{i}").exists() for i in (1, 2, 3))
+    assert not (folder / "e4.onnx").exists()
