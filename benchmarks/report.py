@@ -302,10 +302,7 @@ def recurrent_sections() -> str:
                    "the test sentences of those intents against the parent restricted to "
                    "them.\n\n| intents | top-1 | parent restricted | loss pp | MACs |\n"
                    "|---|---|---|---|---|\n")
-        for r in res["reuse"]:
-            out.append(f"| {','.join(map(str, r['classes']))} | {100 * r['top1']:.2f}% | "
-                       f"{100 * r['parent_restricted_top1']:.2f}% | {r['loss_pp']:.2f} | "
-                       f"{100 * r['macs_fraction']:.1f}% |\n")
+        out.append(subset_rows(res["reuse"]))
         out.append(f"\nReplacement: an intent of `{res['parent']}` decided by "
                    f"`{res['donor']}`'s module (raw log-odds), the intents chosen on the "
                    "validation split; F1 of the intent and top-1 on the test split.\n\n"
@@ -313,6 +310,14 @@ def recurrent_sections() -> str:
                    "\n|---|---|---|---|---|\n")
         out.append(replacement_rows(res["replace"], "intent", "top1_change_pp"))
     return "".join(out)
+
+
+def subset_rows(rows: list[dict]) -> str:
+    """Table rows of union-linked subsets: classes, top-1, the parent restricted to them,
+    loss and MACs."""
+    return "".join(f"| {','.join(map(str, r['classes']))} | {100 * r['top1']:.2f}% | "
+                   f"{100 * r['parent_restricted_top1']:.2f}% | {r['loss_pp']:.2f} | "
+                   f"{100 * r['macs_fraction']:.1f}% |\n" for r in rows)
 
 
 def align_cell(row: dict) -> str:
@@ -459,7 +464,8 @@ def main() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
                                  "latency", "scale", "recurrent_", "tagging", "descent_",
-                                 "defaults_", "sequential_", "finish_", "quantized")):
+                                 "defaults_", "sequential_", "finish_", "quantized",
+                                 "multi_input")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -520,6 +526,10 @@ def main() -> None:
         from benchmarks.tagging import report_section
 
         parts.append(report_section(json.loads((RESULTS / "tagging.json").read_text())))
+    if (RESULTS / "multi_input.json").is_file():
+        from benchmarks.multi_input import report_section as multi_input_section
+
+        parts.append(multi_input_section(json.loads((RESULTS / "multi_input.json").read_text())))
     for path in sorted(RESULTS.glob("time_*.json")):
         t = json.loads(path.read_text())
         parts.append(f"\n## Decomposition time: {t['model']}\n\n`{t['command']}`\n\n"

@@ -1,0 +1,127 @@
+"""A model with two inputs: the CLINC150 transformer (``input_ids``, ``attention_mask``).
+
+- defaults: ``onnxdecomp decompose`` without options (1,000 training sentences), the 150
+  modules linked back with ``link --mode parallel``: top-1 on the test split against the
+  parent's, mean module MACs.
+- reuse: random subsets of intents union-linked (``link``'s default for one parent's
+  modules): top-1 on the test sentences of those intents against the parent restricted to
+  them, and MACs.
+- replace: an intent of the model decided by its own module (``replace`` without
+  ``--calibrate``, raw log-odds): top-1 change on the whole test split.
+
+The data are ``.npz`` files with one array per input, named after it
+(``python -m models.text clinc150 --attention-mask``).
+
+    python -m benchmarks.multi_input [--subsets 5] [--size 5,15] [--replace 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.link_models import WORK, modules_of, predict
+from benchmarks.recurrent_reuse import parent_pred_restricted
+from models.text import CLINC_VOCAB, Vocab, clinc_arrays, write_npz
+from onnxdecomp import link, replace
+from onnxdecomp.data import load_data
+from onnxdecomp.stats import model_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+MODEL = "models/clinc_transformer.onnx"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subsets", type=int, default=5)
+    ap.add_argument("--size", default="5,15", help="subset sizes")
+    ap.add_argument("--replace", type=int, default=3, help="intents replaced by their module")
+    args = ap.parse_args()
+    vocab = Vocab.load(CLINC_VOCAB)
+    k = len(vocab.classes)
+    WORK.mkdir(parents=True, exist_ok=True)
+    # The calibration file stays: union linking reads it again through the manifest.
+    train, test = WORK / "clinc150_mask_train.npz", WORK / "clinc150_mask_test.npz"
+    for split, path in (("train", train), ("test", test)):
+        write_npz(path, *clinc_arrays(DATA, split, vocab), vocab.classes, attention_mask=True)
+    ds = load_data(str(test), "test")
+    x, y = ds.x, ds.y  # records: one field per input
+    start = time.perf_counter()
+    folder = modules_of(MODEL, str(train), "_defaults")
+    seconds = time.perf_counter() - start
+    manifest = json.loads((folder / "manifest.json").read_text())
+    parent_pred = predict(MODEL, x)
+    parent_macs = model_stats(MODEL).macs
+    linked = link([folder], mode="parallel", device="cpu").proto
+    linked_pred = predict(linked, x)
+    defaults = {
+        "parent_top1": round(float(np.mean(parent_pred == y)), 4),
+        "linked_top1": round(float(np.mean(linked_pred == y)), 4),
+        "mean_macs": round(float(np.mean([m["macs_fraction"] for m in manifest["modules"]])), 4),
+        "align": manifest["settings"]["align"], "decompose_s": round(seconds, 1),
+        "inputs": list(x.dtype.names), "test_samples": len(y)}
+    defaults["loss_pp"] = round(100 * (defaults["parent_top1"] - defaults["linked_top1"]), 2)
+    print(json.dumps(defaults), flush=True)
+    rng = np.random.default_rng(0)
+    reuse = []
+    for size in [int(s) for s in args.size.split(",")]:
+        for _ in range(args.subsets):
+            classes = sorted(rng.choice(k, size, replace=False).tolist())
+            result = link([folder / f"class_{c:03d}.onnx" for c in classes], device="cpu")
+            mask = np.isin(y, classes)
+            got = float(np.mean(np.array(classes)[predict(result.proto, x[mask])] == y[mask]))
+            want = float(np.mean(parent_pred_restricted(MODEL, x[mask], classes) == y[mask]))
+            row = {"classes": classes, "top1": round(got, 4),
+                   "parent_restricted_top1": round(want, 4),
+                   "loss_pp": round(100 * (want - got), 2),
+                   "macs_fraction": round(model_stats(result.proto).macs / parent_macs, 4),
+                   "test_samples": int(mask.sum())}
+            print(json.dumps(row), flush=True)
+            reuse.append(row)
+    replaced = []
+    for c in sorted(rng.choice(k, args.replace, replace=False).tolist()):
+        result = replace(MODEL, [(c, folder / f"class_{c:03d}.onnx")], device="cpu")
+        pred = predict(result.proto, x)
+        row = {"intent": vocab.classes[c], "class": c,
+               "top1": round(float(np.mean(pred == y)), 4),
+               "loss_pp": round(100 * float(np.mean(parent_pred == y) - np.mean(pred == y)), 2)}
+        print(json.dumps(row), flush=True)
+        replaced.append(row)
+    out = {"command": "python -m benchmarks.multi_input " + " ".join(
+        f"--{a} {v}" for a, v in vars(args).items()),
+        "model": MODEL, "defaults": defaults, "reuse": reuse, "replace": replaced}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "multi_input.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def report_section(res: dict) -> str:
+    """The markdown of ``results/multi_input.json`` for ``benchmarks.report``."""
+    from benchmarks.report import subset_rows
+
+    d = res["defaults"]
+    out = [f"\n## A model with two inputs ({', '.join(d['inputs'])})\n\n`{res['command']}`: "
+           f"`{res['model']}`, `decompose` without options (1,000 training sentences, the "
+           ".npz holding one array per input), the 150 modules linked back with `link --mode "
+           f"parallel`, {d['test_samples']} test sentences.\n\n| parent top-1 | linked top-1 "
+           "| loss pp | mean MACs | align | decompose s |\n|---|---|---|---|---|---|\n"
+           f"| {100 * d['parent_top1']:.2f}% | {100 * d['linked_top1']:.2f}% | "
+           f"{d['loss_pp']:.2f} | {100 * d['mean_macs']:.1f}% | {d['align']} | "
+           f"{d['decompose_s']:.0f} |\n\nReuse: intents union-linked into a sub-task "
+           "model, top-1 on the test sentences of those intents against the parent "
+           "restricted to them.\n\n| intents | top-1 | parent restricted | loss pp | MACs |\n"
+           "|---|---|---|---|---|\n", subset_rows(res["reuse"]),
+           "\nReplacement: an intent decided by its own module (raw log-odds); top-1 on the "
+           "whole test split.\n\n| intent | top-1 | loss pp |\n|---|---|---|\n"]
+    out.extend(f"| {r['intent']} | {100 * r['top1']:.2f}% | {r['loss_pp']:.2f} |\n"
+               for r in res["replace"])
+    return "".join(out)
+
+
+if __name__ == "__main__":
+    main()
