@@ -82,13 +82,14 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
 
     ``calibrate``: labelled data (a ``DataSpec``, or a path read as ``DataSpec(path)``);
     one per parent (in the order parents first appear; labels are that parent's class
-    indices) or one for all (labels are the linked columns, -1 = ignore). It replaces the manifests' calibration data for unions and, across two or
-    more parts, fits the ``combiner``. ``parents``: parent files overriding the manifests'
-    (matched by sha256). ``fidelity`` and ``compensation``: the unions' fidelity target and
-    refit (default: the manifest's; ``sequential`` refits every union layer after layer once
-    its search is done, as pairs are by default). ``refine``: whether unions also step each
-    channel group down its aligned counts while the target holds, a pair then being refitted
-    sequentially (default: pairs only; see ``union``).
+    indices) or one for all (labels are the linked columns, -1 = ignore). It replaces the
+    manifests' calibration data for unions and, across two or more parts, fits the
+    ``combiner``. ``parents``: parent files overriding the manifests' (matched by sha256).
+    ``fidelity`` and ``compensation``: the unions' fidelity target and refit (default: the
+    manifest's; ``sequential`` refits every union layer after layer once its search is done,
+    as pairs are by default). ``refine``: whether unions also step each channel group down
+    its aligned counts while the target holds, a pair then being refitted sequentially
+    (default: pairs only; see ``union``).
     """
     if mode not in MODES:
         raise OnnxDecompError(f"unknown {{mode}} {mode!r}: choose one of {', '.join(MODES)}",
