@@ -133,9 +133,8 @@ class NodeSteps:
         self.nodes.append(n)
         return n.outputs[0]
 
-    def const(self, tag: str, values) -> ir.Value:
-        return new_initializer(self.graph, f"{self.name}_{tag}",
-                               np.asarray(values, np.float32))
+    def const(self, tag: str, values, dtype=np.float32) -> ir.Value:
+        return new_initializer(self.graph, f"{self.name}_{tag}", np.asarray(values, dtype))
 
     def as_float(self, x: ir.Value) -> ir.Value:
         """``x`` as float32 (cast when it is not)."""
@@ -165,10 +164,10 @@ def replace_node(graph: ir.Graph, node: ir.Node, added: list[ir.Node]) -> None:
     replace_outputs(graph, node, list(added[-1].outputs))
 
 
-def replace_outputs(graph: ir.Graph, node: ir.Node, results: list[ir.Value]) -> None:
+def replace_outputs(graph: ir.Graph, node: ir.Node, results: list[ir.Value | None]) -> None:
     """``results`` take over ``node``'s outputs: their uses, graph output slots, names, types
-    and shapes; ``node`` is removed."""
-    pairs = list(zip(results, node.outputs, strict=True))
+    and shapes; ``node`` is removed (an output whose result is None must be unused)."""
+    pairs = [(r, old) for r, old in zip(results, node.outputs, strict=True) if r is not None]
     for result, old in pairs:
         result.shape, result.type = old.shape, old.type
         if old.is_graph_output():

@@ -35,6 +35,7 @@ from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
+from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
 __all__ = [
     "DYNAMIC_QUANTIZED",
@@ -65,6 +66,7 @@ __all__ = [
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
     "UnfuseRuntimeOpsPass",
+    "UnfuseTransformerOpsPass",
     "check_emitted",
     "finalize",
     "fold_shape_computations",

@@ -34,6 +34,7 @@ from onnxdecomp.passes.rewrite_ml_preprocessing import RewriteMlPreprocessingPas
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
+from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
 _FOLD_ROUNDS = 4
 
@@ -91,6 +92,7 @@ def normalize(model: ir.Model) -> ir.Model:
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
             RewriteMlPreprocessingPass(),  # skl2onnx's Scaler, Normalizer, Imputer
             UnfuseRuntimeOpsPass(),  # ONNX Runtime's FusedConv, FusedGemm as Conv + Relu ...
+            UnfuseTransformerOpsPass(),  # its transformer optimiser's Attention, ...
             RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
             RewriteDynamicQuantizationPass(),  # MatMulInteger, ... as float ops on DQ inputs
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded

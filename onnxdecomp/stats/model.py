@@ -66,6 +66,10 @@ from onnxdecomp.passes.rewrite_dynamic_quantization import (
 )
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass, qop_spec
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass, is_fused
+from onnxdecomp.passes.unfuse_transformer_ops import (
+    UnfuseTransformerOpsPass,
+    is_transformer_fused,
+)
 from onnxdecomp.stats import infer, macs, params
 from onnxdecomp.stats.compat import to_ir
 from onnxdecomp.stats.shapes import Dim, one_line
@@ -220,9 +224,11 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     # and parameter counts.
     runtime_ops = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
                    if n.name and (qop_spec(n) is not None or is_fused(n)
-                                  or is_dynamic_quantized(n))}
+                                  or is_dynamic_quantized(n)
+                                  or is_transformer_fused(n, opset))}
     if runtime_ops:
         UnfuseRuntimeOpsPass()(ir_model)
+        UnfuseTransformerOpsPass()(ir_model)
         RewriteQOperatorPass()(ir_model)
         RewriteDynamicQuantizationPass(standard_ops=False)(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
