@@ -82,8 +82,51 @@ class TwoTower(nn.Module):
         return self.head(torch.cat([self.conv(image), self.tab(feats)], 1))
 
 
+class BertLayer(nn.Module):
+    """A BERT encoder layer as Hugging Face writes it (views into heads, permutes, an
+    additive mask, erf GELU, post-norm)."""
+
+    def __init__(self, width: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
+        self.ln1, self.ln2 = nn.LayerNorm(width, eps=1e-12), nn.LayerNorm(width, eps=1e-12)
+        self.up, self.down = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    def split(self, x):
+        n, t, c = x.size()
+        return x.view(n, t, self.heads, c // self.heads).permute(0, 2, 1, 3)
+
+    def forward(self, x, bias):
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / (q.size(-1) ** 0.5) + bias
+        ctx = torch.matmul(torch.softmax(scores, -1), v).permute(0, 2, 1, 3).contiguous()
+        x = self.ln1(x + self.o(ctx.view(ctx.size(0), ctx.size(1), -1)))
+        return self.ln2(x + self.down(nn.functional.gelu(self.up(x))))
+
+
+class BertLike(nn.Module):
+    """Word, position and token-type embeddings, two encoder layers, the pooler's tanh on
+    the first token: three inputs, as BERT exporters name them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words, self.positions = nn.Embedding(VOCAB, 32), nn.Embedding(T, 32)
+        self.types, self.ln = nn.Embedding(2, 32), nn.LayerNorm(32, eps=1e-12)
+        self.layers = nn.ModuleList([BertLayer(), BertLayer()])
+        self.pool, self.head = nn.Linear(32, 32), nn.Linear(32, K)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        steps = torch.arange(input_ids.size(1)).unsqueeze(0)
+        x = self.ln(self.words(input_ids) + self.positions(steps) + self.types(token_type_ids))
+        bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.head(torch.tanh(self.pool(x[:, 0])))
+
+
 NETS = {"transformer": MaskedTransformer, "gru": MaskedGRU, "two_tower": TwoTower,
-        "mask_first": MaskFirst}
+        "mask_first": MaskFirst, "bert": BertLike}
 
 
 def samples(name: str, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -96,6 +139,9 @@ def samples(name: str, n: int, seed: int) -> dict[str, np.ndarray]:
     mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int64)
     ids = rng.integers(1, VOCAB, (n, T)) * mask
     inputs = {"input_ids": ids, "attention_mask": mask}
+    if name == "bert":  # a second segment after the first half of each sentence
+        inputs["token_type_ids"] = ((np.arange(T)[None] > lengths[:, None] // 2) &
+                                    (mask == 1)).astype(np.int64)
     return dict(reversed(inputs.items())) if name == "mask_first" else inputs
 
 
@@ -122,10 +168,13 @@ def export(name: str, exporter: str, folder: Path, fixed_batch: bool = False) ->
     example = tuple(torch.from_numpy(a) for a in samples(name, 1 if fixed_batch else 2,
                                                          1).values())
     names = list(samples(name, 1, 1))
-    if fixed_batch or exporter == "torchscript":
+    if fixed_batch or exporter.startswith("torchscript"):
         axes = {} if fixed_batch else {n: {0: "N"} for n in [*names, "logits"]}
+        if name == "bert":  # sentences of any length, as transformer exporters write them
+            axes = {n: {0: "N", 1: "T"} for n in names} | {"logits": {0: "N"}}
+        opset = int(exporter.partition("-")[2] or 17)
         with quiet():
-            torch.onnx.export(net, example, str(path), dynamo=False, opset_version=17,
+            torch.onnx.export(net, example, str(path), dynamo=False, opset_version=opset,
                               input_names=names, output_names=["logits"], dynamic_axes=axes)
         return path
     batch = torch.export.Dim("N", min=1)
@@ -191,6 +240,35 @@ def test_multi_input_model_decomposes_exactly(folder: Path, name: str, exporter:
     assert half.removed
     assert model_stats(half.proto).macs < model_stats(path).macs
     assert run(half.proto, x[:7]).shape == (7, 1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript-14", "torchscript-14-optimised",
+                                      "dynamo"])
+def test_bert_like_model_decomposes_exactly(folder: Path, exporter: str) -> None:
+    """Three inputs, sentences of any length; optimised by ONNX Runtime's transformer
+    optimiser, its Attention, EmbedLayerNormalization and SkipLayerNormalization are
+    written as standard ops: exact, with the MACs of the model it came from."""
+    path = export("bert", exporter.removesuffix("-optimised"), folder)
+    x = as_records(samples("bert", 240, 0))
+    parent = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1)).parent
+    if exporter.endswith("optimised"):
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        with quiet():
+            optimised = optimize_model(str(path), model_type="bert", num_heads=4,
+                                       hidden_size=32, opt_level=1)
+        path = folder / "bert-optimised.onnx"
+        optimised.save_model_to_file(str(path))
+        fused = {n.op_type for n in onnx.load(str(path)).graph.node if n.domain}
+        assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= fused
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert dec.parent.macs == parent.macs
+    want = logodds_from_logits(run(str(path), x[:50]))[:, 2]
+    full = dec.build(2, 1.0, check=True).proto
+    assert not any(n.domain for n in full.graph.node)
+    np.testing.assert_allclose(run(full, x[:50])[:, 0], want, atol=1e-5, rtol=1e-5)
+    half = dec.build(2, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < parent.macs
 
 
 # ------------------------------------------------------------------------ commands
