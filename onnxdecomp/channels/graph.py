@@ -71,6 +71,7 @@ class ChannelGraph:
     pinned: set[int] = field(default_factory=set)
     consumers: list[Consumer] = field(default_factory=list)
     lookups: set[str] = field(default_factory=set)  # values that are embedding lookups
+    heads: set[str] = field(default_factory=set)  # attention scores: units are whole heads
     elements: UnionFind = field(default_factory=UnionFind)
     spaces: UnionFind = field(default_factory=UnionFind)
     _space: dict[str, int] = field(default_factory=dict)  # value name -> space index

@@ -7,6 +7,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph, Consumer, add_activation
+from onnxdecomp.channels.rules.attention import HeadMatMul
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
 from onnxdecomp.channels.weights import bias_add, dense_bias, dense_weight, to_op_layout
 from onnxdecomp.errors import node_error
@@ -229,14 +230,16 @@ class ConvRule(Rule):
 
 
 class MatMulRule(Rule):
-    """MatMul by its second operand: constant weights make it dense; two activations
-    (attention's scores and context) mix channels with rows: pinned."""
+    """MatMul by its second operand: constant weights make it dense; two activations are
+    attention's scores and context, pruned by whole heads where the operands hold heads
+    (``attention.HeadMatMul``), else pinned."""
 
     def resolve(self, node: ir.Node) -> Rule:
-        return DENSE if const_array(node.inputs[1]) is not None else PINNING
+        return DENSE if const_array(node.inputs[1]) is not None else HEAD_MATMUL
 
 
 DENSE, DEPTHWISE, GROUPED, PINNING = Dense(), Depthwise(), GroupedConv(), Pinning()
+HEAD_MATMUL = HeadMatMul()
 RULES: dict[str, Rule] = {
     "Conv": ConvRule(),
     "Gemm": DENSE,

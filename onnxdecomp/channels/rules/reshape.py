@@ -89,9 +89,22 @@ class ReshapeRule(Rule):
         dims = [int(shape[a]) for a in axes]
         if any(d in (-1, 0) for d in dims):
             return  # -1 takes the kept count by itself, 0 copies the pruned input's axis
-        shape = shape.copy()
-        shape[axes[-1]] = len(ctx.kept(x)) // int(np.prod(dims[:-1]))
+        shape, kept = shape.copy(), ctx.kept(y)
+        inner = int(np.prod(dims[1:]))
+        if len(axes) > 1 and _whole_blocks(kept, inner):
+            shape[axes[0]] = len(kept) // inner  # attention heads: whole heads went
+        else:  # a recurrent layer's units: the same ones in every direction
+            shape[axes[-1]] = len(kept) // int(np.prod(dims[:-1]))
         ctx.replace(node, 1, shape)
+
+
+def _whole_blocks(kept: np.ndarray, inner: int) -> bool:
+    """Whether the kept channels are whole blocks of ``inner`` consecutive channels."""
+    if len(kept) % inner:
+        return False
+    blocks = kept.reshape(-1, inner)
+    return bool(np.all(blocks[:, 0] % inner == 0) and
+                np.all(blocks - blocks[:, :1] == np.arange(inner)))
 
 
 def _tail_start(tail: list, yout: list) -> int | None:
