@@ -19,6 +19,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from conftest import quiet, softmax
+from onnx import numpy_helper
 
 from onnxdecomp import link
 from onnxdecomp.cli.main import main
@@ -269,6 +270,34 @@ def test_bert_like_model_decomposes_exactly(folder: Path, exporter: str) -> None
     np.testing.assert_allclose(run(full, x[:50])[:, 0], want, atol=1e-5, rtol=1e-5)
     half = dec.build(2, 0.5, check=True)
     assert half.removed and model_stats(half.proto).macs < parent.macs
+
+
+@pytest.mark.parametrize("exporter", ["torchscript-14", "dynamo"])
+def test_attention_heads_are_units(folder: Path, exporter: str) -> None:
+    """BERT's attention splits into 4 heads per layer: each head (its query, key and value
+    features, scores and context) is one unit. At keep 0.5 two heads of each layer go: the
+    Reshapes into heads say 2, the projections lose their rows and the output projection
+    its columns. The keep search holds heads whole for the per-cluster steps to take one
+    by one."""
+    path = export("bert", exporter, folder)
+    x = as_records(samples("bert", 240, 0))
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    heads = dec.head_clusters
+    assert len(heads) == 2
+    sizes = {cl: n for cl, n in dec.counts(1.0).items() if cl in heads}
+    assert set(sizes.values()) == {4}
+    assert all(dec.counts(0.5)[cl] == 2 and dec.search_counts(0.5)[cl] == 4 for cl in heads)
+    half = dec.build(0, 0.5, check=True).proto
+    reshaped = [list(numpy_helper.to_array(t)) for t in half.graph.initializer
+                if t.name in {n.input[1] for n in half.graph.node if n.op_type == "Reshape"}]
+    assert [2, 8] in [r[-2:] for r in reshaped if len(r) == 4]
+    assert [4, 8] not in [r[-2:] for r in reshaped if len(r) == 4]
+    assert run(half, x[:5]).shape == (5, 1)
+    # torch's nn.MultiheadAttention merges the heads with the batch: attention stays whole
+    mha = Decomposer(export("transformer", "torchscript", folder),
+                     as_records(samples("transformer", 120, 0)), None,
+                     Settings(device="cpu", seed=0, align=1))
+    assert not mha.head_clusters
 
 
 # ------------------------------------------------------------------------ commands

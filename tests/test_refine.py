@@ -79,6 +79,20 @@ def test_refine_leaves_steps_the_keep_grid_resolves() -> None:
                          _macs(FULL), FULL) is first
 
 
+def test_held_clusters_step_one_unit_at_a_time() -> None:
+    """Attention heads, which the keep search keeps whole, take steps of one unit even
+    where the keep grid would resolve them (here: b's 32 units, one at a time, while
+    the target holds: 5 of them)."""
+    def lower(cluster, n):
+        return n - 1 if n > 1 else None
+
+    start = dict(FULL)
+    best = refine_counts(start, _build(start), lower, _build, _macs,
+                         lambda m: m.fidelity >= 0.99, _macs(FULL), FULL, frozenset({"b"}))
+    assert best.counts["a"] == 64 and best.counts["c"] == 16  # not held: no unit steps
+    assert best.counts["b"] == 27 and best.fidelity >= 0.99
+
+
 def test_lower_counts_are_what_a_grid_ratio_gives() -> None:
     def counts_at(keep):
         return {"x": kept_count(64, keep, 16), "y": kept_count(16, keep, 16)}

@@ -311,6 +311,20 @@ class Decomposer:
         return kept_counts(self.clusters, keep, self.align, self.align_of)
 
     @cached_property
+    def head_clusters(self) -> set[str]:
+        """The clusters whose units are attention heads."""
+        return {self.parent.cg.cluster(n) for n in self.parent.cg.heads} & set(
+            self.clusters.values())
+
+    def search_counts(self, keep: float) -> dict[str, int]:
+        """``counts``, attention heads all kept: a keep ratio would take a large share of a
+        layer's few heads at once (half of 4 at 0.5), a coarser and costlier move than the
+        same share of its other units; the per-cluster steps take them one by one."""
+        counts = self.counts(keep)
+        sizes = Counter(self.clusters.values())
+        return counts | {cl: sizes[cl] for cl in self.head_clusters}
+
+    @cached_property
     def ladder(self) -> list[dict[str, int]]:
         """The aligned counts of every cluster at every ratio of the keep grid."""
         return [self.counts(r) for r in KEEP_GRID]
@@ -359,15 +373,16 @@ class Decomposer:
         refine = self.settings.refine if refine is None else refine
 
         def search(goal: float) -> BuiltModule:
-            best = tune_keep(lambda keep: build(self.counts(keep), keep),
+            best = tune_keep(lambda keep: build(self.search_counts(keep), keep),
                              lambda module: module.fidelity, goal)
             if not refine:
                 return best
-            refined = refine_counts(self.counts(best.keep), best,
+            refined = refine_counts(self.search_counts(best.keep), best,
                                     lambda cl, n: lower_counts(self.ladder, cl, n),
                                     lambda counts: build(counts, best.keep), macs,
                                     lambda module: module.fidelity >= goal,
-                                    self.parent.macs, Counter(self.clusters.values()))
+                                    self.parent.macs, Counter(self.clusters.values()),
+                                    frozenset(self.head_clusters))
             return refined if refined is best else replace(refined, stepped=True)
 
         if not polish:

@@ -35,17 +35,19 @@ def refine_counts(passing: dict[str, int], best, lower: Callable[[str, int], int
                   build: Callable[[dict[str, int]], object],
                   macs: Callable[[dict[str, int]], float],
                   meets: Callable[[object], bool], parent_macs: float,
-                  sizes: dict[str, int]):
+                  sizes: dict[str, int], held: frozenset[str] = frozenset()):
     """The module ``best`` (built at ``passing``) with clusters stepped down one aligned
     count at a time while the target holds (see the module docstring): each round tries
     every cluster that can still go one coarse step lower (more than ``FINE`` of its
-    ``sizes`` units), the largest MACs saving first."""
+    ``sizes`` units, or any step for the ``held`` clusters, which the keep grid did not
+    move), the largest MACs saving first."""
     current, tried = dict(passing), set()
     while True:
         steps = {}
         for cl, n in current.items():
             m = lower(cl, n)
-            if m is not None and n - m > FINE * sizes[cl] and (cl, m) not in tried:
+            if m is not None and (n - m > FINE * sizes[cl] or cl in held) and \
+                    (cl, m) not in tried:
                 steps[cl] = m
         if not steps:
             return best
