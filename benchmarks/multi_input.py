@@ -8,6 +8,8 @@
   them, and MACs.
 - replace: an intent of the model decided by its own module (``replace`` without
   ``--calibrate``, raw log-odds): top-1 change on the whole test split.
+- heads pinned: the defaults again with attention kept whole (the MatMul rule of two
+  activations as it was before heads became units), to show what pruning heads brings.
 
 The data are ``.npz`` files with one array per input, named after it
 (``python -m models.text clinc150 --attention-mask``).
@@ -68,6 +70,8 @@ def main() -> None:
         "inputs": list(x.dtype.names), "test_samples": len(y)}
     defaults["loss_pp"] = round(100 * (defaults["parent_top1"] - defaults["linked_top1"]), 2)
     print(json.dumps(defaults), flush=True)
+    pinned = heads_pinned(train, x, y, float(np.mean(parent_pred == y)))
+    print(json.dumps(pinned), flush=True)
     rng = np.random.default_rng(0)
     reuse = []
     for size in [int(s) for s in args.size.split(",")]:
@@ -95,9 +99,32 @@ def main() -> None:
         replaced.append(row)
     out = {"command": "python -m benchmarks.multi_input " + " ".join(
         f"--{a} {v}" for a, v in vars(args).items()),
-        "model": MODEL, "defaults": defaults, "reuse": reuse, "replace": replaced}
+        "model": MODEL, "defaults": defaults, "heads_pinned": pinned, "reuse": reuse,
+        "replace": replaced}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "multi_input.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def heads_pinned(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) -> dict:
+    """The default decomposition with attention kept whole (in this process, the rule for
+    MatMuls of two activations swapped for the pinning one), linked back."""
+    from onnxdecomp import decompose
+    from onnxdecomp.channels.rules import dense
+    from onnxdecomp.data import DataSpec
+
+    spec = DataSpec(str(train), split="train", limit=1000)
+    ds = spec.load()
+    rule, dense.HEAD_MATMUL = dense.HEAD_MATMUL, dense.PINNING
+    try:
+        manifest = decompose(MODEL, ds.x, ds.y, WORK / "clinc_transformer_pinned",
+                             calibration=spec, force=True)
+    finally:
+        dense.HEAD_MATMUL = rule
+    pred = predict(link([WORK / "clinc_transformer_pinned"], mode="parallel",
+                        device="cpu").proto, x)
+    top1 = float(np.mean(pred == y))
+    return {"linked_top1": round(top1, 4), "loss_pp": round(100 * (parent_top1 - top1), 2),
+            "mean_macs": round(manifest.mean_macs, 4)}
 
 
 def report_section(res: dict) -> str:
@@ -112,12 +139,18 @@ def report_section(res: dict) -> str:
            "| loss pp | mean MACs | align | decompose s |\n|---|---|---|---|---|---|\n"
            f"| {100 * d['parent_top1']:.2f}% | {100 * d['linked_top1']:.2f}% | "
            f"{d['loss_pp']:.2f} | {100 * d['mean_macs']:.1f}% | {d['align']} | "
-           f"{d['decompose_s']:.0f} |\n\nReuse: intents union-linked into a sub-task "
-           "model, top-1 on the test sentences of those intents against the parent "
-           "restricted to them.\n\n| intents | top-1 | parent restricted | loss pp | MACs |\n"
-           "|---|---|---|---|---|\n", subset_rows(res["reuse"]),
-           "\nReplacement: an intent decided by its own module (raw log-odds); top-1 on the "
-           "whole test split.\n\n| intent | top-1 | loss pp |\n|---|---|---|\n"]
+           f"{d['decompose_s']:.0f} |\n"]
+    if "heads_pinned" in res:
+        p = res["heads_pinned"]
+        out.append(f"\nWith attention kept whole (heads pinned, as before heads became "
+                   f"units): {100 * p['linked_top1']:.2f}% linked, {p['loss_pp']:.2f} pp, "
+                   f"{100 * p['mean_macs']:.1f}% of the MACs.\n")
+    out += ["\nReuse: intents union-linked into a sub-task model, top-1 on the test "
+            "sentences of those intents against the parent restricted to them.\n\n"
+            "| intents | top-1 | parent restricted | loss pp | MACs |\n|---|---|---|---|---|\n",
+            subset_rows(res["reuse"]), "\nReplacement: an intent decided by its own module "
+            "(raw log-odds); top-1 on the whole test split.\n\n| intent | top-1 | loss pp |\n"
+            "|---|---|---|\n"]
     out.extend(f"| {r['intent']} | {100 * r['top1']:.2f}% | {r['loss_pp']:.2f} |\n"
                for r in res["replace"])
     return "".join(out)

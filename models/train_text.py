@@ -69,26 +69,54 @@ class IntentRNN(nn.Module):
         return self.head(last)
 
 
+class EncoderLayer(nn.Module):
+    """A post-norm transformer encoder layer written as Hugging Face's BERT writes it:
+    query, key and value projections viewed as heads and permuted, scaled dot products with
+    an additive mask (-10000 on padding), softmax, the heads joined and projected, then a
+    GELU feed-forward layer."""
+
+    def __init__(self, width: int, heads: int, ff: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.heads, self.scale = heads, 1.0 / math.sqrt(width // heads)
+        self.query, self.key, self.value, self.out = (nn.Linear(width, width)
+                                                      for _ in range(4))
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.up, self.down = nn.Linear(width, ff), nn.Linear(ff, width)
+        self.drop = nn.Dropout(dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, c = x.size()
+        return x.view(n, t, self.heads, c // self.heads).permute(0, 2, 1, 3)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale + bias
+        context = torch.matmul(self.drop(torch.softmax(scores, dim=-1)), v)
+        context = context.permute(0, 2, 1, 3).contiguous()
+        x = self.norm1(x + self.drop(self.out(context.view(x.size(0), x.size(1), -1))))
+        return self.norm2(x + self.drop(self.down(nn.functional.gelu(self.up(x)))))
+
+
 class IntentTransformer(nn.Module):
     """What a transformer exporter writes for a text classifier (the inputs named as
     Hugging Face names them): token and position embeddings, one encoder layer whose
-    attention ignores padding, the mean over the real tokens, a linear head. Two inputs:
-    ``input_ids`` and ``attention_mask`` (1 on tokens, 0 on padding), both [N, T] int64."""
+    attention ignores padding (``EncoderLayer``), the mean over the real tokens, a linear
+    head. Two inputs: ``input_ids`` and ``attention_mask`` (1 on tokens, 0 on padding), both
+    [N, T] int64."""
 
     def __init__(self, vocab: int, classes: int, embed: int, heads: int, ff: int,
                  max_len: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, embed, padding_idx=0)
         self.position = nn.Embedding(max_len, embed)
-        self.encoder = nn.TransformerEncoderLayer(embed, heads, ff, dropout=0.1,
-                                                  batch_first=True)
+        self.encoder = EncoderLayer(embed, heads, ff)
         self.head = nn.Linear(embed, classes)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(input_ids.shape[1], device=input_ids.device)
         h = self.embed(input_ids) + self.position(steps)[None]
-        h = self.encoder(h, src_key_padding_mask=attention_mask == 0)
         m = attention_mask.unsqueeze(-1).to(h.dtype)
+        h = self.encoder(h, (1.0 - m.transpose(1, 2)[:, None]) * -10000.0)
         return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
 
@@ -121,9 +149,10 @@ class TextRecipe:
     def architecture(self) -> str:
         kind = f"{'bidirectional ' if self.bidirectional else ''}{self.layers}-layer {self.cell}"
         if self.cell == "Transformer":
-            return (f"IntentTransformer: embedding {self.embed} with positions, 1 encoder "
-                    f"layer (4 heads, feed-forward {self.hidden}, padding masked), mean over "
-                    "the tokens, linear; inputs input_ids and attention_mask")
+            return (f"IntentTransformer: embedding {self.embed} with positions, 1 BERT-style "
+                    f"encoder layer (4 heads, GELU feed-forward {self.hidden}, padding "
+                    "masked), mean over the tokens, linear; inputs input_ids and "
+                    "attention_mask")
         if self.tagger:
             return f"TaggerRNN: embedding {self.embed}, {kind} {self.hidden}, linear per step"
         return f"IntentRNN: embedding {self.embed}, {kind} {self.hidden}, final state, linear"
