@@ -126,8 +126,39 @@ class BertLike(nn.Module):
         return self.head(torch.tanh(self.pool(x[:, 0])))
 
 
+class DistilLayer(BertLayer):
+    """DistilBERT's writing of the same: the mask expanded to the scores' shape
+    (``expand_as``) and filled in (``masked_fill``), the scale on the queries."""
+
+    def forward(self, x, mask):
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = torch.matmul(q / (q.size(-1) ** 0.5), k.transpose(2, 3))
+        hidden = (mask == 0).view(x.size(0), 1, 1, x.size(1)).expand_as(scores)
+        scores = scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
+        ctx = torch.matmul(torch.softmax(scores, -1), v).transpose(1, 2).contiguous()
+        x = self.ln1(x + self.o(ctx.view(x.size(0), -1, x.size(2))))
+        return self.ln2(x + self.down(nn.functional.gelu(self.up(x))))
+
+
+class DistilLike(nn.Module):
+    """Position embeddings [T, C] added to the tokens' [N, T, C] (no batch axis), two
+    ``DistilLayer``s, the first token's features to the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words, self.positions = nn.Embedding(VOCAB, 32), nn.Embedding(T, 32)
+        self.layers = nn.ModuleList([DistilLayer(), DistilLayer()])
+        self.head = nn.Linear(32, K)
+
+    def forward(self, input_ids, attention_mask):
+        x = self.words(input_ids) + self.positions(torch.arange(input_ids.size(1)))
+        for layer in self.layers:
+            x = layer(x, attention_mask)
+        return self.head(x[:, 0])
+
+
 NETS = {"transformer": MaskedTransformer, "gru": MaskedGRU, "two_tower": TwoTower,
-        "mask_first": MaskFirst, "bert": BertLike}
+        "mask_first": MaskFirst, "bert": BertLike, "distil": DistilLike}
 
 
 def samples(name: str, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -272,16 +303,20 @@ def test_bert_like_model_decomposes_exactly(folder: Path, exporter: str) -> None
     assert half.removed and model_stats(half.proto).macs < parent.macs
 
 
-@pytest.mark.parametrize("exporter", ["torchscript-14", "dynamo"])
-def test_attention_heads_are_units(folder: Path, exporter: str) -> None:
+@pytest.mark.parametrize("net,exporter", [("bert", "torchscript-14"), ("bert", "dynamo"),
+                                         ("distil", "torchscript-14")])
+def test_attention_heads_are_units(folder: Path, net: str, exporter: str) -> None:
     """BERT's attention splits into 4 heads per layer: each head (its query, key and value
     features, scores and context) is one unit. At keep 0.5 two heads of each layer go: the
     Reshapes into heads say 2, the projections lose their rows and the output projection
     its columns. The keep search holds heads whole for the per-cluster steps to take one
     by one."""
-    path = export("bert", exporter, folder)
-    x = as_records(samples("bert", 240, 0))
+    path = export(net, exporter, folder)
+    x = as_records(samples(net, 240, 0))
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    want = logodds_from_logits(run(str(path), x[:50]))[:, 0]
+    np.testing.assert_allclose(run(dec.build(0, 1.0, check=True).proto, x[:50])[:, 0], want,
+                               atol=1e-5, rtol=1e-5)
     heads = dec.head_clusters
     assert len(heads) == 2
     sizes = {cl: n for cl, n in dec.counts(1.0).items() if cl in heads}

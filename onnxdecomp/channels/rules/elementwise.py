@@ -28,8 +28,10 @@ class Elementwise(Rule):
     """Unary or n-ary elementwise ops: y[c] = f(x1[c], x2[c], ...).
 
     An operand whose aligned channel axis has the full size C is the same unit as the output
-    (a residual Add ties both branches); a constant of size C there is a per-channel
-    parameter and is sliced; an operand of size 1 there is a broadcast and couples nothing
+    (a residual Add ties both branches; one of lower rank aligns from the right, as
+    broadcasting does: positions [T, C] added to tokens [N, T, C]); a constant of size C
+    there is a per-channel parameter and is sliced; an operand of size 1 there (or
+    expanded from size 1: its Expand then says 1 there) is a broadcast and couples nothing
     (Torch-Pruning #510). The channel axis is the output's (axis 1, or the last axis of a
     recurrent layer's units); an output with channels on two axes takes operands of its
     own shape and constants that broadcast over both.
@@ -61,14 +63,16 @@ class Elementwise(Rule):
         for v in node.inputs:
             if v is None:
                 continue
-            size, _ = self._aligned(node, v, axis)
+            size, in_axis = self._aligned(node, v, axis)
             if cg.has(v) and size == c:
-                if len(v.shape) != len(out.shape):
+                # A lower rank broadcasts from the right ([T, C] positions onto [N, T, C]).
+                if len(v.shape) != len(out.shape) and cg.axes[v.name] != (in_axis,):
                     raise node_error(node, "operand of another rank on the channel axis")
                 cg.unify_all(v, out, node)
             elif cg.has(v) and size not in (None, 1):
                 raise node_error(node, f"operand {v.name!r} broadcasts {size} channels onto {c}")
-            elif not cg.has(v) and const_array(v) is None and size not in (None, 1):
+            elif not cg.has(v) and const_array(v) is None and size not in (None, 1) and \
+                    not _expanded_from_one(v, in_axis):
                 # Computed per channel where no rule followed (attention's output): its
                 # channels cannot be sliced, so neither can the others'.
                 PINNING.couple(node, cg)
@@ -96,11 +100,43 @@ class Elementwise(Rule):
         axis = ctx.cg.axes[out.name][0]
         for i, v in enumerate(node.inputs):
             a = const_array(v)
+            if a is None and v is not None and not ctx.cg.has(v):
+                _unexpand(v, self._aligned(node, v, axis)[1], ctx)
             if a is None or a.ndim == 0:
                 continue
             size, in_axis = self._aligned(node, v, axis)
             if size == ctx.cg.size[out.name] and size > 1:
                 ctx.replace(node, i, np.take(a, keep, axis=in_axis))
+
+
+def _expanded_from_one(value: ir.Value, axis: int) -> bool:
+    """Whether ``value`` is an Expand of a tensor of size 1 on ``axis`` (DistilBERT's
+    ``mask.expand_as(scores)``): the same along that axis, a broadcast that couples no
+    channel."""
+    node = value.producer()
+    while node is not None and node.op_type in ("Cast", "Not", "Identity"):
+        node = node.inputs[0].producer()  # the mask cast to bool or float after it
+    if node is None or node.op_type != "Expand" or node.inputs[0].shape is None or \
+            value.shape is None:
+        return False
+    src = axis - (len(value.shape) - len(node.inputs[0].shape))
+    return src < 0 or node.inputs[0].shape[src] == 1
+
+
+def _unexpand(value: ir.Value, axis: int, ctx: PruneContext) -> None:
+    """An operand expanded from size 1 over the channel ``axis`` (``_expanded_from_one``)
+    is left at 1 there, its Expand target patched: it broadcasts onto the kept channels."""
+    if not _expanded_from_one(value, axis):
+        return
+    node = value.producer()
+    while node.op_type != "Expand":
+        node = node.inputs[0].producer()
+    target = const_array(node.inputs[1])
+    src = axis - (len(value.shape) - len(target)) if target is not None else -1
+    if src >= 0 and target[src] != 1:
+        target = target.copy()
+        target[src] = 1
+        ctx.replace(node, 1, target)
 
 
 class PerChannelParams(Rule):
