@@ -157,8 +157,42 @@ class DistilLike(nn.Module):
         return self.head(x[:, 0])
 
 
+class GptLayer(BertLayer):
+    """GPT-2's attention: causal, a lower-triangular buffer filled in (right padding
+    follows every real token, so no other mask is needed)."""
+
+    def forward(self, x, causal):
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / (q.size(-1) ** 0.5)
+        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+        ctx = torch.matmul(torch.softmax(scores, -1), v).transpose(1, 2).contiguous()
+        x = self.ln1(x + self.o(ctx.view(x.size(0), -1, x.size(2))))
+        return self.ln2(x + self.down(nn.functional.gelu(self.up(x))))
+
+
+class GptLike(nn.Module):
+    """A decoder classifier as GPT-2's is written: causal layers, the head on every token,
+    then each sentence's last token's logits (``logits[arange(N), lengths - 1]``: a
+    Flatten of the rows and a Gather by computed indices)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words, self.positions = nn.Embedding(VOCAB, 32), nn.Embedding(T, 32)
+        self.layers = nn.ModuleList([GptLayer(), GptLayer()])
+        self.head = nn.Linear(32, K)
+        self.register_buffer("causal", torch.tril(torch.ones(T, T, dtype=torch.bool)))
+
+    def forward(self, input_ids, attention_mask):
+        t = input_ids.size(1)
+        x = self.words(input_ids) + self.positions(torch.arange(t))
+        for layer in self.layers:
+            x = layer(x, self.causal[:t, :t])
+        logits = self.head(x)
+        return logits[torch.arange(x.size(0)), attention_mask.sum(1) - 1]
+
+
 NETS = {"transformer": MaskedTransformer, "gru": MaskedGRU, "two_tower": TwoTower,
-        "mask_first": MaskFirst, "bert": BertLike, "distil": DistilLike}
+        "mask_first": MaskFirst, "bert": BertLike, "distil": DistilLike, "gpt": GptLike}
 
 
 def samples(name: str, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -304,7 +338,8 @@ def test_bert_like_model_decomposes_exactly(folder: Path, exporter: str) -> None
 
 
 @pytest.mark.parametrize("net,exporter", [("bert", "torchscript-14"), ("bert", "dynamo"),
-                                         ("distil", "torchscript-14")])
+                                         ("distil", "torchscript-14"),
+                                         ("gpt", "torchscript-14")])
 def test_attention_heads_are_units(folder: Path, net: str, exporter: str) -> None:
     """BERT's attention splits into 4 heads per layer: each head (its query, key and value
     features, scores and context) is one unit. At keep 0.5 two heads of each layer go: the

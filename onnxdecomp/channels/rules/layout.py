@@ -23,14 +23,21 @@ class FlattenRule(Rule):
     """Flatten(axis=1) of [N, C, d...]: feature f belongs to channel f // s, s = prod(d).
     Channels on the axes right after the batch ([N, D, H], a recurrent layer's final states
     with its directions moved behind the batch) flatten to one axis, unit d * H + h, as the
-    Reshape rule merges them."""
+    Reshape rule merges them. Flatten at the last axis, the channels', merges the rows
+    before it and keeps the channels as they are."""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        if node.attributes.get_int("axis", 1) != 1:
-            raise node_error(node, "only axis=1 keeps the batch axis apart")
         if not cg.has(x) or x.shape is None:
             raise node_error(node, "input channel count unknown")
+        axis = node.attributes.get_int("axis", 1) % max(len(x.shape), 1)
+        if axis > 1 and cg.axes[x.name] == (axis,) and axis == len(x.shape) - 1:
+            # [N, T, C] -> [N * T, C] (TorchScript's x[arange(N), idx], one step per
+            # sample): the rows merge, the channels stay the last axis.
+            cg.add_space(y, cg.size[x.name], cg.mult[x.name])
+            return
+        if axis != 1:
+            raise node_error(node, "only axis=1 keeps the batch axis apart")
         axes = list(cg.axes[x.name])
         if axes != list(range(1, len(axes) + 1)):
             raise node_error(node, "flattens a tensor whose channels are not on the axes "
@@ -238,8 +245,9 @@ class SliceRule(Rule):
 class GatherRule(Rule):
     """Gather with a constant table and computed indices is an embedding lookup: the table's
     columns are new channels on the output's last axis, pruned by slicing columns. Gather
-    with constant indices on a value with channels: along another axis the channels pass
-    through (a scalar index drops the axis); a scalar index on a direction axis picks that
+    on a value with channels: along another axis the channels pass through, whatever the
+    indices (a scalar index drops the axis; computed ones pick rows, e.g. each sample's
+    last token); with constant indices, a scalar index on a direction axis picks that
     direction's units (``h_n[-1]``); a vector of indices on the one channel axis picks or
     permutes channels (output channel c is input channel index[c]; a channel shuffle), the
     indices renumbered to the kept channels."""
@@ -263,10 +271,13 @@ class GatherRule(Rule):
             cg.lookups.add(y.name)
             return
         index = const_array(idx)
-        if index is None or not cg.has(data):
+        rank = index.ndim if index is not None else (
+            len(idx.shape) if idx.shape is not None else None)
+        if not cg.has(data) or rank is None or (
+                index is None and axis % len(data.shape) in cg.axes[data.name]):
             raise node_error(node, "gathers channels at computed indices; no rule")
         axis %= len(data.shape)
-        shift = index.ndim - 1
+        shift = rank - 1
         axes = cg.axes[data.name]
         if _on_channels(cg, data, axis, node):
             if index.ndim == 1 and len(axes) == 1 and cg.mult[data.name] == 1:
@@ -304,7 +315,7 @@ class GatherRule(Rule):
             return
         index = const_array(node.inputs[1])
         axis = node.attributes.get_int("axis", 0) % len(data.shape)
-        if index.ndim != 1 or ctx.cg.axes.get(data.name) != (axis,) or not (
+        if index is None or index.ndim != 1 or ctx.cg.axes.get(data.name) != (axis,) or not (
                 ctx.changed(data) or ctx.changed(y)):
             return
         # A kept output channel's unit is its input channel's: that one is kept too.
