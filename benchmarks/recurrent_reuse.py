@@ -56,18 +56,7 @@ def main() -> None:
     for size in [int(s) for s in args.size.split(",")]:
         for _ in range(args.subsets):
             classes = sorted(rng.choice(k, size, replace=False).tolist())
-            result = link([lstm_dir / f"class_{c:03d}.onnx" for c in classes],
-                          device="cpu")
-            mask = np.isin(y, classes)
-            sub = predict(result.proto, x[mask])  # indices into ``classes``
-            got = float(np.mean(np.array(classes)[sub] == y[mask]))
-            logits = parent_pred_restricted(LSTM, x[mask], classes)
-            want = float(np.mean(logits == y[mask]))
-            row = {"classes": classes, "top1": round(got, 4),
-                   "parent_restricted_top1": round(want, 4),
-                   "loss_pp": round(100 * (want - got), 2),
-                   "macs_fraction": round(model_stats(result.proto).macs / parent_macs, 4),
-                   "test_samples": int(mask.sum())}
+            row = subset_row(LSTM, lstm_dir, classes, x, y, parent_macs)
             print(json.dumps(row), flush=True)
             reuse.append(row)
     gain = f1_per_class(predict(GRU, xv), yv, k) - f1_per_class(predict(LSTM, xv), yv, k)
@@ -88,6 +77,21 @@ def main() -> None:
         "parent": LSTM, "donor": GRU, "reuse": reuse, "replace": replaced}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "recurrent_reuse.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def subset_row(parent: str, folder: Path, classes: list[int], x: np.ndarray, y: np.ndarray,
+               parent_macs: int) -> dict:
+    """``classes``' modules of ``folder`` union-linked: top-1 on their test samples against
+    the parent restricted to them, and MACs."""
+    result = link([folder / f"class_{c:03d}.onnx" for c in classes], device="cpu")
+    mask = np.isin(y, classes)
+    sub = predict(result.proto, x[mask])  # indices into ``classes``
+    got = float(np.mean(np.array(classes)[sub] == y[mask]))
+    want = float(np.mean(parent_pred_restricted(parent, x[mask], classes) == y[mask]))
+    return {"classes": classes, "top1": round(got, 4),
+            "parent_restricted_top1": round(want, 4), "loss_pp": round(100 * (want - got), 2),
+            "macs_fraction": round(model_stats(result.proto).macs / parent_macs, 4),
+            "test_samples": int(mask.sum())}
 
 
 def parent_pred_restricted(model: str, x: np.ndarray, classes: list[int]) -> np.ndarray:
