@@ -53,7 +53,8 @@ def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         ) from exc
 
 
-DATA_HELP = ("a .npz (x, y; x alone: unlabelled), an IDX folder, a folder or .tar.gz of "
+DATA_HELP = ("a .npz (x, y; x alone: unlabelled; a model with several inputs: an array "
+             "named after each instead of x), an IDX folder, a folder or .tar.gz of "
              "[<split>/]<class>/images (images alone: unlabelled), or sklearn:digits")
 
 
