@@ -191,8 +191,21 @@ class GptLike(nn.Module):
         return logits[torch.arange(x.size(0)), attention_mask.sum(1) - 1]
 
 
+class GptPick(GptLike):
+    """The last token's features picked before the head: the head's input rows are unknown
+    to shape inference, its MACs counted on the shapes of one sample run."""
+
+    def forward(self, input_ids, attention_mask):
+        t = input_ids.size(1)
+        x = self.words(input_ids) + self.positions(torch.arange(t))
+        for layer in self.layers:
+            x = layer(x, self.causal[:t, :t])
+        return self.head(x[torch.arange(x.size(0)), attention_mask.sum(1) - 1])
+
+
 NETS = {"transformer": MaskedTransformer, "gru": MaskedGRU, "two_tower": TwoTower,
-        "mask_first": MaskFirst, "bert": BertLike, "distil": DistilLike, "gpt": GptLike}
+        "mask_first": MaskFirst, "bert": BertLike, "distil": DistilLike, "gpt": GptLike,
+        "gpt_pick": GptPick}
 
 
 def samples(name: str, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -339,7 +352,8 @@ def test_bert_like_model_decomposes_exactly(folder: Path, exporter: str) -> None
 
 @pytest.mark.parametrize("net,exporter", [("bert", "torchscript-14"), ("bert", "dynamo"),
                                          ("distil", "torchscript-14"),
-                                         ("gpt", "torchscript-14")])
+                                         ("gpt", "torchscript-14"),
+                                         ("gpt_pick", "torchscript-14")])
 def test_attention_heads_are_units(folder: Path, net: str, exporter: str) -> None:
     """BERT's attention splits into 4 heads per layer: each head (its query, key and value
     features, scores and context) is one unit. At keep 0.5 two heads of each layer go: the
@@ -349,6 +363,10 @@ def test_attention_heads_are_units(folder: Path, net: str, exporter: str) -> Non
     path = export(net, exporter, folder)
     x = as_records(samples(net, 240, 0))
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    if net == "gpt_pick":  # the head on one token per sentence, not on every token
+        whole = Decomposer(export("gpt", exporter, folder), x, None,
+                           Settings(device="cpu", seed=0, align=1)).parent.macs
+        assert whole - dec.parent.macs == 32 * K * (T - 1)
     want = logodds_from_logits(run(str(path), x[:50]))[:, 0]
     np.testing.assert_allclose(run(dec.build(0, 1.0, check=True).proto, x[:50])[:, 0], want,
                                atol=1e-5, rtol=1e-5)

@@ -247,6 +247,15 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     if failure is None:
         fold_shape_computations(ir_model, reinfer)
     shapes = macs.ShapeLookup(failure)
+    try:
+        for node in graph:
+            macs.node_macs(node, shapes)
+    except OnnxDecompError:
+        # A shape that static inference cannot follow (rows picked by computed indices):
+        # measured by running one sample of the model, where every input's size is known.
+        if not measure_shapes(ir_model):
+            raise
+        shapes = macs.ShapeLookup(None)
 
     layers: list[LayerStat] = []
     for index, node in enumerate(graph):
@@ -278,3 +287,28 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
         opset=int(opset),
         ir_version=int(ir_model.ir_version),
     )
+
+
+def measure_shapes(model: ir.Model) -> bool:
+    """Give every node output of ``model`` (its inputs static: batch 1 and a known size)
+    the shape it has when ONNX Runtime runs one sample of zeros; False (nothing changed)
+    where an input's size is unknown or the model does not run."""
+    from onnxdecomp.irutil import to_proto, with_outputs
+    from onnxdecomp.runtime import Runner
+
+    feeds = {}
+    for value in model.graph.inputs:
+        if value.shape is None or value.dtype is None or not all(
+                isinstance(d, int) for d in value.shape):
+            return False
+        feeds[value.name] = np.zeros(tuple(value.shape), value.dtype.numpy())
+    values = {o.name: o for node in model.graph for o in node.outputs if o.name}
+    try:
+        runner = Runner(with_outputs(to_proto(model), list(values)), device="cpu", probe=True)
+        arrays = runner.session.run(list(values), feeds)  # one batch: scalars too
+    except Exception:  # noqa: BLE001 - any failure leaves the static error standing
+        return False
+    for value, array in zip(values.values(), arrays, strict=True):
+        if isinstance(array, np.ndarray):
+            value.shape = ir.Shape(array.shape)
+    return True
