@@ -10,6 +10,9 @@
   ``--calibrate``, raw log-odds): top-1 change on the whole test split.
 - heads pinned: the defaults again with attention kept whole (the MatMul rule of two
   activations as it was before heads became units), to show what pruning heads brings.
+- optimised: the defaults on the model as ONNX Runtime's transformer optimiser writes it
+  (``onnxruntime.transformers.optimizer``, model type bert: com.microsoft ops, unfused by
+  ``UnfuseTransformerOpsPass``).
 
 The data are ``.npz`` files with one array per input, named after it
 (``python -m models.text clinc150 --attention-mask``).
@@ -74,6 +77,8 @@ def main() -> None:
     print(json.dumps(defaults), flush=True)
     pinned = heads_pinned(train, x, y, float(np.mean(parent_pred == y)))
     print(json.dumps(pinned), flush=True)
+    optimised = optimised_defaults(train, x, y, float(np.mean(parent_pred == y)))
+    print(json.dumps(optimised), flush=True)
     rng = np.random.default_rng(0)
     reuse = []
     for size in [int(s) for s in args.size.split(",")]:
@@ -93,8 +98,8 @@ def main() -> None:
         replaced.append(row)
     out = {"command": "python -m benchmarks.multi_input " + " ".join(
         f"--{a} {v}" for a, v in vars(args).items()),
-        "model": MODEL, "defaults": defaults, "heads_pinned": pinned, "reuse": reuse,
-        "replace": replaced}
+        "model": MODEL, "defaults": defaults, "heads_pinned": pinned,
+        "optimised": optimised, "reuse": reuse, "replace": replaced}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "multi_input.json").write_text(json.dumps(out, indent=1) + "\n")
 
@@ -121,6 +126,30 @@ def heads_pinned(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) 
             "mean_macs": round(manifest.mean_macs, 4)}
 
 
+def optimised_defaults(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) -> dict:
+    """The default decomposition of the model as ONNX Runtime's transformer optimiser saves
+    it, linked back: its fused ops, MACs and the result."""
+    from collections import Counter
+
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    path = WORK / "clinc_transformer_optimised.onnx"
+    optimize_model(MODEL, model_type="bert", num_heads=4, hidden_size=64,
+                   opt_level=1).save_model_to_file(str(path))
+    fused = Counter(n.op_type for n in onnx.load(str(path)).graph.node if n.domain)
+    shutil.rmtree(WORK / "clinc_transformer_optimised", ignore_errors=True)
+    folder = modules_of(str(path), str(train))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    pred = predict(link([folder], mode="parallel", device="cpu").proto, x)
+    top1 = float(np.mean(pred == y))
+    return {"fused_ops": dict(fused), "parent_macs": manifest["parent"]["macs"],
+            "parent_macs_unoptimised": model_stats(MODEL).macs,
+            "linked_top1": round(top1, 4), "loss_pp": round(100 * (parent_top1 - top1), 2),
+            "mean_macs": round(float(np.mean([m["macs_fraction"]
+                                              for m in manifest["modules"]])), 4)}
+
+
 def report_section(res: dict) -> str:
     """The markdown of ``results/multi_input.json`` for ``benchmarks.report``."""
     from benchmarks.report import subset_rows
@@ -139,6 +168,13 @@ def report_section(res: dict) -> str:
         out.append(f"\nWith attention kept whole (heads pinned, as before heads became "
                    f"units): {100 * p['linked_top1']:.2f}% linked, {p['loss_pp']:.2f} pp, "
                    f"{100 * p['mean_macs']:.1f}% of the MACs.\n")
+    if "optimised" in res:
+        o = res["optimised"]
+        ops = ", ".join(f"{k} x{v}" for k, v in o["fused_ops"].items())
+        out.append(f"\nThrough ONNX Runtime's transformer optimiser ({ops}): parent MACs "
+                   f"{o['parent_macs']:,} ({o['parent_macs_unoptimised']:,} before), "
+                   f"{100 * o['linked_top1']:.2f}% linked, {o['loss_pp']:.2f} pp, "
+                   f"{100 * o['mean_macs']:.1f}% of the MACs.\n")
     out += ["\nReuse: intents union-linked into a sub-task model, top-1 on the test "
             "sentences of those intents against the parent restricted to them.\n\n"
             "| intents | top-1 | parent restricted | loss pp | MACs |\n|---|---|---|---|---|\n",
