@@ -444,6 +444,19 @@ def test_commands_work_end_to_end(folder: Path) -> None:
     assert np.mean(Runner(str(replaced), device="cpu").run(x)[1] == parent) > 0.9
 
 
+def test_inspect_counts_sentences_of_any_length_at_a_size(folder: Path) -> None:
+    """A BERT exported for any sentence length: ``inspect`` says to give ``--size`` and
+    counts, at it, the MACs decomposition counts at the calibration samples' length."""
+    path = export("bert", "torchscript-14", folder)
+    res = _cli("inspect", path)
+    assert res.exit_code == 1 and "give --size" in res.output.splitlines()[0], res.output
+    res = _cli("inspect", path, "--size", T, "--json")
+    assert res.exit_code == 0, res.output
+    x = as_records(samples("bert", 60, 0))
+    parent = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1)).parent
+    assert json.loads(res.output)["macs"] == parent.macs
+
+
 def test_unlabelled_records_decompose(folder: Path) -> None:
     model = export("two_tower", "torchscript", folder)
     data = _data(folder, "two_tower", model, labels=False)
