@@ -186,7 +186,7 @@ class Runner:
             index = [slice(None)] * arr.ndim
             index[axes.get(name, 0)] = slice(start, stop)
             if name == self.input.name and name not in axes:
-                return self._fed(arr[tuple(index)])
+                return _fed_as(arr[tuple(index)], self.input)
             return np.ascontiguousarray(arr[tuple(index)])
 
         bs = max(1, int(batch_size))
@@ -208,10 +208,6 @@ class Runner:
         inputs take them (``_fed_as``)."""
         parts = fields(batch) if is_records(batch) else {self.input.name: batch}
         return {spec.name: _fed_as(parts[spec.name], spec) for spec in self.inputs}
-
-    def _fed(self, batch: np.ndarray) -> np.ndarray:
-        """A batch of the first input's samples (samples first) as the model takes them."""
-        return np.ascontiguousarray(np.moveaxis(batch, 0, self.input.batch_axis))
 
     def check_input(self, x: np.ndarray) -> None:
         """One-line errors for data that does not fit the model's inputs: one array for a

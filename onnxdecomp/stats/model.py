@@ -248,18 +248,17 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
         fold_shape_computations(ir_model, reinfer)
     shapes = macs.ShapeLookup(failure)
     try:
-        for node in graph:
-            macs.node_macs(node, shapes)
+        counted = [macs.node_macs(node, shapes) for node in graph]
     except OnnxDecompError:
         # A shape that static inference cannot follow (rows picked by computed indices):
         # measured by running one sample of the model, where every input's size is known.
         if not measure_shapes(ir_model):
             raise
         shapes = macs.ShapeLookup(None)
+        counted = [macs.node_macs(node, shapes) for node in graph]
 
     layers: list[LayerStat] = []
-    for index, node in enumerate(graph):
-        n_macs, per_step = macs.node_macs(node, shapes)
+    for index, (node, (n_macs, per_step)) in enumerate(zip(graph, counted, strict=True)):
         if n_macs > 0:
             out = next((o for o in node.outputs if o.name), None)
             name = "" if node.meta.get(_UNNAMED) else node.name

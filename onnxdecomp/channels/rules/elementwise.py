@@ -109,15 +109,21 @@ class Elementwise(Rule):
                 ctx.replace(node, i, np.take(a, keep, axis=in_axis))
 
 
+def _expand_behind(value: ir.Value) -> ir.Node | None:
+    """The Expand that makes ``value``, through the Casts, Nots and Identities after it (the
+    mask cast to bool or float), or None."""
+    node = value.producer()
+    while node is not None and node.op_type in ("Cast", "Not", "Identity"):
+        node = node.inputs[0].producer()
+    return node if node is not None and node.op_type == "Expand" else None
+
+
 def _expanded_from_one(value: ir.Value, axis: int) -> bool:
     """Whether ``value`` is an Expand of a tensor of size 1 on ``axis`` (DistilBERT's
     ``mask.expand_as(scores)``): the same along that axis, a broadcast that couples no
     channel."""
-    node = value.producer()
-    while node is not None and node.op_type in ("Cast", "Not", "Identity"):
-        node = node.inputs[0].producer()  # the mask cast to bool or float after it
-    if node is None or node.op_type != "Expand" or node.inputs[0].shape is None or \
-            value.shape is None:
+    node = _expand_behind(value)
+    if node is None or node.inputs[0].shape is None or value.shape is None:
         return False
     src = axis - (len(value.shape) - len(node.inputs[0].shape))
     return src < 0 or node.inputs[0].shape[src] == 1
@@ -128,9 +134,7 @@ def _unexpand(value: ir.Value, axis: int, ctx: PruneContext) -> None:
     is left at 1 there, its Expand target patched: it broadcasts onto the kept channels."""
     if not _expanded_from_one(value, axis):
         return
-    node = value.producer()
-    while node.op_type != "Expand":
-        node = node.inputs[0].producer()
+    node = _expand_behind(value)
     target = const_array(node.inputs[1])
     src = axis - (len(value.shape) - len(target)) if target is not None else -1
     if src >= 0 and target[src] != 1:
