@@ -47,10 +47,3 @@ def sample_shape(x: np.ndarray) -> tuple[int, ...]:
         return tuple(int(d) for d in x.dtype[0].shape)
     return tuple(int(d) for d in x.shape[1:])
 
-
-def describe(x: np.ndarray) -> str:
-    """``x``'s shape for messages: ``ids [N, 7] int64, mask [N, 7] int64`` for records."""
-    if not is_records(x):
-        return str(tuple(x.shape))
-    return ", ".join(f"{name} {(len(x), *x.dtype[name].shape)} {x.dtype[name].base}"
-                     for name in x.dtype.names)
