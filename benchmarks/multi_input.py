@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.link_models import WORK, modules_of, predict
-from benchmarks.recurrent_reuse import subset_row
+from benchmarks.recurrent_reuse import reuse_rows
 from models.text import CLINC_VOCAB, Vocab, clinc_arrays, write_npz
 from onnxdecomp import link, replace
 from onnxdecomp.data import load_data
@@ -64,29 +64,18 @@ def main() -> None:
     seconds = time.perf_counter() - start
     manifest = json.loads((folder / "manifest.json").read_text())
     parent_pred = predict(MODEL, x)
-    parent_macs = model_stats(MODEL).macs
-    linked = link([folder], mode="parallel", device="cpu").proto
-    linked_pred = predict(linked, x)
-    defaults = {
-        "parent_top1": round(float(np.mean(parent_pred == y)), 4),
-        "linked_top1": round(float(np.mean(linked_pred == y)), 4),
-        "mean_macs": round(float(np.mean([m["macs_fraction"] for m in manifest["modules"]])), 4),
-        "align": manifest["settings"]["align"], "decompose_s": round(seconds, 1),
-        "inputs": list(x.dtype.names), "test_samples": len(y)}
-    defaults["loss_pp"] = round(100 * (defaults["parent_top1"] - defaults["linked_top1"]), 2)
+    parent_top1 = float(np.mean(parent_pred == y))
+    defaults = {"parent_top1": round(parent_top1, 4),
+                **linked_back(folder, x, y, parent_top1),
+                "align": manifest["settings"]["align"], "decompose_s": round(seconds, 1),
+                "inputs": list(x.dtype.names), "test_samples": len(y)}
     print(json.dumps(defaults), flush=True)
-    pinned = heads_pinned(train, x, y, float(np.mean(parent_pred == y)))
+    pinned = heads_pinned(train, x, y, parent_top1)
     print(json.dumps(pinned), flush=True)
-    optimised = optimised_defaults(train, x, y, float(np.mean(parent_pred == y)))
+    optimised = optimised_defaults(train, x, y, parent_top1)
     print(json.dumps(optimised), flush=True)
     rng = np.random.default_rng(0)
-    reuse = []
-    for size in [int(s) for s in args.size.split(",")]:
-        for _ in range(args.subsets):
-            classes = sorted(rng.choice(k, size, replace=False).tolist())
-            row = subset_row(MODEL, folder, classes, x, y, parent_macs)
-            print(json.dumps(row), flush=True)
-            reuse.append(row)
+    reuse = reuse_rows(MODEL, folder, k, args.size, args.subsets, rng, x, y)
     replaced = []
     for c in sorted(rng.choice(k, args.replace, replace=False).tolist()):
         result = replace(MODEL, [(c, folder / f"class_{c:03d}.onnx")], device="cpu")
@@ -104,6 +93,17 @@ def main() -> None:
     (RESULTS / "multi_input.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+def linked_back(folder: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) -> dict:
+    """The modules of ``folder`` linked side by side: top-1, loss against the parent and the
+    mean module MACs of its manifest."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    top1 = float(np.mean(predict(link([folder], mode="parallel", device="cpu").proto, x) == y))
+    return {"linked_top1": round(top1, 4),
+            "loss_pp": round(100 * (round(parent_top1, 4) - round(top1, 4)), 2),
+            "mean_macs": round(float(np.mean([m["macs_fraction"]
+                                              for m in manifest["modules"]])), 4)}
+
+
 def heads_pinned(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) -> dict:
     """The default decomposition with attention kept whole (in this process, the rule for
     MatMuls of two activations swapped for the pinning one), linked back."""
@@ -115,15 +115,11 @@ def heads_pinned(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) 
     ds = spec.load()
     rule, dense.HEAD_MATMUL = dense.HEAD_MATMUL, dense.PINNING
     try:
-        manifest = decompose(MODEL, ds.x, ds.y, WORK / "clinc_transformer_pinned",
-                             calibration=spec, force=True)
+        decompose(MODEL, ds.x, ds.y, WORK / "clinc_transformer_pinned", calibration=spec,
+                  force=True)
     finally:
         dense.HEAD_MATMUL = rule
-    pred = predict(link([WORK / "clinc_transformer_pinned"], mode="parallel",
-                        device="cpu").proto, x)
-    top1 = float(np.mean(pred == y))
-    return {"linked_top1": round(top1, 4), "loss_pp": round(100 * (parent_top1 - top1), 2),
-            "mean_macs": round(manifest.mean_macs, 4)}
+    return linked_back(WORK / "clinc_transformer_pinned", x, y, parent_top1)
 
 
 def optimised_defaults(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: float) -> dict:
@@ -141,13 +137,9 @@ def optimised_defaults(train: Path, x: np.ndarray, y: np.ndarray, parent_top1: f
     shutil.rmtree(WORK / "clinc_transformer_optimised", ignore_errors=True)
     folder = modules_of(str(path), str(train))
     manifest = json.loads((folder / "manifest.json").read_text())
-    pred = predict(link([folder], mode="parallel", device="cpu").proto, x)
-    top1 = float(np.mean(pred == y))
     return {"fused_ops": dict(fused), "parent_macs": manifest["parent"]["macs"],
             "parent_macs_unoptimised": model_stats(MODEL).macs,
-            "linked_top1": round(top1, 4), "loss_pp": round(100 * (parent_top1 - top1), 2),
-            "mean_macs": round(float(np.mean([m["macs_fraction"]
-                                              for m in manifest["modules"]])), 4)}
+            **linked_back(folder, x, y, parent_top1)}
 
 
 def report_section(res: dict) -> str:

@@ -50,15 +50,8 @@ def main() -> None:
     xv, yv = clinc_arrays(DATA, "val", vocab)
     lstm_dir, gru_dir = modules_of(LSTM, str(train)), modules_of(GRU, str(train))
     parent_pred = predict(LSTM, x)
-    parent_macs = model_stats(LSTM).macs
-    rng = np.random.default_rng(0)
-    reuse = []
-    for size in [int(s) for s in args.size.split(",")]:
-        for _ in range(args.subsets):
-            classes = sorted(rng.choice(k, size, replace=False).tolist())
-            row = subset_row(LSTM, lstm_dir, classes, x, y, parent_macs)
-            print(json.dumps(row), flush=True)
-            reuse.append(row)
+    reuse = reuse_rows(LSTM, lstm_dir, k, args.size, args.subsets,
+                       np.random.default_rng(0), x, y)
     gain = f1_per_class(predict(GRU, xv), yv, k) - f1_per_class(predict(LSTM, xv), yv, k)
     targets = [int(c) for c in np.argsort(-gain)[:3]]
     replaced = []
@@ -77,6 +70,19 @@ def main() -> None:
         "parent": LSTM, "donor": GRU, "reuse": reuse, "replace": replaced}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "recurrent_reuse.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def reuse_rows(parent: str, folder: Path, k: int, sizes: str, subsets: int,
+               rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> list[dict]:
+    """``subsets`` random subsets of each of the comma-separated ``sizes`` of the ``k``
+    classes, each a ``subset_row`` (printed as it comes)."""
+    parent_macs, rows = model_stats(parent).macs, []
+    for size in [int(s) for s in sizes.split(",")]:
+        for _ in range(subsets):
+            classes = sorted(rng.choice(k, size, replace=False).tolist())
+            rows.append(subset_row(parent, folder, classes, x, y, parent_macs))
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def subset_row(parent: str, folder: Path, classes: list[int], x: np.ndarray, y: np.ndarray,
