@@ -318,7 +318,7 @@ def build_unsupported(kind: str, k: int = 3, seed: int = 6) -> onnx.ModelProto:
     ``lpnorm`` LpNormalization(axis=1), ``cumsum`` CumSum over the channels.
     The same net with an op that has one, for contrast: ``gather`` (Gather of channels
     [0, 2, 3] on axis 1), ``merge`` ([N, C, H, W] -> [N, C, H*W]) and ``reshape`` (merges
-    channels with rows, [N, C, H, W] -> [N, C*H, W]: pinned)."""
+    channels with rows, [N, C, H, W] -> [N, C*H, W]: each channel's rows one unit)."""
     rng = np.random.default_rng(seed)
     norm, inits = _norm_nodes()
     c = 4

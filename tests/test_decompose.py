@@ -377,22 +377,33 @@ def test_gathered_or_merged_channels_prune(kind: str) -> None:
     assert ort_run(module.proto, x).shape == (60, 1)
 
 
-def test_reshape_mixing_channels_pins_them() -> None:
-    """[N, C, H, W] -> [N, C*H, W] spreads each channel over rows: the channels before it
-    are pinned (nothing there is removed), the dense layer after it reads a pinned space,
-    and the module is still its parent's log-odds with nothing pruned."""
+def test_reshape_of_channels_into_rows_keeps_blocks() -> None:
+    """[N, C, H, W] -> [N, C*H, W] unfolds each channel into H channels of the result (its
+    rows; ``channels.rules.groups``): a channel and its H rows are one unit, so the dense
+    layer after it loses H columns per channel removed. Exact with nothing pruned; pruned,
+    the reshaped tensor's kept channels are the parent's."""
+    from onnxdecomp.channels import plain_slice
+    from onnxdecomp.decompose.decomposer import build_module
+    from onnxdecomp.irutil import with_outputs
+    from onnxdecomp.runtime import Runner
+
     model = build_unsupported("reshape")
     x = calib((None, 1, 12, 12), 60, seed=3)
     dec = Decomposer(model, x, None, Settings(device="cpu", align=1))
-    conv = next(n for n in model.graph.node if n.op_type == "Conv")
-    assert dec.clusters == {} or all(
-        r not in dec.clusters for r in dec.parent.cg.roots(
-            next(v for n in dec.parent.model.graph if n.name == conv.name
-                 for v in n.outputs)))
     full = dec.build(0, 1.0, check=True).proto
     np.testing.assert_allclose(ort_run(full, x)[:, 0], logodds_from_logits(
         ort_run(model, x))[:, 0], atol=1e-5)
-    assert ort_run(dec.build(0, 0.5, check=True).proto, x).shape == (60, 1)
+    half = dec.build(0, 0.5, check=True)
+    assert ort_run(half.proto, x).shape == (60, 1)
+    odd = next(v for n in dec.parent.model.graph if n.name == "odd_op" for v in n.outputs)
+    kept = dec.parent.cg.kept_channels(odd, half.removed)
+    rows = odd.shape[1] // 4
+    assert half.removed and len(kept) == 2 * rows
+    assert np.all(kept.reshape(2, rows) - kept.reshape(2, rows)[:, :1] == np.arange(rows))
+    sliced = build_module(dec.parent, half.removed, plain_slice, lambda m: None, check=True)
+    want = Runner(with_outputs(dec.parent.proto, [odd.name]), device="cpu").run(x)[1]
+    got = Runner(with_outputs(sliced, [odd.name]), device="cpu").run(x)[1]
+    np.testing.assert_allclose(got, want[:, kept], atol=1e-6)
 
 
 def test_out_of_range_class_raises(get_case, tmp_path: Path) -> None:

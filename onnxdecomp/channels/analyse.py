@@ -25,7 +25,7 @@ def analyse(model: ir.Model) -> ChannelGraph:
         if value.dtype is not None and value.dtype.is_integer():
             continue
         add_activation(cg, value, (_input_channel_axis(value),))
-        cg.pin(value)
+        cg.pin(value, "the graph input")
     for node in graph:
         if not any(cg.has(v) for v in node.inputs) and not is_origin(node):
             continue  # shape arithmetic on constants, untouched by pruning
@@ -33,7 +33,7 @@ def analyse(model: ir.Model) -> ChannelGraph:
         rule.declare(node, cg)
         rule.couple(node, cg)
     for value in graph.outputs:
-        cg.pin(value)
+        cg.pin(value, "the graph output")
     return cg
 
 

@@ -72,6 +72,8 @@ class ChannelGraph:
     consumers: list[Consumer] = field(default_factory=list)
     lookups: set[str] = field(default_factory=set)  # values that are embedding lookups
     heads: set[str] = field(default_factory=set)  # attention scores: units are whole heads
+    unit_width: dict[str, int] = field(default_factory=dict)  # channels per unit, where > 1
+    pinned_by: dict[str, set[str]] = field(default_factory=dict)  # op -> nodes that pinned
     elements: UnionFind = field(default_factory=UnionFind)
     spaces: UnionFind = field(default_factory=UnionFind)
     _space: dict[str, int] = field(default_factory=dict)  # value name -> space index
@@ -118,10 +120,16 @@ class ChannelGraph:
         for c in range(self.size[a.name]):
             self.unify(a, c, b, c)
 
-    def pin(self, value: ir.Value | None) -> None:
+    def pin(self, value: ir.Value | None, by: ir.Node | str | None = None) -> None:
+        """Pin every channel of ``value``; ``by`` (the node, or "the graph input", ...) is
+        recorded in ``pinned_by`` when it pins a channel that was not already."""
         if self.has(value):
             start = self.offset[value.name]
-            self.pinned.update(range(start, start + self.size[value.name]))
+            elements = range(start, start + self.size[value.name])
+            if by is not None and not self.pinned.issuperset(elements):
+                key, name = (by, by) if isinstance(by, str) else (by.op_type, by.name)
+                self.pinned_by.setdefault(key, set()).add(name)
+            self.pinned.update(elements)
 
     # --- queries ----------------------------------------------------------------------
     def roots(self, value: ir.Value) -> np.ndarray:

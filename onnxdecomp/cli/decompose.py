@@ -99,6 +99,8 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
         return
     click.echo(_table(manifest, model, ds.source))
     click.echo(f"wrote {len(manifest.modules)} modules and manifest.json to {out_dir}")
+    for note in manifest.notes:
+        click.echo(f"note: {note}")
     click.echo(f"{'PASSED' if manifest.passed else 'FAILED'} | onnxdecomp decompose "
                f"({settings.goal})")
     if not manifest.passed:

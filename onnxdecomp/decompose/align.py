@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+from onnxdecomp.channels import ChannelGraph
+
 VECTOR_FLOATS = (("AVX512F", 16), ("AVX2", 8), ("ASIMD", 4), ("NEON", 4))
 RECURRENT_ALIGN = 4
 
@@ -46,6 +48,23 @@ def recurrent_align(align: int | str, resolved: int) -> int:
     """The multiple for recurrent hidden units: ``RECURRENT_ALIGN`` (or the ``resolved``
     multiple, if smaller) under ``auto``; an explicit ``align`` holds for every group."""
     return min(resolved, RECURRENT_ALIGN) if align == "auto" else resolved
+
+
+def cluster_aligns(cg: ChannelGraph, align: int, recurrent: int) -> dict[str, int]:
+    """The multiple of each cluster that is not ``align``'s: ``recurrent`` for recurrent
+    hidden units, ``grouped_align``'s for units of several channels."""
+    return grouped_align(cg, align) | {cg.cluster(c.value.name): recurrent
+                                       for c in cg.consumers if c.kind == "rnn_state"}
+
+
+def grouped_align(cg: ChannelGraph, align: int) -> dict[str, int]:
+    """Clusters whose units span k channels each (normalisation groups): units in multiples
+    of ``align / gcd(align, k)``, so that the kept channels are multiples of ``align``."""
+    width: dict[str, int] = {}
+    for name, k in cg.unit_width.items():
+        cl = cg.cluster(name)
+        width[cl] = max(k, width.get(cl, 1))
+    return {cl: align // math.gcd(align, k) for cl, k in width.items()}
 
 
 def group_align(n: int, align: int) -> int:

@@ -22,7 +22,7 @@ import onnx_ir as ir
 from onnxdecomp.channels import PruneChannelsPass, plain_slice
 from onnxdecomp.data import check_labels, labelled_steps
 from onnxdecomp.data.records import sample_shape
-from onnxdecomp.decompose.align import recurrent_align, resolve_align
+from onnxdecomp.decompose.align import cluster_aligns, recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.compensate import make_refit
 from onnxdecomp.decompose.criteria import (
@@ -171,8 +171,8 @@ class Decomposer:
         self.align = resolve_align(s.align, runner.device)
         # Recurrent hidden units run through GEMMs, not blocked convolutions (align.py).
         self.align_recurrent = recurrent_align(s.align, self.align)
-        self.align_of = {self.parent.cg.cluster(c.value.name): self.align_recurrent
-                         for c in self.parent.cg.consumers if c.kind == "rnn_state"}
+        self.recurrent = any(c.kind == "rnn_state" for c in self.parent.cg.consumers)
+        self.align_of = cluster_aligns(self.parent.cg, self.align, self.align_recurrent)
         self.hold_logodds = logodds_from_logits(self.hold_logits)
         self.timing["profiling"] = time.perf_counter() - t0
         self._scores: dict[tuple[str, int], dict[int, float]] = {}

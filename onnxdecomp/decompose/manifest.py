@@ -60,6 +60,7 @@ class Manifest:
     timing_seconds: dict[str, float] = field(default_factory=dict)
     calibration: DataSpec | None = None  # how to load the calibration data again
     profile_passes: int = 1  # passes over the profiling samples (tracked.py: chunks of classes)
+    notes: list[str] = field(default_factory=list)  # what the user should know of the result
 
     @property
     def mean_macs(self) -> float:
@@ -96,6 +97,7 @@ class Manifest:
             "onnxdecomp_version": self.onnxdecomp_version,
             "timing_seconds": {key: round(v, 3) for key, v in self.timing_seconds.items()},
             "profile_passes": self.profile_passes,
+            "notes": self.notes,
         }
 
     def write(self, folder: str | Path) -> None:

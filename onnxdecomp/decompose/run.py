@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.data import DataSpec
 from onnxdecomp.decompose.decomposer import Decomposer
 from onnxdecomp.decompose.manifest import Manifest, ParentEntry
@@ -20,6 +22,22 @@ from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.modelio import atomic_folder, check_output_folder, sha256_bytes
 from onnxdecomp.passes import check_emitted
 from onnxdecomp.version import __version__
+
+
+def unprunable_notes(cg: ChannelGraph) -> list[str]:
+    """A note when no channel of the parent can go, naming what pinned them: none is free,
+    or each group of free ones is one unit, which a module keeps (a layer normalised as one
+    group)."""
+    units = Counter(cg.units().values())
+    if any(n > 1 for n in units.values()):
+        return []
+    ops = {op: n for op, n in cg.pinned_by.items() if not op.startswith("the graph")}
+    by = ", ".join(f"{op} ({len(n)})" if len(n) > 1 else op for op, n in sorted(
+        (ops or cg.pinned_by).items(), key=lambda kv: -len(kv[1])))
+    return ["no channel of this model can be removed: every channel is pinned"
+            + (f" (by {by})" if by else "") + (" or is one unit with every other of its "
+                                               "layer" if units else "")
+            + "; each module is the parent's network with its class's log-odds as output"]
 
 
 def decompose(
@@ -84,7 +102,7 @@ def decompose(
         t0 = time.perf_counter()
         entry = module_entry(module, parent, len(dec.clusters))
         stamp_module(module.proto, parent, entry, s, dec.n_profile, dec.n_holdout, dec.align,
-                     dec.align_recurrent if dec.align_of else None)
+                     dec.align_recurrent if dec.recurrent else None)
         data = module.proto.SerializeToString()
         entry.sha256 = sha256_bytes(data)
         files.append((entry.file, data))
@@ -101,10 +119,11 @@ def decompose(
         calibration_samples=dec.n_profile, holdout_samples=dec.n_holdout,
         parent_agreement_on_calibration=(
             None if y is None else round(dec.profile.agreement, 4)), align=dec.align,
-        align_recurrent=dec.align_recurrent if dec.align_of else None,
+        align_recurrent=dec.align_recurrent if dec.recurrent else None,
         onnxdecomp_version=__version__, timing_seconds=timing,
         profile_passes=dec.profiles.passes,
-        calibration=None if calibration is None else calibration.resolved())
+        calibration=None if calibration is None else calibration.resolved(),
+        notes=unprunable_notes(parent.cg))
     if out_dir is not None:
         with atomic_folder(out_dir) as tmp:
             for name, data in files:

@@ -76,7 +76,7 @@ class HeadMatMul(Rule):
         a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
         if kind is None or not cg.has(y):
             for v in (a, b, y):
-                cg.pin(v)
+                cg.pin(v, node)
             return
         _, heads, d = _head_layout(cg, b)
         cg.heads.add(y.name)

@@ -76,4 +76,4 @@ class Pinning(Rule):
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         for v in list(node.inputs) + list(node.outputs):
-            cg.pin(v)
+            cg.pin(v, node)

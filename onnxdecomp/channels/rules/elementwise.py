@@ -262,7 +262,7 @@ class ChannelPreserving(Rule):
                 return
         elif op == "Pad":
             if _pads_channels(node, cg):
-                cg.pin(x)
+                cg.pin(x, node)
                 return
             pads = _pads(node)
             if image and (pads[0] or pads[len(pads) // 2]):
@@ -305,11 +305,11 @@ class SoftmaxRule(Elementwise):
 
 
 class LayerNormRule(Rule):
-    """LayerNormalization over axes axis..rank-1 (and GroupNormalization, over groups of
-    channels): where a channel axis is among them, the mean and variance are taken over the
-    channels, so removing one would change every other's value: pinned. Over other axes
-    only (a sequence's steps), the channels pass through; the scale and bias then have the
-    normalised axes' shape, not the channels'."""
+    """LayerNormalization over axes axis..rank-1: where a channel axis is among them, the
+    mean and variance are taken over the channels, so removing one would change every
+    other's value: pinned. Over other axes only (a sequence's steps), the channels pass
+    through; the scale and bias then have the normalised axes' shape, not the channels'.
+    (GroupNormalization, whose groups can go whole: ``groups``.)"""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         add_like(cg, node.outputs[0], node.inputs[0])
@@ -318,7 +318,7 @@ class LayerNormRule(Rule):
         x = node.inputs[0]
         rank = len(x.shape)
         first = node.attributes.get_int("axis", -1) % rank
-        normalised = range(1 if node.op_type == "GroupNormalization" else first, rank)
+        normalised = range(first, rank)
         if any(a in normalised for a in cg.axes[x.name]):
             PINNING.couple(node, cg)
         else:
@@ -345,7 +345,7 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(_POOLING, ChannelPreserving()),
     **dict.fromkeys(["Softmax", "LogSoftmax", "Hardmax"], SoftmaxRule()),
     "LRN": PINNING,
-    **dict.fromkeys(["LayerNormalization", "GroupNormalization"], LayerNormRule()),
+    "LayerNormalization": LayerNormRule(),
     **dict.fromkeys(["QuantizeLinear", "DequantizeLinear"], QuantizeRule()),
     "DynamicQuantizeLinear": DynamicQuantizeRule(),
 }

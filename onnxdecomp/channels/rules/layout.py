@@ -109,7 +109,7 @@ class ConcatRule(Rule):
             followed = [v for v in node.inputs if cg.has(v)]
             _same_channels(cg, followed, y, node)
             if any(const_array(v) is None for v in node.inputs if not cg.has(v)):
-                cg.pin(y)
+                cg.pin(y, node)
             return
         _map_offsets(cg, y, node.inputs, node)
         _tie_blocks(cg, y)

@@ -6,7 +6,9 @@ the channel axes and the axes after them stay three separate products: the axes 
 channels unchanged ([N, C, H, W] -> [N, C, H * W]), unit axes added ([N, C] ->
 [N, C, 1, 1]), the axes after the channels merged or split among themselves, or the axes
 before them merged ([N, T, H] -> [N * T, H]). Anything that would spread one channel over
-several positions of a channel axis has no rule."""
+several positions of a channel axis has no rule, except blocks of consecutive channels
+folded into one channel of a coarser axis, or unfolded from one (group normalisation,
+``channels.rules.groups``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph
 from onnxdecomp.channels.rules.base import PruneContext, Rule
+from onnxdecomp.channels.rules.groups import block_fold, couple_block_fold
 from onnxdecomp.errors import UnsupportedOpError, node_error
 from onnxdecomp.irutil import const_array
 
@@ -58,7 +61,7 @@ class ReshapeRule(Rule):
             if not isinstance(yout[b], int):
                 break
             got *= yout[b]
-        if got != want:
+        if got != want or b == end:  # (one channel [N, 1, R] found no axis to land on)
             raise node_error(node, "reshape mixes the channel axes with other axes")
         return tuple(range(b, end))
 
@@ -69,14 +72,21 @@ class ReshapeRule(Rule):
         try:
             axes = self._map(node, cg)
         except UnsupportedOpError:
-            return  # channels spread over other axes (attention heads merged with the batch)
+            fold = block_fold(node, cg)
+            if fold is not None:  # blocks of channels folded into one (group norm) or back
+                y = node.outputs[0]
+                cg.add_space(y, y.shape[fold[1]], 1, (fold[1],))
+            return  # else channels spread over other axes (attention heads with the batch)
         # The channels are x's, whatever shape inference could say of the target axis.
         cg.add_space(node.outputs[0], cg.size[x.name], cg.mult[x.name], axes)
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
         if not cg.has(y):
-            cg.pin(x)  # what it makes is no channel space: x keeps every channel
+            cg.pin(x, node)  # what it makes is no channel space: x keeps every channel
+            return
+        if cg.size[x.name] != cg.size[y.name] and (fold := block_fold(node, cg)) is not None:
+            couple_block_fold(node, cg, fold[0], fold[2])
             return
         cg.unify_all(x, y, node)
 

@@ -15,6 +15,7 @@ from onnxdecomp.channels.rules import (
     broadcast,
     dense,
     elementwise,
+    groups,
     layout,
     recurrent,
     reshape,
@@ -26,7 +27,7 @@ from onnxdecomp.irutil import is_default_domain
 
 TABLE: dict[str, Rule] = {
     **elementwise.RULES, **dense.RULES, **layout.RULES, **reshape.RULES, **recurrent.RULES,
-    **broadcast.RULES, **space.RULES}
+    **broadcast.RULES, **space.RULES, **groups.RULES}
 
 
 def rule_for(node: ir.Node) -> Rule:

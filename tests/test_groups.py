@@ -1,0 +1,157 @@
+"""Group normalisation: a group of channels goes whole or stays (``channels.rules.groups``).
+
+``nn.GroupNorm`` as each exporter writes it (TorchScript and dynamo at opset 18: a Reshape to
+[N, G, -1], InstanceNormalization and a Reshape back; dynamo at opset 21: the
+GroupNormalization op) and a hand-built GroupNormalization: exact with nothing pruned;
+pruned, the normalised tensor's kept channels are the parent's values (the other groups'
+statistics untouched), and kept counts are whole groups, aligned in units of the group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import _init, make_model, ort_run, quiet
+from onnx import TensorProto, helper
+
+from onnxdecomp.channels import plain_slice
+from onnxdecomp.decompose import Decomposer, Settings
+from onnxdecomp.decompose.align import grouped_align
+from onnxdecomp.decompose.decomposer import build_module
+from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.irutil import with_outputs
+from onnxdecomp.runtime import Runner
+from onnxdecomp.stats import model_stats
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class GroupNormNet(nn.Module):
+    """Conv, GroupNorm(4, 16), ReLU, conv, GroupNorm(8, 32), SiLU, mean, dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16),
+                                  nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.GroupNorm(8, 32),
+                                  nn.SiLU())
+        self.head = nn.Linear(32, 6)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean((2, 3)))
+
+
+def _torch_model(tmp: Path, exporter: str) -> Path:
+    torch.manual_seed(0)
+    net = GroupNormNet()
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, nn.GroupNorm):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+    net.eval()
+    x, path = torch.randn(2, 3, 12, 12), tmp / f"gn-{exporter}.onnx"
+    kind, _, opset = exporter.partition("-")
+    with quiet():
+        if kind == "torchscript":
+            torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=int(opset),
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+        else:
+            torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False,
+                              opset_version=int(opset), input_names=["input"],
+                              output_names=["logits"],
+                              dynamic_shapes=({0: torch.export.Dim("N", min=1)},))
+    return path
+
+
+def _hand_built() -> onnx.ModelProto:
+    """Conv 3 -> 16, GroupNormalization-21 (4 groups, per-channel scale), Relu, conv, GAP."""
+    rng = np.random.default_rng(3)
+
+    def normal(scale: float, *shape: int) -> np.ndarray:
+        return rng.normal(0, scale, shape).astype(np.float32)
+
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("GroupNormalization", ["a", "s", "t"], ["n"], num_groups=4),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["c"]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wh", "bh"], ["logits"], transB=1)]
+    inits = [_init("w1", normal(0.4, 16, 3, 3, 3)), _init("b1", normal(0.1, 16)),
+             _init("s", 1 + normal(0.2, 16)), _init("t", normal(0.2, 16)),
+             _init("w2", normal(0.4, 8, 16, 1, 1)), _init("b2", normal(0.1, 8)),
+             _init("wh", normal(0.5, 5, 8)), _init("bh", normal(0.1, 5))]
+    return make_model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                            ["N", 3, 8, 8])],
+                      [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+                      inits, opset=21)
+
+
+def _normalised_values(dec: Decomposer) -> list:
+    """The values right after each group normalisation, scale and shift applied, in order."""
+    out = []
+    for node in dec.parent.model.graph:
+        if node.op_type == "GroupNormalization":
+            out.append(node.outputs[0])
+        elif node.op_type == "InstanceNormalization":
+            unfold = next(iter(node.outputs[0].uses())).node  # the Reshape back
+            affine = next(iter(unfold.outputs[0].uses())).node  # Mul by the scale
+            out.append(next(iter(affine.outputs[0].uses())).node.outputs[0])  # Add
+    return out
+
+
+def _check(model, x: np.ndarray) -> None:
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:40])[:, 0],
+                               logodds_from_logits(ort_run(model, x[:40]))[:, 0],
+                               atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < model_stats(model).macs
+    sliced = build_module(dec.parent, half.removed, plain_slice, lambda m: None, check=True)
+    # The first normalisation reads the first conv, which only loses output channels: its
+    # kept channels are the parent's (later ones read convs that lost input channels).
+    value = _normalised_values(dec)[0]
+    want = Runner(with_outputs(dec.parent.proto, [value.name]), device="cpu").run(x[:20])[1]
+    got = Runner(with_outputs(sliced, [value.name]), device="cpu").run(x[:20])[1]
+    cg = dec.parent.cg
+    kept = cg.kept_channels(value, half.removed)
+    k = max(w for n, w in cg.unit_width.items() if cg.cluster(n) == cg.cluster(value.name))
+    assert k > 1 and len(kept) % k == 0 and np.all(kept.reshape(-1, k)[:, 0] % k == 0)
+    assert len(kept) < want.shape[1]  # some group really went
+    np.testing.assert_allclose(got, want[:, kept], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript-17", "torchscript-11", "dynamo-18",
+                                      "dynamo-21"])
+def test_torch_group_norm(tmp_path: Path, exporter: str) -> None:
+    path = _torch_model(tmp_path, exporter)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ("GroupNormalization" in ops) == (exporter == "dynamo-21")
+    x = np.random.default_rng(0).normal(size=(200, 3, 12, 12)).astype(np.float32)
+    _check(path, x)
+
+
+def test_group_normalization_op() -> None:
+    x = np.random.default_rng(0).normal(size=(200, 3, 8, 8)).astype(np.float32)
+    _check(_hand_built(), x)
+
+
+def test_groups_align_in_units_of_their_width(tmp_path: Path) -> None:
+    """GroupNorm(8, 32): 4 channels a group; at align 16 the kept channels of that conv are
+    multiples of 16 (4 groups), at align 8 of 8."""
+    path = _torch_model(tmp_path, "dynamo-21")
+    x = np.random.default_rng(0).normal(size=(200, 3, 12, 12)).astype(np.float32)
+    for align in (8, 16):
+        dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=align))
+        cg = dec.parent.cg
+        widths = {cg.cluster(n): k for n, k in cg.unit_width.items()}
+        assert grouped_align(cg, align) == {cl: align // k for cl, k in widths.items()}
+        module = dec.build(0, 0.3)
+        norm = _normalised_values(dec)[1]
+        assert len(cg.kept_channels(norm, module.removed)) % align == 0
