@@ -6,7 +6,7 @@ pointwise layers on a channels-last map, a transformer encoder: attention pinned
 feed-forward layer pruned; a ViT with its class token concatenated before the patches;
 SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers, a
 ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm;
-DepthToSpace and SpaceToDepth, hand-built).
+DepthToSpace and SpaceToDepth, hand-built; a CRNN's conv map read as columns into an LSTM).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -335,13 +335,32 @@ class AlexNetTowers(nn.Module):
         return self.head(F.max_pool2d(F.relu(self.c3(x)), 2).flatten(1))
 
 
+class CRNN(nn.Module):
+    """A CRNN's classifier: a conv stack read as a sequence of columns ([N, C, H, W] ->
+    [N, C * H, W]: each channel unfolds into its H rows, one unit), an LSTM over the
+    columns, its last step into the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(*cbr(3, 8), nn.MaxPool2d(2), *cbr(8, 16),
+                                   nn.MaxPool2d((2, 1)))
+        self.rnn = nn.LSTM(16 * HW // 4, 24, batch_first=True)
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x):
+        y = self.convs(x)
+        n, c, h, w = y.shape
+        out, _ = self.rnn(y.reshape(n, c * h, w).permute(0, 2, 1))
+        return self.head(out[:, -1])
+
+
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
         "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,
-        "alexnet_towers": AlexNetTowers}
+        "alexnet_towers": AlexNetTowers, "crnn": CRNN}
 
 
 def _net(name: str):

@@ -155,3 +155,23 @@ def test_groups_align_in_units_of_their_width(tmp_path: Path) -> None:
         module = dec.build(0, 0.3)
         norm = _normalised_values(dec)[1]
         assert len(cg.kept_channels(norm, module.removed)) % align == 0
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_crnn_columns_prune_the_conv_in_whole_rows(tmp_path: Path, exporter: str) -> None:
+    """A CRNN's [N, C, H, W] -> [N, C * H, W] (dynamo writes the target [-1, C * H, W]): the
+    last conv loses channels, the LSTM the H input features of each."""
+    from conftest import torch_export
+    from test_architectures import CRNN, _x
+
+    torch.manual_seed(0)
+    path = torch_export(CRNN().eval(), _x("crnn", 2, seed=1), exporter,
+                        tmp_path / f"crnn-{exporter}.onnx")
+    x = _x("crnn", 240, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    half = dec.build(0, 0.5, check=True).proto
+    convs = [n for n in half.graph.node if n.op_type == "Conv"]
+    lstm = next(n for n in half.graph.node if n.op_type == "LSTM")
+    weights = {i.name: i for i in half.graph.initializer}
+    kept = weights[convs[-1].input[1]].dims[0]
+    assert kept < 16 and weights[lstm.input[1]].dims[2] == kept * 4  # H = 4 rows each

@@ -56,7 +56,7 @@ def block_fold(node: ir.Node, cg: ChannelGraph) -> tuple[str, int, int] | None:
         return None
     a = axes[0]
     xin, yout = list(x.shape), list(y.shape)
-    if len(yout) <= a + 1 or [str(d) for d in xin[:a]] != [str(d) for d in yout[:a]]:
+    if len(yout) <= a + 1:
         return None
     c, g = xin[a], yout[a]
     if not isinstance(c, int) or not isinstance(g, int) or c == g:
@@ -66,11 +66,15 @@ def block_fold(node: ir.Node, cg: ChannelGraph) -> tuple[str, int, int] | None:
         return None
     k = big // small
     tail_x, tail_y = xin[a + 1:], yout[a + 1:]
-    if all(isinstance(d, int) for d in tail_x + tail_y):
-        if c * int(np.prod(tail_x)) != g * int(np.prod(tail_y)):
-            return None
-    elif c > g and len(tail_y) != 1:
+    static = all(isinstance(d, int) for d in tail_x + tail_y)
+    if static and c * int(np.prod(tail_x)) != g * int(np.prod(tail_y)):
+        return None
+    if not static and c > g and len(tail_y) != 1:
         return None  # folded positions of unknown size must be one axis: [N, G, -1]
+    # The axes before the channels unchanged: the same dims, or one batch axis whose size
+    # the rest pins (a target of [-1, C * H, W] leaves shape inference a new symbol).
+    if [str(d) for d in xin[:a]] != [str(d) for d in yout[:a]] and not (static and a == 1):
+        return None
     return ("fold" if c > g else "unfold"), a, k
 
 
