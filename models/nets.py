@@ -7,7 +7,7 @@ normalises inside the graph as its first op, so the exported ONNX file is fed ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -110,21 +110,23 @@ class LeNet5(nn.Module):
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus shortcut, ReLU after the add (He et al. 2016).
 
-    Where the shape changes the shortcut is a 1x1 conv + BN projection (option B).
+    Where the shape changes the shortcut is a 1x1 conv + BN projection (option B). ``norm``
+    makes each normalisation layer (BatchNorm by default; GroupNorm for the GN variant).
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1,
+                 norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.relu = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
+                norm(planes),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,6 +149,7 @@ class ResNet(nn.Module):
         scale: float = 255.0,
         mean: Sequence[float] = (0.0, 0.0, 0.0),
         std: Sequence[float] = (1.0, 1.0, 1.0),
+        norm: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -157,14 +160,14 @@ class ResNet(nn.Module):
         self.depth = depth
         self.norm = Normalize(scale, mean, std)
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), norm(16), nn.ReLU()
         )
         blocks: list[nn.Module] = []
         in_planes = 16
         for stage, planes in enumerate((16, 32, 64)):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride))
+                blocks.append(BasicBlock(in_planes, planes, stride, norm))
                 in_planes = planes
         self.layers = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)  # ONNX: GlobalAveragePool or ReduceMean
@@ -176,7 +179,7 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         # Zero-init the last BN of each residual branch: every block starts as identity,

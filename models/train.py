@@ -67,7 +67,7 @@ class Recipe:
     weight_decay: float = 5e-4
     augment: bool = False  # random crop (4-pixel padding) + horizontal flip
     scarce: tuple[int, int] | None = None  # (class, n): train on only n images of that class
-    opset: int | None = None  # TorchScript's opset (default TORCHSCRIPT_OPSET)
+    opset: int | None = None  # TorchScript's opset (default TORCHSCRIPT_OPSET); dynamo's if set
 
 
 def _mlp(hidden: int) -> Callable[[Stats], nn.Module]:
@@ -200,6 +200,22 @@ RECIPES: dict[str, Recipe] = {
             epochs=6,
             optimizer="sgd",
             lr=0.1,
+        ),
+        Recipe(
+            "resnet8gn_fmnist",
+            "Fashion-MNIST",
+            "fashion-mnist",
+            "idx",
+            "ResNet-8 with GroupNorm (groups of 4 channels) instead of BatchNorm; dynamo "
+            "opset 21: the GroupNormalization op",
+            lambda s: ResNet(8, in_channels=1, scale=s.scale, mean=s.mean, std=s.std,
+                             norm=lambda c: nn.GroupNorm(c // 4, c)),
+            flat=False,
+            exporter="dynamo",
+            epochs=6,
+            optimizer="sgd",
+            lr=0.1,
+            opset=21,
         ),
         Recipe(
             "mobilenetv2_fmnist",
@@ -426,6 +442,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, out: Path, exporter: st
             dynamic_shapes=({0: torch.export.Dim("N")},),
             verbose=False,
             optimize=True,
+            **({"opset_version": opset} if opset else {}),
         )
     else:
         # The TorchScript exporter is deprecated, but the zoo deliberately covers both.
