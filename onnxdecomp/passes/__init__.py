@@ -34,6 +34,7 @@ from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
+from onnxdecomp.passes.unfuse_attention import UnfuseAttentionPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
@@ -65,6 +66,7 @@ __all__ = [
     "RewriteEinsumAsMatMulPass",
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
+    "UnfuseAttentionPass",
     "UnfuseRuntimeOpsPass",
     "UnfuseTransformerOpsPass",
     "check_emitted",

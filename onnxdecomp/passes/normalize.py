@@ -33,6 +33,7 @@ from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
 from onnxdecomp.passes.rewrite_ml_preprocessing import RewriteMlPreprocessingPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
+from onnxdecomp.passes.unfuse_attention import UnfuseAttentionPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
@@ -115,6 +116,7 @@ def normalize(model: ir.Model) -> ir.Model:
             RewriteMlPreprocessingPass(),  # skl2onnx's Scaler, Normalizer, Imputer
             UnfuseRuntimeOpsPass(),  # ONNX Runtime's FusedConv, FusedGemm as Conv + Relu ...
             UnfuseTransformerOpsPass(),  # its transformer optimiser's Attention, ...
+            UnfuseAttentionPass(),  # ONNX's Attention (opset 23: dynamo's SDPA)
             RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
             RewriteDynamicQuantizationPass(),  # MatMulInteger, ... as float ops on DQ inputs
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded

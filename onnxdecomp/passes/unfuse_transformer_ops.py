@@ -56,7 +56,7 @@ class UnfuseTransformerOpsPass(ir.passes.InPlacePass):
         for node in list(graph):
             if not is_transformer_fused(node, opset):
                 continue
-            steps = _Steps(graph, node, opset)
+            steps = OpsetSteps(graph, node, opset)
             results = _REWRITES[node.op_type](steps, node)
             if results is None:
                 continue
@@ -66,7 +66,7 @@ class UnfuseTransformerOpsPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified)
 
 
-class _Steps(NodeSteps):
+class OpsetSteps(NodeSteps):
     """NodeSteps with the ops whose axes moved from attributes to inputs (opset 13, 18)."""
 
     def __init__(self, graph: ir.Graph, node: ir.Node, opset: int) -> None:
@@ -104,7 +104,7 @@ def _used(value: ir.Value) -> bool:
     return bool(value.uses()) or value.is_graph_output()
 
 
-def _layer_norm(s: _Steps, x: ir.Value, gamma: ir.Value, beta: ir.Value | None,
+def _layer_norm(s: OpsetSteps, x: ir.Value, gamma: ir.Value, beta: ir.Value | None,
                 eps: float) -> ir.Value:
     """``LN(x) * gamma (+ beta)`` over the last axis (LayerNormalization from opset 17)."""
     if s.opset >= 17:
@@ -121,7 +121,7 @@ def _eps(node: ir.Node) -> float:
     return node.attributes.get_float("epsilon", 1e-12 if node.domain == _MS else 1e-5)
 
 
-def _skip_layer_norm(s: _Steps, node: ir.Node) -> list | None:
+def _skip_layer_norm(s: OpsetSteps, node: ir.Node) -> list | None:
     if any(_used(o) for o in node.outputs[1:3]):
         return None  # the mean and inverse deviation are read: no standard op gives them
     x = s.op("Add", node.inputs[0], node.inputs[1])
@@ -131,7 +131,7 @@ def _skip_layer_norm(s: _Steps, node: ir.Node) -> list | None:
     return [y, None, None, x][:len(node.outputs)]
 
 
-def _layer_norm_node(s: _Steps, node: ir.Node) -> list | None:
+def _layer_norm_node(s: OpsetSteps, node: ir.Node) -> list | None:
     axis = node.attributes.get_int("axis", -1)
     shape = node.inputs[0].shape
     if any(_used(o) for o in node.outputs[1:]) or (
@@ -140,7 +140,7 @@ def _layer_norm_node(s: _Steps, node: ir.Node) -> list | None:
     return [_layer_norm(s, node.inputs[0], node.inputs[1], input_at(node, 2), _eps(node))]
 
 
-def _embed_layer_norm(s: _Steps, node: ir.Node) -> list | None:
+def _embed_layer_norm(s: OpsetSteps, node: ir.Node) -> list | None:
     ids, segments, words, positions = (input_at(node, i) for i in range(4))
     table, gamma, beta = input_at(node, 4), node.inputs[5], node.inputs[6]
     mask, position_ids = input_at(node, 7), input_at(node, 8)
@@ -164,7 +164,7 @@ def _embed_layer_norm(s: _Steps, node: ir.Node) -> list | None:
     return outs
 
 
-def _attention(s: _Steps, node: ir.Node) -> list | None:
+def _attention(s: OpsetSteps, node: ir.Node) -> list | None:
     a = node.attributes
     heads = a.get_int("num_heads", 0)
     weights = const_array(node.inputs[1])
@@ -222,7 +222,7 @@ def _rank(value: ir.Value, depth: int = 8) -> int | None:
     return None
 
 
-def _mask_bias(s: _Steps, node: ir.Node, mask: ir.Value, rank: int) -> ir.Value:
+def _mask_bias(s: OpsetSteps, node: ir.Node, mask: ir.Value, rank: int) -> ir.Value:
     """[N, 1, 1, S]: 0 on the keys attended, ``mask_filter_value`` on the others."""
     fill = node.attributes.get_float("mask_filter_value", -10000.0)
     if rank == 2:  # 0/1 per key
@@ -237,7 +237,7 @@ def _mask_bias(s: _Steps, node: ir.Node, mask: ir.Value, rank: int) -> ir.Value:
     return s.unsqueeze(bias, [1, 2])
 
 
-def _fast_gelu(s: _Steps, node: ir.Node) -> list:
+def _fast_gelu(s: OpsetSteps, node: ir.Node) -> list:
     x = node.inputs[0]
     if input_at(node, 1) is not None:
         x = s.op("Add", x, node.inputs[1])

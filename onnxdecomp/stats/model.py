@@ -65,6 +65,7 @@ from onnxdecomp.passes.rewrite_dynamic_quantization import (
     is_dynamic_quantized,
 )
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass, qop_spec
+from onnxdecomp.passes.unfuse_attention import UnfuseAttentionPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass, is_fused
 from onnxdecomp.passes.unfuse_transformer_ops import (
     UnfuseTransformerOpsPass,
@@ -225,10 +226,12 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     runtime_ops = {n.name: (_op_label(n), tracer.layer_params(n)) for n in graph
                    if n.name and (qop_spec(n) is not None or is_fused(n)
                                   or is_dynamic_quantized(n)
-                                  or is_transformer_fused(n, opset))}
+                                  or is_transformer_fused(n, opset)
+                                  or (n.op_type == "Attention" and is_default_domain(n.domain)))}
     if runtime_ops:
         UnfuseRuntimeOpsPass()(ir_model)
         UnfuseTransformerOpsPass()(ir_model)
+        UnfuseAttentionPass()(ir_model)
         RewriteQOperatorPass()(ir_model)
         RewriteDynamicQuantizationPass(standard_ops=False)(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input

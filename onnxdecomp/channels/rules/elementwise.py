@@ -305,11 +305,11 @@ class SoftmaxRule(Elementwise):
 
 
 class LayerNormRule(Rule):
-    """LayerNormalization over axes axis..rank-1: where a channel axis is among them, the
-    mean and variance are taken over the channels, so removing one would change every
-    other's value: pinned. Over other axes only (a sequence's steps), the channels pass
-    through; the scale and bias then have the normalised axes' shape, not the channels'.
-    (GroupNormalization, whose groups can go whole: ``groups``.)"""
+    """LayerNormalization (and RMSNormalization) over axes axis..rank-1: where a channel
+    axis is among them, the statistics are taken over the channels, so removing one would
+    change every other's value: pinned. Over other axes only (a sequence's steps), the
+    channels pass through; the scale and bias then have the normalised axes' shape, not
+    the channels'. (GroupNormalization, whose groups can go whole: ``groups``.)"""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         add_like(cg, node.outputs[0], node.inputs[0])
@@ -345,7 +345,7 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(_POOLING, ChannelPreserving()),
     **dict.fromkeys(["Softmax", "LogSoftmax", "Hardmax"], SoftmaxRule()),
     "LRN": PINNING,
-    "LayerNormalization": LayerNormRule(),
+    **dict.fromkeys(["LayerNormalization", "RMSNormalization"], LayerNormRule()),
     **dict.fromkeys(["QuantizeLinear", "DequantizeLinear"], QuantizeRule()),
     "DynamicQuantizeLinear": DynamicQuantizeRule(),
 }
