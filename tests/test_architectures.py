@@ -4,7 +4,8 @@ chunk and channel shuffle, squeeze-excitation through dense layers, dense blocks
 over features, 1-D convolutions over flattened positions, inverted residuals, ConvNeXt's
 pointwise layers on a channels-last map, a transformer encoder: attention pinned, its
 feed-forward layer pruned; a ViT with its class token concatenated before the patches;
-SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers, a
+SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers and
+einsum attention, a
 ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm;
 DepthToSpace and SpaceToDepth, hand-built; a CRNN's conv map read as columns into an LSTM).
 
@@ -299,6 +300,25 @@ class EinsumDense(nn.Module):
         return self.head(F.relu(torch.einsum("nk,ok->no", h, self.w2) + self.b2))
 
 
+class EinsumAttention(nn.Module):
+    """Attention written with ``torch.einsum`` ("bhid,bhjd->bhij", then "bhij,bhjd->bhid")
+    over patch tokens: MatMuls once rewritten, so its 4 heads are units."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 32, 4, 4)
+        self.qkv, self.out = nn.Linear(32, 96), nn.Linear(32, 32)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        n, length, _ = t.shape
+        q, k, v = self.qkv(t).reshape(n, length, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        a = torch.einsum("bhid,bhjd->bhij", q, k).mul(8 ** -0.5).softmax(-1)
+        c = torch.einsum("bhij,bhjd->bhid", a, v).transpose(1, 2).reshape(n, length, 32)
+        return self.head((t + self.out(c)).mean(1))
+
+
 class GroupedBlock(nn.Module):
     """A ResNeXt block: a grouped 3x3 conv (4 groups) inside a residual add, a pointwise
     conv after it."""
@@ -360,7 +380,7 @@ NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
         "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,
-        "alexnet_towers": AlexNetTowers, "crnn": CRNN}
+        "alexnet_towers": AlexNetTowers, "crnn": CRNN, "einsum_attention": EinsumAttention}
 
 
 def _net(name: str):
@@ -410,7 +430,7 @@ def _decomposes(exported: Path, name: str, exporter: str) -> None:
     kind, _, opset = exporter.partition("-")
     if name in ("transformer", "vit") and opset:
         pytest.skip("torch exports its attention (aten::unflatten) from opset 13 only")
-    if name == "einsum" and opset:
+    if name in ("einsum", "einsum_attention") and opset:
         pytest.skip("torch exports einsum from opset 12 only")
     path = torch_export(_net(name), _x(name, 2, seed=1), kind,
                         exported / f"{name}-{exporter}.onnx", opset=int(opset or 17))
