@@ -926,3 +926,55 @@ def test_local_functions_are_inlined(exported: Path) -> None:
     np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], parent, atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True).proto
     assert not half.functions and model_stats(half).macs < model_stats(full).macs
+
+
+class FusedQKVWithBias(nn.Module):
+    """timm's attention: one projection viewed [N, L, 3, H, d] (q, k and v on one axis, the
+    heads on the next) and a learned bias per head over the scores (Swin's relative
+    positions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 32, 4, 4)
+        self.qkv, self.out = nn.Linear(32, 96), nn.Linear(32, 32)
+        self.bias = nn.Parameter(torch.randn(4, 16, 16) * 0.5)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        n, length, _ = t.shape
+        q, k, v = self.qkv(t).reshape(n, length, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        a = ((q @ k.transpose(-2, -1)) * 8 ** -0.5 + self.bias).softmax(-1)
+        c = (a @ v).transpose(1, 2).reshape(n, length, 32)
+        return self.head((t + self.out(c)).mean(1))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_heads_of_a_fused_qkv_view_go_whole(exported: Path, exporter: str) -> None:
+    """One head removed: the view says 3 heads of 8 (not 4 of 6), the bias keeps 3 heads'
+    rows, and the kept heads' context is the parent's."""
+    from onnxdecomp.channels import plain_slice
+    from onnxdecomp.decompose.decomposer import build_module
+    from onnxdecomp.irutil import with_outputs
+    from onnxdecomp.runtime import Runner
+
+    torch.manual_seed(0)
+    path = torch_export(FusedQKVWithBias().eval(), _x("vit", 2, seed=1), exporter,
+                        exported / f"fused_qkv-{exporter}.onnx")
+    x = _x("vit", 240, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
+                               logodds_from_logits(ort_run(str(path), x[:50]))[:, 0],
+                               atol=1e-5, rtol=1e-5)
+    head = next(r for r, cl in dec.clusters.items() if cl in dec.head_clusters)
+    module = build_module(dec.parent, {head}, plain_slice, lambda m: None, check=True)
+    products = [n for n in dec.parent.model.graph if n.op_type == "MatMul" and
+                all(v.const_value is None for v in n.inputs)]
+    context = products[-1].outputs[0]  # [N, H, L, d]
+    kept = dec.parent.cg.kept_channels(context, {head})
+    assert len(kept) == 24  # 3 heads of 8
+    want = Runner(with_outputs(dec.parent.proto, [context.name]), device="cpu").run(x[:20])[1]
+    got = Runner(with_outputs(module, [context.name]), device="cpu").run(x[:20])[1]
+    heads = sorted({int(c) // 8 for c in kept})
+    np.testing.assert_allclose(got, want[:, heads], atol=1e-5)

@@ -91,30 +91,48 @@ class ReshapeRule(Rule):
         cg.unify_all(x, y, node)
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        """A constant target says the kept size on each channel axis that lost some: the
+        heads of [N, T, H, d] (or of [N, T, 3, H, d], q, k and v at once), a recurrent
+        layer's units of [T, N, D, H]; -1 and 0 are left to the runtime."""
         x, y = node.inputs[0], node.outputs[0]
         shape = const_array(node.inputs[1])
         if not ctx.changed(x) or shape is None:
             return
-        axes = ctx.cg.axes[y.name]
-        dims = [int(shape[a]) for a in axes]
-        if any(d in (-1, 0) for d in dims):
-            return  # -1 takes the kept count by itself, 0 copies the pruned input's axis
-        shape, kept = shape.copy(), ctx.kept(y)
-        inner = int(np.prod(dims[1:]))
-        if len(axes) > 1 and _whole_blocks(kept, inner):
-            shape[axes[0]] = len(kept) // inner  # attention heads: whole heads went
-        else:  # a recurrent layer's units: the same ones in every direction
-            shape[axes[-1]] = len(kept) // int(np.prod(dims[:-1]))
+        axes, mult = ctx.cg.axes[y.name], ctx.cg.mult[y.name]
+        dims = _parent_dims(y, axes, shape, ctx.cg.size[y.name] * mult)
+        kept = ctx.kept(y)  # channel c owns features c * mult .. c * mult + mult - 1
+        kept = (kept[:, None] * mult + np.arange(mult)).reshape(-1)
+        sizes = None if dims is None else kept_sizes(kept, dims)
+        if sizes is None:
+            raise node_error(node, "the kept channels are not whole slices of the reshaped "
+                             "axes")
+        shape = shape.copy()
+        for a, d, s in zip(axes, dims, sizes):
+            if s != d and shape[a] not in (-1, 0):  # -1 takes the kept size by itself
+                shape[a] = s
         ctx.replace(node, 1, shape)
 
 
-def _whole_blocks(kept: np.ndarray, inner: int) -> bool:
-    """Whether the kept channels are whole blocks of ``inner`` consecutive channels."""
-    if len(kept) % inner:
-        return False
-    blocks = kept.reshape(-1, inner)
-    return bool(np.all(blocks[:, 0] % inner == 0) and
-                np.all(blocks - blocks[:, :1] == np.arange(inner)))
+def _parent_dims(y: ir.Value, axes: tuple[int, ...], target: np.ndarray,
+                 size: int) -> list[int] | None:
+    """The parent's sizes of ``y``'s channel axes: its inferred shape (not redone while
+    pruning), else the target's, one -1 among them taking what the channels leave."""
+    dims = [y.shape[a] if y.shape is not None and isinstance(y.shape[a], int) else
+            int(target[a]) if target[a] > 0 else None for a in axes]
+    unknown = [i for i, d in enumerate(dims) if d is None]
+    if len(unknown) > 1:
+        return None
+    if unknown:
+        dims[unknown[0]] = size // int(np.prod([d for d in dims if d is not None]))
+    return dims
+
+
+def kept_sizes(kept: np.ndarray, dims: list[int]) -> list[int] | None:
+    """How many indices of each of the axes ``dims`` the ``kept`` channels (row-major over
+    them) hold, when they are every combination of those indices; None when not."""
+    index = np.unravel_index(kept, dims)
+    sizes = [len(np.unique(i)) for i in index]
+    return sizes if int(np.prod(sizes)) == len(kept) else None
 
 
 def _tail_start(tail: list, yout: list) -> int | None:
