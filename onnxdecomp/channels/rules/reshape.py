@@ -106,11 +106,12 @@ class ReshapeRule(Rule):
         if sizes is None:
             raise node_error(node, "the kept channels are not whole slices of the reshaped "
                              "axes")
-        shape = shape.copy()
+        patched = shape.copy()
         for a, d, s in zip(axes, dims, sizes):
-            if s != d and shape[a] not in (-1, 0):  # -1 takes the kept size by itself
-                shape[a] = s
-        ctx.replace(node, 1, shape)
+            if s != d and patched[a] not in (-1, 0):  # -1 takes the kept size by itself
+                patched[a] = s
+        if not np.array_equal(patched, shape):
+            ctx.replace(node, 1, patched)
 
 
 def _parent_dims(y: ir.Value, axes: tuple[int, ...], target: np.ndarray,
