@@ -143,3 +143,10 @@ def test_torch_sdpa_at_opset_23_decomposes_by_heads(tmp_path: Path) -> None:
     # One head of 8 dimensions gone from q, k and v together: 96 -> 72 projections.
     assert any(72 in i.dims for i in fewer.graph.initializer)
     assert ort_run(fewer, x[:4]).shape[0] == 4
+    # A file without intermediate shapes: the head size comes from inferred ones.
+    bare = onnx.load(str(path))
+    del bare.graph.value_info[:]
+    bare_path = tmp_path / "sdpa23-bare.onnx"
+    onnx.save(bare, str(bare_path))
+    assert model_stats(bare_path).macs == model_stats(path).macs
+    assert Decomposer(bare_path, x, None, Settings(device="cpu", seed=0, align=1)).head_clusters

@@ -145,6 +145,9 @@ def normalize(model: ir.Model) -> ir.Model:
     fold_shape_computations(model, reinfer)
     passes = ir.passes.PassManager(
         [
+            # Again with shapes inferred: an Attention whose inputs' shapes the file did not
+            # carry (its head size comes from them).
+            UnfuseAttentionPass(),
             FoldBatchNormIntoConvPass(),
             FuseMatMulAddIntoGemmPass(),
             FuseFlattenedSequenceDensePass(),

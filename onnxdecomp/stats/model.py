@@ -239,6 +239,8 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     reroll(ir_model)
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
+    if failure is None and UnfuseAttentionPass()(ir_model).modified:
+        failure = infer.infer_shapes(ir_model)  # an Attention whose inputs had no shapes
 
     def reinfer(m: ir.Model) -> bool:
         nonlocal failure
