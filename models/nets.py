@@ -269,3 +269,45 @@ class MobileNetV2Mini(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.last(self.blocks(self.stem(self.norm(x))))
         return self.fc(self.dropout(x.view(x.size(0), -1)))
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm encoder block: ``F.scaled_dot_product_attention`` over ``heads`` heads (one
+    q, k, v projection viewed [N, T, 3, H, d]), then a GELU MLP; both residual."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        n, length, dim = t.shape
+        q, k, v = self.qkv(self.norm1(t)).reshape(
+            n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        a = nn.functional.scaled_dot_product_attention(q, k, v)
+        t = t + self.proj(a.transpose(1, 2).reshape(n, length, dim))
+        return t + self.mlp(self.norm2(t))
+
+
+class ViTMini(nn.Module):
+    """A small vision transformer: 4x4 patches embedded to ``dim`` with learned positions,
+    ``depth`` pre-norm blocks, mean over the tokens, LayerNorm, linear head."""
+
+    def __init__(self, in_channels: int = 1, size: int = 28, classes: int = 10,
+                 dim: int = 48, depth: int = 2, heads: int = 4, hidden: int = 96,
+                 scale: float = 255.0, mean: Sequence[float] = (0.0,),
+                 std: Sequence[float] = (1.0,)) -> None:
+        super().__init__()
+        self.norm = Normalize(scale, mean, std)
+        self.embed = nn.Conv2d(in_channels, dim, 4, 4)
+        self.pos = nn.Parameter(torch.zeros(1, (size // 4) ** 2, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.blocks = nn.Sequential(*[ViTBlock(dim, heads, hidden) for _ in range(depth)])
+        self.out_norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(self.norm(x)).flatten(2).transpose(1, 2) + self.pos
+        return self.fc(self.out_norm(self.blocks(t).mean(1)))

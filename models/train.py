@@ -28,7 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.nets import MLP, DigitsCNN, LeNet5, MobileNetV2Mini, ResNet, count_params
+from models.nets import (
+    MLP,
+    DigitsCNN,
+    LeNet5,
+    MobileNetV2Mini,
+    ResNet,
+    ViTMini,
+    count_params,
+)
 
 MODELS_DIR = Path(__file__).resolve().parent
 ZOO_PATH = MODELS_DIR / "zoo.json"
@@ -159,6 +167,23 @@ RECIPES: dict[str, Recipe] = {
             epochs=10,
             optimizer="sgd",
             lr=0.05,
+        ),
+        Recipe(
+            "vit_mnist",
+            "MNIST",
+            "mnist",
+            "idx",
+            "ViT-mini: 4x4 patches to 48, learned positions, 2 pre-norm blocks (4 heads "
+            "through scaled_dot_product_attention, GELU MLP 96), mean, LayerNorm, linear; "
+            "dynamo opset 23: ONNX's Attention and the qkv view [N, T, 3, H, d]",
+            lambda s: ViTMini(scale=s.scale, mean=s.mean, std=s.std),
+            flat=False,
+            exporter="dynamo",
+            epochs=6,
+            optimizer="adam",
+            lr=2e-3,
+            weight_decay=0.0,
+            opset=23,
         ),
         Recipe(
             "lenet5_mnist_five500",
