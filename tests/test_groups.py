@@ -175,3 +175,18 @@ def test_crnn_columns_prune_the_conv_in_whole_rows(tmp_path: Path, exporter: str
     weights = {i.name: i for i in half.graph.initializer}
     kept = weights[convs[-1].input[1]].dims[0]
     assert kept < 16 and weights[lstm.input[1]].dims[2] == kept * 4  # H = 4 rows each
+
+
+def test_refit_criterion_drops_a_unit_of_several_channels_as_one_block() -> None:
+    """The columns of a unit (a group's channels, a head's dimensions) are one block of the
+    refit's elimination, grouped by block size."""
+    from onnxdecomp.decompose.criteria import _unit_blocks
+
+    roots = np.array([5, 5, 7, 7, 9, 3])
+    blocks = {tuple(units): idx.tolist()
+              for units, idx in _unit_blocks(roots, [0, 1, 2, 3, 4, 5], 2, {5, 7, 9})}
+    assert blocks == {(5, 7): [[0, 1, 2, 3], [4, 5, 6, 7]], (9,): [[8, 9]]}
+    # A removed channel's columns are gone from the kept ones: unit 7 keeps one channel.
+    blocks = {tuple(units): idx.tolist()
+              for units, idx in _unit_blocks(roots, [0, 1, 3, 4], 1, {5, 7})}
+    assert blocks == {(5,): [[0, 1]], (7,): [[2]]}

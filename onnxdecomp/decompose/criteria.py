@@ -156,14 +156,33 @@ def propagate_logodds(concern: Concern, cg: ChannelGraph, prof: Profile):
     return sens, damage
 
 
+def _unit_blocks(roots: np.ndarray, keep_ch: list[int], span: int, wanted):
+    """(units, column indices [n, block]) of the kept columns, grouped by block size: all
+    the columns of one unit form one block, since a unit goes as a whole (a head's d
+    columns, a normalisation group's k channels, a unit in both directions of a
+    bidirectional layer), and dropping them together costs more than each alone."""
+    blocks: dict[int, list[int]] = {}
+    for i, c in enumerate(keep_ch):
+        r = int(roots[c])
+        if r in wanted:
+            blocks.setdefault(r, []).extend(range(i * span, (i + 1) * span))
+    by_size: dict[int, list[int]] = {}
+    for r, cols in blocks.items():
+        by_size.setdefault(len(cols), []).append(r)
+    for units in by_size.values():
+        yield units, np.array([blocks[r] for r in units])
+
+
 def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float = 1e-3,
                  chunk: float = 0.2, floor: float = 0.1) -> dict[int, float]:
     """Greedy backward elimination in each cluster (ThiNet, with the least-squares refit).
 
     For a consumer with input Gram G, weights W~ and output sensitivities u (from
     ``propagate_logodds``), the kept columns S give coefficients beta = P G_S: W~^T with
-    P = (G_SS + lambda I)^-1; dropping the column block B of a unit raises the u-weighted
-    squared reconstruction error by sum_o u_o^2 beta_Bo^T (P_BB)^-1 beta_Bo. Each round
+    P = (G_SS + lambda I)^-1; dropping the column block B of a unit (all its columns at
+    once: a head's d, a normalisation group's k, a unit in both directions) raises the
+    u-weighted squared reconstruction error by sum_o u_o^2 beta_Bo^T (P_BB)^-1 beta_Bo.
+    Each round
     drops the ``chunk`` of the remaining units with the smallest rise summed over every
     consumer that reads them; a unit's score is the round it survived to. Elimination stops
     at ``floor`` of the cluster (the smallest keep ratio the tuner tries).
@@ -210,16 +229,13 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
                 a = a + ridge * float(np.trace(a)) / len(cols) * np.eye(len(cols))
                 p = np.linalg.inv(a)
                 beta = p @ (gram[cols] @ wu.T)  # [S, O]
-                pos = [i for i, c in enumerate(keep_ch) if roots[c] in rise]
-                if not pos:
-                    continue
-                # Every unit's block at once: one batched solve, each block's sum as before.
-                idx = (np.array(pos)[:, None] * span + np.arange(span)).reshape(len(pos), span)
-                bb = beta[idx]  # [n, span, O]
-                sol = np.linalg.solve(p[idx[:, :, None], idx[:, None, :]], bb)
-                per_unit = (bb * sol).reshape(len(pos), -1).sum(axis=1)
-                for i, value in zip(pos, per_unit.tolist()):
-                    rise[roots[keep_ch[i]]] += value
+                for unit_ids, idx in _unit_blocks(roots, keep_ch, span, rise):
+                    # Every block of one size at once: one batched solve.
+                    bb = beta[idx]  # [n, block, O]
+                    sol = np.linalg.solve(p[idx[:, :, None], idx[:, None, :]], bb)
+                    per_unit = (bb * sol).reshape(len(unit_ids), -1).sum(axis=1)
+                    for r, value in zip(unit_ids, per_unit.tolist()):
+                        rise[r] += value
             n_drop = max(1, min(int(chunk * len(remaining)), len(remaining) - stop))
             for r in sorted(remaining, key=lambda q: (rise[q], q))[:n_drop]:
                 scores[r] = step
