@@ -42,6 +42,7 @@ MODELS = {
     "resnet8_fmnist": ("models/resnet8_fmnist.onnx", str(DATA / "fashion-mnist")),
     "mobilenetv2_fmnist": ("models/mobilenetv2_fmnist.onnx", str(DATA / "fashion-mnist")),
     "resnet8gn_fmnist": ("models/resnet8gn_fmnist.onnx", str(DATA / "fashion-mnist")),
+    "vit_mnist": ("models/vit_mnist.onnx", str(DATA / "mnist")),
     "resnet20_cifar10": ("models/resnet20_cifar10.onnx",
                          str(DATA / "cifar10-jpg" / "cifar10-jpg-q75.tar.gz")),
     "mnist_cntk": (str(DATA / "onnx-third-party" / "mnist-cntk.onnx"), str(DATA / "mnist")),
