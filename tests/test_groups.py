@@ -190,3 +190,39 @@ def test_refit_criterion_drops_a_unit_of_several_channels_as_one_block() -> None
     blocks = {tuple(units): idx.tolist()
               for units, idx in _unit_blocks(roots, [0, 1, 3, 4], 1, {5, 7})}
     assert blocks == {(5,): [[0, 1]], (7,): [[2]]}
+
+
+@pytest.mark.parametrize("case", ["softmax", "one_group", "groups"])
+def test_a_model_nothing_can_leave_says_why(tmp_path: Path, case: str) -> None:
+    """Channels that all stay (a softmax over them, one group over all of them) give a note
+    naming what pinned them; a model with channels to spare gives none."""
+    from onnxdecomp.decompose import decompose
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.norm = nn.GroupNorm({"one_group": 1, "groups": 4}.get(case, 1), 8)
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y = torch.softmax(y, 1) if case == "softmax" else self.norm(y)
+            return self.head(y.mean((2, 3)))
+
+    torch.manual_seed(0)
+    path = tmp_path / f"{case}.onnx"
+    with quiet():
+        torch.onnx.export(Net().eval(), (torch.randn(2, 3, 8, 8),), str(path), dynamo=False,
+                          input_names=["input"], dynamic_axes={"input": {0: "N"}})
+    x = np.random.default_rng(0).normal(size=(120, 3, 8, 8)).astype(np.float32)
+    y = np.arange(120) % 4
+    manifest = decompose(path, x, y, settings=Settings(device="cpu", keep=0.5), classes=[0])
+    assert manifest.to_json()["notes"] == manifest.notes
+    if case == "groups":
+        assert manifest.notes == []
+    else:
+        (note,) = manifest.notes
+        assert note.startswith("no channel of this model can be removed")
+        assert ("Softmax" in note) == (case == "softmax")
+        assert ("one unit" in note) == (case == "one_group")
