@@ -99,6 +99,18 @@ def ort_run(model, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {inp.name: x})[0]
 
 
+def assert_full_module_exact(dec, model, x: np.ndarray, k: int = 0, n: int = 50):
+    """Class ``k``'s module of ``dec`` with nothing pruned reproduces ``model``'s log-odds
+    (path or proto) on ``x[:n]`` to 1e-5; returns that module."""
+    from onnxdecomp.decompose.head import logodds_from_logits
+
+    full = dec.build(k, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:n])[:, 0],
+                               logodds_from_logits(ort_run(model, x[:n]))[:, k],
+                               atol=1e-5, rtol=1e-5)
+    return full
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

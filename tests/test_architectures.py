@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import build_sklearn_like, ort_run, torch_export
+from conftest import assert_full_module_exact, build_sklearn_like, ort_run, torch_export
 from onnx import helper
 
 from onnxdecomp.decompose import Decomposer, Settings
@@ -436,10 +436,8 @@ def _decomposes(exported: Path, name: str, exporter: str) -> None:
                         exported / f"{name}-{exporter}.onnx", opset=int(opset or 17))
     x = _x(name, 240, seed=0).numpy()
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
-    full = dec.build(0, 1.0, check=True).proto
-    parent = logodds_from_logits(ort_run(str(path), x[:50]))[:, 0]
     # rtol: two ORT graphs of one random net differ by ~1e-5 on log-odds of a few units
-    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], parent, atol=1e-5, rtol=1e-5)
+    assert_full_module_exact(dec, path, x)
     half = dec.build(0, 0.5, check=True)
     assert half.removed
     assert model_stats(half.proto).macs < model_stats(path).macs
@@ -963,10 +961,7 @@ def test_heads_of_a_fused_qkv_view_go_whole(exported: Path, exporter: str) -> No
                         exported / f"fused_qkv-{exporter}.onnx")
     x = _x("vit", 240, seed=0).numpy()
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
-    full = dec.build(0, 1.0, check=True).proto
-    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
-                               logodds_from_logits(ort_run(str(path), x[:50]))[:, 0],
-                               atol=1e-5, rtol=1e-5)
+    assert_full_module_exact(dec, path, x)
     head = next(r for r, cl in dec.clusters.items() if cl in dec.head_clusters)
     module = build_module(dec.parent, {head}, plain_slice, lambda m: None, check=True)
     products = [n for n in dec.parent.model.graph if n.op_type == "MatMul" and

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import _init, make_model, ort_run, quiet
+from conftest import _init, assert_full_module_exact, make_model, quiet
 from onnx import TensorProto, helper
 
 from onnxdecomp.channels import plain_slice
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.align import grouped_align
 from onnxdecomp.decompose.decomposer import build_module
-from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.irutil import with_outputs
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
@@ -107,10 +106,7 @@ def _normalised_values(dec: Decomposer) -> list:
 
 def _check(model, x: np.ndarray) -> None:
     dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
-    full = dec.build(0, 1.0, check=True).proto
-    np.testing.assert_allclose(ort_run(full, x[:40])[:, 0],
-                               logodds_from_logits(ort_run(model, x[:40]))[:, 0],
-                               atol=1e-5, rtol=1e-5)
+    assert_full_module_exact(dec, model, x)
     half = dec.build(0, 0.5, check=True)
     assert half.removed and model_stats(half.proto).macs < model_stats(model).macs
     sliced = build_module(dec.parent, half.removed, plain_slice, lambda m: None, check=True)

@@ -11,13 +11,12 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import ort_run, quiet
+from conftest import assert_full_module_exact, ort_run, quiet
 from onnx import TensorProto, helper
 
 from onnxdecomp.channels import plain_slice
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.decomposer import build_module
-from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.passes import UnfuseAttentionPass
 from onnxdecomp.stats import model_stats
 
@@ -132,10 +131,7 @@ def test_torch_sdpa_at_opset_23_decomposes_by_heads(tmp_path: Path) -> None:
     assert {"Attention", "RMSNormalization"} <= ops
     x = np.random.default_rng(0).normal(size=(240, 3, 16, 16)).astype(np.float32)
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
-    full = dec.build(0, 1.0, check=True).proto
-    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
-                               logodds_from_logits(ort_run(str(path), x[:50]))[:, 0],
-                               atol=1e-5, rtol=1e-5)
+    full = assert_full_module_exact(dec, path, x)
     assert model_stats(path).macs == model_stats(full).macs
     assert dec.head_clusters  # the four heads are units
     head = next(r for r, cl in dec.clusters.items() if cl in dec.head_clusters)
