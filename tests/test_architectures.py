@@ -973,3 +973,50 @@ def test_heads_of_a_fused_qkv_view_go_whole(exported: Path, exporter: str) -> No
     got = Runner(with_outputs(module, [context.name]), device="cpu").run(x[:20])[1]
     heads = sorted({int(c) // 8 for c in kept})
     np.testing.assert_allclose(got, want[:, heads], atol=1e-5)
+
+
+class PreNormBlock(nn.Module):
+    """A pre-norm transformer block over patch tokens: every dense layer reads the residual
+    stream through a LayerNorm, and the head reads it through one more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 32, 4, 4)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(32), nn.LayerNorm(32), \
+            nn.LayerNorm(32)
+        self.qkv, self.out = nn.Linear(32, 96), nn.Linear(32, 32)
+        self.mlp = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32))
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        n, length, _ = t.shape
+        q, k, v = self.qkv(self.norm1(t)).reshape(n, length, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        a = ((q @ k.transpose(-2, -1)) * 8 ** -0.5).softmax(-1) @ v
+        t = t + self.out(a.transpose(1, 2).reshape(n, length, 32))
+        t = t + self.mlp(self.norm2(t))
+        return self.head(self.norm3(t.mean(1)))
+
+
+def test_refit_criterion_sees_through_layer_norm(exported: Path) -> None:
+    """The output projection and the MLP's second layer write the stream that only LayerNorms
+    read: their outputs' sensitivities come back through them (times |scale|), so heads
+    and MLP units are ranked by what they do to the class, not all at zero."""
+    from onnxdecomp.decompose.criteria import _output_sens, class_concern, propagate_logodds
+
+    torch.manual_seed(0)
+    path = torch_export(PreNormBlock().eval(), _x("vit", 2, seed=1), "dynamo",
+                        exported / "prenorm.onnx")
+    dec = Decomposer(path, _x("vit", 240, seed=0).numpy(), None,
+                     Settings(device="cpu", seed=0, align=1))
+    cg = dec.parent.cg
+    assert len(cg.normalised) == 3
+    concern = class_concern(dec.profile, 0)
+    sens, _ = propagate_logodds(concern, cg, dec.profile)
+    writers = [c for c in cg.consumers if c.node.outputs[0].name and
+               c.kind in ("seq", "gemm") and c.value.shape is not None and
+               c.node.outputs[0].shape is not None and c.node.outputs[0].shape[-1] == 32
+               and not c.node.outputs[0].is_graph_output()]
+    assert writers
+    for cons in writers:  # the output projection and the MLP's second layer
+        assert np.all(_output_sens(cons, cg, concern, sens) > 0)

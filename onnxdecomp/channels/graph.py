@@ -74,6 +74,9 @@ class ChannelGraph:
     heads: set[str] = field(default_factory=set)  # attention scores: units are whole heads
     unit_width: dict[str, int] = field(default_factory=dict)  # channels per unit, where > 1
     pinned_by: dict[str, set[str]] = field(default_factory=dict)  # op -> nodes that pinned
+    # (input, output, |scale|) of each layer normalisation over the channels: pinned, but
+    # output channel c is input channel c rescaled, for the criteria's sensitivities
+    normalised: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
     elements: UnionFind = field(default_factory=UnionFind)
     spaces: UnionFind = field(default_factory=UnionFind)
     _space: dict[str, int] = field(default_factory=dict)  # value name -> space index

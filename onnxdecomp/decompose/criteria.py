@@ -13,7 +13,9 @@ one score for the whole group, so a channel goes only if the group as a whole ca
 - ``logodds``: the estimated change of class k's log-odds when the unit is removed. The
   sensitivity |d s_k / d y| of every consumer output is propagated back from the head
   (|d s_k / d z| measured on the calibration data) through the consumers' weights, damped by
-  each channel's active fraction (ReLU gating); removing input channel i of a consumer moves
+  each channel's active fraction (ReLU gating), and through layer normalisations over the
+  channels (times |scale|: a pre-norm transformer reads its stream only through them);
+  removing input channel i of a consumer moves
   its outputs by std(w_oi . x_i) (from the Gram matrix, class k and the rest weighted
   equally), so the unit's score is sum_o sens_o * std(w_oi . x_i) over every consumer that
   reads it.
@@ -152,8 +154,22 @@ def propagate_logodds(concern: Concern, cg: ChannelGraph, prof: Profile):
                 damage[r] = damage.get(r, 0.0) + float(s_out @ np.sqrt(np.maximum(var, 0)))
                 new_sens[r] = new_sens.get(r, 0.0) + float(
                     s_out @ np.abs(wc).sum(axis=1)) * float(freq[c])
+        _through_normalisations(cg, new_sens)
         sens = new_sens
     return sens, damage
+
+
+def _through_normalisations(cg: ChannelGraph, sens: dict[int, float]) -> None:
+    """A layer normalisation over the channels pins them but passes each channel on,
+    rescaled: its output channels' sensitivities, times |scale|, reach its input's (a
+    pre-norm transformer's residual stream is read through one by every layer)."""
+    for x, y, scale in cg.normalised:
+        xs, ys = cg.offset[x], cg.offset[y]
+        for c in range(cg.size[x]):
+            s = sens.get(cg.find(ys + c), 0.0)
+            if s:
+                r = cg.find(xs + c)
+                sens[r] = sens.get(r, 0.0) + s * float(scale[c])
 
 
 def _unit_blocks(roots: np.ndarray, keep_ch: list[int], span: int, wanted):

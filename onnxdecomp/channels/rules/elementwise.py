@@ -321,6 +321,11 @@ class LayerNormRule(Rule):
         normalised = range(first, rank)
         if any(a in normalised for a in cg.axes[x.name]):
             PINNING.couple(node, cg)
+            y = node.outputs[0]
+            scale = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
+            if cg.has(y) and cg.size[x.name] == cg.size[y.name] and scale is not None and \
+                    scale.size == cg.size[x.name]:
+                cg.normalised.append((x.name, y.name, np.abs(scale.reshape(-1))))
         else:
             cg.unify_all(x, node.outputs[0], node)
 
