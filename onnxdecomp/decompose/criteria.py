@@ -203,6 +203,15 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
     consumer that reads them; a unit's score is the round it survived to. Elimination stops
     at ``floor`` of the cluster (the smallest keep ratio the tuner tries).
 
+    The sensitivities reach two dense layers back from the head (``propagate_logodds``).
+    Further back, a consumer's outputs all weigh the same: the plain reconstruction error.
+    Before, they all weighed zero, and those layers' units were ranked by their order. Fixed
+    keep ratios, 3,000 test images, align 1 (before -> after):
+    - ResNet-20 at 52.9% of the MACs: 4.60 -> 3.70 pp; at 66.2%: 1.97 -> 1.40 pp;
+    - ResNet-8 at 38.9%: 6.13 -> 4.67 pp; at 53.4%: 1.53 -> 1.23 pp;
+    - LeNet-5 at 29.2%: 1.63 -> 0.63 pp;
+    - MobileNetV2-mini at 68.7%: 5.00 -> 0.53 pp.
+
     A recurrent layer's own R (a state reader) is refitted but does not rank its units: its
     rise, measured on the parent's trajectories for every gate of every unit, says how well
     the other units predict one, not what the class needs, and outweighs the head's
@@ -223,6 +232,8 @@ def refit_scores(concern: Concern, cg: ChannelGraph, prof: Profile, ridge: float
         b = consumer_bias(cons, w.shape[0])
         wt = np.concatenate([w, b[:, None]], axis=1)  # [O, D + 1]
         u = _output_sens(cons, cg, concern, sens)
+        if not np.any(u):  # beyond the sensitivities' reach: every output weighs the same
+            u = np.ones_like(u)
         roots = cg.input_roots(cons)
         span = w.shape[1] // len(roots)
         data.append((prof.gram(cons.key, weights), wt * u[:, None], roots, span))
