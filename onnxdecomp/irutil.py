@@ -257,3 +257,22 @@ def axes_node(graph: ir.Graph, op: str, x: ir.Value, axes: list[int], opset: int
                                      np.array(axes, dtype=np.int64))
         return ir.node(op, [x, axes_value], attributes=attributes, name=name)
     return ir.node(op, [x], attributes={"axes": list(axes), **attributes}, name=name)
+
+
+# Ops whose output has their input's shape and type, which onnx's inference (1.23) leaves
+# untyped: it infers nothing from GroupNormalization-21's function body, and so nothing
+# after it.
+SHAPE_KEEPING = ("GroupNormalization",)
+
+
+def carry_untyped_shapes(model: ir.Model) -> bool:
+    """Give each ``SHAPE_KEEPING`` output that inference left untyped its input's shape and
+    type; whether any was given (then inference can go on past it)."""
+    carried = False
+    for node in model.graph:
+        if node.op_type in SHAPE_KEEPING and node.inputs and node.inputs[0] is not None and \
+                node.inputs[0].shape is not None and node.outputs[0].shape is None:
+            node.outputs[0].shape, node.outputs[0].type = node.inputs[0].shape, \
+                node.inputs[0].type
+            carried = True
+    return carried

@@ -222,3 +222,16 @@ def test_a_model_nothing_can_leave_says_why(tmp_path: Path, case: str) -> None:
         assert note.startswith("no channel of this model can be removed")
         assert ("Softmax" in note) == (case == "softmax")
         assert ("one unit" in note) == (case == "one_group")
+
+
+def test_macs_of_group_normalization_21_need_no_runtime(tmp_path: Path, monkeypatch) -> None:
+    """onnx leaves GroupNormalization-21's output untyped; the static count carries its
+    input's shape over instead of running the model to measure shapes."""
+    import onnxdecomp.stats.model as stats_model
+
+    path = _torch_model(tmp_path, "dynamo-21")
+    bare = onnx.load(str(path))
+    del bare.graph.value_info[:]
+    want = model_stats(path).macs
+    monkeypatch.setattr(stats_model, "measure_shapes", lambda m: pytest.fail("measured"))
+    assert model_stats(bare).macs == model_stats(path).macs == want > 0

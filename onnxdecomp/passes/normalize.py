@@ -8,6 +8,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from onnxdecomp.errors import OnnxDecompError
+from onnxdecomp.irutil import carry_untyped_shapes
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
 from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
@@ -55,35 +56,18 @@ def fold_shape_computations(model: ir.Model, reinfer: Callable[[ir.Model], bool]
             return
 
 
-# Ops whose output has their input's shape and type, which onnx's inference (1.23) leaves
-# untyped: it infers nothing from GroupNormalization-21's function body, and so nothing
-# after it.
-SHAPE_KEEPING = ("GroupNormalization",)
-
-
 def infer_shapes(model: ir.Model) -> None:
-    """Clear stale intermediate shapes, then infer them again (strict); past an op of
-    ``SHAPE_KEEPING`` that inference leaves untyped, its input's shape is carried over and
-    inference goes on from there (one round per such op in a row)."""
+    """Clear stale intermediate shapes, then infer them again (strict); past an op that
+    keeps its input's shape but that inference leaves untyped (``irutil.SHAPE_KEEPING``),
+    that shape is carried over and inference goes on from there (a round per such op)."""
     for node in model.graph:
         for out in node.outputs:
             if not out.is_graph_output():
                 out.shape = None
     while True:
         common.ShapeInferencePass(strict_mode=True, data_prop=True)(model)
-        if not _carry_shapes(model):
+        if not carry_untyped_shapes(model):
             return
-
-
-def _carry_shapes(model: ir.Model) -> bool:
-    carried = False
-    for node in model.graph:
-        x, y = (node.inputs[0], node.outputs[0]) if node.inputs else (None, None)
-        if node.op_type in SHAPE_KEEPING and x is not None and x.shape is not None and \
-                y.shape is None:
-            y.shape, y.type = x.shape, x.type
-            carried = True
-    return carried
 
 
 def normalize(model: ir.Model) -> ir.Model:

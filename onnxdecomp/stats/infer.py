@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator, Sequence
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp.irutil import input_batch_axis
+from onnxdecomp.irutil import carry_untyped_shapes, input_batch_axis
 from onnxdecomp.modelio import SMALL_TENSOR_ELEMENTS
 from onnxdecomp.stats.shapes import one_line
 
@@ -85,8 +85,17 @@ def infer_shapes(model: ir.Model) -> str | None:
     typed inputs (shape tensors keep their values for data propagation) and is read back on
     protobuf, tensor types only. Not onnx-ir's ShapeInferencePass: in 1.1 it drops every
     initializer over 1000 bytes (so a shape table of 126+ int64 loses its values), only logs
-    a failure, and raises reading back map types (ZipMap's output).
+    a failure, and raises reading back map types (ZipMap's output). Past an op that keeps
+    its input's shape but that inference leaves untyped (``irutil.SHAPE_KEEPING``), that
+    shape is carried over and inference runs again.
     """
+    failure = _infer_once(model)
+    while failure is None and carry_untyped_shapes(model):
+        failure = _infer_once(model)
+    return failure
+
+
+def _infer_once(model: ir.Model) -> str | None:
     with _weights_as_inputs(model.graph):
         light = ir.serde.serialize_model(model)
     try:
