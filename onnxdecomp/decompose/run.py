@@ -24,11 +24,11 @@ from onnxdecomp.passes import check_emitted
 from onnxdecomp.version import __version__
 
 
-def unprunable_notes(cg: ChannelGraph) -> list[str]:
-    """A note when no channel of the parent can go, naming what pinned them: none is free,
-    or each group of free ones is one unit, which a module keeps (a layer normalised as one
-    group)."""
-    units = Counter(cg.units().values())
+def unprunable_notes(clusters: dict[int, str], cg: ChannelGraph) -> list[str]:
+    """A note when no channel of the parent can go (``clusters``: its prunable units),
+    naming what pinned them: none is free, or each group of free ones is one unit, which a
+    module keeps (a layer normalised as one group)."""
+    units = Counter(clusters.values())
     if any(n > 1 for n in units.values()):
         return []
     ops = {op: n for op, n in cg.pinned_by.items() if not op.startswith("the graph")}
@@ -123,7 +123,7 @@ def decompose(
         onnxdecomp_version=__version__, timing_seconds=timing,
         profile_passes=dec.profiles.passes,
         calibration=None if calibration is None else calibration.resolved(),
-        notes=unprunable_notes(parent.cg))
+        notes=unprunable_notes(dec.clusters, parent.cg))
     if out_dir is not None:
         with atomic_folder(out_dir) as tmp:
             for name, data in files:

@@ -231,7 +231,6 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     if runtime_ops:
         UnfuseRuntimeOpsPass()(ir_model)
         UnfuseTransformerOpsPass()(ir_model)
-        UnfuseAttentionPass()(ir_model)
         RewriteQOperatorPass()(ir_model)
         RewriteDynamicQuantizationPass(standard_ops=False)(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
@@ -239,8 +238,9 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     reroll(ir_model)
     infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
+    # ONNX's Attention as its ops once its inputs have shapes (its head size is theirs).
     if failure is None and UnfuseAttentionPass()(ir_model).modified:
-        failure = infer.infer_shapes(ir_model)  # an Attention whose inputs had no shapes
+        failure = infer.infer_shapes(ir_model)
 
     def reinfer(m: ir.Model) -> bool:
         nonlocal failure

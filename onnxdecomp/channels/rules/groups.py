@@ -40,6 +40,10 @@ def tie_blocks(cg: ChannelGraph, value: ir.Value, k: int) -> None:
     for c in range(cg.size[value.name]):
         if c % k:
             cg.unify(value, c - c % k, value, c)
+    _mark_width(cg, value, k)
+
+
+def _mark_width(cg: ChannelGraph, value: ir.Value, k: int) -> None:
     cg.unit_width[value.name] = max(k, cg.unit_width.get(value.name, 1))
 
 
@@ -79,12 +83,13 @@ def block_fold(node: ir.Node, cg: ChannelGraph) -> tuple[str, int, int] | None:
 
 
 def couple_block_fold(node: ir.Node, cg: ChannelGraph, kind: str, k: int) -> None:
-    """Tie each block of k channels to the channel it is folded into (or unfolded from)."""
+    """Tie each block of k channels to the channel it is folded into (or unfolded from):
+    the block is then one unit."""
     x, y = node.inputs[0], node.outputs[0]
     blocks, coarse = (x, y) if kind == "fold" else (y, x)
-    tie_blocks(cg, blocks, k)
     for c in range(cg.size[blocks.name]):
         cg.unify(blocks, c, coarse, c // k)
+    _mark_width(cg, blocks, k)
 
 
 class GroupNormRule(Rule):
