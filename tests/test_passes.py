@@ -617,7 +617,7 @@ def test_einsum_batched_form(equation: str, form) -> None:
 
 
 @pytest.mark.parametrize("equation", ["bhid,bhjd->bhij", "bij,bjk->bki", "bji,bjk->bik",
-                                      "ij,kj->ki"])
+                                      "ij,kj->ki", "b h i d, b h j d -> b h i j"])
 def test_einsum_of_two_tensors_becomes_matmul(equation: str) -> None:
     """The rewritten product computes what the Einsum did (ONNX Runtime on both)."""
     import onnxruntime as ort
@@ -630,10 +630,10 @@ def test_einsum_of_two_tensors_becomes_matmul(equation: str) -> None:
 
     rng = np.random.default_rng(0)
     sizes = dict(zip("bhijkd", (2, 3, 4, 5, 6, 7)))
-    a, b = equation.split("->")[0].split(",")
+    a, b = equation.replace(" ", "").split("->")[0].split(",")
     xa = rng.normal(size=[sizes[c] for c in a]).astype(np.float32)
     xb = rng.normal(size=[sizes[c] for c in b]).astype(np.float32)
-    out = equation.split("->")[1]
+    out = equation.replace(" ", "").split("->")[1]
     model = make_model(
         [helper.make_node("Einsum", ["a", "b"], ["y"], equation=equation)],
         [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, list(xa.shape)),

@@ -93,7 +93,7 @@ class RewriteEinsumAsMatMulPass(ir.passes.InPlacePass):
 def _batched(node: ir.Node, ta: bool, tb: bool, tout: bool) -> list[ir.Node]:
     """MatMul of the operands (last two axes swapped where ``ta``, ``tb``), and of the
     product where ``tout``: the nodes, in order."""
-    rank = len(node.attributes.get_string("equation", "").split(",")[0])
+    rank = len(node.attributes.get_string("equation", "").replace(" ", "").split(",")[0])
     perm = list(range(rank - 2)) + [rank - 1, rank - 2]
     nodes, operands = [], []
     for value, swap, tag in ((node.inputs[0], ta, "a"), (node.inputs[1], tb, "b")):
