@@ -52,6 +52,9 @@ from onnxdecomp.runtime import Runner
 @click.option("--no-refine", "no_refine", is_flag=True,
               help="Tune one keep ratio for every group only (by default each group then "
               "steps down its coarse aligned counts while the fidelity holds).")
+@click.option("--no-score-calibration", "no_score_calibration", is_flag=True,
+              help="Keep each module's raw log-odds (by default a pruned module's score is "
+              "mapped by a * s + b, fitted on the held-out samples to its parent's).")
 @click.option("--profile-memory", type=click.FloatRange(0, min_open=True), default=None,
               metavar="GB", help="Memory for the profile's per-class statistics [default: 40% "
               "of the memory available]; beyond it the classes are profiled a chunk at a time "
@@ -63,6 +66,7 @@ from onnxdecomp.runtime import Runner
 def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float | None,
                   keep: float | None, macs: float | None, criterion: str, compensation: str,
                   align: str, prune_embeddings: bool, no_refine: bool,
+                  no_score_calibration: bool,
                   profile_memory: float | None, force: bool, seed: int, device: str,
                   as_json: bool, **data_opts) -> None:
     """Cut MODEL into one standalone ONNX module per class, calibrated on DATA."""
@@ -70,6 +74,7 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                         keep=keep, macs=macs, seed=seed, device=device,
                         align=align if align == "auto" else _int(align),
                         prune_embeddings=prune_embeddings, refine=not no_refine,
+                        calibrate_score=not no_score_calibration,
                         profile_memory=None if profile_memory is None
                         else int(profile_memory * 2**30))
     settings.check()  # before any data is read

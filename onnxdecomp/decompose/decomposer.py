@@ -24,6 +24,7 @@ from onnxdecomp.data import check_labels, labelled_steps
 from onnxdecomp.data.records import sample_shape
 from onnxdecomp.decompose.align import cluster_aligns, recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
+from onnxdecomp.decompose.calibrate import calibrated, fit_score_map
 from onnxdecomp.decompose.compensate import make_refit
 from onnxdecomp.decompose.criteria import (
     Concern,
@@ -44,13 +45,8 @@ from onnxdecomp.decompose.settings import KEEP_GRID, Settings
 from onnxdecomp.decompose.tracked import TrackedProfile
 from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.passes import (
-    DYNAMIC_QUANTIZED,
-    QuantizeWeightsPass,
-    check_emitted,
-    finalize,
-    requantize,
-)
+from onnxdecomp.passes import QuantizeWeightsPass, check_emitted, finalize, requantize
+from onnxdecomp.passes.finalize import with_integer_ops
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
 
@@ -68,6 +64,8 @@ class BuiltModule:
     agreement: float | None = None  # decision agreement with the parent
     stepped: bool = False  # per-group aligned steps were taken after the keep search
     polished: bool = False  # refitted sequentially after the parallel search (polish.py)
+    score_map: tuple[float, float] | None = None  # (a, b) once calibrated (calibrate.py)
+    score: np.ndarray | None = None  # the held-out scores once measured
 
     @property
     def k(self) -> int:
@@ -89,17 +87,6 @@ def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPla
     else:
         QuantizeWeightsPass()(model)  # int8 weights, the layers float ops on DQ inputs
     return finalize(model, check=check)
-
-
-def with_integer_ops(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """``proto`` (built without ``integer_ops``, or the normalised parent) with them: what
-    a dynamically quantised parent really computes (its DynamicQuantizeLSTM quantises X and
-    H inside, which the float twin the analysis runs on does not)."""
-    if DYNAMIC_QUANTIZED not in {p.key for p in proto.metadata_props}:
-        return proto
-    model = ir.serde.deserialize_model(proto)
-    requantize(model)
-    return finalize(model, check=False)
 
 
 def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,8 +241,15 @@ class Decomposer:
         return out
 
     def measure(self, module: BuiltModule, score: np.ndarray | None = None) -> BuiltModule:
-        """Set the module's fidelities on the held-out samples (from ``score`` if given)."""
+        """Set the module's fidelities on the held-out samples (from ``score`` if given);
+        an uncalibrated module's score is calibrated first (calibrate.py), ``score`` being
+        what it gave before."""
         score = self.hold_score(module.proto) if score is None else score
+        if self.settings.calibrate_score and module.score_map is None and module.removed:
+            a, b = fit_score_map(score, self.hold_logodds, module.k)
+            module.proto = calibrated(module.proto, a, b)
+            module.score_map, score = (a, b), a * score + b
+        module.score = score
         module.fidelity = logodds_fidelity(score, self.hold_logodds, module.k)
         module.agreement = jaccard_fidelity(score, self.hold_logodds, module.k)
         return module
@@ -274,7 +268,7 @@ class Decomposer:
                 return None
             if (k, i) not in built:
                 module = self.build(k, ladder[i], compensation="lstsq" if sequential else None)
-                score = self.hold_score(module.proto)
+                score = self.measure(module, self.hold_score(module.proto)).score
                 macs = model_stats(module.proto).macs / max(self.parent.macs, 1)
                 built[k, i] = (Candidate(macs, score[:, 0]), module, score)
             return built[k, i][0]

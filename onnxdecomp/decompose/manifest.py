@@ -44,6 +44,10 @@ class ModuleEntry:
     decision_agreement: float
     sha256: str = ""
     stepped: bool = False  # groups stepped below keep_ratio's counts (decompose.refine)
+    # score = score_scale * log-odds + score_shift, fitted on the held-out samples
+    # (decompose.calibrate); 1 and 0 when the module was not mapped
+    score_scale: float = 1.0
+    score_shift: float = 0.0
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Manifest:
                 "align": self.align, "align_requested": s.align,
                 "align_recurrent": self.align_recurrent,
                 "prune_embeddings": s.prune_embeddings, "refine": s.refine,
+                "calibrate_score": s.calibrate_score,
                 "calibration_samples": self.calibration_samples,
                 "holdout_samples": self.holdout_samples,
             },

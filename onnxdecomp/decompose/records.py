@@ -15,6 +15,7 @@ def module_entry(module, parent: Parent, n_units: int) -> ModuleEntry:
     """The manifest entry of a built, measured one-class module."""
     stats = model_stats(module.proto)
     k = module.k
+    scale, shift = module.score_map or (1.0, 0.0)
     return ModuleEntry(
         class_index=k,
         class_name=parent.class_names[k],
@@ -29,6 +30,8 @@ def module_entry(module, parent: Parent, n_units: int) -> ModuleEntry:
         fidelity=round(module.fidelity, 4),
         decision_agreement=round(module.agreement, 4),
         stepped=module.stepped,
+        score_scale=round(scale, 6),
+        score_shift=round(shift, 6),
     )
 
 
@@ -41,7 +44,8 @@ def stamp_module(proto: onnx.ModelProto, parent: Parent, entry: ModuleEntry, s: 
         "samples": n_prof, "holdout": n_hold, "criterion": s.criterion,
         "compensation": s.compensation, "fidelity_target": s.fidelity,
         "macs_budget": s.macs, "fidelity": entry.fidelity, "seed": s.seed,
-        "positions": s.positions, "align": align}
+        "positions": s.positions, "align": align,
+        "score_map": [entry.score_scale, entry.score_shift]}
     if align_recurrent is not None:
         calibration["align_recurrent"] = align_recurrent
     provenance.stamp(proto, provenance.module_meta(

@@ -34,6 +34,8 @@ class Settings:
     # while the fidelity holds (refine.py); with the sequential refit, the search and the
     # steps run on the parallel refit and their module is refitted after (polish.py).
     refine: bool = True
+    # Each module's score mapped by a * s + b fitted on the held-out samples (calibrate.py).
+    calibrate_score: bool = True
     # Bytes the profile's per-class grams may take (tracked.py); None: 40% of the memory
     # available at the start. Beyond it classes are profiled a chunk at a time.
     profile_memory: int | None = None

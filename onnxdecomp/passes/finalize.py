@@ -11,6 +11,7 @@ from onnxdecomp.irutil import to_proto
 from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
 from onnxdecomp.passes.normalize import infer_shapes
 from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
+from onnxdecomp.passes.rewrite_dynamic_quantization import DYNAMIC_QUANTIZED
 from onnxdecomp.runtime import Runner
 
 
@@ -50,3 +51,14 @@ def check_emitted(proto: onnx.ModelProto) -> None:
     except Exception as exc:
         raise OnnxDecompError(f"emitted model fails onnx.checker: {first_line(exc)}") from exc
     Runner(proto, device="cpu")
+
+
+def with_integer_ops(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` (built without ``integer_ops``, or the normalised parent) with them: what
+    a dynamically quantised parent really computes (its DynamicQuantizeLSTM quantises X and
+    H inside, which the float twin the analysis runs on does not)."""
+    if DYNAMIC_QUANTIZED not in {p.key for p in proto.metadata_props}:
+        return proto
+    model = ir.serde.deserialize_model(proto)
+    requantize(model)
+    return finalize(model, check=False)
