@@ -92,6 +92,8 @@ def main() -> None:
                     "before --align existed are align 1")
     ap.add_argument("--no-refine", action="store_true",
                     help="also a tuned row without the per-group aligned steps (refine.py)")
+    ap.add_argument("--no-score-calibration", action="store_true",
+                    help="modules keep their raw log-odds (decompose/calibrate.py)")
     args = ap.parse_args()
 
     runner = Runner(args.model, device="cpu")
@@ -103,8 +105,10 @@ def main() -> None:
     align = args.align if args.align == "auto" else int(args.align)
     # The tuned row refits as the first --compensation says.
     comp = args.compensation.split(",")[0]
-    settings = Settings(align=align, compensation=comp) if args.fidelity is None else Settings(
-        fidelity=args.fidelity, align=align, compensation=comp)
+    settings = Settings(align=align, compensation=comp,
+                        calibrate_score=not args.no_score_calibration)
+    if args.fidelity is not None:
+        settings.fidelity = args.fidelity
     t0 = time.perf_counter()
     dec = Decomposer(args.model, calib.x, calib.y, settings)
     setup_s = time.perf_counter() - t0

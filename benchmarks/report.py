@@ -384,6 +384,29 @@ def defaults_section(paths: list) -> str:
     return "".join(out)
 
 
+def scorecal_section() -> str:
+    """Score calibration on and off at one fixed keep ratio (scorecal_M.json beside
+    scorecal_M_raw.json, decompose/calibrate.py)."""
+    pairs = [(p, p.with_name(p.stem + "_raw.json")) for p in sorted(RESULTS.glob("scorecal_*.json"))
+             if not p.stem.endswith("_raw")]
+    pairs = [(on, off) for on, off in pairs if off.exists()]
+    if not pairs:
+        return ""
+    out = ["\n## Score calibration (`decompose/calibrate.py`)\n\n`python -m "
+           "benchmarks.decompose_curve --model M --data D --calib 1000 --keeps KEEP --criteria "
+           "refit --align 1 [--no-score-calibration] --name scorecal_M[_raw]` (each file records "
+           "its command): the same units, each module's score raw or mapped by a * s + b fitted "
+           "on the held-out samples.\n\n| model (parent top-1) | keep | MACs | fidelity raw -> "
+           "mapped | loss pp raw -> mapped |\n|---|---|---|---|---|\n"]
+    for on, off in pairs:
+        a, b = (json.loads(p.read_text()) for p in (on, off))
+        for r, q in zip(a["rows"], b["rows"]):
+            out.append(f"| {on.stem[9:]} ({100 * a['parent_top1']:.2f}%) | {r['keep']} | "
+                       f"{100 * r['macs']:.1f}% | {q['fidelity']:.4f} -> {r['fidelity']:.4f} | "
+                       f"{q['loss_pp']:.2f} -> {r['loss_pp']:.2f} |\n")
+    return "".join(out)
+
+
 def sequential_section() -> str:
     """``--compensation sequential`` at the default target (sequential_*.json, beside the
     default's defaults_*.json) and the sequential refit of the parallel search's own modules
@@ -465,7 +488,7 @@ def main() -> None:
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
                                  "latency", "scale", "recurrent_", "tagging", "descent_",
                                  "defaults_", "sequential_", "finish_", "quantized",
-                                 "multi_input")):
+                                 "multi_input", "scorecal_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -520,6 +543,7 @@ def main() -> None:
     defaults = sorted(RESULTS.glob("defaults_*.json"))
     if defaults:
         parts.append(defaults_section(defaults))
+    parts.append(scorecal_section())
     parts.append(sequential_section())
     parts.append(recurrent_sections())
     if (RESULTS / "tagging.json").is_file():
