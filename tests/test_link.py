@@ -129,6 +129,33 @@ def test_union_fidelity_holds_every_class_to_the_target(plain) -> None:
     assert min(per_class(tuned)) >= 0.95
 
 
+def test_union_scores_are_calibrated_one_map_per_class(plain) -> None:
+    """A pruned union's scores are mapped per class (a_j, b_j) to the parent's log-odds
+    among the subset; a pair's two maps move one threshold (a_1 = a_0, b_1 = -b_0); its
+    measured fidelity is that of the mapped scores, and the union with nothing removed is
+    not mapped."""
+    from onnxdecomp.decompose import Decomposer, Settings
+    from onnxdecomp.link.union import UnionBuilder
+
+    case, _, _, x = plain
+    y = case.logits(x).argmax(axis=1)
+    dec = Decomposer(str(case.path), x, y, Settings(align=1))
+    raw = Decomposer(str(case.path), x, y, Settings(align=1, calibrate_score=False))
+    pair = (0, 2)
+    mapped = UnionBuilder(dec).measure(UnionBuilder(dec).build(pair, 0.3))
+    plain_pair = UnionBuilder(raw).measure(UnionBuilder(raw).build(pair, 0.3))
+    assert plain_pair.score_map is None and mapped.score_map is not None
+    a, b = mapped.score_map
+    assert a[0] == pytest.approx(a[1]) and b[0] == pytest.approx(-b[1])
+    assert mapped.fidelity >= plain_pair.fidelity
+    mask = UnionBuilder(dec)._held_out(pair)
+    np.testing.assert_allclose(dec.hold_score(mapped.proto, mask),
+                               raw.hold_score(plain_pair.proto, mask) * a + b,
+                               rtol=1e-4, atol=1e-4)
+    whole = UnionBuilder(dec).measure(UnionBuilder(dec).build(pair, 1.0))
+    assert whole.score_map is None
+
+
 def test_select_classes_is_stable_where_one_logit_dominates() -> None:
     from conftest import F32, make_model
     from onnx import helper

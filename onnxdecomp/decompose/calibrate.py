@@ -47,41 +47,56 @@ def fit_score_map(module_score: np.ndarray, parent_logodds: np.ndarray,
     return float(a), float(b)
 
 
-class CalibrateScorePass(ir.passes.InPlacePass):
-    """score <- a * score + b on a module's ``score`` output.
+def fit_score_maps(scores: np.ndarray, parent_logodds: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per column j of ``scores`` [n, C] the map (a_j, b_j) of ``fit_score_map`` against
+    ``parent_logodds[:, j]``: a union's scores, one log-odds per chosen class. For a pair,
+    s_1 = -s_0 on both sides, so a_1 = a_0 and b_1 = -b_0: its decision's threshold moves."""
+    maps = [fit_score_map(scores[:, j], parent_logodds, j) for j in range(scores.shape[1])]
+    return np.array([m[0] for m in maps]), np.array([m[1] for m in maps])
 
-    Requires: a graph output named ``score`` (``AppendLogOddsPass``) of a float type.
-    Ensures: the output named ``score``, same shape and dtype, is a * (what it was) + b;
-    nothing else changes. (1, 0) leaves the model as it is.
+
+def is_identity(scale, shift) -> bool:
+    return bool(np.all(np.asarray(scale) == 1.0) and np.all(np.asarray(shift) == 0.0))
+
+
+class CalibrateScorePass(ir.passes.InPlacePass):
+    """output <- a * output + b on the graph output named ``output`` (a module's ``score``,
+    a union's ``scores``); a and b are numbers or one per entry of the last axis.
+
+    Requires: a graph output named ``output`` of a float type whose last axis has as many
+    entries as ``scale`` and ``shift`` (when they are vectors).
+    Ensures: that output, same name, shape and dtype, is a * (what it was) + b; nothing
+    else changes. a = 1 and b = 0 leave the model as it is.
     """
 
-    def __init__(self, scale: float, shift: float) -> None:
+    def __init__(self, scale, shift, output: str = SCORE) -> None:
         super().__init__()
-        self.scale, self.shift = scale, shift
+        self.scale, self.shift, self.output = scale, shift, output
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        if self.scale == 1.0 and self.shift == 0.0:
+        if is_identity(self.scale, self.shift):
             return ir.passes.PassResult(model, False)
         graph = model.graph
-        (i, out), = [(i, v) for i, v in enumerate(graph.outputs) if v.name == SCORE]
+        (i, out), = [(i, v) for i, v in enumerate(graph.outputs) if v.name == self.output]
         dtype = out.dtype.numpy()
-        a = new_initializer(graph, "onnxdecomp_score_scale", np.array(self.scale, dtype))
-        b = new_initializer(graph, "onnxdecomp_score_shift", np.array(self.shift, dtype))
-        out.name = f"{SCORE}_uncalibrated"
+        a = new_initializer(graph, "onnxdecomp_score_scale", np.asarray(self.scale, dtype))
+        b = new_initializer(graph, "onnxdecomp_score_shift", np.asarray(self.shift, dtype))
+        out.name = f"{self.output}_uncalibrated"
         mul = ir.node("Mul", [out, a], name="onnxdecomp_score_scale")
         add = ir.node("Add", [mul.outputs[0], b], name="onnxdecomp_score_shift")
         graph.append(mul)
         graph.append(add)
         new = add.outputs[0]
-        new.name, new.dtype, new.shape = SCORE, out.dtype, out.shape
+        new.name, new.dtype, new.shape = self.output, out.dtype, out.shape
         graph.outputs[i] = new
         return ir.passes.PassResult(model, True)
 
 
-def calibrated(proto: onnx.ModelProto, scale: float, shift: float) -> onnx.ModelProto:
-    """``proto`` with its score mapped (``CalibrateScorePass``), finalised unchecked."""
-    if scale == 1.0 and shift == 0.0:
+def calibrated(proto: onnx.ModelProto, scale, shift, output: str = SCORE) -> onnx.ModelProto:
+    """``proto`` with its ``output`` mapped (``CalibrateScorePass``), finalised unchecked."""
+    if is_identity(scale, shift):
         return proto
     model = ir.serde.deserialize_model(proto)
-    CalibrateScorePass(scale, shift)(model)
+    CalibrateScorePass(scale, shift, output)(model)
     return finalize(model, check=False)

@@ -39,11 +39,12 @@ from __future__ import annotations
 import numpy as np
 
 from onnxdecomp.decompose import BuiltModule, Decomposer
+from onnxdecomp.decompose.calibrate import calibrated, fit_score_maps
 from onnxdecomp.decompose.criteria import subset_concern
 from onnxdecomp.decompose.fidelity import logodds_fidelity
 from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.link.select_classes import SelectClassesPass
+from onnxdecomp.link.select_classes import SCORES, SelectClassesPass
 
 # A pair is refitted sequentially by default only while the refit's activation caches stay
 # under this (ResNet-20 on 32x32 images, 700 samples: 1.05 GB; the process peaked at 1.9 GB).
@@ -101,12 +102,17 @@ class UnionBuilder:
 
     def measure(self, module: BuiltModule) -> BuiltModule:
         """Set the union's fidelity and decision agreement with the parent restricted to the
-        subset, on the subset's held-out samples."""
+        subset, on the subset's held-out samples; an uncalibrated union's scores are mapped
+        first, one map per class (``calibrate.fit_score_maps``)."""
         dec, classes = self.dec, list(module.classes)
         mask = self._held_out(module.classes)
         score = (dec.hold_score(module.proto)[mask] if dec.hold_steps is not None
                  else dec.hold_score(module.proto, mask))
         parent = logodds_from_logits(dec.hold_logits[mask][:, classes])
+        if dec.settings.calibrate_score and module.score_map is None and module.removed:
+            a, b = fit_score_maps(score, parent)
+            module.proto = calibrated(module.proto, a, b, SCORES)
+            module.score_map, score = (a, b), score * a + b
         module.fidelity = float(np.min([logodds_fidelity(score[:, j], parent, j)
                                         for j in range(len(classes))]))
         module.agreement = float(np.mean(score.argmax(axis=1) == parent.argmax(axis=1)))
