@@ -16,6 +16,8 @@ the map is kept only when it raises the fidelity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -91,6 +93,19 @@ class CalibrateScorePass(ir.passes.InPlacePass):
         new.name, new.dtype, new.shape = self.output, out.dtype, out.shape
         graph.outputs[i] = new
         return ir.passes.PassResult(model, True)
+
+
+def calibrate(module, score: np.ndarray, fit: Callable[[np.ndarray], tuple],
+              output: str = SCORE) -> np.ndarray:
+    """Map a built module's (or union's) ``output`` by ``fit(score)``, ``score`` being its
+    held-out scores, once: not when it is mapped already (``module.score_map``) nor when
+    nothing was removed (it is the parent, exactly). Returns the held-out scores after."""
+    if module.score_map is not None or not module.removed:
+        return score
+    a, b = fit(score)
+    module.proto = calibrated(module.proto, a, b, output)
+    module.score_map = (a, b)
+    return a * score + b
 
 
 def calibrated(proto: onnx.ModelProto, scale, shift, output: str = SCORE) -> onnx.ModelProto:

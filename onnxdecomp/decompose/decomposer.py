@@ -24,7 +24,7 @@ from onnxdecomp.data import check_labels, labelled_steps
 from onnxdecomp.data.records import sample_shape
 from onnxdecomp.decompose.align import cluster_aligns, recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
-from onnxdecomp.decompose.calibrate import calibrated, fit_score_map
+from onnxdecomp.decompose.calibrate import calibrate, fit_score_map
 from onnxdecomp.decompose.compensate import make_refit
 from onnxdecomp.decompose.criteria import (
     Concern,
@@ -64,7 +64,8 @@ class BuiltModule:
     agreement: float | None = None  # decision agreement with the parent
     stepped: bool = False  # per-group aligned steps were taken after the keep search
     polished: bool = False  # refitted sequentially after the parallel search (polish.py)
-    score_map: tuple[float, float] | None = None  # (a, b) once calibrated (calibrate.py)
+    # (a, b) once calibrated (calibrate.py): numbers for a module, one per class for a union
+    score_map: tuple | None = None
     score: np.ndarray | None = None  # the held-out scores once measured
 
     @property
@@ -245,10 +246,9 @@ class Decomposer:
         an uncalibrated module's score is calibrated first (calibrate.py), ``score`` being
         what it gave before."""
         score = self.hold_score(module.proto) if score is None else score
-        if self.settings.calibrate_score and module.score_map is None and module.removed:
-            a, b = fit_score_map(score, self.hold_logodds, module.k)
-            module.proto = calibrated(module.proto, a, b)
-            module.score_map, score = (a, b), a * score + b
+        if self.settings.calibrate_score:
+            score = calibrate(module, score,
+                              lambda s: fit_score_map(s, self.hold_logodds, module.k))
         module.score = score
         module.fidelity = logodds_fidelity(score, self.hold_logodds, module.k)
         module.agreement = jaccard_fidelity(score, self.hold_logodds, module.k)
@@ -257,10 +257,10 @@ class Decomposer:
     def candidates(self):
         """(``candidate(k, i)`` for ``allocate``, the cache it fills): class k's module at
         the i-th keep ratio of the grid from 1.0 (the parent, exact) down, built with the
-        parallel refit, scored on the held-out samples. The cache maps (k, i) to
-        (Candidate, BuiltModule, held-out scores)."""
+        parallel refit, measured on the held-out samples. The cache maps (k, i) to
+        (Candidate, BuiltModule)."""
         ladder = KEEP_GRID[::-1]
-        built: dict[tuple[int, int], tuple[Candidate, BuiltModule, np.ndarray]] = {}
+        built: dict[tuple[int, int], tuple[Candidate, BuiltModule]] = {}
         sequential = self.settings.compensation == "sequential"
 
         def candidate(k: int, i: int) -> Candidate | None:
@@ -268,9 +268,9 @@ class Decomposer:
                 return None
             if (k, i) not in built:
                 module = self.build(k, ladder[i], compensation="lstsq" if sequential else None)
-                score = self.measure(module, self.hold_score(module.proto)).score
+                score = self.measure(module).score
                 macs = model_stats(module.proto).macs / max(self.parent.macs, 1)
-                built[k, i] = (Candidate(macs, score[:, 0]), module, score)
+                built[k, i] = (Candidate(macs, score[:, 0]), module)
             return built[k, i][0]
 
         return candidate, built
@@ -293,11 +293,10 @@ class Decomposer:
         chosen = allocate(candidate, classes, self.hold_logodds, budget, on_step)
         out = {}
         for k, i in chosen.items():
-            _, module, score = built[k, i]
+            module = built[k, i][1]  # measured when the descent reached it
             if self.settings.compensation == "sequential" and module.removed:
-                module = self.build(k, KEEP_GRID[::-1][i])
-                score = None
-            out[k] = self.measure(module, score)
+                module = self.measure(self.build(k, KEEP_GRID[::-1][i]))
+            out[k] = module
         return out
 
     def counts(self, keep: float) -> dict[str, int]:

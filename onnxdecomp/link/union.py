@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxdecomp.decompose import BuiltModule, Decomposer
-from onnxdecomp.decompose.calibrate import calibrated, fit_score_maps
+from onnxdecomp.decompose.calibrate import calibrate, fit_score_maps
 from onnxdecomp.decompose.criteria import subset_concern
 from onnxdecomp.decompose.fidelity import logodds_fidelity
 from onnxdecomp.decompose.head import logodds_from_logits
@@ -109,10 +109,8 @@ class UnionBuilder:
         score = (dec.hold_score(module.proto)[mask] if dec.hold_steps is not None
                  else dec.hold_score(module.proto, mask))
         parent = logodds_from_logits(dec.hold_logits[mask][:, classes])
-        if dec.settings.calibrate_score and module.score_map is None and module.removed:
-            a, b = fit_score_maps(score, parent)
-            module.proto = calibrated(module.proto, a, b, SCORES)
-            module.score_map, score = (a, b), score * a + b
+        if dec.settings.calibrate_score:
+            score = calibrate(module, score, lambda s: fit_score_maps(s, parent), SCORES)
         module.fidelity = float(np.min([logodds_fidelity(score[:, j], parent, j)
                                         for j in range(len(classes))]))
         module.agreement = float(np.mean(score.argmax(axis=1) == parent.argmax(axis=1)))
