@@ -35,6 +35,7 @@ from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_attention import UnfuseAttentionPass
+from onnxdecomp.passes.unfuse_group_norm import UnfuseGroupNormPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
@@ -67,6 +68,7 @@ __all__ = [
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
     "UnfuseAttentionPass",
+    "UnfuseGroupNormPass",
     "UnfuseRuntimeOpsPass",
     "UnfuseTransformerOpsPass",
     "check_emitted",

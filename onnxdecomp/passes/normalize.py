@@ -35,6 +35,7 @@ from onnxdecomp.passes.rewrite_ml_preprocessing import RewriteMlPreprocessingPas
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
 from onnxdecomp.passes.unfuse_attention import UnfuseAttentionPass
+from onnxdecomp.passes.unfuse_group_norm import UnfuseGroupNormPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
@@ -78,7 +79,8 @@ def normalize(model: ir.Model) -> ir.Model:
     Conv folded, dense layers are Gemm (one applied to every step through reshapes: a MatMul
     over the sequence), flattening Reshapes are Flatten, the single output
     is logits (a trailing Softmax/LogSoftmax stripped), recurrent ops have no all-zero initial
-    state and a named Y, no Gather picks a slice out of a Concat, shapes inferred.
+    state and a named Y, no Gather picks a slice out of a Concat, GroupNormalization is an
+    InstanceNormalization between Reshapes, shapes inferred.
     """
     if len(model.graph.outputs) != 1:
         raise OnnxDecompError(
@@ -132,6 +134,8 @@ def normalize(model: ir.Model) -> ir.Model:
             # Again with shapes inferred: an Attention whose inputs' shapes the file did not
             # carry (its head size comes from them).
             UnfuseAttentionPass(),
+            # ONNX Runtime runs GroupNormalization as its slow function body (shapes needed).
+            UnfuseGroupNormPass(),
             FoldBatchNormIntoConvPass(),
             FuseMatMulAddIntoGemmPass(),
             FuseFlattenedSequenceDensePass(),
