@@ -2,7 +2,8 @@
 
 For each model: the parent, its default modules with ``--align auto`` and ``--align 1``
 (decomposed with the defaults otherwise), a union-linked class pair and the parallel link
-of all modules. Each is timed in ONNX Runtime (CPU unless ``--device cuda``; the session's
+of all modules, and the parent as the tool normalises it (the form its modules are written
+in). Each is timed in ONNX Runtime (CPU unless ``--device cuda``; the session's
 real providers are recorded) at each batch size and thread count: p50 and p90 of
 ``--runs`` timed runs after a warm-up, and throughput. Module latency / parent latency (the
 median of ``--runs`` ratios, each of the two timed back to back) is set against module
@@ -30,6 +31,7 @@ import numpy as np
 
 from onnxdecomp import link
 from onnxdecomp.data import fit_to_input, load_data
+from onnxdecomp.decompose.parent import scores_model
 from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
 
@@ -139,7 +141,13 @@ def main() -> None:
         r = Runner(model, device="cpu")
         x = fit_to_input(load_data(data, "test", limit=256), r.input.shape, r.input.dtype).x
         parent_macs = model_stats(model).macs
-        entries = [("parent", model, 1.0)]
+        # The parent as the tool writes it (normalised: e.g. GroupNormalization as an
+        # InstanceNormalization): how much of a module's speed is the rewrite, not the pruning.
+        normalised = work / f"{name}_normalised.onnx"
+        normalised.write_bytes(scores_model(model).SerializeToString())
+        entries = [("parent", model, 1.0),
+                   ("parent normalised", str(normalised), model_stats(normalised).macs /
+                    parent_macs)]
         for align in ("auto", "1"):
             folder = decomposed(model, data, align, work)
             manifest = json.loads((folder / "manifest.json").read_text())
