@@ -28,8 +28,9 @@ class UnfuseGroupNormPass(ir.passes.InPlacePass):
     (``channels.rules.groups``: a group is one unit either way).
 
     Requires: shapes inferred. Ensures: every float32 GroupNormalization whose scale and bias
-    are constants and whose input has a known rank of 3 or more is rewritten; others (a
-    16-bit input, whose ``stash_type`` asks for float32 statistics) stay as they are.
+    are constants and whose input has a known rank of 3 or more and a static channel count
+    is rewritten; others (a 16-bit input, whose ``stash_type`` asks for float32 statistics)
+    stay as they are.
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
