@@ -104,6 +104,28 @@ class ShuffleUnit(nn.Module):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(self.d(y), 1), 1))
 
 
+class ShuffleChain(nn.Module):
+    """Six ShuffleNetV2 units in a row, as torchvision's stages chain them: TorchScript
+    computes each unit's chunk bounds from the shape of the last unit's shuffle, which
+    shape inference knows only once that shuffle's Reshape target is folded, a round of
+    folding per unit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*cbr(3, 16))
+        self.units = nn.ModuleList(nn.Sequential(*cbr(8, 8, 1)) for _ in range(6))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.stem(x)
+        for unit in self.units:
+            left, right = y.chunk(2, dim=1)
+            y = torch.cat([left, unit(right)], 1)
+            n, c, h, w = y.size()
+            y = y.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
 class DenseBlock(nn.Module):
     """DenseNet: every layer's output concatenated to its input; a transition."""
 
@@ -150,6 +172,46 @@ class ViewFlatten(nn.Module):
     def forward(self, x):
         y = self.c(x)
         return self.head(self.fc(y.view(y.size(0), -1)))
+
+
+class WindowPad(nn.Module):
+    """torchvision's Swin windows: a channels-last map padded to whole windows by amounts
+    computed from its shape (``F.pad``), cut into windows, a dense layer over each
+    window's positions, the windows regrouped per sample by a view whose first entry is
+    the batch divided by the windows' count."""
+
+    def __init__(self, window: int = 5) -> None:
+        super().__init__()
+        self.window = window
+        self.c = nn.Sequential(*cbr(3, 16))
+        self.fc, self.head = nn.Linear(16, 16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x).permute(0, 2, 3, 1)
+        w = self.window
+        n, h, wd, c = y.shape
+        y = F.pad(y, (0, 0, 0, (w - wd % w) % w, 0, (w - h % w) % w))
+        _, hp, wp, _ = y.shape
+        y = y.view(n, hp // w, w, wp // w, w, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, c)
+        y = F.relu(self.fc(y))
+        windows = (hp // w) * (wp // w)
+        y = y.view(y.size(0) // windows, windows, w * w, c)
+        return self.head(y.mean((1, 2)))
+
+
+class LayerNorm2dHead(nn.Module):
+    """torchvision's ConvNeXt head: pooled map, LayerNorm over its channels written
+    channels-last between two permutes, flatten, dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16), *cbr(16, 16))
+        self.ln, self.head = nn.LayerNorm(16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = F.adaptive_avg_pool2d(self.c(x), 1)
+        y = self.ln(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(torch.flatten(y, 1))
 
 
 class LayerNormHead(nn.Module):
@@ -375,8 +437,10 @@ class CRNN(nn.Module):
 
 
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
-        "shuffle": ShuffleUnit, "dense": DenseBlock, "channels_last": ChannelsLast,
+        "shuffle": ShuffleUnit, "shuffle_chain": ShuffleChain, "dense": DenseBlock,
+        "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
+        "layernorm2d_head": LayerNorm2dHead, "window_pad": WindowPad,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
         "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,

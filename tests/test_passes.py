@@ -18,6 +18,7 @@ from onnxdecomp.passes import (
     FoldBatchNormIntoConvPass,
     FoldConstantsPass,
     FoldReshapeTargetsPass,
+    FoldStaticPadsPass,
     FoldStaticSliceBoundsPass,
     FoldTransposeIntoDensePass,
     FuseMatMulAddIntoGemmPass,
@@ -443,6 +444,55 @@ def test_channels_last_flatten_folds_into_dense(op: str) -> None:
     assert _ops(m) == ["Relu", "Flatten", op]
     x = _x([None, 4, 3, 3])
     np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=1e-5)
+
+
+def test_pads_computed_from_a_static_shape_fold() -> None:
+    """TorchScript's F.pad(x, (0, 0, 0, (5 - W % 5) % 5)) on [N, 4, 6, 3]: the amounts go
+    through Shape, Mod, ConstantOfShape, a Reshape to [-1, 2], a reversing Slice and a
+    Transpose before the Pad; as a constant they are [0, 0, 0, 0, 0, 0, 4, 0]."""
+    ints = {name: numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in {
+        "two": [2], "five": 5, "zeros3": [0, 0, 0], "eight": 8, "pairs": [-1, 2],
+        "m1": [-1], "lowest": [np.iinfo(np.int64).min + 1], "zero": [0], "flat": [-1]}.items()}
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "two"], ["w"], name="w", axis=0),
+             helper.make_node("Mod", ["w", "five"], ["wm"], name="wm"),
+             helper.make_node("Sub", ["five", "wm"], ["d"], name="d"),
+             helper.make_node("Mod", ["d", "five"], ["r"], name="r"),
+             helper.make_node("Concat", ["zeros3", "r"], ["p"], name="p", axis=0),
+             helper.make_node("Shape", ["p"], ["ps"], name="ps"),
+             helper.make_node("Sub", ["eight", "ps"], ["rest"], name="rest"),
+             helper.make_node("ConstantOfShape", ["rest"], ["z"], name="z",
+                              value=numpy_helper.from_array(np.zeros(1, np.int64))),
+             helper.make_node("Concat", ["p", "z"], ["all"], name="all", axis=0),
+             helper.make_node("Reshape", ["all", "pairs"], ["pp"], name="pp"),
+             helper.make_node("Slice", ["pp", "m1", "lowest", "zero", "m1"], ["rev"],
+                              name="rev"),
+             helper.make_node("Transpose", ["rev"], ["t"], name="t", perm=[1, 0]),
+             helper.make_node("Reshape", ["t", "flat"], ["pads"], name="pads"),
+             helper.make_node("Pad", ["x", "pads"], ["y"], name="pad")]
+    model = make_model(nodes, [_vi("x", ["N", 4, 6, 3])], [_vi("y", ["N", 4, 10, 3])],
+                       list(ints.values()))
+    m = _ir(model, shapes=True)
+    assert FoldStaticPadsPass()(m).modified
+    pad = next(n for n in m.graph if n.op_type == "Pad")
+    np.testing.assert_array_equal(pad.inputs[1].const_value.numpy(), [0, 0, 0, 0, 0, 0, 4, 0])
+    x = _x([None, 4, 6, 3])
+    np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=0)
+
+
+def test_transpose_back_to_channels_first_is_not_folded() -> None:
+    """torchvision's ConvNeXt head: a channels-last LayerNorm between Transposes, then
+    Flatten: the last Transpose restores channels-first, so the Flatten keeps reading it."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="nhwc", perm=[0, 2, 3, 1]),
+             helper.make_node("Relu", ["t"], ["r"], name="relu"),
+             helper.make_node("Transpose", ["r"], ["c"], name="nchw", perm=[0, 3, 1, 2]),
+             helper.make_node("Flatten", ["c"], ["f"], name="flat", axis=1),
+             helper.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1)]
+    model = make_model(nodes, [_vi("x", ["N", 4, 1, 1])], [_vi("y", ["N", 5])],
+                       [_w("w", 5, 4)])
+    m = _ir(model, shapes=True)
+    assert not FoldTransposeIntoDensePass()(m).modified
+    assert _ops(m) == ["Transpose", "Relu", "Transpose", "Flatten", "Gemm"]
 
 
 @pytest.mark.parametrize("zipmap", [True, False])

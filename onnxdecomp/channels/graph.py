@@ -137,8 +137,12 @@ class ChannelGraph:
     # --- queries ----------------------------------------------------------------------
     def roots(self, value: ir.Value) -> np.ndarray:
         """Unit id (union-find root) of every channel of ``value``."""
-        start = self.offset[value.name]
-        return np.array([self.find(start + c) for c in range(self.size[value.name])])
+        return self.roots_of(value.name)
+
+    def roots_of(self, name: str) -> np.ndarray:
+        """Unit id of every channel of the value named ``name``."""
+        start = self.offset[name]
+        return np.array([self.find(start + c) for c in range(self.size[name])])
 
     def pinned_roots(self) -> set[int]:
         return {self.find(e) for e in self.pinned}
@@ -158,6 +162,25 @@ class ChannelGraph:
                 if r not in pinned:
                     out.setdefault(r, cluster)
         return out
+
+    def partial_spaces(self) -> list[frozenset[int]]:
+        """The unit sets of tensors that hold only some of their cluster's units and no
+        pinned channel (the parts a Concat joins, a Slice or Split takes): ranking units
+        over a whole cluster could remove all of one such tensor's channels, and a tensor
+        of no channels is not a model (a Conv or pool over it fails)."""
+        pinned = self.pinned_roots()
+        units = self.units()
+        sizes: dict[str, int] = {}
+        for cluster in units.values():
+            sizes[cluster] = sizes.get(cluster, 0) + 1
+        out: set[frozenset[int]] = set()
+        for name in self.offset:
+            roots = {int(r) for r in self.roots_of(name)}
+            if roots & pinned or not roots:
+                continue
+            if len(roots) < sizes[units[next(iter(roots))]]:
+                out.add(frozenset(roots))
+        return sorted(out, key=sorted)
 
     def input_roots(self, cons: Consumer) -> np.ndarray:
         """Unit id of every input channel a consumer reads, in its weight columns' order."""

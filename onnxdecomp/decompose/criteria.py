@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,8 +285,11 @@ def kept_counts(clusters: dict[int, str], keep: float, align: int = 1,
 
 
 def remove_beyond(scores: dict[int, float], clusters: dict[int, str],
-                  counts: dict[str, int]) -> set[int]:
-    """All but the ``counts[cluster]`` best units of each cluster."""
+                  counts: dict[str, int],
+                  spaces: Sequence[frozenset[int]] = ()) -> set[int]:
+    """All but the ``counts[cluster]`` best units of each cluster; of each unit set in
+    ``spaces`` (``ChannelGraph.partial_spaces``: tensors holding part of a cluster) the best
+    unit stays when all would go, so a cluster may keep a unit more than its count."""
     by_cluster: dict[str, list[int]] = {}
     for u, cl in clusters.items():
         by_cluster.setdefault(cl, []).append(u)
@@ -293,10 +297,15 @@ def remove_beyond(scores: dict[int, float], clusters: dict[int, str],
     for cluster, members in by_cluster.items():
         ranked = sorted(members, key=lambda u: (-scores.get(u, 0.0), u))
         removed.update(ranked[counts[cluster]:])
+    for space in spaces:
+        if space <= removed:
+            removed.discard(min(space, key=lambda u: (-scores.get(u, 0.0), u)))
     return removed
 
 
 def choose_removed(scores: dict[int, float], clusters: dict[int, str], keep: float,
-                   align: int = 1, align_of: dict[str, int] | None = None) -> set[int]:
+                   align: int = 1, align_of: dict[str, int] | None = None,
+                   spaces: Sequence[frozenset[int]] = ()) -> set[int]:
     """Remove all but the ceil(keep * n) best units of each cluster (``kept_counts``)."""
-    return remove_beyond(scores, clusters, kept_counts(clusters, keep, align, align_of))
+    return remove_beyond(scores, clusters, kept_counts(clusters, keep, align, align_of),
+                         spaces)

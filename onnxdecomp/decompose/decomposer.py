@@ -126,6 +126,7 @@ class Decomposer:
         if not s.prune_embeddings:
             lookups = {self.parent.cg.cluster(name) for name in self.parent.cg.lookups}
             self.clusters = {u: c for u, c in self.clusters.items() if c not in lookups}
+        self.spaces = self.parent.cg.partial_spaces()
         self.timing["analysis"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
@@ -213,7 +214,7 @@ class Decomposer:
         mode = compensation or s.compensation
         if removed is None:
             removed = choose_removed(self.scores(concern, criterion), self.clusters, keep,
-                                     self.align, self.align_of)
+                                     self.align, self.align_of, self.spaces)
         refit = make_refit(self._profile_for(concern), concern.weights,
                            "lstsq" if mode == "sequential" else mode, s.ridge)
 
@@ -347,7 +348,7 @@ class Decomposer:
             polish = self.settings.compensation == "sequential"
 
         def build(counts: dict[str, int], keep: float) -> BuiltModule:
-            removed = remove_beyond(scores, self.clusters, counts)
+            removed = remove_beyond(scores, self.clusters, counts, self.spaces)
             key = frozenset(removed)
             if key not in seen:
                 seen[key] = measure(self.build_for(
@@ -356,7 +357,7 @@ class Decomposer:
             return replace(seen[key], keep=keep)
 
         def macs(counts: dict[str, int]) -> float:
-            removed = remove_beyond(scores, self.clusters, counts)
+            removed = remove_beyond(scores, self.clusters, counts, self.spaces)
             key = frozenset(removed)
             if key not in macs_seen:
                 proto = build_module(self.parent, removed, plain_slice, head, check=False)

@@ -11,6 +11,7 @@ from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
+from onnxdecomp.passes.fold_static_pads import FoldStaticPadsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
@@ -49,6 +50,7 @@ __all__ = [
     "FoldGatherOfConcatPass",
     "FoldReshapeTargetsPass",
     "FoldStaticIfPass",
+    "FoldStaticPadsPass",
     "FoldStaticSliceBoundsPass",
     "FoldTransposeIntoDensePass",
     "FuseDynamicQuantizationPass",

@@ -21,6 +21,11 @@ class FoldTransposeIntoDensePass(ir.passes.InPlacePass):
     t the transposed position of every feature of x, W'[t[f']] = W[f'] (rows of the
     [features, out] weight; columns when transB), the same outputs to rounding.
 
+    Only that channels-last order (``perm = [0, 2, ..., r-1, 1]``) is folded: a Transpose
+    back to channels-first in front of the Flatten (torchvision's ConvNeXt head, a
+    channels-last LayerNorm between two Transposes) already gives each channel's features
+    together, and folding it would leave the Flatten reading the channels-last tensor.
+
     Requires: shapes inferred; flattening Reshapes already Flatten (CanonicalizeFlattenPass).
     Ensures: such a Transpose and Flatten feed no dense layer; the Transpose goes where
     nothing else reads it.
@@ -71,7 +76,7 @@ def _transposed_flatten(dense: ir.Node) -> tuple[ir.Value, np.ndarray, ir.Node] 
         return None
     x = t.inputs[0]
     perm = t.attributes.get_ints("perm", None)
-    if x.shape is None or perm is None or perm[0] != 0:
+    if x.shape is None or perm is None or list(perm) != [0, *range(2, len(perm)), 1]:
         return None
     dims = list(x.shape)[1:]
     trans_b = dense.op_type == "Gemm" and dense.attributes.get_int("transB", 0)

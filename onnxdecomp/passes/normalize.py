@@ -17,6 +17,7 @@ from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
+from onnxdecomp.passes.fold_static_pads import FoldStaticPadsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
@@ -39,17 +40,18 @@ from onnxdecomp.passes.unfuse_group_norm import UnfuseGroupNormPass
 from onnxdecomp.passes.unfuse_runtime_ops import UnfuseRuntimeOpsPass
 from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 
-_FOLD_ROUNDS = 4
-
 
 def fold_shape_computations(model: ir.Model, reinfer: Callable[[ir.Model], bool]) -> None:
-    """Slice bounds, Reshape targets, Tile repeats and Expand targets computed from shapes
-    (TorchScript's chunk, view, repeat and expand_as) as constants, and Ifs those shapes
-    decide as their branch (TorchScript's LocalResponseNorm), ``reinfer`` inferring
-    the shapes again after each round that folded (it returns False to stop: the inference
-    failed). Again while one folds: one folded may give the shapes another one reads."""
-    for _ in range(_FOLD_ROUNDS):
+    """Slice bounds, Reshape targets, Tile repeats, Expand targets and Pad amounts computed
+    from shapes (TorchScript's chunk, view, repeat, expand_as and pad) as constants, and
+    Ifs those shapes decide as their branch (TorchScript's LocalResponseNorm), ``reinfer``
+    inferring the shapes again after each round that folded (it returns False to stop: the
+    inference failed). Again while one folds: one folded may give the shapes another one reads, so a
+    chain of blocks each reshaping by the shape of the last (ShuffleNetV2's 16 channel
+    shuffles) takes a round per block; each round folds at least one node, which bounds them."""
+    for _ in range(len(model.graph)):
         sliced = FoldStaticSliceBoundsPass()(model).modified
+        sliced = FoldStaticPadsPass()(model).modified or sliced
         tiled = FoldBroadcastShapesPass()(model).modified
         branched = FoldStaticIfPass()(model).modified
         if not (FoldReshapeTargetsPass()(model).modified or sliced or tiled or branched) \

@@ -14,9 +14,11 @@ Entry = int | ir.SymbolicDim
 # Ops that only move entries around; arithmetic needs every entry known.
 _STRUCTURAL = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Identity", "Slice",
                "Reshape"}
-_ARITHMETIC = {"Constant", "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Neg", "Max", "Min",
+_ARITHMETIC = {"Constant", "Add", "Sub", "Mul", "Div", "Mod", "Floor", "Ceil", "Neg", "Max", "Min",
                "Cast", "Concat", "Gather", "Unsqueeze", "Squeeze", "Identity", "Slice",
                "ConstantOfShape"}
+# Shape computations are a few numbers: larger values are data, not worth evaluating.
+_SMALL = 1024
 
 
 def same_dynamic_dim(a, b) -> bool:
@@ -32,6 +34,7 @@ class ShapeValues:
     def __init__(self, opset: int) -> None:
         self.opset = opset
         self._memo: dict[int, tuple[bool, list[Entry]] | None] = {}
+        self._tensors: dict[int, np.ndarray | None] = {}
 
     @classmethod
     def of(cls, model: ir.Model) -> ShapeValues:
@@ -47,6 +50,49 @@ class ShapeValues:
             return None
         array = np.array(got[1], dtype=np.int64)
         return array.reshape(()) if got[0] else array
+
+    def static_tensor(self, value: ir.Value, depth: int = 48) -> np.ndarray | None:
+        """The value as a small array of any rank, computed by ONNX's reference evaluator
+        from constants and static dimensions, or None. TorchScript writes ``F.pad``'s
+        amounts computed from shapes through ConstantOfShape, a Reshape to [-1, 2], a
+        reversing Slice and a Transpose (torchvision's Swin pads to whole windows), which
+        ``static``'s vectors do not follow. ``depth`` bounds the walk back: a value that is
+        not a shape computation is met within a few producers."""
+        key = id(value)
+        if key not in self._tensors:
+            self._tensors[key] = None  # a cycle (there is none in a DAG) stops here
+            self._tensors[key] = self._compute_tensor(value, depth)
+        return self._tensors[key]
+
+    def _compute_tensor(self, value: ir.Value, depth: int) -> np.ndarray | None:
+        array = const_array(value)
+        if array is not None:
+            return array if array.size <= _SMALL else None
+        vector = self.static(value)
+        if vector is not None:
+            return vector
+        node = value.producer()
+        if depth <= 0 or node is None or not is_default_domain(node.domain) \
+                or node.op_type.startswith("Random") or any(
+                    a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+                    for a in node.attributes.values()):
+            return None
+        if value.shape is not None and value.shape.is_static() \
+                and np.prod(value.shape.numpy()) > _SMALL:
+            return None
+        if node.op_type == "Shape":
+            return None  # static() already took every Shape of static dimensions
+        inputs = [v for v in node.inputs if v is not None]
+        arrays = [self.static_tensor(v, depth - 1) for v in inputs]
+        if any(a is None for a in arrays):
+            return None
+        try:
+            out = ReferenceEvaluator(ir.serde.serialize_node(node), opsets={"": self.opset}).run(
+                None, {v.name: a for v, a in zip(inputs, arrays)})[list(node.outputs).index(value)]
+        except Exception:  # an op the reference cannot run stays unknown
+            return None
+        out = np.asarray(out)
+        return out if out.size <= _SMALL and out.dtype.kind in "iufb" else None
 
     def entries(self, value: ir.Value) -> list[Entry] | None:
         """The entries of a 1-D vector, dynamic dimensions as the tensors' own symbolic
