@@ -751,6 +751,34 @@ def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+class AdaptiveUpsample(nn.Module):
+    """torchvision's AlexNet on small images: its 6x6 adaptive average pool of a smaller map
+    (here 4x4, not a factor of 6), which the dynamo exporter writes as a GatherND of
+    positions on the spatial axes moved first, then a mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16), nn.MaxPool2d(4), *cbr(16, 16))
+        self.head = nn.Linear(16 * 36, 5)
+
+    def forward(self, x):
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(self.c(x), 6), 1))
+
+
+def test_adaptive_pool_to_a_larger_map_decomposes(tmp_path: Path) -> None:
+    """(TorchScript refuses to export an output size that is not a factor of the input's.)"""
+    torch.manual_seed(0)
+    net = AdaptiveUpsample().eval()
+    x = np.random.default_rng(0).normal(size=(240, 3, HW, HW)).astype(np.float32)
+    path = torch_export(net, torch.from_numpy(x[:2]), "dynamo", tmp_path / "m.onnx")
+    assert "GatherND" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert_full_module_exact(dec, path, x)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < model_stats(path).macs
+    assert ort_run(half.proto, x[:7]).shape == (7, 1)
+
+
 class PooledConvHead(nn.Module):
     """SqueezeNet's head: a 1x1 conv to the classes, pooled, not flattened: [N, K, 1, 1]
     (with ``softmax``: over axis 1 of the map, as SqueezeNet 1.1 in the ONNX model zoo)."""
