@@ -199,6 +199,40 @@ class WindowPad(nn.Module):
         return self.head(y.mean((1, 2)))
 
 
+class PatchUnfold(nn.Module):
+    """timm's MobileViT: a map unfolded into patches, ``reshape(B * C * nh, p, nw, p)``,
+    then ``reshape(B * p * p, nh * nw, -1)`` (the batch multiplied, a -1 beside it), a dense
+    layer over the channels of every position of every patch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16))
+        self.fc, self.head = nn.Linear(16, 16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x)
+        b, c, h, w = y.shape
+        p = 2
+        nh, nw = h // p, w // p
+        y = y.reshape(b * c * nh, p, nw, p).transpose(1, 2)
+        y = y.reshape(b, c, nh * nw, p * p).transpose(1, 3).reshape(b * p * p, nh * nw, -1)
+        y = F.relu(self.fc(y))
+        return self.head(y.reshape(b, p * p, nh * nw, -1).mean((1, 2)))
+
+
+class DepthMultiplier(nn.Module):
+    """A depthwise conv with a channel multiplier (groups = C_in, two outputs per group:
+    timm's FastViT, Keras' depth_multiplier): a grouped conv of one input per group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16), *cbr(16, 32, groups=16), *cbr(32, 16, 1))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(self.c(x), 1), 1))
+
+
 class LayerNorm2dHead(nn.Module):
     """torchvision's ConvNeXt head: pooled map, LayerNorm over its channels written
     channels-last between two permutes, flatten, dense."""
@@ -441,6 +475,7 @@ NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "channels_last": ChannelsLast,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "layernorm2d_head": LayerNorm2dHead, "window_pad": WindowPad,
+        "patch_unfold": PatchUnfold, "depth_multiplier": DepthMultiplier,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
         "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,

@@ -17,6 +17,7 @@ from onnxdecomp.passes import (
     CanonicalizeFlattenPass,
     FoldBatchNormIntoConvPass,
     FoldConstantsPass,
+    FoldMeasuredReshapeTargetsPass,
     FoldReshapeTargetsPass,
     FoldStaticPadsPass,
     FoldStaticSliceBoundsPass,
@@ -477,6 +478,26 @@ def test_pads_computed_from_a_static_shape_fold() -> None:
     pad = next(n for n in m.graph if n.op_type == "Pad")
     np.testing.assert_array_equal(pad.inputs[1].const_value.numpy(), [0, 0, 0, 0, 0, 0, 4, 0])
     x = _x([None, 4, 6, 3])
+    np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=0)
+
+
+def test_reshape_target_with_the_batch_multiplied_beside_a_minus_one_is_measured() -> None:
+    """``x.reshape(N * 4, -1)`` on [N, 4, 6]: no entry-wise fold names both entries; run at
+    two batch sizes, the output is [8, 6] then [12, 6], so the target is [-1, 6]."""
+    ints = {name: numpy_helper.from_array(np.array(v, dtype=np.int64), name) for name, v in {
+        "zero": [0], "four": [4], "m1": [-1]}.items()}
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "zero"], ["n"], name="n", axis=0),
+             helper.make_node("Mul", ["n", "four"], ["n4"], name="n4"),
+             helper.make_node("Concat", ["n4", "m1"], ["target"], name="target", axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")]
+    model = make_model(nodes, [_vi("x", ["N", 4, 6])], [_vi("y", ["M", 6])],
+                       list(ints.values()))
+    m = _ir(model, shapes=True)
+    assert FoldMeasuredReshapeTargetsPass()(m).modified
+    reshape = next(n for n in m.graph if n.op_type == "Reshape")
+    np.testing.assert_array_equal(reshape.inputs[1].const_value.numpy(), [-1, 6])
+    x = _x([None, 4, 6])
     np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=0)
 
 

@@ -27,7 +27,10 @@ def dense_weight(node: ir.Node) -> np.ndarray:
     if op == "MatMul":
         return w.T
     group = node.attributes.get_int("group", 1) if op == "Conv" else 1
-    if group > 1 and w.shape[1] > 1:
+    # A depthwise conv (one input and one output channel per group) keeps its own form; a
+    # grouped conv, one with a channel multiplier included (one input channel and several
+    # outputs per group: timm's FastViT), is the dense conv it equals.
+    if group > 1 and not (w.shape[1] == 1 and w.shape[0] == group):
         return _block_diagonal(w, group)
     return w
 

@@ -9,6 +9,7 @@ from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fold_measured_reshape_targets import FoldMeasuredReshapeTargetsPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
 from onnxdecomp.passes.fold_static_pads import FoldStaticPadsPass
@@ -50,6 +51,7 @@ __all__ = [
     "FoldGatherOfConcatPass",
     "FoldReshapeTargetsPass",
     "FoldStaticIfPass",
+    "FoldMeasuredReshapeTargetsPass",
     "FoldStaticPadsPass",
     "FoldStaticSliceBoundsPass",
     "FoldTransposeIntoDensePass",

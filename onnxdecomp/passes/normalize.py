@@ -15,6 +15,7 @@ from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
 from onnxdecomp.passes.fold_constants import FoldConstantsPass
 from onnxdecomp.passes.fold_gather_of_concat import FoldGatherOfConcatPass
+from onnxdecomp.passes.fold_measured_reshape_targets import FoldMeasuredReshapeTargetsPass
 from onnxdecomp.passes.fold_reshape_targets import FoldReshapeTargetsPass
 from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
 from onnxdecomp.passes.fold_static_pads import FoldStaticPadsPass
@@ -131,6 +132,9 @@ def normalize(model: ir.Model) -> ir.Model:
     # What the folded constants feed has shapes after the next inference, and the channel
     # rules can read and patch them.
     fold_shape_computations(model, reinfer)
+    if FoldMeasuredReshapeTargetsPass()(model).modified:
+        reinfer(model)
+        fold_shape_computations(model, reinfer)
     passes = ir.passes.PassManager(
         [
             # Again with shapes inferred: an Attention whose inputs' shapes the file did not

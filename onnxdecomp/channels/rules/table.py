@@ -16,6 +16,7 @@ from onnxdecomp.channels.rules import (
     dense,
     elementwise,
     groups,
+    indexing,
     layout,
     recurrent,
     reshape,
@@ -27,7 +28,7 @@ from onnxdecomp.irutil import is_default_domain
 
 TABLE: dict[str, Rule] = {
     **elementwise.RULES, **dense.RULES, **layout.RULES, **reshape.RULES, **recurrent.RULES,
-    **broadcast.RULES, **space.RULES, **groups.RULES}
+    **broadcast.RULES, **space.RULES, **groups.RULES, **indexing.RULES}
 
 
 def rule_for(node: ir.Node) -> Rule:
