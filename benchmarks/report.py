@@ -495,7 +495,7 @@ def main() -> None:
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
                                  "latency", "scale", "recurrent_", "tagging", "descent_",
                                  "defaults_", "sequential_", "finish_", "quantized",
-                                 "multi_input", "scorecal_")):
+                                 "multi_input", "scorecal_", "architectures")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -561,6 +561,11 @@ def main() -> None:
         from benchmarks.multi_input import report_section as multi_input_section
 
         parts.append(multi_input_section(json.loads((RESULTS / "multi_input.json").read_text())))
+    if (RESULTS / "architectures.json").is_file():
+        from benchmarks.architectures import report_section as architectures_section
+
+        parts.append(architectures_section(
+            json.loads((RESULTS / "architectures.json").read_text())))
     for path in sorted(RESULTS.glob("time_*.json")):
         t = json.loads(path.read_text())
         parts.append(f"\n## Decomposition time: {t['model']}\n\n`{t['command']}`\n\n"

@@ -4,6 +4,8 @@ number or a dynamic dimension of some tensor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
@@ -82,8 +84,16 @@ class ShapeValues:
             return None
         if node.op_type == "Shape":
             return None  # static() already took every Shape of static dimensions
+        out = self._run(node, value, lambda v: self.static_tensor(v, depth - 1))
+        return out if out is not None and out.size <= _SMALL and out.dtype.kind in "iufb" \
+            else None
+
+    def _run(self, node: ir.Node, value: ir.Value,
+             evaluate: Callable[[ir.Value], np.ndarray | None]) -> np.ndarray | None:
+        """``value``, an output of ``node``, by ONNX's reference evaluator on its inputs as
+        ``evaluate`` gives them, or None where one is unknown or the reference fails."""
         inputs = [v for v in node.inputs if v is not None]
-        arrays = [self.static_tensor(v, depth - 1) for v in inputs]
+        arrays = [evaluate(v) for v in inputs]
         if any(a is None for a in arrays):
             return None
         try:
@@ -91,8 +101,7 @@ class ShapeValues:
                 None, {v.name: a for v, a in zip(inputs, arrays)})[list(node.outputs).index(value)]
         except Exception:  # an op the reference cannot run stays unknown
             return None
-        out = np.asarray(out)
-        return out if out.size <= _SMALL and out.dtype.kind in "iufb" else None
+        return np.asarray(out)
 
     def entries(self, value: ir.Value) -> list[Entry] | None:
         """The entries of a 1-D vector, dynamic dimensions as the tensors' own symbolic
@@ -123,17 +132,8 @@ class ShapeValues:
                 return moved
         if node.op_type not in _ARITHMETIC:
             return None
-        inputs = [v for v in node.inputs if v is not None]
-        arrays = [self.static(v) for v in inputs]
-        if any(a is None for a in arrays):
-            return None
-        try:
-            out = ReferenceEvaluator(ir.serde.serialize_node(node), opsets={"": self.opset}).run(
-                None, {v.name: a for v, a in zip(inputs, arrays)})[list(node.outputs).index(value)]
-        except Exception:  # an op the reference cannot run stays unknown
-            return None
-        out = np.asarray(out)
-        if out.dtype.kind not in "iu" or out.ndim > 1:
+        out = self._run(node, value, self.static)
+        if out is None or out.dtype.kind not in "iu" or out.ndim > 1:
             return None
         return out.ndim == 0, [int(v) for v in np.ravel(out)]
 
