@@ -13,6 +13,7 @@ unification form a *cluster*, the group within which units are ranked against ea
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -170,9 +171,7 @@ class ChannelGraph:
         of no channels is not a model (a Conv or pool over it fails)."""
         pinned = self.pinned_roots()
         units = self.units()
-        sizes: dict[str, int] = {}
-        for cluster in units.values():
-            sizes[cluster] = sizes.get(cluster, 0) + 1
+        sizes = Counter(units.values())
         out: set[frozenset[int]] = set()
         for name in self.offset:
             roots = {int(r) for r in self.roots_of(name)}

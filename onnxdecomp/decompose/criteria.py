@@ -290,16 +290,18 @@ def remove_beyond(scores: dict[int, float], clusters: dict[int, str],
     """All but the ``counts[cluster]`` best units of each cluster; of each unit set in
     ``spaces`` (``ChannelGraph.partial_spaces``: tensors holding part of a cluster) the best
     unit stays when all would go, so a cluster may keep a unit more than its count."""
+    def rank(u: int) -> tuple[float, int]:  # best first
+        return -scores.get(u, 0.0), u
+
     by_cluster: dict[str, list[int]] = {}
     for u, cl in clusters.items():
         by_cluster.setdefault(cl, []).append(u)
     removed: set[int] = set()
     for cluster, members in by_cluster.items():
-        ranked = sorted(members, key=lambda u: (-scores.get(u, 0.0), u))
-        removed.update(ranked[counts[cluster]:])
+        removed.update(sorted(members, key=rank)[counts[cluster]:])
     for space in spaces:
         if space <= removed:
-            removed.discard(min(space, key=lambda u: (-scores.get(u, 0.0), u)))
+            removed.discard(min(space, key=rank))
     return removed
 
 

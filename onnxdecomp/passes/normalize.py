@@ -47,15 +47,17 @@ def fold_shape_computations(model: ir.Model, reinfer: Callable[[ir.Model], bool]
     from shapes (TorchScript's chunk, view, repeat, expand_as and pad) as constants, and
     Ifs those shapes decide as their branch (TorchScript's LocalResponseNorm), ``reinfer``
     inferring the shapes again after each round that folded (it returns False to stop: the
-    inference failed). Again while one folds: one folded may give the shapes another one reads, so a
-    chain of blocks each reshaping by the shape of the last (ShuffleNetV2's 16 channel
-    shuffles) takes a round per block; each round folds at least one node, which bounds them."""
+    inference failed). Again while one folds: one folded may give the shapes another one
+    reads, so a chain of blocks each reshaping by the shape of the last (ShuffleNetV2's 16
+    channel shuffles) takes a round per block; each round folds at least one node, which
+    bounds them."""
     for _ in range(len(model.graph)):
         sliced = FoldStaticSliceBoundsPass()(model).modified
-        sliced = FoldStaticPadsPass()(model).modified or sliced
+        padded = FoldStaticPadsPass()(model).modified
         tiled = FoldBroadcastShapesPass()(model).modified
         branched = FoldStaticIfPass()(model).modified
-        if not (FoldReshapeTargetsPass()(model).modified or sliced or tiled or branched) \
+        if not (FoldReshapeTargetsPass()(model).modified or sliced or padded or tiled
+                or branched) \
                 or not reinfer(model):
             return
 

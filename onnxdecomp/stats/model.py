@@ -297,8 +297,7 @@ def measure_shapes(model: ir.Model) -> bool:
     """Give every node output of ``model`` (its inputs static: batch 1 and a known size)
     the shape it has when ONNX Runtime runs one sample of zeros; False (nothing changed)
     where an input's size is unknown or the model does not run."""
-    from onnxdecomp.irutil import to_proto, with_outputs
-    from onnxdecomp.runtime import Runner
+    from onnxdecomp.runtime import run_values
 
     feeds = {}
     for value in model.graph.inputs:
@@ -307,12 +306,10 @@ def measure_shapes(model: ir.Model) -> bool:
             return False
         feeds[value.name] = np.zeros(tuple(value.shape), value.dtype.numpy())
     values = {o.name: o for node in model.graph for o in node.outputs if o.name}
-    try:
-        runner = Runner(with_outputs(to_proto(model), list(values)), device="cpu", probe=True)
-        arrays = runner.session.run(list(values), feeds)  # one batch: scalars too
-    except Exception:  # noqa: BLE001 - any failure leaves the static error standing
+    runs = run_values(model, list(values), [feeds])  # one batch: scalars too
+    if runs is None:  # the static error stands
         return False
-    for value, array in zip(values.values(), arrays, strict=True):
+    for value, array in zip(values.values(), runs[0], strict=True):
         if isinstance(array, np.ndarray):
             value.shape = ir.Shape(array.shape)
     return True
