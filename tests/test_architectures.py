@@ -7,7 +7,8 @@ feed-forward layer pruned; a ViT with its class token concatenated before the pa
 SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense layers and
 einsum attention, a
 ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm;
-DepthToSpace and SpaceToDepth, hand-built; a CRNN's conv map read as columns into an LSTM).
+DepthToSpace and SpaceToDepth, hand-built; a CRNN's conv map read as columns into an LSTM;
+SKNet's selective kernel, its attention softmaxed over the stacked paths).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -231,6 +232,30 @@ class DepthMultiplier(nn.Module):
 
     def forward(self, x):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(self.c(x), 1), 1))
+
+
+class SelectiveKernel(nn.Module):
+    """timm's SKNet: two paths stacked [N, 2, C, H, W], their sum squeezed to an attention
+    [N, 2C, 1, 1] viewed [N, 2, C, 1, 1], softmax over the paths, weighted sum of the paths.
+    The second unit multiplies the attention first (operands the other way round)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16))
+        self.paths = nn.ModuleList(nn.ModuleList(nn.Sequential(*cbr(16, 16, k)) for k in (1, 3))
+                                   for _ in range(2))
+        self.fc = nn.ModuleList(nn.Sequential(nn.Conv2d(16, 8, 1), nn.ReLU(), nn.Conv2d(8, 32, 1))
+                                for _ in range(2))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x)
+        for i in range(2):
+            s = torch.stack([p(y) for p in self.paths[i]], dim=1)
+            a = self.fc[i](s.sum(1).mean((2, 3), keepdim=True))
+            a = torch.softmax(a.view(a.shape[0], 2, 16, 1, 1), dim=1)
+            y = (s * a if i == 0 else a * s).sum(1)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
 
 class LayerNorm2dHead(nn.Module):
@@ -476,6 +501,7 @@ NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "layernorm2d_head": LayerNorm2dHead, "window_pad": WindowPad,
         "patch_unfold": PatchUnfold, "depth_multiplier": DepthMultiplier,
+        "selective_kernel": SelectiveKernel,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
         "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,

@@ -34,7 +34,9 @@ class Elementwise(Rule):
     expanded from size 1: its Expand then says 1 there) is a broadcast and couples nothing
     (Torch-Pruning #510). The channel axis is the output's (axis 1, or the last axis of a
     recurrent layer's units); an output with channels on two axes takes operands of its
-    own shape and constants that broadcast over both.
+    own shape and constants that broadcast over both. An operand whose channels lie on
+    those axes and more (a selective kernel's attention [N, P, C, 1, 1] on its stacked paths
+    [N, P, C, H, W], channels C) ties each of its channels to the one it meets.
     """
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
@@ -64,7 +66,9 @@ class Elementwise(Rule):
             if v is None:
                 continue
             size, in_axis = self._aligned(node, v, axis)
-            if cg.has(v) and size == c:
+            if cg.has(v) and size == c and len(cg.axes[v.name]) > 1:
+                cg.unify_projected(v, out, len(v.shape) - len(out.shape), node)
+            elif cg.has(v) and size == c:
                 # A lower rank broadcasts from the right ([T, C] positions onto [N, T, C]).
                 if len(v.shape) != len(out.shape) and cg.axes[v.name] != (in_axis,):
                     raise node_error(node, "operand of another rank on the channel axis")
@@ -84,8 +88,11 @@ class Elementwise(Rule):
             if v is None:
                 continue
             sizes = [self._aligned(node, v, a)[0] for a in cg.axes[out.name]]
+            shift = len(out.shape) - len(v.shape)
             if cg.has(v) and cg.axes[v.name] == cg.axes[out.name]:
                 cg.unify_all(v, out, node)
+            elif cg.has(v) and {a + shift for a in cg.axes[v.name]} < set(cg.axes[out.name]):
+                cg.unify_projected(out, v, shift, node)
             elif any(d not in (None, 1) for d in sizes):
                 raise node_error(node, f"operand {v.name!r} is per-channel over the "
                                  "directions and units of a recurrent output; no rule")
@@ -292,13 +299,17 @@ def _pads_channels(node: ir.Node, cg: ChannelGraph) -> bool:
 
 
 class SoftmaxRule(Elementwise):
-    """Softmax/LogSoftmax/Hardmax: over a channel axis they mix channels (pinned);
-    over another axis they are elementwise as far as channels go."""
+    """Softmax/LogSoftmax/Hardmax: over a channel axis they mix channels (pinned), over one
+    of several channel axes they mix only the channels along it (one unit: a selective
+    kernel's paths); over another axis they are elementwise as far as channels go."""
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x = node.inputs[0]
         axis = node.attributes.get_int("axis", -1)
-        if cg.has(x) and axis % len(x.shape) in cg.axes[x.name]:
+        if cg.has(x) and len(cg.axes[x.name]) > 1 and axis % len(x.shape) in cg.axes[x.name]:
+            super().couple(node, cg)  # over one of several channel axes (a selective
+            cg.unify_along(x, axis % len(x.shape))  # kernel's paths): whole rows go
+        elif cg.has(x) and axis % len(x.shape) in cg.axes[x.name]:
             PINNING.couple(node, cg)
         else:
             super().couple(node, cg)
