@@ -132,9 +132,11 @@ def report_section(res: dict) -> str:
            "relative where they exceed 1 (largest difference shown, with the largest "
            "log-odds beside it where that is over 1e3: random weights without "
            "normalisation layers, as MobileOne's training form, give huge ones); MACs and "
-           "params of the module at keep 0.5, as a share of the parent's.\n\n| model | "
-           "exporter | input | status | max diff | MACs | params | s |\n"
-           "|---|---|---|---|---|---|---|---|\n"]
+           "params of the module at keep 0.5, as a share of the parent's.\n\n"]
+    for u in res.get("updates", []):  # rows measured again after a fix, by their command
+        out.append(f"Re-measured on {u['date']} ({u['why']}): `{u['command']}`.\n\n")
+    out.append("| model | exporter | input | status | max diff | MACs | params | s |\n"
+               "|---|---|---|---|---|---|---|---|\n")
     for r in res["rows"]:
         size = "x".join(map(str, r["input"]))
         if "macs" in r:

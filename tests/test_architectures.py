@@ -8,7 +8,8 @@ SENet's ``expand_as``, ``repeat``, clamps and ``F.normalize``, einsum dense laye
 einsum attention, a
 ResNeXt block's grouped conv, AlexNet's towers with PyTorch's LocalResponseNorm;
 DepthToSpace and SpaceToDepth, hand-built; a CRNN's conv map read as columns into an LSTM;
-SKNet's selective kernel, its attention softmaxed over the stacked paths).
+SKNet's selective kernel, its attention softmaxed over the stacked paths; EfficientViT's
+linear attention, q, k and v cut inside each head).
 
 For each: the module of class 0 with nothing pruned reproduces the parent's log-odds to 1e-5,
 a module at keep 0.5 (align 1) really loses channels, passes the full checker and runs.
@@ -258,6 +259,29 @@ class SelectiveKernel(nn.Module):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
 
+class LinearAttention(nn.Module):
+    """timm's EfficientViT (LiteMLA): a conv's features read as [N, heads, H*W, 3 * d] and
+    cut into q, k and v inside each head (Slice or Split of a later channel axis: pinned,
+    as is all the ReLU linear attention reads), projected back by a conv in a residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 16))
+        self.qkv, self.proj = nn.Conv2d(16, 48, 1), nn.Conv2d(16, 16, 1)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.c(x)
+        b, _, h, w = y.shape
+        qkv = self.qkv(y).reshape(b, -1, 3 * 8, h * w).transpose(-1, -2)
+        q, k, v = qkv.chunk(3, dim=-1)
+        q, k, v = F.relu(q), F.relu(k), F.pad(v, (0, 1), mode="constant", value=1.0)
+        out = q @ (k.transpose(-1, -2) @ v)
+        out = out[..., :-1] / (out[..., -1:] + 1e-5)
+        y = y + self.proj(out.transpose(-1, -2).reshape(b, -1, h, w))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
 class LayerNorm2dHead(nn.Module):
     """torchvision's ConvNeXt head: pooled map, LayerNorm over its channels written
     channels-last between two permutes, flatten, dense."""
@@ -501,7 +525,7 @@ NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
         "layernorm2d_head": LayerNorm2dHead, "window_pad": WindowPad,
         "patch_unfold": PatchUnfold, "depth_multiplier": DepthMultiplier,
-        "selective_kernel": SelectiveKernel,
+        "selective_kernel": SelectiveKernel, "linear_attention": LinearAttention,
         "conv1d": Conv1dOverPositions, "convnext": ConvNeXtBlock, "slices": ChannelSlices,
         "transformer": TransformerText, "vit": ViTTiny, "se_expand": SqueezeExciteExpand,
         "global_context": GlobalContextTiled, "einsum": EinsumDense, "grouped": GroupedBlock,

@@ -41,6 +41,15 @@ def _known(dim) -> bool:
     return isinstance(dim, int) or (dim is not None and getattr(dim, "value", None) is not None)
 
 
+def _batch_inferred(reshape: ir.Node, lead: list) -> bool:
+    """Whether the Reshape's target is [-1, B, O] with B x's own second dim: the rows it
+    unflattens are x's (tf2onnx's tensordot, whose target folding measured, the batch
+    then -1: inference names a new symbol for it)."""
+    target = const_array(reshape.inputs[1])
+    return target is not None and target.shape == (3,) and int(target[0]) == -1 and \
+        isinstance(lead[1], int) and int(target[1]) == lead[1]
+
+
 class FuseFlattenedSequenceDensePass(ir.passes.InPlacePass):
     """Rewrite ``Reshape(Gemm(Reshape(x, [-1, F]), W, b), [A, B, O])`` as
     ``Add(MatMul(x, W'), b')`` for x [A, B, F].
@@ -49,8 +58,9 @@ class FuseFlattenedSequenceDensePass(ir.passes.InPlacePass):
     two leading axes (``seq.view(-1, H)``, TensorFlow's tensordot) and restoring them after.
     Row-major, the flattened row a * B + b is step (a, b), so when the second Reshape gives
     back x's own leading dims (checked on the inferred shapes, equal numbers or the same
-    symbols) the three ops are one MatMul over the last axis, the form the channel rules read
-    as a per-step consumer. W' = alpha * op(W) [F, O], b' = beta * C.
+    symbols, or a target [-1, B, O] with x's own B) the three ops are one MatMul over the
+    last axis, the form the channel rules read as a per-step consumer. W' = alpha * op(W)
+    [F, O], b' = beta * C.
 
     x's last size may be one that inference lost behind a Transpose or a Reshape merging
     trailing axes (``last_dim``; dynamo's view of a recurrent layer's directions).
@@ -85,7 +95,7 @@ class FuseFlattenedSequenceDensePass(ir.passes.InPlacePass):
             y = second.outputs[0]
             lead = list(x.shape)[:2]
             if y.shape is None or len(y.shape) != 3 or not all(_known(d) for d in lead) or \
-                    list(y.shape)[:2] != lead:
+                    list(y.shape)[:2] != lead and not _batch_inferred(second, lead):
                 continue
             self._rewrite(graph, first, gemm, second, w, c)
             modified = True

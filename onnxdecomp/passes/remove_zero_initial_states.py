@@ -28,6 +28,8 @@ def _is_zero(value: ir.Value | None, depth: int = 8) -> bool:
         return attr is None or not np.any(attr.as_tensor().numpy())
     if node.op_type in _ZERO_PRESERVING:
         return _is_zero(node.inputs[0], depth - 1)
+    if node.op_type == "Concat":  # tf2onnx's bidirectional state: both directions' zeros
+        return all(_is_zero(v, depth - 1) for v in node.inputs)
     return False
 
 

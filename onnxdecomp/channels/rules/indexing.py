@@ -1,12 +1,99 @@
-"""Rules for ops that index positions: GatherND."""
+"""Rules for ops that index: Gather (embedding lookups, picking one direction or layer of
+a recurrent state, or channels by index), GatherND, and ReverseSequence."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph, add_activation
-from onnxdecomp.channels.rules.base import Rule
+from onnxdecomp.channels.rules.base import PruneContext, Rule
+from onnxdecomp.channels.rules.layout import on_channels, unit_block
 from onnxdecomp.errors import node_error
+from onnxdecomp.irutil import const_array
+
+
+class GatherRule(Rule):
+    """Gather with a constant table and computed indices is an embedding lookup: the table's
+    columns are new channels on the output's last axis, pruned by slicing columns. Gather
+    on a value with channels: along another axis the channels pass through, whatever the
+    indices (a scalar index drops the axis; computed ones pick rows, e.g. each sample's
+    last token); with constant indices, a scalar index on a direction axis picks that
+    direction's units (``h_n[-1]``); a vector of indices on the one channel axis picks or
+    permutes channels (output channel c is input channel index[c]; a channel shuffle), the
+    indices renumbered to the kept channels."""
+
+    def origin(self, node: ir.Node) -> bool:
+        return self._lookup(node)
+
+    def _lookup(self, node: ir.Node) -> bool:
+        table = const_array(node.inputs[0])
+        return table is not None and const_array(node.inputs[1]) is None
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        axis = node.attributes.get_int("axis", 0)
+        if self._lookup(node):
+            if const_array(data).ndim != 2 or axis != 0:
+                raise node_error(node, "a lookup other than rows of a 2-D table has no rule")
+            if y.shape is None:
+                raise node_error(node, "output shape unknown")
+            add_activation(cg, y, (len(y.shape) - 1,))
+            cg.lookups.add(y.name)
+            return
+        index = const_array(idx)
+        rank = index.ndim if index is not None else (
+            len(idx.shape) if idx.shape is not None else None)
+        if not cg.has(data) or rank is None or (
+                index is None and axis % len(data.shape) in cg.axes[data.name]):
+            raise node_error(node, "gathers channels at computed indices; no rule")
+        axis %= len(data.shape)
+        shift = rank - 1
+        axes = cg.axes[data.name]
+        if on_channels(cg, data, axis, node):
+            if index.ndim == 1 and len(axes) == 1 and cg.mult[data.name] == 1:
+                cg.add_space(y, len(index), 1, axes)  # channels picked (or permuted) by index
+                return
+            if index.ndim != 0 or len(axes) == 1:
+                raise node_error(node, "gathers channels by index; no rule")
+            axes = axes[1:]
+        add_activation(cg, y, tuple(a + shift if a > axis else a for a in axes),
+                       cg.mult[data.name])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        if self._lookup(node):
+            return  # new units: the table's columns
+        data, y = node.inputs[0], node.outputs[0]
+        axis = node.attributes.get_int("axis", 0) % len(data.shape)
+        if axis not in cg.axes[data.name]:
+            cg.unify_all(data, y, node)
+            return
+        n = data.shape[axis]
+        index = const_array(node.inputs[1])
+        if index.ndim == 1:  # output channel c is input channel index[c]
+            for c, i in enumerate(index.tolist()):
+                cg.unify(data, i % n, y, c)
+            return
+        start = (int(index) % n) * unit_block(cg, data)
+        for c in range(cg.size[y.name]):
+            cg.unify(data, start + c, y, c)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        data, y = node.inputs[0], node.outputs[0]
+        if self._lookup(node):
+            if ctx.changed(y):
+                ctx.replace(node, 0, const_array(data)[:, ctx.kept(y)])
+            return
+        index = const_array(node.inputs[1])
+        axis = node.attributes.get_int("axis", 0) % len(data.shape)
+        if index is None or index.ndim != 1 or ctx.cg.axes.get(data.name) != (axis,) or not (
+                ctx.changed(data) or ctx.changed(y)):
+            return
+        # A kept output channel's unit is its input channel's: that one is kept too.
+        position = {int(ch): p for p, ch in enumerate(ctx.kept(data))}
+        n = ctx.cg.size[data.name]
+        ctx.replace(node, 1, np.array([position[int(index[c]) % n] for c in ctx.kept(y)],
+                                      dtype=index.dtype))
 
 
 class GatherNDRule(Rule):
@@ -36,4 +123,27 @@ class GatherNDRule(Rule):
             cg.unify_all(node.inputs[0], node.outputs[0], node)
 
 
-RULES: dict[str, Rule] = {"GatherND": GatherNDRule()}
+class ReverseSequenceRule(Rule):
+    """ReverseSequence reverses each sample's first steps along the time axis (tf2onnx's
+    backward half of a Keras Bidirectional layer run as a loop): channels on other axes
+    pass through; along a channel axis (a sequence of raw features read as channels, the
+    steps on axis 1) each sample's are reordered: they are pinned."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        if not cg.has(x):
+            raise node_error(node, "input channel count unknown")
+        add_activation(cg, node.outputs[0], cg.axes[x.name], cg.mult[x.name])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        x = node.inputs[0]
+        moved = {node.attributes.get_int("batch_axis", 1), node.attributes.get_int("time_axis", 0)}
+        if moved & set(cg.axes[x.name]):  # positions reversed per sample: none can go
+            for v in (x, node.outputs[0]):
+                cg.pin(v, node)
+            return
+        cg.unify_all(x, node.outputs[0], node)
+
+
+RULES: dict[str, Rule] = {"Gather": GatherRule(), "GatherND": GatherNDRule(),
+                          "ReverseSequence": ReverseSequenceRule()}

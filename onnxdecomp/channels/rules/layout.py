@@ -1,7 +1,7 @@
 """Rules for ops that move channels without computing on them: Flatten into features,
-Concat and Split into offset sub-spaces, Slice, Gather (embedding lookups, and picking one
-direction or layer of a recurrent state, or channels by index), Transpose, Squeeze and
-Unsqueeze (the channel axes follow), and Shape; Reshape has its own module (``reshape``).
+Concat and Split into offset sub-spaces, Slice, Transpose, Squeeze and Unsqueeze (the
+channel axes follow), and Shape; Reshape has its own module (``reshape``), Gather
+``indexing``.
 
 A value whose channels lie on two axes (a recurrent layer's directions and units, see
 :mod:`onnxdecomp.channels.graph`) can be cut, concatenated or indexed along the first of
@@ -72,15 +72,29 @@ def _same_channels(cg: ChannelGraph, values, y: ir.Value, node: ir.Node) -> None
         cg.unify_all(v, y, node)
 
 
-def _on_channels(cg: ChannelGraph, value: ir.Value, axis: int, node: ir.Node) -> bool:
+def on_channels(cg: ChannelGraph, value: ir.Value, axis: int, node: ir.Node) -> bool:
     """Whether ``axis`` is a channel axis of ``value``: the one channel axis, or the first
-    (direction) axis of two; an error for a later one of two."""
+    (direction) axis of two; an error for a later one of two (``_cuts_inside`` first)."""
     axes = cg.axes[value.name]
     if axis not in axes:
         return False
     if axes.index(axis) != 0:
         raise node_error(node, f"cuts the unit axis of {value.name!r}, whose channels lie on "
                          f"axes {list(axes)}")
+    return True
+
+
+def _cuts_inside(cg: ChannelGraph, value: ir.Value, axes: list[int], node: ir.Node,
+                 others: list[ir.Value]) -> bool:
+    """A cut (or join) along a later channel axis of ``value``: EfficientViT's q, k and v
+    sliced out of each head's [heads, 3 * d] features, a tensor whose units no slice can
+    follow. Every channel of ``value`` and ``others`` is pinned (what reads them sees the
+    parent's values) and True is returned."""
+    ch = cg.axes.get(value.name, ())
+    if not any(a in ch and ch.index(a) > 0 for a in axes):
+        return False
+    for v in (value, *others):
+        cg.pin(v, node)
     return True
 
 
@@ -105,7 +119,9 @@ class ConcatRule(Rule):
         if not cg.has(y):
             raise node_error(node, "output channel count unknown")
         axis = node.attributes.get_int("axis", 1) % len(y.shape)
-        if not _on_channels(cg, y, axis, node):
+        if _cuts_inside(cg, y, [axis], node, list(node.inputs)):
+            return
+        if not on_channels(cg, y, axis, node):
             followed = [v for v in node.inputs if cg.has(v)]
             _same_channels(cg, followed, y, node)
             if any(const_array(v) is None for v in node.inputs if not cg.has(v)):
@@ -131,7 +147,7 @@ def _tie_blocks(cg: ChannelGraph, value: ir.Value) -> None:
     """Unit c of every direction (or layer) block of ``value`` is one unit: a tensor holds
     the same count of units in each, so they are kept or removed together."""
     if len(cg.axes[value.name]) > 1:
-        block = _block(cg, value)
+        block = unit_block(cg, value)
         for e in range(block, cg.size[value.name]):
             cg.unify(value, e, value, e % block)
 
@@ -147,7 +163,9 @@ class SplitRule(Rule):
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x = node.inputs[0]
         axis = node.attributes.get_int("axis", 0) % len(x.shape)
-        if not _on_channels(cg, x, axis, node):
+        if _cuts_inside(cg, x, [axis], node, list(node.outputs)):
+            return
+        if not on_channels(cg, x, axis, node):
             _same_channels(cg, node.outputs, x, node)
             return
         _map_offsets(cg, x, node.outputs, node)
@@ -172,7 +190,7 @@ class SplitRule(Rule):
             node.replace_input_with(1, new_initializer(ctx.graph, f"{node.name}_split", sizes))
 
 
-def _block(cg: ChannelGraph, value: ir.Value) -> int:
+def unit_block(cg: ChannelGraph, value: ir.Value) -> int:
     """Channels per step of ``value``'s first channel axis (the units of one direction)."""
     first = cg.axes[value.name][0]
     return cg.size[value.name] // value.shape[first]
@@ -206,7 +224,9 @@ class SliceRule(Rule):
         starts, ends, axes, steps = self._params(node)
         if cg.axes[x.name] == (1,) and 0 in axes.tolist():
             raise node_error(node, "slices the batch axis")
-        sliced = [a for a in axes.tolist() if _on_channels(cg, x, a, node)]
+        if _cuts_inside(cg, x, axes.tolist(), node, [y]):
+            return
+        sliced = [a for a in axes.tolist() if on_channels(cg, x, a, node)]
         if not sliced:
             cg.unify_all(x, y, node)
             return
@@ -215,7 +235,7 @@ class SliceRule(Rule):
             raise node_error(node, "a strided slice of channels has no rule")
         n = x.shape[sliced[0]]
         start = int(np.clip(starts[i] if starts[i] >= 0 else starts[i] + n, 0, n))
-        block = _block(cg, x)
+        block = unit_block(cg, x)
         for c in range(cg.size[y.name]):
             cg.unify(x, start * block + c, y, c)
 
@@ -240,89 +260,6 @@ class SliceRule(Rule):
             return
         ctx.replace(node, 1, starts)
         ctx.replace(node, 2, ends)
-
-
-class GatherRule(Rule):
-    """Gather with a constant table and computed indices is an embedding lookup: the table's
-    columns are new channels on the output's last axis, pruned by slicing columns. Gather
-    on a value with channels: along another axis the channels pass through, whatever the
-    indices (a scalar index drops the axis; computed ones pick rows, e.g. each sample's
-    last token); with constant indices, a scalar index on a direction axis picks that
-    direction's units (``h_n[-1]``); a vector of indices on the one channel axis picks or
-    permutes channels (output channel c is input channel index[c]; a channel shuffle), the
-    indices renumbered to the kept channels."""
-
-    def origin(self, node: ir.Node) -> bool:
-        return self._lookup(node)
-
-    def _lookup(self, node: ir.Node) -> bool:
-        table = const_array(node.inputs[0])
-        return table is not None and const_array(node.inputs[1]) is None
-
-    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
-        data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
-        axis = node.attributes.get_int("axis", 0)
-        if self._lookup(node):
-            if const_array(data).ndim != 2 or axis != 0:
-                raise node_error(node, "a lookup other than rows of a 2-D table has no rule")
-            if y.shape is None:
-                raise node_error(node, "output shape unknown")
-            add_activation(cg, y, (len(y.shape) - 1,))
-            cg.lookups.add(y.name)
-            return
-        index = const_array(idx)
-        rank = index.ndim if index is not None else (
-            len(idx.shape) if idx.shape is not None else None)
-        if not cg.has(data) or rank is None or (
-                index is None and axis % len(data.shape) in cg.axes[data.name]):
-            raise node_error(node, "gathers channels at computed indices; no rule")
-        axis %= len(data.shape)
-        shift = rank - 1
-        axes = cg.axes[data.name]
-        if _on_channels(cg, data, axis, node):
-            if index.ndim == 1 and len(axes) == 1 and cg.mult[data.name] == 1:
-                cg.add_space(y, len(index), 1, axes)  # channels picked (or permuted) by index
-                return
-            if index.ndim != 0 or len(axes) == 1:
-                raise node_error(node, "gathers channels by index; no rule")
-            axes = axes[1:]
-        add_activation(cg, y, tuple(a + shift if a > axis else a for a in axes),
-                       cg.mult[data.name])
-
-    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
-        if self._lookup(node):
-            return  # new units: the table's columns
-        data, y = node.inputs[0], node.outputs[0]
-        axis = node.attributes.get_int("axis", 0) % len(data.shape)
-        if axis not in cg.axes[data.name]:
-            cg.unify_all(data, y, node)
-            return
-        n = data.shape[axis]
-        index = const_array(node.inputs[1])
-        if index.ndim == 1:  # output channel c is input channel index[c]
-            for c, i in enumerate(index.tolist()):
-                cg.unify(data, i % n, y, c)
-            return
-        start = (int(index) % n) * _block(cg, data)
-        for c in range(cg.size[y.name]):
-            cg.unify(data, start + c, y, c)
-
-    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
-        data, y = node.inputs[0], node.outputs[0]
-        if self._lookup(node):
-            if ctx.changed(y):
-                ctx.replace(node, 0, const_array(data)[:, ctx.kept(y)])
-            return
-        index = const_array(node.inputs[1])
-        axis = node.attributes.get_int("axis", 0) % len(data.shape)
-        if index is None or index.ndim != 1 or ctx.cg.axes.get(data.name) != (axis,) or not (
-                ctx.changed(data) or ctx.changed(y)):
-            return
-        # A kept output channel's unit is its input channel's: that one is kept too.
-        position = {int(ch): p for p, ch in enumerate(ctx.kept(data))}
-        n = ctx.cg.size[data.name]
-        ctx.replace(node, 1, np.array([position[int(index[c]) % n] for c in ctx.kept(y)],
-                                      dtype=index.dtype))
 
 
 class TransposeRule(Rule):
@@ -385,7 +322,6 @@ RULES: dict[str, Rule] = {
     "Concat": ConcatRule(),
     "Split": SplitRule(),
     "Slice": SliceRule(),
-    "Gather": GatherRule(),
     "Transpose": TransposeRule(),
     **dict.fromkeys(["Squeeze", "Unsqueeze"], SqueezeRule()),
     **dict.fromkeys(["Shape", "Size"], ShapeOnly()),
