@@ -6,14 +6,17 @@ import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph, add_activation
 from onnxdecomp.channels.rules import is_origin, rule_for
+from onnxdecomp.irutil import axes_operand
 
 
 def analyse(model: ir.Model) -> ChannelGraph:
     """Build the channel graph of a normalised model (shapes inferred).
 
-    Graph inputs and outputs are pinned; integer inputs (token ids) are indices, not
-    channels, and get no space; an input read only through one Transpose (channels-last
-    images, [N, H, W, C] -> [N, C, H, W]) has its channels on the axis that becomes 1.
+    Graph inputs and outputs are pinned, and so are the values a Loop's, Scan's or If's body
+    reads from the graph (not its inputs: the op's rule never sees them); integer inputs
+    (token ids) are indices, not channels, and get no space; an input read only through one
+    Transpose (channels-last images, [N, H, W, C] -> [N, C, H, W]; a sequence [N, T, F]
+    unsqueezed first, Keras' Conv1D) has its channels on the axis that becomes 1.
     A node is visited when one of its inputs has channels or when its rule makes channels
     from none (an embedding lookup, a recurrent layer).
     Raises UnsupportedOpError naming the node and op when an op on the channel path has no
@@ -27,8 +30,11 @@ def analyse(model: ir.Model) -> ChannelGraph:
         add_activation(cg, value, (_input_channel_axis(value),))
         cg.pin(value, "the graph input")
     for node in graph:
-        if not any(cg.has(v) for v in node.inputs) and not is_origin(node):
+        captured = _captured(node)
+        if not any(cg.has(v) for v in [*node.inputs, *captured]) and not is_origin(node):
             continue  # shape arithmetic on constants, untouched by pruning
+        for v in captured:  # what a loop's or branch's body reads, pruning cannot follow
+            cg.pin(v, node)
         rule = rule_for(node)
         rule.declare(node, cg)
         rule.couple(node, cg)
@@ -39,10 +45,42 @@ def analyse(model: ir.Model) -> ChannelGraph:
 
 def _input_channel_axis(value: ir.Value) -> int:
     """Axis 1, or the axis that every reader's Transpose moves to axis 1 unless that is the
-    batch axis (a sequence [N, T, F] read as [T, N, F])."""
+    batch axis (a sequence [N, T, F] read as [T, N, F]), seen through one Unsqueeze."""
+    uses = value.uses()
+    if len(uses) == 1 and uses[0].node.op_type == "Unsqueeze":
+        inserted = axes_operand(uses[0].node)
+        if inserted is not None and value.shape is not None:
+            rank = len(value.shape) + len(inserted)
+            inserted = sorted(a % rank for a in inserted)
+            kept = [a for a in range(rank) if a not in inserted]  # input axis i is kept[i]
+            axis = _input_channel_axis(uses[0].node.outputs[0])
+            return kept.index(axis) if axis in kept else 1
     perms = {tuple(use.node.attributes.get_ints("perm", ()) or ()) if use.node.op_type ==
-             "Transpose" else None for use in value.uses()}
+             "Transpose" else None for use in uses}
     if len(perms) != 1:
         return 1
     perm = perms.pop()
     return perm[1] if perm is not None and len(perm) > 1 and perm[1] != 0 else 1
+
+
+def _captured(node: ir.Node) -> list[ir.Value]:
+    """Values of the enclosing graph that ``node``'s subgraphs (at any depth) read."""
+    out: dict[str, ir.Value] = {}
+
+    def visit(sub: ir.Graph) -> None:
+        inner = {v.name for v in [*sub.inputs, *sub.initializers.values()]}
+        for n in ir.traversal.RecursiveGraphIterator(sub):
+            inner.update(o.name for o in n.outputs)
+        for n in ir.traversal.RecursiveGraphIterator(sub):
+            for v in n.inputs:
+                if v is not None and v.name not in inner and v.const_value is None:
+                    out.setdefault(v.name, v)
+
+    for attr in node.attributes.values():
+        if isinstance(attr.value, ir.Graph):
+            visit(attr.value)
+        elif isinstance(attr.value, (list, tuple)):
+            for g in attr.value:
+                if isinstance(g, ir.Graph):
+                    visit(g)
+    return list(out.values())

@@ -58,7 +58,9 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
         str(i) for i in range(k)]
     normalised = to_proto(ir_model)
     try:
-        stats = model_stats(proto)
+        # A Loop's body is not counted; normalised, a recurrent loop is its RNN or GRU op.
+        looped = any(n.op_type in ("Loop", "Scan") for n in proto.graph.node)
+        stats = model_stats(normalised if looped else proto)
     except OnnxDecompError:
         try:  # a shape only the normalised graph pins down (modules are counted on it too)
             stats = model_stats(normalised)

@@ -33,6 +33,7 @@ from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_dynamic_quantization import RewriteDynamicQuantizationPass
 from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
+from onnxdecomp.passes.rewrite_loop_recurrence import RewriteLoopRecurrencePass
 from onnxdecomp.passes.rewrite_ml_preprocessing import RewriteMlPreprocessingPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
@@ -130,6 +131,10 @@ def normalize(model: ir.Model) -> ir.Model:
         common.RemoveUnusedNodesPass()(m)
         infer_shapes(m)
         return True
+
+    # tf2onnx's Keras 3 GRU and SimpleRNN loops (the sequence's length read off its shape)
+    while RewriteLoopRecurrencePass()(model).modified:  # a loop over another's sequence
+        reinfer(model)  # reads its length once that one's output has a shape
 
     # What the folded constants feed has shapes after the next inference, and the channel
     # rules can read and patch them.

@@ -13,7 +13,7 @@ _ZERO_PRESERVING = ("Slice", "Squeeze", "Unsqueeze", "Reshape", "Cast", "Identit
                     "Transpose", "Gather", "Tile")
 
 
-def _is_zero(value: ir.Value | None, depth: int = 8) -> bool:
+def is_zero(value: ir.Value | None, depth: int = 8) -> bool:
     """Whether ``value`` is provably zero everywhere, from constants alone."""
     if value is None or depth == 0:
         return False
@@ -27,9 +27,9 @@ def _is_zero(value: ir.Value | None, depth: int = 8) -> bool:
         attr = node.attributes.get("value")
         return attr is None or not np.any(attr.as_tensor().numpy())
     if node.op_type in _ZERO_PRESERVING:
-        return _is_zero(node.inputs[0], depth - 1)
+        return is_zero(node.inputs[0], depth - 1)
     if node.op_type == "Concat":  # tf2onnx's bidirectional state: both directions' zeros
-        return all(_is_zero(v, depth - 1) for v in node.inputs)
+        return all(is_zero(v, depth - 1) for v in node.inputs)
     return False
 
 
@@ -50,7 +50,7 @@ class RemoveZeroInitialStatesPass(ir.passes.InPlacePass):
                 continue
             for i in INITIAL_STATES:
                 if len(node.inputs) > i and node.inputs[i] is not None and \
-                        _is_zero(node.inputs[i]):
+                        is_zero(node.inputs[i]):
                     node.replace_input_with(i, None)
                     modified = True
             n = len(node.inputs)

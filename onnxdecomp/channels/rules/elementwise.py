@@ -234,7 +234,8 @@ class ChannelPreserving(Rule):
     batch); a reduction over the channels (a LayerNorm written out as ReduceMean, Sub,
     Pow, ...) makes a statistic of all of them: they are pinned. So does a pad of the
     channel axis (PyTorch writes ``nn.LocalResponseNorm`` as a pad of the channels and an
-    average pool across them): its input is pinned and its output has no channels.
+    average pool across them): its input is pinned and its output has no channels. A global
+    pool of a sequence [N, T, C] reduces its channels (tf2onnx's layer norm): pinned too.
     A reduction over the time axis of a recurrent layer's output (mean pooling over a
     sequence) is one of these; without ``keepdims`` the channel axes move down past the
     reduced ones.
@@ -274,6 +275,11 @@ class ChannelPreserving(Rule):
             pads = _pads(node)
             if image and (pads[0] or pads[len(pads) // 2]):
                 raise node_error(node, "pads the batch axis")
+        elif op.startswith("Global") and any(a >= 2 for a in channel_axes):
+            # over every axis from 2 on: a sequence's channels [N, T, C] (tf2onnx writes a
+            # layer norm's mean over the last axis so); their statistic pins them
+            PINNING.couple(node, cg)
+            return
         elif not image:
             raise node_error(node, f"{op} of a tensor whose channels are not on axis 1")
         if op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1].uses():

@@ -196,6 +196,13 @@ def unit_block(cg: ChannelGraph, value: ir.Value) -> int:
     return cg.size[value.name] // value.shape[first]
 
 
+def _whole(start: int, end: int, step: int, dim) -> bool:
+    """Whether a slice takes the whole axis (of size ``dim``, an int when known)."""
+    if step != 1 or not (start == 0 or isinstance(dim, int) and start <= -dim):
+        return False
+    return end >= 2 ** 31 - 1 or isinstance(dim, int) and end >= dim
+
+
 class SliceRule(Rule):
     """Slice with constant starts/ends/steps (inputs; attributes before opset 10). On the
     one channel axis with step 1: channel c of the output is channel start + c of the input,
@@ -222,6 +229,10 @@ class SliceRule(Rule):
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
         starts, ends, axes, steps = self._params(node)
+        cut = [i for i, a in enumerate(axes.tolist()) if not _whole(
+            int(starts[i]), int(ends[i]), int(steps[i]), x.shape[a])]
+        # tf2onnx's strided slices name every axis, most of them whole
+        starts, ends, axes, steps = starts[cut], ends[cut], axes[cut], steps[cut]
         if cg.axes[x.name] == (1,) and 0 in axes.tolist():
             raise node_error(node, "slices the batch axis")
         if _cuts_inside(cg, x, axes.tolist(), node, [y]):

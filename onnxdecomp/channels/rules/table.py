@@ -22,13 +22,16 @@ from onnxdecomp.channels.rules import (
     reshape,
     space,
 )
-from onnxdecomp.channels.rules.base import Rule
+from onnxdecomp.channels.rules.base import Pinning, Rule
 from onnxdecomp.errors import node_error
 from onnxdecomp.irutil import is_default_domain
 
 TABLE: dict[str, Rule] = {
     **elementwise.RULES, **dense.RULES, **layout.RULES, **reshape.RULES, **recurrent.RULES,
-    **broadcast.RULES, **space.RULES, **groups.RULES, **indexing.RULES}
+    **broadcast.RULES, **space.RULES, **groups.RULES, **indexing.RULES,
+    # A body computes anything from what it reads: everything around it is pinned (what its
+    # body reads from the graph too, ``analyse``).
+    **dict.fromkeys(["Loop", "Scan", "If"], Pinning())}
 
 
 def rule_for(node: ir.Node) -> Rule:

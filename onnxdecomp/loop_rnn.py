@@ -1,0 +1,342 @@
+"""A recurrent layer written as an ONNX Loop over its steps (tf2onnx's Keras 3 GRU and
+SimpleRNN: a ``while`` loop it does not fuse), found and replaced by one ONNX RNN or GRU op:
+``reroll_loops`` (used by ``passes.RewriteLoopRecurrencePass``).
+
+The loop is read as a cell h_t = f(x_t, h_{t-1}): x_t = Gather(X, t) of an outer sequence
+X [T, N, F] by a counter that starts at 0 and adds 1, h a carried state that starts at zero,
+the weights constants (or carried unchanged), the step's h_t both the carried state and the
+loop's scan output. W and R are the constants the MatMuls of x_t and of h_{t-1} read
+([F, G*H] and [H, G*H]: G = 1 a plain RNN, 3 a GRU). What the op's gates, their order, its
+biases and ``linear_before_reset`` are is not guessed from the body's syntax: every
+candidate is evaluated as a numpy cell against the body itself (run by ONNX's reference
+evaluator on random x and h) and only one that reproduces it is taken.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from onnxdecomp.irutil import axes_node, const_array, is_default_domain, new_initializer
+from onnxdecomp.passes.remove_zero_initial_states import is_zero
+
+_RNN_ACTS = {"Tanh": np.tanh, "Relu": lambda z: np.maximum(z, 0.0),
+             "Sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z))}
+
+
+@dataclass
+class _Cell:
+    """What a candidate op needs: its type, attributes and ONNX-ordered W, R, B."""
+
+    op: str
+    attributes: dict
+    w: np.ndarray  # [G*H, F]
+    r: np.ndarray  # [G*H, H]
+    b: np.ndarray  # [2*G*H]
+
+
+@dataclass
+class _Loop:
+    node: ir.Node
+    x: ir.Value  # the outer sequence [T, N, F]
+    x_t: ir.Value  # the body's step input (the Gather's output)
+    h_in: ir.Value  # the body's carried state input
+    h_out: ir.Value  # the body's new state
+    state: int  # index of h among the carried values
+    scan: int | None  # index of h among the scan outputs, None when not scanned
+    consts: dict[str, np.ndarray]  # body input name -> the constant it carries
+    opset: int
+
+
+def reroll_loops(model: ir.Model) -> bool:
+    """Replace every Loop of ``model``'s main graph that is a plain RNN or GRU (see the
+    module docstring) by that op; True when one was."""
+    graph, changed = model.graph, False
+    opset = model.opset_imports.get("", 1)
+    for node in list(graph):
+        if node.op_type != "Loop" or not is_default_domain(node.domain):
+            continue
+        loop = _read(node, opset)
+        if loop is None:
+            continue
+        cell = _identify(loop)
+        if cell is not None:
+            _replace(graph, loop, cell, opset)
+            changed = True
+    return changed
+
+
+def _base(value: ir.Value) -> ir.Value:
+    """``value`` past the Identities that copy it."""
+    while (p := value.producer()) is not None and p.op_type == "Identity":
+        value = p.inputs[0]
+    return value
+
+
+def _read(node: ir.Node, opset: int) -> _Loop | None:
+    body = node.attributes["body"].value if "body" in node.attributes else None
+    if body is None or len(node.inputs) < 3:
+        return None
+    carried = len(node.inputs) - 2
+    if len(body.inputs) != 2 + carried or len(body.outputs) < 1 + carried:
+        return None
+    inner_in, inner_out = list(body.inputs[2:]), list(body.outputs[1:1 + carried])
+    scans = list(body.outputs[1 + carried:])
+    consts = {v.name: a for v, o, a in zip(inner_in, inner_out,
+                                           (const_array(u) for u in node.inputs[2:]))
+              if o is v and a is not None}  # carried unchanged: a weight
+    gathers = [n for n in body if n.op_type == "Gather" and n.attributes.get_int("axis", 0) == 0
+               and n.inputs[0].graph is not body and n.inputs[0].producer() not in body
+               and _counts_steps(n.inputs[1], body, node)]
+    if len(gathers) != 1 or gathers[0].inputs[0].shape is None or \
+            len(gathers[0].inputs[0].shape) != 3:
+        return None
+    states = [i for i, (v, o) in enumerate(zip(inner_in, inner_out)) if o is not v
+              and v.name not in consts and is_zero(node.inputs[2 + i])
+              and v is not gathers[0].inputs[1]]
+    if len(states) != 1:
+        return None
+    i = states[0]
+    h_out = _base(inner_out[i])
+    scan = next((k for k, s in enumerate(scans) if _base(s) is h_out), None)
+    used = {i} | ({carried + scan} if scan is not None else set())
+    if any(v.uses() or v.is_graph_output() for k, v in enumerate(node.outputs) if k not in used):
+        return None
+    x = gathers[0].inputs[0]
+    trips = const_array(node.inputs[0]) if node.inputs[0] is not None else None
+    if trips is None or trips.size != 1 or int(trips.reshape(-1)[0]) != x.shape[0]:
+        return None  # a scan of every step, no more, no fewer
+    return _Loop(node, x, gathers[0].outputs[0], inner_in[i], h_out, i, scan, consts, opset)
+
+
+def _counts_steps(index: ir.Value, body: ir.Graph, node: ir.Node) -> bool:
+    """Whether ``index`` is the iteration number, or a carried counter from 0 adding 1."""
+    if index is body.inputs[0]:
+        return True
+    if index not in body.inputs[2:]:
+        return False
+    k = list(body.inputs).index(index) - 2
+    start = const_array(node.inputs[2 + k])
+    step = body.outputs[1 + k].producer()
+    if start is None or int(start.reshape(-1)[0]) != 0 or step is None or \
+            step.op_type != "Add" or index not in step.inputs:
+        return False
+    other = step.inputs[1] if step.inputs[0] is index else step.inputs[0]
+    one = const_array(other)
+    return one is not None and one.size == 1 and int(one.reshape(-1)[0]) == 1
+
+
+def _const(value: ir.Value, loop: _Loop, depth: int = 4) -> np.ndarray | None:
+    """The value's array where it is a constant: one the loop carries unchanged, or one the
+    body computes from constants alone (a Slice of a kernel: loop bodies are not folded)."""
+    if value.name in loop.consts:
+        return loop.consts[value.name]
+    array = const_array(value)
+    node = value.producer()
+    if array is not None or node is None or depth == 0 or len(node.outputs) != 1 or any(
+            isinstance(a.value, ir.Graph) for a in node.attributes.values()):
+        return array
+    inputs = [None if v is None else _const(v, loop, depth - 1) for v in node.inputs]
+    if any(a is None for v, a in zip(node.inputs, inputs) if v is not None):
+        return None
+    names = [f"i{k}" if v is not None else "" for k, v in enumerate(node.inputs)]
+    proto = ir.serde.serialize_node(node)
+    del proto.input[:]
+    proto.input.extend(names)
+    del proto.output[:]
+    proto.output.append("y")
+    graph = helper.make_graph([proto], "const", [], [helper.make_tensor_value_info(
+        "y", onnx.TensorProto.UNDEFINED, None)], initializer=[
+            numpy_helper.from_array(np.asarray(a), n) for n, a in zip(names, inputs) if n])
+    try:
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", loop.opset)])
+        return ReferenceEvaluator(model).run(None, {})[0]
+    except Exception:  # noqa: BLE001 - not evaluable here: not a constant we can use
+        return None
+
+
+def _weight(source: ir.Value, loop: _Loop) -> np.ndarray | None:
+    """The constant [in, G*H] a MatMul of ``source`` reads."""
+    for use in source.uses():
+        n = use.node
+        if n.op_type == "MatMul" and use.idx == 0:
+            w = _const(n.inputs[1], loop)
+            if w is not None and w.ndim == 2:
+                return w
+    return None
+
+
+def _recurrent_weight(loop: _Loop, body: ir.Graph, width: int) -> np.ndarray | None:
+    """R [H, G*H]: the constant a MatMul of h_{t-1} reads, or, where that covers only the
+    update and reset gates ([H, 2H], a GRU that resets before its recurrent product: Keras'
+    ``reset_after=False``), joined with the [H, H] one another MatMul of the body reads
+    (of r * h_{t-1}); which gate is which the candidates settle."""
+    r = _weight(loop.h_in, loop)
+    if r is None or r.shape[1] != 2 * r.shape[0] or width != 3 * r.shape[0]:
+        return r
+    for n in body:
+        if n.op_type == "MatMul" and n.inputs[0] is not loop.h_in and \
+                n.inputs[0] is not loop.x_t:
+            c = _const(n.inputs[1], loop)
+            if c is not None and c.shape == (r.shape[0], r.shape[0]):
+                return np.concatenate([r, c], axis=1)
+    return r
+
+
+def _identify(loop: _Loop) -> _Cell | None:
+    body = loop.node.attributes["body"].value
+    w = _weight(loop.x_t, loop)
+    r = None if w is None else _recurrent_weight(loop, body, w.shape[1])
+    if w is None or r is None or r.shape[1] != w.shape[1] or r.shape[1] % r.shape[0]:
+        return None
+    hidden, gates = r.shape[0], r.shape[1] // r.shape[0]
+    if gates not in (1, 3):
+        return None
+    reference = _cell_function(loop, body)
+    if reference is None:
+        return None
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, w.shape[0])).astype(np.float32)
+    h = rng.uniform(-1, 1, size=(64, hidden)).astype(np.float32)
+    try:
+        want = reference(x, h)
+    except Exception:  # noqa: BLE001 - a body the evaluator cannot run is not rewritten
+        return None
+    for cell in _candidates(loop, body, w, r, gates):
+        got = _run_cell(cell, x.astype(np.float64), h.astype(np.float64))
+        if np.allclose(got, want, atol=1e-5, rtol=1e-4):
+            return cell
+    return None
+
+
+def _biases(loop: _Loop, body: ir.Graph, size: int) -> Iterator[np.ndarray]:
+    """[W_b, R_b] candidates ([2 * size]) from the body's constants of ``size`` or twice it."""
+    seen: list[np.ndarray] = [np.zeros(2 * size)]
+    values = {v.name: v for n in body for v in n.inputs if v is not None}
+    for v in values.values():
+        a = _const(v, loop)
+        if a is None or a.dtype.kind != "f" or a.size not in (size, 2 * size):
+            continue
+        flat = a.astype(np.float64).reshape(-1)
+        options = [np.concatenate([flat, np.zeros(size)]), np.concatenate([np.zeros(size), flat])] \
+            if a.size == size else [flat, np.concatenate([flat[size:], flat[:size]])]
+        for b in options:
+            if not any(np.array_equal(b, s) for s in seen):
+                seen.append(b)
+    yield from seen
+
+
+def _candidates(loop: _Loop, body: ir.Graph, w: np.ndarray, r: np.ndarray,
+                gates: int) -> Iterator[_Cell]:
+    hidden = r.shape[0]
+    w, r = w.astype(np.float64), r.astype(np.float64)
+    for bias in _biases(loop, body, gates * hidden):
+        if gates == 1:
+            for act in _RNN_ACTS:
+                yield _Cell("RNN", {"activations": [act]}, w.T, r.T, bias)
+            continue
+        for order in itertools.permutations(range(3)):
+            cols = np.concatenate([np.arange(g * hidden, (g + 1) * hidden) for g in order])
+            b = bias.reshape(2, -1)[:, cols].reshape(-1)
+            for lbr in (0, 1):
+                yield _Cell("GRU", {"linear_before_reset": lbr}, w[:, cols].T, r[:, cols].T, b)
+
+
+def _run_cell(cell: _Cell, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """One step of the ONNX op (default activations but a plain RNN's) in numpy."""
+    size = cell.w.shape[0]
+    wb, rb = cell.b[:size], cell.b[size:]
+    if cell.op == "RNN":
+        return _RNN_ACTS[cell.attributes["activations"][0]](x @ cell.w.T + h @ cell.r.T + wb + rb)
+    hid = size // 3
+    sig = _RNN_ACTS["Sigmoid"]
+    gx, gh = x @ cell.w.T + wb, h @ cell.r.T
+    z = sig(gx[:, :hid] + gh[:, :hid] + rb[:hid])
+    reset = sig(gx[:, hid:2 * hid] + gh[:, hid:2 * hid] + rb[hid:2 * hid])
+    rn = cell.r[2 * hid:]
+    if cell.attributes["linear_before_reset"]:
+        n = np.tanh(gx[:, 2 * hid:] + reset * (gh[:, 2 * hid:] + rb[2 * hid:]))
+    else:
+        n = np.tanh(gx[:, 2 * hid:] + (reset * h) @ rn.T + rb[2 * hid:])
+    return (1 - z) * n + z * h
+
+
+def _cell_function(loop: _Loop, body: ir.Graph):
+    """The body as a function (x_t, h) -> h_t, run by ONNX's reference evaluator; None when
+    it reads outer values that are not constants (beyond the sequence it steps through)."""
+    proto = ir.serde.serialize_graph(body)
+    gather = loop.x_t.producer()
+    nodes = [n for n, m in zip(proto.node, body) if m is not gather]
+    inits = list(proto.initializer)
+    defined = {i.name for i in inits} | {o for n in nodes for o in n.output}
+    fed = {loop.x_t.name, loop.h_in.name}
+    for v in body.inputs:
+        if v.name in fed:
+            continue
+        a = loop.consts.get(v.name)
+        if a is None:
+            dtype = v.dtype.numpy() if v.dtype is not None else np.int64
+            a = np.zeros((), dtype)  # a counter or the condition: unused by h_t
+        inits.append(numpy_helper.from_array(np.asarray(a), v.name))
+        defined.add(v.name)
+    for n in body:
+        if n is gather:
+            continue
+        for v in n.inputs:
+            if v is None or v.name in defined or v.name in fed:
+                continue
+            a = const_array(v)
+            if a is None:
+                return None
+            inits.append(numpy_helper.from_array(a, v.name))
+            defined.add(v.name)
+    graph = helper.make_graph(
+        nodes, "cell",
+        [helper.make_tensor_value_info(loop.x_t.name, onnx.TensorProto.FLOAT, None),
+         helper.make_tensor_value_info(loop.h_in.name, onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(loop.h_out.name, onnx.TensorProto.FLOAT, None)],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", loop.opset)])
+    evaluator = ReferenceEvaluator(model)
+    return lambda x, h: evaluator.run(None, {loop.x_t.name: x, loop.h_in.name: h})[0]
+
+
+def _replace(graph: ir.Graph, loop: _Loop, cell: _Cell, opset: int) -> None:
+    node, hidden = loop.node, cell.r.shape[1]
+    name = node.name or "loop"
+    dtype = np.float32  # the body ran as float32 (``_cell_function``)
+    w = new_initializer(graph, f"{name}_W", cell.w[None].astype(dtype))
+    r = new_initializer(graph, f"{name}_R", cell.r[None].astype(dtype))
+    b = new_initializer(graph, f"{name}_B", cell.b[None].astype(dtype))
+    op = ir.node(cell.op, [loop.x, w, r, b], num_outputs=2, name=f"{name}_{cell.op.lower()}",
+                 attributes={"hidden_size": int(hidden), **cell.attributes})
+    op.outputs[0].name, op.outputs[1].name = f"{name}_Y", f"{name}_Y_h"
+    added = [op]
+    carried = len(node.inputs) - 2
+    pairs = [(node.outputs[loop.state], op.outputs[1], 0, "h")]
+    if loop.scan is not None:
+        pairs.append((node.outputs[carried + loop.scan], op.outputs[0], 1, "seq"))
+    steps, batch = loop.x.shape[0], loop.x.shape[1]
+    for old, new, axis, tag in pairs:
+        squeeze = axes_node(graph, "Squeeze", new, [axis], opset, f"{name}_{tag}")
+        squeeze.outputs[0].name = f"{name}_{tag}"
+        # A loop stepping through this one's sequence reads its length off this shape.
+        squeeze.outputs[0].shape = ir.Shape([steps, batch, hidden] if tag == "seq" else
+                                            [batch, hidden])
+        squeeze.outputs[0].type = old.type or ir.TensorType(ir.DataType.FLOAT)
+        added.append(squeeze)
+        if old.is_graph_output():
+            graph.outputs[graph.outputs.index(old)] = squeeze.outputs[0]
+        ir.convenience.replace_all_uses_with(old, squeeze.outputs[0])
+    graph.insert_before(node, added)
+    for inner in node.attributes["body"].value:  # the body's reads of outer values go too
+        for i in range(len(inner.inputs)):
+            inner.replace_input_with(i, None)
+    graph.remove(node, safe=True)
