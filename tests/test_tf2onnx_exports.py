@@ -6,8 +6,11 @@ op; bidirectional: zero initial states concatenated), GRUs and SimpleRNNs (Keras
 over the steps, rewritten as the ONNX op by ``RewriteLoopRecurrencePass``; ``reset_after``
 either way, stacked), a Dense over every step (tensordot), a bidirectional GRU's backward
 half (ReverseSequence), a masked GRU (a loop no op reproduces: kept, its inputs pinned), an
-MLP (Rescaling, BatchNorm, swish, softmax) and a transformer block (MultiHeadAttention's
-einsums, LayerNormalization written as moments: a GlobalAveragePool over the features).
+MLP (Rescaling, BatchNorm, swish, softmax), RNNs unrolled into per-step ops
+(``unroll=True``: the input [N, T, F] read as [T, N, F] has its channels on F), an LSTM's
+returned states, an LSTM into a bidirectional GRU, and a transformer block
+(MultiHeadAttention's einsums, LayerNormalization written as moments: a GlobalAveragePool
+over the features).
 
 Each: the module of class 0 with nothing pruned gives the parent's log-odds to 1e-5 (every
 step's for the two taggers), and the module at keep 0.5 passes the full checker, runs and is
@@ -32,6 +35,9 @@ from onnxdecomp.stats import model_stats
 
 FIXTURES = Path(__file__).parent / "data" / "tf2onnx"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
+# Kept whole: the masked GRU's loop (no op reproduces it; everything it reads is pinned), and
+# the GRU and LSTM unrolled into per-step ops (their gates are split apart: pinned).
+WHOLE = ("masked", "gru_unrolled", "lstm_unrolled")
 LOOPS = ("gru", "simplernn", "relu_rnn", "gru_v1", "bigru_seq", "stacked", "conv_gru")
 
 
@@ -51,7 +57,7 @@ def _logodds(z: np.ndarray) -> np.ndarray:
 
 
 def test_fixtures_present() -> None:
-    assert len(NAMES) == 18, NAMES
+    assert len(NAMES) == 23, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -65,7 +71,7 @@ def test_tf2onnx_export_decomposes(name: str) -> None:
                                atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True)
     assert ort_run(half.proto, x[:3]).shape[0] == 3
-    if name == "masked":  # the masked GRU's loop stays: everything it reads is pinned
+    if name in WHOLE:
         assert not half.removed
         return
     assert half.removed
@@ -125,3 +131,18 @@ def test_values_a_loop_body_reads_are_pinned(tmp_path: Path) -> None:
     half = dec.build(0, 0.5, check=True)
     np.testing.assert_allclose(ort_run(half.proto, x[:5])[:, 0],
                                _logodds(ort_run(path, x[:5]))[:, 0], atol=1e-5)
+
+
+def test_keras_zoo_model_one_channel_nhwc() -> None:
+    """The zoo's Keras CNN (models/train_keras.py): tf2onnx writes its one-channel image's
+    NHWC-to-NCHW transpose as a Reshape [N, 28, 28, 1] -> [N, 1, 28, 28] behind the
+    Rescaling's Mul and Add: the input's channel is its last axis, landing on axis 1."""
+    path = FIXTURES.parents[2] / "models" / "keras_fmnist.onnx"
+    x = np.random.default_rng(0).uniform(0, 255, (120, 28, 28, 1)).astype(np.float32)
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert dec.parent.cg.axes["input"] == (3,)
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
+                               _logodds(ort_run(path, x[:50]))[:, 0], atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert model_stats(half.proto).macs < 0.5 * dec.parent.macs

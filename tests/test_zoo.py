@@ -58,6 +58,6 @@ def test_zoo_covers_both_exporters_and_required_models() -> None:
     names = {m["name"] for m in ZOO}
     assert {"mlp1_mnist", "mlp4_mnist", "mlp1_fmnist", "mlp4_fmnist", "lenet5_mnist",
             "resnet8_fmnist", "cnn_digits"} <= names
-    assert {m["exporter"] for m in ZOO} == {"dynamo", "torchscript"}
+    assert {m["exporter"] for m in ZOO} == {"dynamo", "torchscript", "tf2onnx"}
     for m in ZOO:
         assert not (ROOT / "models" / (m["file"] + ".data")).exists(), "weights must be inside"

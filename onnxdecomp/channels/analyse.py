@@ -6,7 +6,7 @@ import onnx_ir as ir
 
 from onnxdecomp.channels.graph import ChannelGraph, add_activation
 from onnxdecomp.channels.rules import is_origin, rule_for
-from onnxdecomp.irutil import axes_operand
+from onnxdecomp.irutil import axes_operand, const_array
 
 
 def analyse(model: ir.Model) -> ChannelGraph:
@@ -46,7 +46,14 @@ def analyse(model: ir.Model) -> ChannelGraph:
 def _input_channel_axis(value: ir.Value) -> int:
     """Axis 1, or the axis that every reader's Transpose moves to axis 1 unless that is the
     batch axis (a sequence [N, T, F] read as [T, N, F]), seen through one Unsqueeze."""
-    uses = value.uses()
+    uses = [u for u in value.uses() if u.node.op_type not in ("Shape", "Size")]
+    while len(uses) == 1 and uses[0].node.op_type in _SCALING and all(
+            v is value or const_array(v) is not None for v in uses[0].node.inputs):
+        value = uses[0].node.outputs[0]  # a rescaling in front (Keras' Rescaling layer)
+        uses = [u for u in value.uses() if u.node.op_type not in ("Shape", "Size")]
+    if len(uses) == 1 and uses[0].node.op_type == "Reshape" and _last_one_to_front(
+            value, uses[0].node):
+        return len(value.shape) - 1
     if len(uses) == 1 and uses[0].node.op_type == "Unsqueeze":
         inserted = axes_operand(uses[0].node)
         if inserted is not None and value.shape is not None:
@@ -60,7 +67,23 @@ def _input_channel_axis(value: ir.Value) -> int:
     if len(perms) != 1:
         return 1
     perm = perms.pop()
+    if perm is not None and len(perm) == 3 and perm[:2] == (1, 0):  # [N, T, F] as [T, N, F]
+        return 2  # the features: what an RNN or a per-step dense layer reads
     return perm[1] if perm is not None and len(perm) > 1 and perm[1] != 0 else 1
+
+
+_SCALING = ("Mul", "Add", "Sub", "Div", "Cast", "Identity")
+
+
+def _last_one_to_front(value: ir.Value, reshape: ir.Node) -> bool:
+    """Whether the Reshape moves a last axis of size 1 to axis 1 ([N, H, W, 1] ->
+    [N, 1, H, W]: tf2onnx's transpose of a one-channel image into NCHW)."""
+    target = const_array(reshape.inputs[1])
+    shape = value.shape
+    if target is None or shape is None or len(target) != len(shape) or shape[-1] != 1:
+        return False
+    dims = [int(d) if isinstance(d, int) else None for d in shape]
+    return target.tolist()[1] == 1 and target.tolist()[2:] == dims[1:-1]
 
 
 def _captured(node: ir.Node) -> list[ir.Value]:

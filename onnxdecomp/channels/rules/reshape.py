@@ -8,7 +8,8 @@ channels unchanged ([N, C, H, W] -> [N, C, H * W]), unit axes added ([N, C] ->
 before them merged ([N, T, H] -> [N * T, H]). Anything that would spread one channel over
 several positions of a channel axis has no rule, except blocks of consecutive channels
 folded into one channel of a coarser axis, or unfolded from one (group normalisation,
-``channels.rules.groups``)."""
+``channels.rules.groups``). One channel lands on the output's one axis of size 1 (tf2onnx
+writes a one-channel image's NHWC-to-NCHW transpose as [N, H, W, 1] -> [N, 1, H, W])."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class ReshapeRule(Rule):
         if list(axes) != list(range(axes[0], axes[-1] + 1)):
             raise node_error(node, "reshapes channels that lie on axes apart")
         xin, yout = list(x.shape), list(y.shape)
+        if cg.size[x.name] == 1 and len(axes) == 1 and yout.count(1) == 1:
+            return (yout.index(1),)  # one channel: on the one axis of size 1
         tail = xin[axes[-1] + 1:]
         lead = xin[:axes[0]]
         if len(yout) > axes[-1] and [str(d) for d in yout[:axes[-1] + 1]] == [

@@ -87,6 +87,25 @@ def conv_gru():
     return keras.Model(i, L.Dense(5)(L.GRU(12)(x)))
 
 
+def unrolled(kind):
+    def build():
+        i = keras.Input((5, 6))
+        return keras.Model(i, L.Dense(5)(getattr(L, kind)(12, unroll=True)(i)))
+    return build
+
+
+def lstm_state():
+    i = keras.Input((7, 6))
+    _, h, c = L.LSTM(12, return_state=True)(i)
+    return keras.Model(i, L.Dense(5)(L.Concatenate()([h, c])))
+
+
+def lstm_bigru():
+    i = keras.Input((7, 6))
+    x = L.Bidirectional(L.GRU(8))(L.LSTM(12, return_sequences=True)(i))
+    return keras.Model(i, L.Dense(5)(x))
+
+
 def layers_cnn():
     i = keras.Input((16, 16, 3))
     x = L.Conv2D(8, 3)(L.ZeroPadding2D(1)(i))
@@ -119,6 +138,8 @@ def attention():
 
 MODELS = {
     "mlp": mlp, "attention": attention, "layers_cnn": layers_cnn,
+    "rnn_unrolled": unrolled("SimpleRNN"), "gru_unrolled": unrolled("GRU"),
+    "lstm_unrolled": unrolled("LSTM"), "lstm_state": lstm_state, "lstm_bigru": lstm_bigru,
     "cnn": cnn, "resnet": resnet, "mobile": mobile,
     "lstm": recurrent("LSTM"), "gru": recurrent("GRU"), "simplernn": recurrent("SimpleRNN"),
     "relu_rnn": recurrent("SimpleRNN", activation="relu"),
