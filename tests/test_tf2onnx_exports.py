@@ -19,6 +19,7 @@ smaller.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,9 @@ def _inputs(path: Path, n: int) -> np.ndarray:
     spec = onnx.load(path).graph.input[0].type.tensor_type
     shape = [d.dim_value for d in spec.shape.dim[1:]]
     rng = np.random.default_rng(0)
-    if spec.elem_type == onnx.TensorProto.INT32:
-        return rng.integers(0, 30, (n, *shape)).astype(np.int32)
+    if spec.elem_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64):  # token ids
+        dtype = np.int32 if spec.elem_type == onnx.TensorProto.INT32 else np.int64
+        return rng.integers(0, 30, (n, *shape)).astype(dtype)
     return rng.normal(size=(n, *shape)).astype(np.float32)
 
 
@@ -146,3 +148,18 @@ def test_keras_zoo_model_one_channel_nhwc() -> None:
                                _logodds(ort_run(path, x[:50]))[:, 0], atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True)
     assert model_stats(half.proto).macs < 0.5 * dec.parent.macs
+
+
+def test_inspect_says_loop_bodies_are_not_counted() -> None:
+    from click.testing import CliRunner
+
+    from onnxdecomp.cli import main
+
+    path = str(FIXTURES / "gru.onnx")
+    res = CliRunner().invoke(main, ["inspect", path, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["uncounted_loops"] == 1
+    res = CliRunner().invoke(main, ["inspect", path])
+    assert "bodies of 1 Loop/Scan node(s)" in res.output
+    res = CliRunner().invoke(main, ["inspect", str(FIXTURES / "lstm.onnx"), "--json"])
+    assert json.loads(res.output)["uncounted_loops"] == 0

@@ -46,10 +46,13 @@ def inspect_cmd(model: str, top: int | None, size: tuple[int, ...] | None,
                 "{size} (one sample's size, e.g. 20 for token ids [N, T])",
                 options=["size"]) from exc
         raise
+    loops = sum(stats.op_counts.get(op, 0) for op in ("Loop", "Scan"))
     if as_json:
-        click.echo(json.dumps(stats.to_json()))
+        click.echo(json.dumps({**stats.to_json(), "uncounted_loops": loops}))
         return
     click.echo(format_stats(stats, top=top))
+    if loops:  # decompose counts a recurrent loop it rewrites as its RNN or GRU op
+        click.echo(f"note: MACs leave out the bodies of {loops} Loop/Scan node(s)")
     click.echo(f"PASSED | onnxdecomp inspect {model}")
 
 
