@@ -26,6 +26,12 @@ class FoldTransposeIntoDensePass(ir.passes.InPlacePass):
     channels-last LayerNorm between two Transposes) already gives each channel's features
     together, and folding it would leave the Flatten reading the channels-last tensor.
 
+    Where elementwise ops stand between that Transpose and the Flatten (jax2onnx's flax CNN:
+    ReLU, a residual Add of another transposed conv output, GELU, all channels-last), the
+    Flatten gets a Transpose back to channels-first in front of it instead and the weight
+    rows the inverse permutation: W'[j] = W[s[j]], s[j] the channels-last flat position of
+    channels-first feature j.
+
     Requires: shapes inferred; flattening Reshapes already Flatten (CanonicalizeFlattenPass).
     Ensures: such a Transpose and Flatten feed no dense layer; the Transpose goes where
     nothing else reads it.
@@ -39,6 +45,7 @@ class FoldTransposeIntoDensePass(ir.passes.InPlacePass):
                 continue
             match = _transposed_flatten(node)
             if match is None:
+                modified |= _untranspose_channels_last(graph, node)
                 continue
             x, order, flat = match
             trans_b = node.attributes.get_int("transB", 0) if node.op_type == "Gemm" else 0
@@ -85,3 +92,55 @@ def _transposed_flatten(dense: ir.Node) -> tuple[ir.Value, np.ndarray, ir.Node] 
     order = np.arange(math.prod(dims)).reshape(dims).transpose(
         [p - 1 for p in perm[1:]]).reshape(-1)
     return x, order, flat
+
+
+# Ops that keep a tensor's layout: a channels-last input gives a channels-last output.
+_LAYOUT_KEEPING = ("Relu", "Gelu", "Sigmoid", "Tanh", "Elu", "LeakyRelu", "HardSwish", "Mish",
+                   "Softplus", "Clip", "Add", "Sub", "Mul", "Div", "Identity", "Erf")
+
+
+def _channels_last(value: ir.Value, depth: int = 8) -> bool:
+    """Whether ``value`` comes from a channels-last Transpose ([0, 2, ..., r-1, 1]) through
+    ops that keep its shape."""
+    node = value.producer()
+    if node is None or depth == 0 or not is_default_domain(node.domain):
+        return False
+    if node.op_type == "Transpose":
+        perm = node.attributes.get_ints("perm", None)
+        return perm is not None and len(perm) > 2 and list(perm) == [0, *range(2, len(perm)), 1]
+    if node.op_type not in _LAYOUT_KEEPING:
+        return False
+    return any(v is not None and v.shape is not None and value.shape is not None and
+               list(v.shape) == list(value.shape) and _channels_last(v, depth - 1)
+               for v in node.inputs)
+
+
+def _untranspose_channels_last(graph: ir.Graph, dense: ir.Node) -> bool:
+    """``Gemm(Flatten(y), W)`` with y channels-last by ``_channels_last`` becomes
+    ``Gemm(Flatten(Transpose(y, [0, r-1, 1, ..., r-2])), W')`` (see the class docstring)."""
+    flat = dense.inputs[0].producer()
+    if flat is None or flat.op_type != "Flatten" or flat.attributes.get_int("axis", 1) != 1 or \
+            dense.op_type == "Gemm" and dense.attributes.get_int("transA", 0):
+        return False
+    y, w = flat.inputs[0], const_array(dense.inputs[1])
+    if w is None or w.ndim != 2 or y.shape is None or len(y.shape) < 3 or \
+            not _channels_last(y):
+        return False
+    dims = list(y.shape)[1:]
+    trans_b = dense.op_type == "Gemm" and dense.attributes.get_int("transB", 0)
+    if not all(isinstance(d, int) for d in dims) or math.prod(dims) != w.shape[int(trans_b)]:
+        return False
+    rank = len(y.shape)
+    perm = [0, rank - 1, *range(1, rank - 1)]
+    source = np.arange(math.prod(dims)).reshape(dims).transpose(
+        [p - 1 for p in perm[1:]]).reshape(-1)
+    back = ir.node("Transpose", inputs=[y], attributes={"perm": perm},
+                   name=f"{flat.name}_channels_first")
+    back.outputs[0].name = f"{y.name}_channels_first"
+    back.outputs[0].shape = ir.Shape([y.shape[0], *[dims[p - 1] for p in perm[1:]]])
+    back.outputs[0].type = y.type
+    graph.insert_before(flat, back)
+    flat.replace_input_with(0, back.outputs[0])
+    permuted = w[:, source] if trans_b else w[source]
+    dense.replace_input_with(1, new_initializer(graph, dense.inputs[1].name, permuted))
+    return True

@@ -1,0 +1,75 @@
+"""Flax (NNX) models exported by jax2onnx: the test fixtures of
+``tests/test_jax2onnx_exports.py``.
+
+Random weights, seeded; each model is small. Made in a separate environment (JAX is not a
+dependency of the project or its tests):
+
+    python -m venv /tmp/jxenv && /tmp/jxenv/bin/pip install jax2onnx flax onnx
+    cd tests/data/jax2onnx && /tmp/jxenv/bin/python export.py [NAME ...]
+
+Written with jax 0.10.2, flax 0.12.8 and jax2onnx 0.17.1. Flax is channels-last: the
+exporter wraps each conv in Transposes and flattens the channels-last map.
+"""
+
+import sys
+
+import jax.numpy as jnp
+from flax import nnx
+from jax2onnx import to_onnx
+
+
+class CNN(nnx.Module):
+    """Conv, BatchNorm, a strided conv, a residual add of a conv, GELU, a channels-last
+    flatten into two dense layers."""
+
+    def __init__(self, rngs):
+        self.c1 = nnx.Conv(3, 8, (3, 3), rngs=rngs)
+        self.bn = nnx.BatchNorm(8, use_running_average=True, rngs=rngs)
+        self.c2 = nnx.Conv(8, 16, (3, 3), strides=2, rngs=rngs)
+        self.c3 = nnx.Conv(16, 16, (3, 3), rngs=rngs)
+        self.fc, self.head = nnx.Linear(16 * 4 * 4, 32, rngs=rngs), nnx.Linear(32, 5, rngs=rngs)
+
+    def __call__(self, x):
+        x = nnx.relu(self.bn(self.c1(x)))
+        y = nnx.relu(self.c2(x))
+        y = nnx.gelu(y + self.c3(y))
+        return self.head(nnx.relu(self.fc(y.reshape(y.shape[0], -1))))
+
+
+class PooledCNN(nnx.Module):
+    """Two convs, a max pool, a mean over the positions into the head (one input channel)."""
+
+    def __init__(self, rngs):
+        self.c1 = nnx.Conv(1, 8, (3, 3), rngs=rngs)
+        self.c2 = nnx.Conv(8, 16, (3, 3), rngs=rngs)
+        self.head = nnx.Linear(16, 5, rngs=rngs)
+
+    def __call__(self, x):
+        x = nnx.max_pool(nnx.relu(self.c1(x)), window_shape=(2, 2), strides=(2, 2))
+        return self.head(jnp.mean(nnx.relu(self.c2(x)), axis=(1, 2)))
+
+
+class MLP(nnx.Module):
+    """Dense, LayerNorm, SiLU, dense, tanh, head."""
+
+    def __init__(self, rngs):
+        self.l1, self.ln = nnx.Linear(20, 32, rngs=rngs), nnx.LayerNorm(32, rngs=rngs)
+        self.l2, self.head = nnx.Linear(32, 16, rngs=rngs), nnx.Linear(16, 5, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(nnx.tanh(self.l2(nnx.silu(self.ln(self.l1(x))))))
+
+
+MODELS = {"cnn": (CNN, (8, 8, 3)), "cnn_pool": (PooledCNN, (12, 12, 1)), "mlp": (MLP, (20,))}
+
+
+def main() -> None:
+    for name in sys.argv[1:] or MODELS:
+        build, shape = MODELS[name]
+        to_onnx(build(nnx.Rngs(0)), [("B", *shape)], return_mode="file",
+                output_path=f"{name}.onnx")
+        print(name, "written")
+
+
+if __name__ == "__main__":
+    main()
