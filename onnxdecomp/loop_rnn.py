@@ -1,6 +1,7 @@
 """A recurrent layer written as an ONNX Loop over its steps (tf2onnx's Keras 3 GRU and
-SimpleRNN: a ``while`` loop it does not fuse), found and replaced by one ONNX RNN or GRU op:
-``reroll_loops`` (used by ``passes.RewriteLoopRecurrencePass``).
+SimpleRNN: a ``while`` loop it does not fuse; jax2onnx's ``jax.lax.scan``, which carries the
+sequence and the weights through the body unchanged), found and replaced by one ONNX RNN or
+GRU op: ``reroll_loops`` (used by ``passes.RewriteLoopRecurrencePass``).
 
 The loop is read as a cell h_t = f(x_t, h_{t-1}): x_t = Gather(X, t) of an outer sequence
 X [T, N, F] by a counter that starts at 0 and adds 1, h a carried state that starts at zero,
@@ -89,18 +90,24 @@ def _read(node: ir.Node, opset: int) -> _Loop | None:
         return None
     inner_in, inner_out = list(body.inputs[2:]), list(body.outputs[1:1 + carried])
     scans = list(body.outputs[1 + carried:])
-    consts = {v.name: a for v, o, a in zip(inner_in, inner_out,
-                                           (const_array(u) for u in node.inputs[2:]))
-              if o is v and a is not None}  # carried unchanged: a weight
+    kept = {v.name: k for k, (v, o) in enumerate(zip(inner_in, inner_out)) if _base(o) is v}
+    consts = {n: a for n, k in kept.items()  # carried unchanged: a weight
+              if (a := const_array(node.inputs[2 + k])) is not None}
+
+    def outer(v: ir.Value) -> ir.Value | None:
+        """The sequence a Gather steps through: read from the graph, or carried unchanged
+        (jax2onnx's scan)."""
+        if v.name in kept:
+            return node.inputs[2 + kept[v.name]]
+        return v if v.graph is not body and v.producer() not in body else None
+
     gathers = [n for n in body if n.op_type == "Gather" and n.attributes.get_int("axis", 0) == 0
-               and n.inputs[0].graph is not body and n.inputs[0].producer() not in body
-               and _counts_steps(n.inputs[1], body, node)]
-    if len(gathers) != 1 or gathers[0].inputs[0].shape is None or \
-            len(gathers[0].inputs[0].shape) != 3:
+               and outer(n.inputs[0]) is not None and _counts_steps(n.inputs[1], body, node)]
+    x = outer(gathers[0].inputs[0]) if len(gathers) == 1 else None
+    if x is None or x.shape is None or len(x.shape) != 3:
         return None
-    states = [i for i, (v, o) in enumerate(zip(inner_in, inner_out)) if o is not v
-              and v.name not in consts and is_zero(node.inputs[2 + i])
-              and v is not gathers[0].inputs[1]]
+    states = [i for i, v in enumerate(inner_in) if v.name not in kept
+              and is_zero(node.inputs[2 + i]) and v is not gathers[0].inputs[1]]
     if len(states) != 1:
         return None
     i = states[0]
@@ -109,7 +116,6 @@ def _read(node: ir.Node, opset: int) -> _Loop | None:
     used = {i} | ({carried + scan} if scan is not None else set())
     if any(v.uses() or v.is_graph_output() for k, v in enumerate(node.outputs) if k not in used):
         return None
-    x = gathers[0].inputs[0]
     trips = const_array(node.inputs[0]) if node.inputs[0] is not None else None
     if trips is None or trips.size != 1 or int(trips.reshape(-1)[0]) != x.shape[0]:
         return None  # a scan of every step, no more, no fewer
@@ -163,11 +169,16 @@ def _const(value: ir.Value, loop: _Loop, depth: int = 4) -> np.ndarray | None:
 
 
 def _weight(source: ir.Value, loop: _Loop) -> np.ndarray | None:
-    """The constant [in, G*H] a MatMul of ``source`` reads."""
+    """The constant [in, G*H] a MatMul (or Gemm: its bias is among the candidates') of
+    ``source`` reads."""
     for use in source.uses():
         n = use.node
-        if n.op_type == "MatMul" and use.idx == 0:
+        gemm = n.op_type == "Gemm" and not n.attributes.get_int("transA", 0)
+        if (n.op_type == "MatMul" or gemm) and use.idx == 0:
             w = _const(n.inputs[1], loop)
+            if w is not None and w.ndim == 2 and gemm:
+                w = (w.T if n.attributes.get_int("transB", 0) else w) * \
+                    n.attributes.get_float("alpha", 1.0)
             if w is not None and w.ndim == 2:
                 return w
     return None
@@ -182,7 +193,7 @@ def _recurrent_weight(loop: _Loop, body: ir.Graph, width: int) -> np.ndarray | N
     if r is None or r.shape[1] != 2 * r.shape[0] or width != 3 * r.shape[0]:
         return r
     for n in body:
-        if n.op_type == "MatMul" and n.inputs[0] is not loop.h_in and \
+        if n.op_type in ("MatMul", "Gemm") and n.inputs[0] is not loop.h_in and \
                 n.inputs[0] is not loop.x_t:
             c = _const(n.inputs[1], loop)
             if c is not None and c.shape == (r.shape[0], r.shape[0]):
@@ -217,20 +228,29 @@ def _identify(loop: _Loop) -> _Cell | None:
 
 
 def _biases(loop: _Loop, body: ir.Graph, size: int) -> Iterator[np.ndarray]:
-    """[W_b, R_b] candidates ([2 * size]) from the body's constants of ``size`` or twice it."""
-    seen: list[np.ndarray] = [np.zeros(2 * size)]
+    """[W_b, R_b] candidates ([2 * size]) from the body's constants: one of twice ``size``
+    (either half first), one of ``size`` beside zeros, or two of ``size`` (either first)."""
+    zero = np.zeros(size)
+    halves: list[np.ndarray] = []
+    out: list[np.ndarray] = [np.zeros(2 * size)]
     values = {v.name: v for n in body for v in n.inputs if v is not None}
     for v in values.values():
         a = _const(v, loop)
         if a is None or a.dtype.kind != "f" or a.size not in (size, 2 * size):
             continue
         flat = a.astype(np.float64).reshape(-1)
-        options = [np.concatenate([flat, np.zeros(size)]), np.concatenate([np.zeros(size), flat])] \
-            if a.size == size else [flat, np.concatenate([flat[size:], flat[:size]])]
-        for b in options:
-            if not any(np.array_equal(b, s) for s in seen):
-                seen.append(b)
-    yield from seen
+        if a.size == 2 * size:
+            out += [flat, np.concatenate([flat[size:], flat[:size]])]
+        else:
+            halves.append(flat)
+    for a in halves:
+        out += [np.concatenate([a, zero]), np.concatenate([zero, a])]
+    out += [np.concatenate([a, b]) for a, b in itertools.permutations(halves, 2)]
+    seen: list[np.ndarray] = []
+    for b in out:
+        if not any(np.array_equal(b, s) for s in seen):
+            seen.append(b)
+            yield b
 
 
 def _candidates(loop: _Loop, body: ir.Graph, w: np.ndarray, r: np.ndarray,

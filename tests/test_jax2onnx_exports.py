@@ -2,7 +2,9 @@
 channels-last maps with every conv between Transposes, a residual add and GELU on the
 channels-last map before a flatten into dense layers (``FoldTransposeIntoDensePass`` puts a
 Transpose back to channels-first in front of the flatten), a max pool and a mean over the
-positions, an MLP with a LayerNorm.
+positions, an MLP with a LayerNorm, and recurrences written with ``jax.lax.scan`` (a Loop
+that carries the sequence and the weights unchanged; a tanh RNN, a GRU with its gates
+ordered r, z, n and two biases: ``RewriteLoopRecurrencePass`` finds the ONNX op for both).
 
 Each: the module of class 0 with nothing pruned gives the parent's log-odds to 1e-5, and the
 module at keep 0.5 passes the full checker, runs and is smaller.
@@ -25,7 +27,7 @@ NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
 
 
 def test_fixtures_present() -> None:
-    assert len(NAMES) == 3, NAMES
+    assert len(NAMES) == 5, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -40,3 +42,14 @@ def test_jax2onnx_export_decomposes(name: str) -> None:
     assert half.removed
     assert ort_run(half.proto, x[:3]).shape == (3, 1)
     assert model_stats(half.proto).macs < dec.parent.macs
+
+
+@pytest.mark.parametrize("name", ["scan_rnn", "scan_gru"])
+def test_scan_recurrences_become_ops(name: str) -> None:
+    import onnx_ir as ir
+
+    from onnxdecomp.passes import normalize
+
+    ops = [n.op_type for n in normalize(ir.load(FIXTURES / f"{name}.onnx")).graph]
+    assert "Loop" not in ops
+    assert ("GRU" if name == "scan_gru" else "RNN") in ops

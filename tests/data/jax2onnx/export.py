@@ -13,6 +13,7 @@ exporter wraps each conv in Transposes and flattens the channels-last map.
 
 import sys
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax2onnx import to_onnx
@@ -60,7 +61,41 @@ class MLP(nnx.Module):
         return self.head(nnx.tanh(self.l2(nnx.silu(self.ln(self.l1(x))))))
 
 
-MODELS = {"cnn": (CNN, (8, 8, 3)), "cnn_pool": (PooledCNN, (12, 12, 1)), "mlp": (MLP, (20,))}
+class ScanRecurrent(nnx.Module):
+    """A recurrence written with ``jax.lax.scan`` (jax2onnx: a Loop carrying the sequence and
+    the weights unchanged): a tanh RNN, or a GRU with its gates ordered (r, z, n), two
+    biases and the reset applied after the recurrent product (flax's GRUCell)."""
+
+    def __init__(self, rngs, gru=False):
+        k = jax.random.split(jax.random.PRNGKey(1), 4)
+        g = 3 if gru else 1
+        self.gru = gru
+        self.wi = nnx.Param(jax.random.normal(k[0], (6, 12 * g)) * 0.4)
+        self.wh = nnx.Param(jax.random.normal(k[1], (12, 12 * g)) * 0.3)
+        self.bi = nnx.Param(jax.random.normal(k[2], (12 * g,)) * 0.1)
+        self.bh = nnx.Param(jax.random.normal(k[3], (12 * g,)) * 0.1)
+        self.head = nnx.Linear(12, 5, rngs=rngs)
+
+    def __call__(self, x):
+        wi, wh, bi, bh = (p.value for p in (self.wi, self.wh, self.bi, self.bh))
+
+        def step(h, xt):
+            a, g = xt @ wi + bi, h @ wh + bh
+            if not self.gru:
+                h = jnp.tanh(a + g)
+                return h, h
+            r = jax.nn.sigmoid(a[:, :12] + g[:, :12])
+            z = jax.nn.sigmoid(a[:, 12:24] + g[:, 12:24])
+            h = (1 - z) * jnp.tanh(a[:, 24:] + r * g[:, 24:]) + z * h
+            return h, h
+
+        h, _ = jax.lax.scan(step, jnp.zeros((x.shape[0], 12), x.dtype), jnp.swapaxes(x, 0, 1))
+        return self.head(h)
+
+
+MODELS = {"cnn": (CNN, (8, 8, 3)), "cnn_pool": (PooledCNN, (12, 12, 1)), "mlp": (MLP, (20,)),
+          "scan_rnn": (ScanRecurrent, (7, 6)),
+          "scan_gru": (lambda rngs: ScanRecurrent(rngs, gru=True), (7, 6))}
 
 
 def main() -> None:
