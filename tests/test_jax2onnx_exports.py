@@ -4,7 +4,9 @@ channels-last map before a flatten into dense layers (``FoldTransposeIntoDensePa
 Transpose back to channels-first in front of the flatten), a max pool and a mean over the
 positions, an MLP with a LayerNorm, and recurrences written with ``jax.lax.scan`` (a Loop
 that carries the sequence and the weights unchanged; a tanh RNN, a GRU with its gates
-ordered r, z, n and two biases: ``RewriteLoopRecurrencePass`` finds the ONNX op for both).
+ordered r, z, n and two biases: ``RewriteLoopRecurrencePass`` finds the ONNX op for both;
+an LSTM's two states it does not: that loop stays, pinned, its output's shape unknown to
+the Gemm after it, whose weight gives the feature count).
 
 Each: the module of class 0 with nothing pruned gives the parent's log-odds to 1e-5, and the
 module at keep 0.5 passes the full checker, runs and is smaller.
@@ -27,7 +29,7 @@ NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
 
 
 def test_fixtures_present() -> None:
-    assert len(NAMES) == 5, NAMES
+    assert len(NAMES) == 6, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,6 +41,9 @@ def test_jax2onnx_export_decomposes(name: str) -> None:
     np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
                                _logodds(ort_run(path, x[:50]))[:, 0], atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True)
+    if name == "scan_lstm":  # its loop stays (two states): pinned, and the head reads it
+        assert not half.removed
+        return
     assert half.removed
     assert ort_run(half.proto, x[:3]).shape == (3, 1)
     assert model_stats(half.proto).macs < dec.parent.macs

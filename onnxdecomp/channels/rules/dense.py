@@ -66,6 +66,14 @@ class Dense(Rule):
             want = len(x.shape) - 1 if _is_sequence(node) else 1
             add_activation(cg, x, (want,))
             cg.pin(x)
+        elif not cg.has(x) and node.op_type == "Gemm":
+            # A Gemm's input is [N, F] by the op's definition: F from its weight (the output
+            # of a loop whose shapes inference cannot give), pinned as above
+            w = const_array(node.inputs[1])
+            trans_b = node.attributes.get_int("transB", 0)
+            if w is not None and w.ndim == 2:
+                cg.add_space(x, int(w.shape[1 if trans_b else 0]))
+                cg.pin(x)
         if _is_sequence(node):
             add_activation(cg, node.outputs[0], (len(node.inputs[0].shape) - 1,))
         else:

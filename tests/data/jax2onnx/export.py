@@ -93,9 +93,37 @@ class ScanRecurrent(nnx.Module):
         return self.head(h)
 
 
+class ScanLSTM(nnx.Module):
+    """An LSTM cell written with ``jax.lax.scan``: two carried states (h, c), a loop no
+    single-state op reproduces (kept, pinned)."""
+
+    def __init__(self, rngs):
+        k = jax.random.split(jax.random.PRNGKey(2), 3)
+        self.wi = nnx.Param(jax.random.normal(k[0], (6, 48)) * 0.4)
+        self.wh = nnx.Param(jax.random.normal(k[1], (12, 48)) * 0.3)
+        self.b = nnx.Param(jax.random.normal(k[2], (48,)) * 0.1)
+        self.head = nnx.Linear(12, 5, rngs=rngs)
+
+    def __call__(self, x):
+        wi, wh, b = self.wi.value, self.wh.value, self.b.value
+
+        def step(hc, xt):
+            h, c = hc
+            g = xt @ wi + h @ wh + b
+            i, f, o = (jax.nn.sigmoid(g[:, k * 12:(k + 1) * 12]) for k in range(3))
+            c = f * c + i * jnp.tanh(g[:, 36:])
+            h = o * jnp.tanh(c)
+            return (h, c), h
+
+        zero = jnp.zeros((x.shape[0], 12), x.dtype)
+        (h, _), _ = jax.lax.scan(step, (zero, zero), jnp.swapaxes(x, 0, 1))
+        return self.head(h)
+
+
 MODELS = {"cnn": (CNN, (8, 8, 3)), "cnn_pool": (PooledCNN, (12, 12, 1)), "mlp": (MLP, (20,)),
           "scan_rnn": (ScanRecurrent, (7, 6)),
-          "scan_gru": (lambda rngs: ScanRecurrent(rngs, gru=True), (7, 6))}
+          "scan_gru": (lambda rngs: ScanRecurrent(rngs, gru=True), (7, 6)),
+          "scan_lstm": (ScanLSTM, (7, 6))}
 
 
 def main() -> None:
