@@ -111,6 +111,49 @@ def assert_full_module_exact(dec, model, x: np.ndarray, k: int = 0, n: int = 50)
     return full
 
 
+def export_inputs(path: Path, n: int) -> np.ndarray:
+    """n random samples for an exported model's first input: token ids (int32 or int64,
+    0..29) or standard normal floats, of its static shape beyond the batch."""
+    spec = onnx.load(path).graph.input[0].type.tensor_type
+    shape = [d.dim_value for d in spec.shape.dim[1:]]
+    rng = np.random.default_rng(0)
+    if spec.elem_type in (TensorProto.INT32, TensorProto.INT64):
+        dtype = np.int32 if spec.elem_type == TensorProto.INT32 else np.int64
+        return rng.integers(0, 30, (n, *shape)).astype(dtype)
+    return rng.normal(size=(n, *shape)).astype(np.float32)
+
+
+def logodds(z: np.ndarray) -> np.ndarray:
+    """Class log-odds of logits or softmax probabilities, [N, K] or a tagger's [N, T, K]."""
+    from onnxdecomp.decompose.head import logodds_from_logits
+
+    if (z >= 0).all() and np.allclose(z.sum(-1), 1, atol=1e-4):  # a softmax head
+        z = np.log(np.maximum(z, 1e-30))
+    return logodds_from_logits(z.reshape(-1, z.shape[-1])).reshape(z.shape)
+
+
+def assert_export_decomposes(path: Path, shrinks: bool = True):
+    """Another exporter's model: class 0's module with nothing pruned gives its log-odds to
+    1e-5 (every step's for a tagger); at keep 0.5 the module passes the full checker, runs
+    and, where ``shrinks``, loses units and MACs (else nothing can go). Returns the
+    Decomposer."""
+    from onnxdecomp.decompose import Decomposer, Settings
+    from onnxdecomp.stats import model_stats
+
+    x = export_inputs(path, 120)
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    want = logodds(ort_run(path, x[:50]))[..., 0]
+    np.testing.assert_allclose(ort_run(full, x[:50]).reshape(want.shape), want,
+                               atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert ort_run(half.proto, x[:3]).shape[0] == 3
+    assert bool(half.removed) == shrinks
+    if shrinks:
+        assert model_stats(half.proto).macs < dec.parent.macs
+    return dec
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

@@ -16,16 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import ort_run
-from test_tf2onnx_exports import _inputs, _logodds
-
-from onnxdecomp.decompose import Decomposer, Settings
-from onnxdecomp.stats import model_stats
+from conftest import assert_export_decomposes
 
 FIXTURES = Path(__file__).parent / "data" / "jax2onnx"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
+WHOLE = ("scan_lstm",)  # its loop stays (two states): pinned
 
 
 def test_fixtures_present() -> None:
@@ -34,19 +30,7 @@ def test_fixtures_present() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_jax2onnx_export_decomposes(name: str) -> None:
-    path = FIXTURES / f"{name}.onnx"
-    x = _inputs(path, 120)
-    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
-    full = dec.build(0, 1.0, check=True).proto
-    np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
-                               _logodds(ort_run(path, x[:50]))[:, 0], atol=1e-5, rtol=1e-5)
-    half = dec.build(0, 0.5, check=True)
-    if name == "scan_lstm":  # its loop stays (two states): pinned, and the head reads it
-        assert not half.removed
-        return
-    assert half.removed
-    assert ort_run(half.proto, x[:3]).shape == (3, 1)
-    assert model_stats(half.proto).macs < dec.parent.macs
+    assert_export_decomposes(FIXTURES / f"{name}.onnx", shrinks=name not in WHOLE)
 
 
 @pytest.mark.parametrize("name", ["scan_rnn", "scan_gru"])

@@ -26,11 +26,10 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import ort_run
+from conftest import assert_export_decomposes, export_inputs, logodds, ort_run
 from onnx import helper, numpy_helper
 
 from onnxdecomp.decompose import Decomposer, Settings
-from onnxdecomp.decompose.head import logodds_from_logits
 from onnxdecomp.passes import normalize
 from onnxdecomp.stats import model_stats
 
@@ -42,42 +41,13 @@ WHOLE = ("masked", "gru_unrolled", "lstm_unrolled")
 LOOPS = ("gru", "simplernn", "relu_rnn", "gru_v1", "bigru_seq", "stacked", "conv_gru")
 
 
-def _inputs(path: Path, n: int) -> np.ndarray:
-    spec = onnx.load(path).graph.input[0].type.tensor_type
-    shape = [d.dim_value for d in spec.shape.dim[1:]]
-    rng = np.random.default_rng(0)
-    if spec.elem_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64):  # token ids
-        dtype = np.int32 if spec.elem_type == onnx.TensorProto.INT32 else np.int64
-        return rng.integers(0, 30, (n, *shape)).astype(dtype)
-    return rng.normal(size=(n, *shape)).astype(np.float32)
-
-
-def _logodds(z: np.ndarray) -> np.ndarray:
-    if (z >= 0).all() and np.allclose(z.sum(-1), 1, atol=1e-4):  # a softmax head
-        z = np.log(np.maximum(z, 1e-30))
-    return logodds_from_logits(z.reshape(-1, z.shape[-1])).reshape(z.shape)
-
-
 def test_fixtures_present() -> None:
     assert len(NAMES) == 23, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tf2onnx_export_decomposes(name: str) -> None:
-    path = FIXTURES / f"{name}.onnx"
-    x = _inputs(path, 120)
-    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
-    full = dec.build(0, 1.0, check=True).proto
-    want = _logodds(ort_run(path, x[:50]))[..., 0]
-    np.testing.assert_allclose(ort_run(full, x[:50]).reshape(want.shape), want,
-                               atol=1e-5, rtol=1e-5)
-    half = dec.build(0, 0.5, check=True)
-    assert ort_run(half.proto, x[:3]).shape[0] == 3
-    if name in WHOLE:
-        assert not half.removed
-        return
-    assert half.removed
-    assert model_stats(half.proto).macs < dec.parent.macs
+    assert_export_decomposes(FIXTURES / f"{name}.onnx", shrinks=name not in WHOLE)
 
 
 @pytest.mark.parametrize("name", LOOPS)
@@ -92,7 +62,7 @@ def test_parent_macs_count_a_rewritten_loop() -> None:
     """The parent's MACs are counted on its normalised graph when the file has a Loop (whose
     body the count does not enter): the module's share stays below 1."""
     path = FIXTURES / "gru.onnx"
-    dec = Decomposer(path, _inputs(path, 60), None, Settings(device="cpu", seed=0, align=1))
+    dec = Decomposer(path, export_inputs(path, 60), None, Settings(device="cpu", seed=0, align=1))
     assert model_stats(path).macs < dec.parent.macs
     assert model_stats(dec.build(0, 1.0).proto).macs <= dec.parent.macs
 
@@ -132,7 +102,7 @@ def test_values_a_loop_body_reads_are_pinned(tmp_path: Path) -> None:
     assert dec.parent.cg.units() == {}  # nothing the head reads can go
     half = dec.build(0, 0.5, check=True)
     np.testing.assert_allclose(ort_run(half.proto, x[:5])[:, 0],
-                               _logodds(ort_run(path, x[:5]))[:, 0], atol=1e-5)
+                               logodds(ort_run(path, x[:5]))[:, 0], atol=1e-5)
 
 
 def test_keras_zoo_model_one_channel_nhwc() -> None:
@@ -145,7 +115,7 @@ def test_keras_zoo_model_one_channel_nhwc() -> None:
     assert dec.parent.cg.axes["input"] == (3,)
     full = dec.build(0, 1.0, check=True).proto
     np.testing.assert_allclose(ort_run(full, x[:50])[:, 0],
-                               _logodds(ort_run(path, x[:50]))[:, 0], atol=1e-5, rtol=1e-5)
+                               logodds(ort_run(path, x[:50]))[:, 0], atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True)
     assert model_stats(half.proto).macs < 0.5 * dec.parent.macs
 
