@@ -1,22 +1,22 @@
 """A recurrent layer written as an ONNX Loop over its steps (tf2onnx's Keras 3 GRU and
-SimpleRNN: a ``while`` loop it does not fuse; jax2onnx's ``jax.lax.scan``, which carries the
-sequence and the weights through the body unchanged), found and replaced by one ONNX RNN or
-GRU op: ``reroll_loops`` (used by ``passes.RewriteLoopRecurrencePass``).
+SimpleRNN, and an LSTM whose gates are hard sigmoids: ``while`` loops it does not fuse;
+jax2onnx's ``jax.lax.scan``, which carries the sequence and the weights through the body
+unchanged), found and replaced by one ONNX RNN, GRU or LSTM op: ``reroll_loops`` (used by
+``passes.RewriteLoopRecurrencePass``).
 
 The loop is read as a cell h_t = f(x_t, h_{t-1}): x_t = Gather(X, t) of an outer sequence
 X [T, N, F] by a counter that starts at 0 and adds 1, h a carried state that starts at zero,
 the weights constants (or carried unchanged), the step's h_t both the carried state and the
-loop's scan output. W and R are the constants the MatMuls of x_t and of h_{t-1} read
-([F, G*H] and [H, G*H]: G = 1 a plain RNN, 3 a GRU). What the op's gates, their order, its
-biases and ``linear_before_reset`` are is not guessed from the body's syntax: every
-candidate is evaluated as a numpy cell against the body itself (run by ONNX's reference
-evaluator on random x and h) and only one that reproduces it is taken.
+loop's scan output; an LSTM carries a second state c from zero. W and R are the constants
+the MatMuls of x_t and of h_{t-1} read ([F, G*H] and [H, G*H]: G = 1 a plain RNN, 3 a GRU, 4
+an LSTM). What the op's gates, their order, its biases, activations and
+``linear_before_reset`` are is not guessed from the body's syntax: every candidate
+(``loop_cells``) is evaluated as a numpy cell against the body itself (run by ONNX's
+reference evaluator on random x, h and c) and only one that reproduces it is taken.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,21 +26,8 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxdecomp.irutil import axes_node, const_array, is_default_domain, new_initializer
+from onnxdecomp.loop_cells import Cell, candidates, run_cell
 from onnxdecomp.passes.remove_zero_initial_states import is_zero
-
-_RNN_ACTS = {"Tanh": np.tanh, "Relu": lambda z: np.maximum(z, 0.0),
-             "Sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z))}
-
-
-@dataclass
-class _Cell:
-    """What a candidate op needs: its type, attributes and ONNX-ordered W, R, B."""
-
-    op: str
-    attributes: dict
-    w: np.ndarray  # [G*H, F]
-    r: np.ndarray  # [G*H, H]
-    b: np.ndarray  # [2*G*H]
 
 
 @dataclass
@@ -54,6 +41,12 @@ class _Loop:
     scan: int | None  # index of h among the scan outputs, None when not scanned
     consts: dict[str, np.ndarray]  # body input name -> the constant it carries
     opset: int
+    c: tuple[int, ir.Value, ir.Value] | None = None  # an LSTM's c: index, body in, new
+
+
+def _reads_product(value: ir.Value) -> bool:
+    """Whether a MatMul or Gemm multiplies ``value`` (h_{t-1}; an LSTM's c is not)."""
+    return any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 0 for u in value.uses())
 
 
 def reroll_loops(model: ir.Model) -> bool:
@@ -108,18 +101,21 @@ def _read(node: ir.Node, opset: int) -> _Loop | None:
         return None
     states = [i for i, v in enumerate(inner_in) if v.name not in kept
               and is_zero(node.inputs[2 + i]) and v is not gathers[0].inputs[1]]
-    if len(states) != 1:
+    hs = [i for i in states if _reads_product(inner_in[i])]
+    if len(hs) != 1 or len(states) > 2:
         return None
-    i = states[0]
+    i = hs[0]
+    c = next(((k, inner_in[k], _base(inner_out[k])) for k in states if k != i), None)
     h_out = _base(inner_out[i])
     scan = next((k for k, s in enumerate(scans) if _base(s) is h_out), None)
-    used = {i} | ({carried + scan} if scan is not None else set())
+    used = {i} | ({carried + scan} if scan is not None else set()) | (
+        {c[0]} if c is not None else set())
     if any(v.uses() or v.is_graph_output() for k, v in enumerate(node.outputs) if k not in used):
         return None
     trips = const_array(node.inputs[0]) if node.inputs[0] is not None else None
     if trips is None or trips.size != 1 or int(trips.reshape(-1)[0]) != x.shape[0]:
         return None  # a scan of every step, no more, no fewer
-    return _Loop(node, x, gathers[0].outputs[0], inner_in[i], h_out, i, scan, consts, opset)
+    return _Loop(node, x, gathers[0].outputs[0], inner_in[i], h_out, i, scan, consts, opset, c)
 
 
 def _counts_steps(index: ir.Value, body: ir.Graph, node: ir.Node) -> bool:
@@ -201,91 +197,33 @@ def _recurrent_weight(loop: _Loop, body: ir.Graph, width: int) -> np.ndarray | N
     return r
 
 
-def _identify(loop: _Loop) -> _Cell | None:
+def _identify(loop: _Loop) -> Cell | None:
     body = loop.node.attributes["body"].value
     w = _weight(loop.x_t, loop)
     r = None if w is None else _recurrent_weight(loop, body, w.shape[1])
     if w is None or r is None or r.shape[1] != w.shape[1] or r.shape[1] % r.shape[0]:
         return None
     hidden, gates = r.shape[0], r.shape[1] // r.shape[0]
-    if gates not in (1, 3):
+    if gates not in ((4,) if loop.c is not None else (1, 3)):
         return None
     reference = _cell_function(loop, body)
     if reference is None:
         return None
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, w.shape[0])).astype(np.float32)
-    h = rng.uniform(-1, 1, size=(64, hidden)).astype(np.float32)
+    h, c = rng.uniform(-1, 1, size=(2, 64, hidden)).astype(np.float32)
     try:
-        want = reference(x, h)
+        want = reference(x, h, c)
     except Exception:  # noqa: BLE001 - a body the evaluator cannot run is not rewritten
         return None
-    for cell in _candidates(loop, body, w, r, gates):
-        got = _run_cell(cell, x.astype(np.float64), h.astype(np.float64))
-        if np.allclose(got, want, atol=1e-5, rtol=1e-4):
+    values = {v.name: v for n in body for v in n.inputs if v is not None}
+    constants = [a for v in values.values() if (a := _const(v, loop)) is not None]
+    for cell in candidates(constants, w, r, gates):
+        got = run_cell(cell, *(a.astype(np.float64) for a in (x, h, c)))
+        if all(np.allclose(g, t, atol=1e-5, rtol=1e-4) for g, t in zip(got, want)
+               if g is not None):
             return cell
     return None
-
-
-def _biases(loop: _Loop, body: ir.Graph, size: int) -> Iterator[np.ndarray]:
-    """[W_b, R_b] candidates ([2 * size]) from the body's constants: one of twice ``size``
-    (either half first), one of ``size`` beside zeros, or two of ``size`` (either first)."""
-    zero = np.zeros(size)
-    halves: list[np.ndarray] = []
-    out: list[np.ndarray] = [np.zeros(2 * size)]
-    values = {v.name: v for n in body for v in n.inputs if v is not None}
-    for v in values.values():
-        a = _const(v, loop)
-        if a is None or a.dtype.kind != "f" or a.size not in (size, 2 * size):
-            continue
-        flat = a.astype(np.float64).reshape(-1)
-        if a.size == 2 * size:
-            out += [flat, np.concatenate([flat[size:], flat[:size]])]
-        else:
-            halves.append(flat)
-    for a in halves:
-        out += [np.concatenate([a, zero]), np.concatenate([zero, a])]
-    out += [np.concatenate([a, b]) for a, b in itertools.permutations(halves, 2)]
-    seen: list[np.ndarray] = []
-    for b in out:
-        if not any(np.array_equal(b, s) for s in seen):
-            seen.append(b)
-            yield b
-
-
-def _candidates(loop: _Loop, body: ir.Graph, w: np.ndarray, r: np.ndarray,
-                gates: int) -> Iterator[_Cell]:
-    hidden = r.shape[0]
-    w, r = w.astype(np.float64), r.astype(np.float64)
-    for bias in _biases(loop, body, gates * hidden):
-        if gates == 1:
-            for act in _RNN_ACTS:
-                yield _Cell("RNN", {"activations": [act]}, w.T, r.T, bias)
-            continue
-        for order in itertools.permutations(range(3)):
-            cols = np.concatenate([np.arange(g * hidden, (g + 1) * hidden) for g in order])
-            b = bias.reshape(2, -1)[:, cols].reshape(-1)
-            for lbr in (0, 1):
-                yield _Cell("GRU", {"linear_before_reset": lbr}, w[:, cols].T, r[:, cols].T, b)
-
-
-def _run_cell(cell: _Cell, x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """One step of the ONNX op (default activations but a plain RNN's) in numpy."""
-    size = cell.w.shape[0]
-    wb, rb = cell.b[:size], cell.b[size:]
-    if cell.op == "RNN":
-        return _RNN_ACTS[cell.attributes["activations"][0]](x @ cell.w.T + h @ cell.r.T + wb + rb)
-    hid = size // 3
-    sig = _RNN_ACTS["Sigmoid"]
-    gx, gh = x @ cell.w.T + wb, h @ cell.r.T
-    z = sig(gx[:, :hid] + gh[:, :hid] + rb[:hid])
-    reset = sig(gx[:, hid:2 * hid] + gh[:, hid:2 * hid] + rb[hid:2 * hid])
-    rn = cell.r[2 * hid:]
-    if cell.attributes["linear_before_reset"]:
-        n = np.tanh(gx[:, 2 * hid:] + reset * (gh[:, 2 * hid:] + rb[2 * hid:]))
-    else:
-        n = np.tanh(gx[:, 2 * hid:] + (reset * h) @ rn.T + rb[2 * hid:])
-    return (1 - z) * n + z * h
 
 
 def _cell_function(loop: _Loop, body: ir.Graph):
@@ -296,7 +234,7 @@ def _cell_function(loop: _Loop, body: ir.Graph):
     nodes = [n for n, m in zip(proto.node, body) if m is not gather]
     inits = list(proto.initializer)
     defined = {i.name for i in inits} | {o for n in nodes for o in n.output}
-    fed = {loop.x_t.name, loop.h_in.name}
+    fed = {loop.x_t.name, loop.h_in.name} | ({loop.c[1].name} if loop.c else set())
     for v in body.inputs:
         if v.name in fed:
             continue
@@ -317,30 +255,39 @@ def _cell_function(loop: _Loop, body: ir.Graph):
                 return None
             inits.append(numpy_helper.from_array(a, v.name))
             defined.add(v.name)
+    ins = [loop.x_t, loop.h_in] + ([loop.c[1]] if loop.c else [])
+    outs = [loop.h_out] + ([loop.c[2]] if loop.c else [])
     graph = helper.make_graph(
         nodes, "cell",
-        [helper.make_tensor_value_info(loop.x_t.name, onnx.TensorProto.FLOAT, None),
-         helper.make_tensor_value_info(loop.h_in.name, onnx.TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info(loop.h_out.name, onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(v.name, onnx.TensorProto.FLOAT, None) for v in ins],
+        [helper.make_tensor_value_info(v.name, onnx.TensorProto.FLOAT, None) for v in outs],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", loop.opset)])
     evaluator = ReferenceEvaluator(model)
-    return lambda x, h: evaluator.run(None, {loop.x_t.name: x, loop.h_in.name: h})[0]
+
+    def run(x: np.ndarray, h: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+        return evaluator.run(None, dict(zip((v.name for v in ins), (x, h, c))))
+
+    return run
 
 
-def _replace(graph: ir.Graph, loop: _Loop, cell: _Cell, opset: int) -> None:
+def _replace(graph: ir.Graph, loop: _Loop, cell: Cell, opset: int) -> None:
     node, hidden = loop.node, cell.r.shape[1]
     name = node.name or "loop"
     dtype = np.float32  # the body ran as float32 (``_cell_function``)
     w = new_initializer(graph, f"{name}_W", cell.w[None].astype(dtype))
     r = new_initializer(graph, f"{name}_R", cell.r[None].astype(dtype))
     b = new_initializer(graph, f"{name}_B", cell.b[None].astype(dtype))
-    op = ir.node(cell.op, [loop.x, w, r, b], num_outputs=2, name=f"{name}_{cell.op.lower()}",
+    op = ir.node(cell.op, [loop.x, w, r, b], num_outputs=3 if cell.op == "LSTM" else 2,
+                 name=f"{name}_{cell.op.lower()}",
                  attributes={"hidden_size": int(hidden), **cell.attributes})
-    op.outputs[0].name, op.outputs[1].name = f"{name}_Y", f"{name}_Y_h"
+    for out, tag in zip(op.outputs, ("Y", "Y_h", "Y_c")):
+        out.name = f"{name}_{tag}"
     added = [op]
     carried = len(node.inputs) - 2
     pairs = [(node.outputs[loop.state], op.outputs[1], 0, "h")]
+    if loop.c is not None:
+        pairs.append((node.outputs[loop.c[0]], op.outputs[2], 0, "c"))
     if loop.scan is not None:
         pairs.append((node.outputs[carried + loop.scan], op.outputs[0], 1, "seq"))
     steps, batch = loop.x.shape[0], loop.x.shape[1]

@@ -4,9 +4,10 @@ channels-last map before a flatten into dense layers (``FoldTransposeIntoDensePa
 Transpose back to channels-first in front of the flatten), a max pool and a mean over the
 positions, an MLP with a LayerNorm, and recurrences written with ``jax.lax.scan`` (a Loop
 that carries the sequence and the weights unchanged; a tanh RNN, a GRU with its gates
-ordered r, z, n and two biases: ``RewriteLoopRecurrencePass`` finds the ONNX op for both;
-an LSTM's two states it does not: that loop stays, pinned, its output's shape unknown to
-the Gemm after it, whose weight gives the feature count).
+ordered r, z, n and two biases, an LSTM with two carried states and its gates ordered i, f,
+o, g: ``RewriteLoopRecurrencePass`` finds the ONNX op for each; a tanh RNN from a learned
+initial state it does not: that loop stays, pinned, its output's shape unknown to the Gemm
+after it, whose weight gives the feature count).
 
 Each: the module of class 0 with nothing pruned gives the parent's log-odds to 1e-5, and the
 module at keep 0.5 passes the full checker, runs and is smaller.
@@ -21,11 +22,11 @@ from conftest import assert_export_decomposes
 
 FIXTURES = Path(__file__).parent / "data" / "jax2onnx"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
-WHOLE = ("scan_lstm",)  # its loop stays (two states): pinned
+WHOLE = ("scan_rnn_h0",)  # its loop stays (a learned initial state): pinned
 
 
 def test_fixtures_present() -> None:
-    assert len(NAMES) == 6, NAMES
+    assert len(NAMES) == 7, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -33,7 +34,7 @@ def test_jax2onnx_export_decomposes(name: str) -> None:
     assert_export_decomposes(FIXTURES / f"{name}.onnx", shrinks=name not in WHOLE)
 
 
-@pytest.mark.parametrize("name", ["scan_rnn", "scan_gru"])
+@pytest.mark.parametrize("name", ["scan_rnn", "scan_gru", "scan_lstm"])
 def test_scan_recurrences_become_ops(name: str) -> None:
     import onnx_ir as ir
 
@@ -41,4 +42,4 @@ def test_scan_recurrences_become_ops(name: str) -> None:
 
     ops = [n.op_type for n in normalize(ir.load(FIXTURES / f"{name}.onnx")).graph]
     assert "Loop" not in ops
-    assert ("GRU" if name == "scan_gru" else "RNN") in ops
+    assert {"scan_rnn": "RNN", "scan_gru": "GRU", "scan_lstm": "LSTM"}[name] in ops

@@ -38,11 +38,12 @@ NAMES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
 # Kept whole: the masked GRU's loop (no op reproduces it; everything it reads is pinned), and
 # the GRU and LSTM unrolled into per-step ops (their gates are split apart: pinned).
 WHOLE = ("masked", "gru_unrolled", "lstm_unrolled")
-LOOPS = ("gru", "simplernn", "relu_rnn", "gru_v1", "bigru_seq", "stacked", "conv_gru")
+LOOPS = ("gru", "simplernn", "relu_rnn", "gru_v1", "bigru_seq", "stacked", "conv_gru",
+         "hardsig_lstm")
 
 
 def test_fixtures_present() -> None:
-    assert len(NAMES) == 23, NAMES
+    assert len(NAMES) == 24, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,7 +56,7 @@ def test_keras_recurrent_loops_become_ops(name: str) -> None:
     model = normalize(ir.load(FIXTURES / f"{name}.onnx"))
     ops = [n.op_type for n in model.graph]
     assert "Loop" not in ops
-    assert {"GRU", "RNN"} & set(ops)
+    assert {"GRU", "RNN", "LSTM"} & set(ops)
 
 
 def test_parent_macs_count_a_rewritten_loop() -> None:

@@ -94,18 +94,28 @@ class ScanRecurrent(nnx.Module):
 
 
 class ScanLSTM(nnx.Module):
-    """An LSTM cell written with ``jax.lax.scan``: two carried states (h, c), a loop no
-    single-state op reproduces (kept, pinned)."""
+    """An LSTM cell written with ``jax.lax.scan``: two carried states (h, c), gates ordered
+    (i, f, o, g), one bias; or, with ``h0``, a tanh RNN from a learned initial state (a
+    loop no op from zero reproduces: kept, pinned, its output's shape unknown)."""
 
-    def __init__(self, rngs):
-        k = jax.random.split(jax.random.PRNGKey(2), 3)
+    def __init__(self, rngs, h0=False):
+        k = jax.random.split(jax.random.PRNGKey(2), 4)
         self.wi = nnx.Param(jax.random.normal(k[0], (6, 48)) * 0.4)
         self.wh = nnx.Param(jax.random.normal(k[1], (12, 48)) * 0.3)
         self.b = nnx.Param(jax.random.normal(k[2], (48,)) * 0.1)
+        self.h0 = nnx.Param(jax.random.normal(k[3], (1, 12)) * 0.5) if h0 else None
         self.head = nnx.Linear(12, 5, rngs=rngs)
 
     def __call__(self, x):
         wi, wh, b = self.wi.value, self.wh.value, self.b.value
+        if self.h0 is not None:
+            def tanh_step(h, xt):
+                h = jnp.tanh(xt @ wi[:, :12] + h @ wh[:, :12] + b[:12])
+                return h, h
+
+            start = jnp.broadcast_to(self.h0.value, (x.shape[0], 12))
+            h, _ = jax.lax.scan(tanh_step, start, jnp.swapaxes(x, 0, 1))
+            return self.head(h)
 
         def step(hc, xt):
             h, c = hc
@@ -123,7 +133,8 @@ class ScanLSTM(nnx.Module):
 MODELS = {"cnn": (CNN, (8, 8, 3)), "cnn_pool": (PooledCNN, (12, 12, 1)), "mlp": (MLP, (20,)),
           "scan_rnn": (ScanRecurrent, (7, 6)),
           "scan_gru": (lambda rngs: ScanRecurrent(rngs, gru=True), (7, 6)),
-          "scan_lstm": (ScanLSTM, (7, 6))}
+          "scan_lstm": (ScanLSTM, (7, 6)),
+          "scan_rnn_h0": (lambda rngs: ScanLSTM(rngs, h0=True), (7, 6))}
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ separate environment (TensorFlow is not a dependency of the project or its tests
     cd tests/data/tf2onnx && /tmp/tfenv/bin/python export.py [NAME ...]
 
 Written with TensorFlow 2.21.0 (Keras 3), tf2onnx 1.17.0, opset 17. tf2onnx fuses Keras 3's
-LSTM into the ONNX LSTM op but writes its GRU and SimpleRNN as a Loop over the steps.
+LSTM into the ONNX LSTM op but writes its GRU and SimpleRNN, and an LSTM with hard-sigmoid
+gates, as a Loop over the steps.
 """
 
 import os
@@ -140,6 +141,7 @@ MODELS = {
     "mlp": mlp, "attention": attention, "layers_cnn": layers_cnn,
     "rnn_unrolled": unrolled("SimpleRNN"), "gru_unrolled": unrolled("GRU"),
     "lstm_unrolled": unrolled("LSTM"), "lstm_state": lstm_state, "lstm_bigru": lstm_bigru,
+    "hardsig_lstm": recurrent("LSTM", recurrent_activation="hard_sigmoid"),
     "cnn": cnn, "resnet": resnet, "mobile": mobile,
     "lstm": recurrent("LSTM"), "gru": recurrent("GRU"), "simplernn": recurrent("SimpleRNN"),
     "relu_rnn": recurrent("SimpleRNN", activation="relu"),
