@@ -198,7 +198,22 @@ class LearnedInitialState(nn.Module):
         return self.head(self.rnn(self.embed(ids), h0)[1][-1])
 
 
-@pytest.mark.parametrize("net", [AttentionPooling, LearnedInitialState])
+class FlattenedOutputs(nn.Module):
+    """Every step's output flattened into the head (``out.reshape(N, -1)``): features last,
+    interleaved with the steps; a bidirectional GRU's directions merged first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.GRU(16, 12, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(STEPS * 24, CLASSES)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embed(ids))
+        return self.head(out.reshape(out.shape[0], -1))
+
+
+@pytest.mark.parametrize("net", [AttentionPooling, LearnedInitialState, FlattenedOutputs])
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_attention_pooling_and_learned_initial_state(tmp_path: Path, exporter: str,
                                                      net) -> None:

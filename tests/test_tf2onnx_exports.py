@@ -43,7 +43,7 @@ LOOPS = ("gru", "simplernn", "relu_rnn", "gru_v1", "bigru_seq", "stacked", "conv
 
 
 def test_fixtures_present() -> None:
-    assert len(NAMES) == 24, NAMES
+    assert len(NAMES) == 25, NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)

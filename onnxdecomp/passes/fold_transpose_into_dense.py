@@ -27,10 +27,12 @@ class FoldTransposeIntoDensePass(ir.passes.InPlacePass):
     together, and folding it would leave the Flatten reading the channels-last tensor.
 
     Where elementwise ops stand between that Transpose and the Flatten (jax2onnx's flax CNN:
-    ReLU, a residual Add of another transposed conv output, GELU, all channels-last), the
-    Flatten gets a Transpose back to channels-first in front of it instead and the weight
-    rows the inverse permutation: W'[j] = W[s[j]], s[j] the channels-last flat position of
-    channels-first feature j.
+    ReLU, a residual Add of another transposed conv output, GELU, all channels-last), or the
+    flattened tensor is a sequence [N, T, F] with its features last (a recurrent layer's
+    outputs, Keras' TimeDistributed dense layer, flattened into the head: ``o.reshape(N, -1)``),
+    the Flatten gets a Transpose to features-first in front of it instead and the weight rows
+    the inverse permutation: W'[j] = W[s[j]], s[j] the features-last flat position of
+    features-first feature j.
 
     Requires: shapes inferred; flattening Reshapes already Flatten (CanonicalizeFlattenPass).
     Ensures: such a Transpose and Flatten feed no dense layer; the Transpose goes where
@@ -100,15 +102,42 @@ _LAYOUT_KEEPING = ("Relu", "Gelu", "Sigmoid", "Tanh", "Elu", "LeakyRelu", "HardS
 
 
 def _channels_last(value: ir.Value, depth: int = 8) -> bool:
-    """Whether ``value`` comes from a channels-last Transpose ([0, 2, ..., r-1, 1]) through
-    ops that keep its shape."""
+    """Whether ``value``'s features are on its last axis: from a channels-last Transpose
+    ([0, 2, ..., r-1, 1]), a recurrent layer, a dense layer or an embedding lookup, through
+    ops that keep them last (elementwise ops, a Squeeze, Unsqueeze or Transpose that leaves
+    the last axis last, a Reshape merging trailing axes into it, a Concat of such along
+    another axis)."""
     node = value.producer()
     if node is None or depth == 0 or not is_default_domain(node.domain):
         return False
-    if node.op_type == "Transpose":
-        perm = node.attributes.get_ints("perm", None)
-        return perm is not None and len(perm) > 2 and list(perm) == [0, *range(2, len(perm)), 1]
-    if node.op_type not in _LAYOUT_KEEPING:
+    op, rank = node.op_type, len(value.shape) if value.shape is not None else 0
+    if op == "Transpose":
+        perm = list(node.attributes.get_ints("perm", None) or [])
+        if len(perm) > 2 and perm == [0, *range(2, len(perm)), 1]:
+            return True
+        return bool(perm) and perm[-1] == len(perm) - 1 and _channels_last(node.inputs[0],
+                                                                            depth - 1)
+    if op in ("RNN", "GRU", "LSTM"):
+        return value is node.outputs[0]  # Y [T, D, N, H]
+    if op in ("MatMul", "Gemm") and rank >= 2:
+        return const_array(node.inputs[1]) is not None
+    if op == "Concat":  # steps stacked (Keras' TimeDistributed, unrolled)
+        axis = node.attributes.get_int("axis", 0) % max(rank, 1)
+        return axis != rank - 1 and all(_channels_last(v, depth - 1) for v in node.inputs)
+    if op == "Reshape":  # trailing axes merged into the last ([T, N, D, H] -> [T, N, D*H])
+        x = node.inputs[0]
+        last, inner = (value.shape[-1] if rank else None), (
+            x.shape[-1] if x.shape is not None and len(x.shape) else None)
+        return isinstance(last, int) and isinstance(inner, int) and last % inner == 0 and \
+            _channels_last(x, depth - 1)
+    if op == "Gather":
+        table = const_array(node.inputs[0])
+        return table is not None and table.ndim == 2 and const_array(node.inputs[1]) is None
+    if op in ("Squeeze", "Unsqueeze"):
+        x = node.inputs[0]
+        return x.shape is not None and value.shape is not None and rank > 0 and \
+            value.shape[-1] == x.shape[-1] and _channels_last(x, depth - 1)
+    if op not in _LAYOUT_KEEPING:
         return False
     return any(v is not None and v.shape is not None and value.shape is not None and
                list(v.shape) == list(value.shape) and _channels_last(v, depth - 1)

@@ -107,6 +107,12 @@ def lstm_bigru():
     return keras.Model(i, L.Dense(5)(x))
 
 
+def time_distributed():
+    i = keras.Input((7, 6))
+    x = L.TimeDistributed(L.Dense(8, activation="relu"))(L.GRU(12, return_sequences=True)(i))
+    return keras.Model(i, L.Dense(5)(L.Flatten()(x)))
+
+
 def layers_cnn():
     i = keras.Input((16, 16, 3))
     x = L.Conv2D(8, 3)(L.ZeroPadding2D(1)(i))
@@ -142,6 +148,7 @@ MODELS = {
     "rnn_unrolled": unrolled("SimpleRNN"), "gru_unrolled": unrolled("GRU"),
     "lstm_unrolled": unrolled("LSTM"), "lstm_state": lstm_state, "lstm_bigru": lstm_bigru,
     "hardsig_lstm": recurrent("LSTM", recurrent_activation="hard_sigmoid"),
+    "time_distributed": time_distributed,
     "cnn": cnn, "resnet": resnet, "mobile": mobile,
     "lstm": recurrent("LSTM"), "gru": recurrent("GRU"), "simplernn": recurrent("SimpleRNN"),
     "relu_rnn": recurrent("SimpleRNN", activation="relu"),
