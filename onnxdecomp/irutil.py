@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx.reference import ReferenceEvaluator
 
 from onnxdecomp.errors import node_error
 
@@ -74,6 +75,18 @@ def const_array(value: ir.Value | None) -> np.ndarray | None:
     if value is None or value.const_value is None:
         return None
     return value.const_value.numpy()
+
+
+def run_node(node: ir.Node, arrays: list[np.ndarray], opset: int) -> list[np.ndarray] | None:
+    """``node``'s outputs computed by ONNX's reference evaluator from ``arrays``, one for each
+    of its inputs that is present (in order); None where the reference cannot run it."""
+    inputs = [v for v in node.inputs if v is not None]
+    try:
+        out = ReferenceEvaluator(ir.serde.serialize_node(node), opsets={"": opset}).run(
+            None, {v.name: a for v, a in zip(inputs, arrays)})
+    except Exception:  # noqa: BLE001 - an op the reference cannot run stays unknown
+        return None
+    return [np.asarray(a) for a in out]
 
 
 def axes_operand(node: ir.Node) -> list[int] | None:

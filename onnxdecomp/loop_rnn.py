@@ -25,7 +25,13 @@ import onnx_ir as ir
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from onnxdecomp.irutil import axes_node, const_array, is_default_domain, new_initializer
+from onnxdecomp.irutil import (
+    axes_node,
+    const_array,
+    is_default_domain,
+    new_initializer,
+    run_node,
+)
 from onnxdecomp.loop_cells import Cell, candidates, run_cell
 from onnxdecomp.passes.remove_zero_initial_states import is_zero
 
@@ -50,8 +56,8 @@ def _reads_product(value: ir.Value) -> bool:
 
 
 def reroll_loops(model: ir.Model) -> bool:
-    """Replace every Loop of ``model``'s main graph that is a plain RNN or GRU (see the
-    module docstring) by that op; True when one was."""
+    """Replace every Loop of ``model``'s main graph that is a plain RNN, a GRU or an LSTM
+    (see the module docstring) by that op; True when one was."""
     graph, changed = model.graph, False
     opset = model.opset_imports.get("", 1)
     for node in list(graph):
@@ -145,23 +151,11 @@ def _const(value: ir.Value, loop: _Loop, depth: int = 4) -> np.ndarray | None:
     if array is not None or node is None or depth == 0 or len(node.outputs) != 1 or any(
             isinstance(a.value, ir.Graph) for a in node.attributes.values()):
         return array
-    inputs = [None if v is None else _const(v, loop, depth - 1) for v in node.inputs]
-    if any(a is None for v, a in zip(node.inputs, inputs) if v is not None):
+    arrays = [_const(v, loop, depth - 1) for v in node.inputs if v is not None]
+    if any(a is None for a in arrays):
         return None
-    names = [f"i{k}" if v is not None else "" for k, v in enumerate(node.inputs)]
-    proto = ir.serde.serialize_node(node)
-    del proto.input[:]
-    proto.input.extend(names)
-    del proto.output[:]
-    proto.output.append("y")
-    graph = helper.make_graph([proto], "const", [], [helper.make_tensor_value_info(
-        "y", onnx.TensorProto.UNDEFINED, None)], initializer=[
-            numpy_helper.from_array(np.asarray(a), n) for n, a in zip(names, inputs) if n])
-    try:
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", loop.opset)])
-        return ReferenceEvaluator(model).run(None, {})[0]
-    except Exception:  # noqa: BLE001 - not evaluable here: not a constant we can use
-        return None
+    out = run_node(node, arrays, loop.opset)
+    return None if out is None else out[0]
 
 
 def _weight(source: ir.Value, loop: _Loop) -> np.ndarray | None:
@@ -227,8 +221,9 @@ def _identify(loop: _Loop) -> Cell | None:
 
 
 def _cell_function(loop: _Loop, body: ir.Graph):
-    """The body as a function (x_t, h) -> h_t, run by ONNX's reference evaluator; None when
-    it reads outer values that are not constants (beyond the sequence it steps through)."""
+    """The body as a function (x_t, h, c) -> [h_t] (an LSTM's [h_t, c_t]; c is ignored
+    without one), run by ONNX's reference evaluator; None when it reads outer values that
+    are not constants (beyond the sequence it steps through)."""
     proto = ir.serde.serialize_graph(body)
     gather = loop.x_t.producer()
     nodes = [n for n, m in zip(proto.node, body) if m is not gather]

@@ -51,7 +51,7 @@ def inspect_cmd(model: str, top: int | None, size: tuple[int, ...] | None,
         click.echo(json.dumps({**stats.to_json(), "uncounted_loops": loops}))
         return
     click.echo(format_stats(stats, top=top))
-    if loops:  # decompose counts a recurrent loop it rewrites as its RNN or GRU op
+    if loops:  # decompose counts a recurrent loop it rewrites as its RNN, GRU or LSTM op
         click.echo(f"note: MACs leave out the bodies of {loops} Loop/Scan node(s)")
     click.echo(f"PASSED | onnxdecomp inspect {model}")
 

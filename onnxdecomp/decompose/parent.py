@@ -58,7 +58,7 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
         str(i) for i in range(k)]
     normalised = to_proto(ir_model)
     try:
-        # A Loop's body is not counted; normalised, a recurrent loop is its RNN or GRU op.
+        # A Loop's body is not counted; normalised, a recurrent loop is its RNN, GRU or LSTM.
         looped = any(n.op_type in ("Loop", "Scan") for n in proto.graph.node)
         stats = model_stats(normalised if looped else proto)
     except OnnxDecompError:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx_ir as ir
-from onnx.reference import ReferenceEvaluator
 
-from onnxdecomp.irutil import const_array, new_initializer
+from onnxdecomp.irutil import const_array, new_initializer, run_node
 from onnxdecomp.modelio import SMALL_TENSOR_ELEMENTS
 
 # Ops we never fold: randomness, and ops whose output size could explode.
@@ -45,19 +43,13 @@ class FoldConstantsPass(ir.passes.InPlacePass):
                 continue
             if any(out.is_graph_output() for out in node.outputs):
                 continue
-            proto = ir.serde.serialize_node(node)
-            feeds = {v.name: a for v, a in zip(inputs, arrays)}
-            try:
-                results = ReferenceEvaluator(proto, opsets={"": opsets.get("", 17)}).run(
-                    None, feeds
-                )
-            except Exception:  # an op the reference cannot run stays as it is
+            results = run_node(node, arrays, opsets.get("", 17))
+            if results is None:  # an op the reference cannot run stays as it is
                 continue
-            if self.integers_only and not all(np.asarray(r).dtype.kind in "iu"
-                                              for r in results):
+            if self.integers_only and not all(r.dtype.kind in "iu" for r in results):
                 continue
             for out, res in zip(node.outputs, results):
-                init = new_initializer(graph, f"{out.name}_folded", np.asarray(res))
+                init = new_initializer(graph, f"{out.name}_folded", res)
                 ir.convenience.replace_all_uses_with(out, init)
             graph.remove(node, safe=True)
             modified = True

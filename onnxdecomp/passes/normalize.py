@@ -85,7 +85,8 @@ def normalize(model: ir.Model) -> ir.Model:
     Conv folded, dense layers are Gemm (one applied to every step through reshapes: a MatMul
     over the sequence), flattening Reshapes are Flatten, the single output
     is logits (a trailing Softmax/LogSoftmax stripped), recurrent ops have no all-zero initial
-    state and a named Y, no Gather picks a slice out of a Concat, GroupNormalization is an
+    state and a named Y, a recurrence unrolled or run as a Loop is one recurrent op where
+    one reproduces it, no Gather picks a slice out of a Concat, GroupNormalization is an
     InstanceNormalization between Reshapes, shapes inferred.
     """
     if len(model.graph.outputs) != 1:
@@ -132,7 +133,8 @@ def normalize(model: ir.Model) -> ir.Model:
         infer_shapes(m)
         return True
 
-    # tf2onnx's Keras 3 GRU and SimpleRNN loops (the sequence's length read off its shape)
+    # Recurrent layers run as Loops (tf2onnx's Keras GRU, SimpleRNN, hard-sigmoid LSTM;
+    # jax2onnx's scans), the sequence's length read off its shape
     while RewriteLoopRecurrencePass()(model).modified:  # a loop over another's sequence
         reinfer(model)  # reads its length once that one's output has a shape
 

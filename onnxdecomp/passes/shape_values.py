@@ -8,9 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx_ir as ir
-from onnx.reference import ReferenceEvaluator
 
-from onnxdecomp.irutil import const_array, is_default_domain
+from onnxdecomp.irutil import const_array, is_default_domain, run_node
 
 Entry = int | ir.SymbolicDim
 # Ops that only move entries around; arithmetic needs every entry known.
@@ -92,16 +91,11 @@ class ShapeValues:
              evaluate: Callable[[ir.Value], np.ndarray | None]) -> np.ndarray | None:
         """``value``, an output of ``node``, by ONNX's reference evaluator on its inputs as
         ``evaluate`` gives them, or None where one is unknown or the reference fails."""
-        inputs = [v for v in node.inputs if v is not None]
-        arrays = [evaluate(v) for v in inputs]
+        arrays = [evaluate(v) for v in node.inputs if v is not None]
         if any(a is None for a in arrays):
             return None
-        try:
-            out = ReferenceEvaluator(ir.serde.serialize_node(node), opsets={"": self.opset}).run(
-                None, {v.name: a for v, a in zip(inputs, arrays)})[list(node.outputs).index(value)]
-        except Exception:  # an op the reference cannot run stays unknown
-            return None
-        return np.asarray(out)
+        out = run_node(node, arrays, self.opset)
+        return None if out is None else out[list(node.outputs).index(value)]
 
     def entries(self, value: ir.Value) -> list[Entry] | None:
         """The entries of a 1-D vector, dynamic dimensions as the tensors' own symbolic
