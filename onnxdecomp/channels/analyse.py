@@ -14,9 +14,9 @@ def analyse(model: ir.Model) -> ChannelGraph:
 
     Graph inputs and outputs are pinned, and so are the values a Loop's, Scan's or If's body
     reads from the graph (not its inputs: the op's rule never sees them); integer inputs
-    (token ids) are indices, not channels, and get no space; an input read only through one
-    Transpose (channels-last images, [N, H, W, C] -> [N, C, H, W]; a sequence [N, T, F]
-    unsqueezed first, Keras' Conv1D) has its channels on the axis that becomes 1.
+    (token ids) are indices, not channels, and get no space; a float input has its channels
+    where its reader puts them (``_input_channel_axis``: channels-last images through a
+    Transpose, a sequence's features, Keras' Conv1D and one-channel images).
     A node is visited when one of its inputs has channels or when its rule makes channels
     from none (an embedding lookup, a recurrent layer).
     Raises UnsupportedOpError naming the node and op when an op on the channel path has no
@@ -43,14 +43,22 @@ def analyse(model: ir.Model) -> ChannelGraph:
     return cg
 
 
+def _readers(value: ir.Value) -> list:
+    """The uses of ``value`` that read its elements (a Shape or Size reads only its dims)."""
+    return [u for u in value.uses() if u.node.op_type not in ("Shape", "Size")]
+
+
 def _input_channel_axis(value: ir.Value) -> int:
-    """Axis 1, or the axis that every reader's Transpose moves to axis 1 unless that is the
-    batch axis (a sequence [N, T, F] read as [T, N, F]), seen through one Unsqueeze."""
-    uses = [u for u in value.uses() if u.node.op_type not in ("Shape", "Size")]
+    """Where a graph input's channels are, from what its only reader does with it, seen
+    through a rescaling by constants (Keras' Rescaling layer) and one Unsqueeze: the last
+    axis when it is one of size 1 that a Reshape moves to axis 1 ([N, H, W, 1] ->
+    [N, 1, H, W]), the features F of a sequence [N, T, F] read as [T, N, F], the axis a
+    Transpose moves to axis 1; else axis 1."""
+    uses = _readers(value)
     while len(uses) == 1 and uses[0].node.op_type in _SCALING and all(
             v is value or const_array(v) is not None for v in uses[0].node.inputs):
-        value = uses[0].node.outputs[0]  # a rescaling in front (Keras' Rescaling layer)
-        uses = [u for u in value.uses() if u.node.op_type not in ("Shape", "Size")]
+        value = uses[0].node.outputs[0]
+        uses = _readers(value)
     if len(uses) == 1 and uses[0].node.op_type == "Reshape" and _last_one_to_front(
             value, uses[0].node):
         return len(value.shape) - 1

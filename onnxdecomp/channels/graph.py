@@ -131,13 +131,12 @@ class ChannelGraph:
         kernel's attention [N, P, C, 1, 1] over its P paths [N, P, C, H, W] whose channels
         are the C a later sum over the paths shares. A unit then holds every i."""
         axes, sub = self.axes[big.name], [a + shift for a in self.axes[small.name]]
-        dims = [big.shape[a] for a in axes]
+        dims, coords = self._coords(big)
         if not set(sub) < set(axes) or self.mult[big.name] != 1 or \
                 self.mult[small.name] != 1 or \
                 [small.shape[a - shift] for a in sub] != [dims[axes.index(a)] for a in sub]:
             raise node_error(node, f"channel counts differ ({self.size[big.name]} vs "
                              f"{self.size[small.name]}); no coupling rule fits")
-        coords = np.unravel_index(np.arange(self.size[big.name]), dims)
         index = np.ravel_multi_index([coords[axes.index(a)] for a in sub],
                                      [dims[axes.index(a)] for a in sub])
         for e, c in enumerate(index):
@@ -146,12 +145,16 @@ class ChannelGraph:
     def unify_along(self, value: ir.Value, axis: int) -> None:
         """Channels of ``value`` that differ only on ``axis`` (one of its channel axes) are
         one unit: a softmax over that axis mixes them, and keeps every other channel apart."""
-        axes = self.axes[value.name]
-        dims = [value.shape[a] for a in axes]
-        coords = list(np.unravel_index(np.arange(self.size[value.name]), dims))
-        coords[axes.index(axis)] = np.zeros_like(coords[0])
+        dims, coords = self._coords(value)
+        coords[self.axes[value.name].index(axis)] = np.zeros_like(coords[0])
         for e, r in enumerate(np.ravel_multi_index(coords, dims)):
             self.unify(value, e, value, int(r))
+
+    def _coords(self, value: ir.Value) -> tuple[list[int], list[np.ndarray]]:
+        """The sizes of ``value``'s channel axes and every channel's index on each of them
+        (channel e is row-major over the axes)."""
+        dims = [value.shape[a] for a in self.axes[value.name]]
+        return dims, list(np.unravel_index(np.arange(self.size[value.name]), dims))
 
     def pin(self, value: ir.Value | None, by: ir.Node | str | None = None) -> None:
         """Pin every channel of ``value``; ``by`` (the node, or "the graph input", ...) is

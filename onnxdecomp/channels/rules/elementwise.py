@@ -311,14 +311,14 @@ class SoftmaxRule(Elementwise):
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x = node.inputs[0]
-        axis = node.attributes.get_int("axis", -1)
-        if cg.has(x) and len(cg.axes[x.name]) > 1 and axis % len(x.shape) in cg.axes[x.name]:
-            super().couple(node, cg)  # over one of several channel axes (a selective
-            cg.unify_along(x, axis % len(x.shape))  # kernel's paths): whole rows go
-        elif cg.has(x) and axis % len(x.shape) in cg.axes[x.name]:
-            PINNING.couple(node, cg)
-        else:
+        axis = node.attributes.get_int("axis", -1) % len(x.shape)
+        if not cg.has(x) or axis not in cg.axes[x.name]:
             super().couple(node, cg)
+        elif len(cg.axes[x.name]) > 1:  # one of several channel axes (a selective kernel's
+            super().couple(node, cg)  # paths): whole rows along it go
+            cg.unify_along(x, axis)
+        else:
+            PINNING.couple(node, cg)
 
 
 class LayerNormRule(Rule):
