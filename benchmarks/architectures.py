@@ -59,12 +59,9 @@ def build(name: str):
     else:
         kwargs, size = ARCHITECTURES[name]
         net = getattr(tvm, name)(num_classes=5, **kwargs)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5, generator=gen)
-                mod.running_var.uniform_(0.5, 2.0, generator=gen)
+    from models.nets import random_batchnorm
+
+    random_batchnorm(net)
     return net.eval(), size
 
 

@@ -13,12 +13,28 @@ import torch
 from torch import nn
 
 __all__ = ["Normalize", "MLP", "LeNet5", "BasicBlock", "ResNet", "DigitsCNN", "InvertedResidual",
-           "MobileNetV2Mini", "count_params"]
+           "MobileNetV2Mini", "count_params", "random_batchnorm"]
 
 
 def count_params(model: nn.Module) -> int:
     """Number of trainable parameters (BatchNorm running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def random_batchnorm(model: nn.Module, seed: int = 1, affine: bool = False) -> None:
+    """Draw every BatchNorm2d's running mean (-0.5..0.5) and variance (0.5..2), and with
+    ``affine`` its weight (0.5..1.5) and bias (-0.3..0.3), module by module from one seeded
+    generator: an untrained net whose BatchNorm folding is not the identity (the tests'
+    and benchmarks' random-weight nets)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5, generator=gen)
+                mod.running_var.uniform_(0.5, 2.0, generator=gen)
+                if affine:
+                    mod.weight.uniform_(0.5, 1.5, generator=gen)
+                    mod.bias.uniform_(-0.3, 0.3, generator=gen)
 
 
 class Normalize(nn.Module):

@@ -551,17 +551,13 @@ def _torch_model(name: str):
     """A seeded, eval-mode net with random BatchNorm statistics and a balanced head."""
     import torch
 
+    from models.nets import random_batchnorm
+
     factory, shape = _torch_nets()[name]
     torch.manual_seed(0)
     net = factory()
-    gen = torch.Generator().manual_seed(1)
+    random_batchnorm(net, affine=True)
     with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5, generator=gen)
-                mod.running_var.uniform_(0.5, 2.0, generator=gen)
-                mod.weight.uniform_(0.5, 1.5, generator=gen)
-                mod.bias.uniform_(-0.3, 0.3, generator=gen)
         net.eval()
         head = net.head
         head.bias.zero_()

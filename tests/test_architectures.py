@@ -35,6 +35,8 @@ from onnxdecomp.stats import model_stats
 
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
+from models.nets import random_batchnorm  # noqa: E402 - torch first: skipped without it
+
 HW = 16
 
 
@@ -535,12 +537,8 @@ NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
 def _net(name: str):
     torch.manual_seed(0)
     net = NETS[name]()
-    gen = torch.Generator().manual_seed(1)
+    random_batchnorm(net)
     with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5, generator=gen)
-                mod.running_var.uniform_(0.5, 2.0, generator=gen)
         net.eval()
         z = net(_x(name, 300, seed=9)).double()  # a balanced head: every class predicted
         mean, std = z.mean(0), z.std(0) + 1e-6
