@@ -23,6 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def read_idx(path: Path) -> np.ndarray:
+    """An IDX file as an array (``onnxdecomp.data.readers`` has one too, but importing the
+    package needs its dependencies, which the TensorFlow environment does not have)."""
     raw = gzip.open(path).read()
     dims = raw[3]
     shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
