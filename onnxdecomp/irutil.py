@@ -81,12 +81,24 @@ def run_node(node: ir.Node, arrays: list[np.ndarray], opset: int) -> list[np.nda
     """``node``'s outputs computed by ONNX's reference evaluator from ``arrays``, one for each
     of its inputs that is present (in order); None where the reference cannot run it."""
     inputs = [v for v in node.inputs if v is not None]
-    try:
-        out = ReferenceEvaluator(ir.serde.serialize_node(node), opsets={"": opset}).run(
-            None, {v.name: a for v, a in zip(inputs, arrays)})
-    except Exception:  # noqa: BLE001 - an op the reference cannot run stays unknown
-        return None
-    return [np.asarray(a) for a in out]
+    feeds = {v.name: a for v, a in zip(inputs, arrays)}
+    proto = ir.serde.serialize_node(node)
+    # As a model at ``opset`` first: the reference runs a bare node by the op's newest
+    # version, which reads an older one's attributes (Unsqueeze-1's axes) as errors; the
+    # bare node where the reference has no implementation of that version
+    # (DequantizeLinear before 19), the newer one computing the same.
+    graph = onnx.helper.make_graph(
+        [proto], "node", [onnx.helper.make_empty_tensor_value_info(v.name) for v in inputs],
+        [onnx.helper.make_empty_tensor_value_info(o) for o in proto.output if o])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+    for program in (model, proto):
+        try:
+            kwargs = {} if program is model else {"opsets": {"": opset}}
+            out = ReferenceEvaluator(program, **kwargs).run(None, feeds)
+        except Exception:  # noqa: BLE001 - an op the reference cannot run stays unknown
+            continue
+        return [np.asarray(a) for a in out]
+    return None
 
 
 def axes_operand(node: ir.Node) -> list[int] | None:

@@ -100,6 +100,30 @@ def test_fold_constants_skips_graph_outputs_and_random_ops() -> None:
     assert _ops(m) == ["Add", "RandomNormal", "Add"]
 
 
+def test_fold_constants_at_an_old_opset() -> None:
+    """Opset-7 ops (Unsqueeze's axes an attribute) are folded by that opset's rules, and
+    integer folding takes an index written as a double cast to int64 (TorchScript at
+    opset 7-8): shapes behind them become static."""
+    nodes = [
+        helper.make_node("Unsqueeze", ["w2"], ["w"], name="unsq", axes=[0]),
+        helper.make_node("Cast", ["one"], ["idx"], name="cast", to=onnx.TensorProto.INT64),
+        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "idx"], ["dim"], name="gather"),
+        helper.make_node("Add", ["x", "w"], ["y"], name="add"),
+    ]
+    inits = [_w("w2", 1, 3), _const("one", np.array(1.0))]
+    dim = helper.make_tensor_value_info("dim", onnx.TensorProto.INT64, [])
+    model = make_model(nodes, [_vi("x", ["N", 1, 3])], [_vi("y", ["N", 1, 3]), dim], inits,
+                       opset=7)
+    m = _ir(model)
+    assert FoldConstantsPass(integers_only=True)(m).modified
+    assert _ops(m) == ["Unsqueeze", "Shape", "Gather", "Add"]  # the weight is left
+    assert FoldConstantsPass()(m).modified
+    assert _ops(m) == ["Shape", "Gather", "Add"]
+    x = _x([None, 1, 3])
+    np.testing.assert_array_equal(ort_run(to_proto(m), x), ort_run(model, x))
+
+
 # ------------------------------------------------------------------------ Dropout / Identity
 
 

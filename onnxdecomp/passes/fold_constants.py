@@ -21,8 +21,10 @@ class FoldConstantsPass(ir.passes.InPlacePass):
     """
 
     def __init__(self, integers_only: bool = False) -> None:
-        """``integers_only``: fold only nodes whose inputs and outputs are all integers
-        (shape arithmetic: pads and targets computed from constants), never a weight."""
+        """``integers_only``: fold only nodes whose inputs are small constants and whose
+        outputs are all integers (shape arithmetic: pads and targets computed from
+        constants, and old exporters' index constants written as a double cast to int64),
+        never a weight."""
         super().__init__()
         self.integers_only = integers_only
 
@@ -36,7 +38,7 @@ class FoldConstantsPass(ir.passes.InPlacePass):
             if any(a.type == ir.AttributeType.GRAPH for a in node.attributes.values()):
                 continue
             inputs = [v for v in node.inputs if v is not None]
-            if self.integers_only and not all(_small_integers(v) for v in inputs):
+            if self.integers_only and not all(_small(v) for v in inputs):
                 continue  # (decided before reading: weights may be external, unread)
             arrays = [const_array(v) for v in inputs]
             if any(a is None for a in arrays) or not node.outputs:
@@ -56,8 +58,8 @@ class FoldConstantsPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified)
 
 
-def _small_integers(value: ir.Value) -> bool:
-    """An integer constant held in memory (not external data) of at most a few elements."""
+def _small(value: ir.Value) -> bool:
+    """A constant held in memory (not external data) of at most a few elements."""
     tensor = value.const_value
-    return tensor is not None and tensor.dtype.is_integer() and \
-        not isinstance(tensor, ir.ExternalTensor) and tensor.size <= SMALL_TENSOR_ELEMENTS
+    return tensor is not None and not isinstance(tensor, ir.ExternalTensor) and \
+        tensor.size <= SMALL_TENSOR_ELEMENTS
