@@ -11,7 +11,10 @@ from onnxdecomp.irutil import const_array, new_initializer
 class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
     """Fold ``BatchNormalization(Conv(x, W, b))`` into ``Conv(x, W', b')``.
 
-    With s = gamma / sqrt(var + eps): W'[o] = W[o] * s[o], b' = (b - mean) * s + beta.
+    With s = gamma / sqrt(var + eps): W'[o] = W[o] * s[o], b' = (b - mean) * s + beta,
+    computed in the weights' type in ONNX Runtime's order: the Conv it fuses itself when it
+    runs the parent, bit for bit (a float64 fold differs by rounding, and a deep net's
+    log-odds by more than 1e-5).
 
     Requires: BN parameters and Conv weights are initializers; the Conv output feeds only
     the BN; BN in inference mode (one output).
@@ -34,11 +37,11 @@ class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
             w = const_array(conv.inputs[1])
             if w is None or any(p is None for p in params):
                 continue
-            gamma, beta, mean, var = (p.astype(np.float64) for p in params)
-            eps = bn.attributes.get_float("epsilon", 1e-5)
+            gamma, beta, mean, var = (p.astype(w.dtype) for p in params)
+            eps = w.dtype.type(bn.attributes.get_float("epsilon", 1e-5))
             s = gamma / np.sqrt(var + eps)
             b = const_array(conv.inputs[2]) if len(conv.inputs) > 2 else None
-            b = np.zeros_like(mean) if b is None else b.astype(np.float64)
+            b = np.zeros_like(mean) if b is None else b.astype(w.dtype)
             if conv.op_type == "Conv":
                 w_new = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
             else:  # ConvTranspose weights are [Cin, Cout/g, k...]; only g == 1 is folded
