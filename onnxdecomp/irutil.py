@@ -101,6 +101,23 @@ def run_node(node: ir.Node, arrays: list[np.ndarray], opset: int) -> list[np.nda
     return None
 
 
+def node_opset(node: ir.Node) -> int:
+    """The default-domain opset ``node`` runs at: its graph's (17 where that imports none,
+    as a subgraph's own list may not)."""
+    imports = node.graph.opset_imports if node.graph is not None else {}
+    return next((v for d, v in imports.items() if is_default_domain(d)), 17)
+
+
+def softmax_axes(node: ir.Node, rank: int) -> range:
+    """The axes a Softmax, LogSoftmax or Hardmax on a rank-``rank`` input normalises over:
+    from opset 13 its ``axis`` (default -1) alone; before, the input was coerced to 2-D at
+    ``axis`` (default 1), so every axis from there on."""
+    if node_opset(node) >= 13:
+        axis = node.attributes.get_int("axis", -1) % rank
+        return range(axis, axis + 1)
+    return range(node.attributes.get_int("axis", 1) % rank, rank)
+
+
 def axes_operand(node: ir.Node) -> list[int] | None:
     """The ``axes`` of a Squeeze/Unsqueeze/Reduce node, attribute or constant input 1 by
     opset (None when it has none); raises when they are computed."""

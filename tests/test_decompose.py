@@ -133,6 +133,34 @@ def test_residual_group_is_coupled(get_case, exporter: str) -> None:
     assert sizes == [6, 10]
 
 
+@pytest.mark.parametrize("opset,last,axis,pinned", [
+    (17, False, 2, False), (11, False, 2, False),  # over rows (and columns)
+    (17, True, 2, False), (11, True, 2, True),  # over rows (and columns, channels)
+    (11, False, None, True), (17, True, None, True)])
+def test_softmax_mixes_the_channels_its_opset_normalises(opset: int, last: bool,
+                                                        axis: int | None,
+                                                        pinned: bool) -> None:
+    """Before opset 13, Softmax normalises over every axis from ``axis`` (default 1) on.
+    ``last``: the map is transposed to channels-last before it."""
+    attrs = {} if axis is None else {"axis": axis}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Transpose", ["c"], ["t"], name="t",
+                              perm=[0, 2, 3, 1] if last else [0, 1, 2, 3]),
+             helper.make_node("Softmax", ["t"], ["s"], name="sm", **attrs),
+             helper.make_node("ReduceMean", ["s"], ["m"], name="mean",
+                              axes=[1, 2] if last else [2, 3], keepdims=0),
+             helper.make_node("Gemm", ["m", "h"], ["y"], name="head", transB=1)]
+    inits = [numpy_helper.from_array(np.ones((4, 2, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.ones((3, 4), np.float32), "h")]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", F32, ["N", 2, 3, 3])],
+                       [helper.make_tensor_value_info("y", F32, ["N", 3])], inits,
+                       opset=opset)
+    m = normalize(ir.serde.deserialize_model(model))
+    cg = analyse(m)
+    conv = set(cg.roots(next(n for n in m.graph if n.op_type == "Conv").outputs[0]).tolist())
+    assert conv <= cg.pinned_roots() if pinned else conv.isdisjoint(cg.pinned_roots())
+
+
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_residual_pruned_add_operands_agree(get_case, exporter: str) -> None:
     case = get_case(f"residual-{exporter}")

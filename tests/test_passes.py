@@ -639,6 +639,19 @@ def test_softmax_over_batch_axis_is_kept() -> None:
     assert not p(m).modified and p.stripped is None
 
 
+@pytest.mark.parametrize("axis,stripped", [(None, False), (1, False), (2, True), (-1, True)])
+def test_softmax_before_opset13_over_several_axes(axis: int | None, stripped: bool) -> None:
+    """Before opset 13 a Softmax normalises over every axis from ``axis`` (default 1) on:
+    over a tagger's [N, T, K] at axis 1 it mixes the steps, no per-step shift to strip."""
+    attrs = {} if axis is None else {"axis": axis}
+    nodes = [helper.make_node("Add", ["x", "b"], ["z"], name="add"),
+             helper.make_node("Softmax", ["z"], ["probs"], name="sm", **attrs)]
+    model = make_model(nodes, [_vi("x", ["N", 3, 4])], [_vi("probs", ["N", 3, 4])],
+                       [_w("b", 4)], opset=11)
+    p = StripOutputSoftmaxPass()
+    assert p(_ir(model, shapes=True)).modified is stripped
+
+
 # ------------------------------------------------------------------------ log-odds head
 
 

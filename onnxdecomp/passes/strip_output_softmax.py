@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from onnxdecomp.irutil import node_opset, softmax_axes
+
 # Ops that only move a sample's values (a pooled map's scores flattened, transposed).
 _LAYOUT = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
 
@@ -39,11 +41,13 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
             return self._behind_layout(model, node)
         if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
             return ir.passes.PassResult(model, False)
-        axis = node.attributes.get_int("axis", -1)
         rank = len(out.shape) if out.shape is not None else None
-        # The class axis is the last (a tagger's [N, T, K] too); over another axis the op is
-        # no per-sample shift of the logits and stays.
-        last = axis == -1 or (rank is not None and axis % rank == rank - 1)
+        # The class axis is the last (a tagger's [N, T, K] too); over another axis (or, before
+        # opset 13, over several) the op is no per-sample shift of the logits and stays.
+        if rank is None:
+            last = node.attributes.get_int("axis", 1 if node_opset(node) < 13 else -1) == -1
+        else:
+            last = softmax_axes(node, rank) == range(rank - 1, rank)
         if not last or node.inputs[0].is_graph_input():
             return ir.passes.PassResult(model, False)
         logits = node.inputs[0]
@@ -63,14 +67,10 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         if x.shape is None or len(x.shape) < 2 or x.is_graph_input():
             return ir.passes.PassResult(model, False)
         rank = len(x.shape)
-        axis = node.attributes.get_int("axis", 1 if _opset(model) < 13 else -1) % rank
+        axis = node.attributes.get_int("axis", 1 if node_opset(node) < 13 else -1) % rank
         if axis == 0 or any(d != 1 for a, d in enumerate(x.shape) if a not in (0, axis)):
             return ir.passes.PassResult(model, False)
         node.outputs[0].replace_all_uses_with(x)
         model.graph.remove(node, safe=True)
         self.stripped = node.op_type
         return ir.passes.PassResult(model, True)
-
-
-def _opset(model: ir.Model) -> int:
-    return next((v for d, v in model.opset_imports.items() if d in ("", "ai.onnx")), 1)

@@ -9,7 +9,7 @@ import onnx_ir as ir
 from onnxdecomp.channels.graph import ChannelGraph, add_activation, add_like
 from onnxdecomp.channels.rules.base import Pinning, PruneContext, Rule
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import axes_operand, const_array
+from onnxdecomp.irutil import axes_operand, const_array, softmax_axes
 
 
 def _like_input(node: ir.Node, cg: ChannelGraph) -> None:
@@ -307,16 +307,17 @@ def _pads_channels(node: ir.Node, cg: ChannelGraph) -> bool:
 class SoftmaxRule(Elementwise):
     """Softmax/LogSoftmax/Hardmax: over a channel axis they mix channels (pinned), over one
     of several channel axes they mix only the channels along it (one unit: a selective
-    kernel's paths); over another axis they are elementwise as far as channels go."""
+    kernel's paths); over other axes they are elementwise as far as channels go. Before
+    opset 13 they normalise over every axis from ``axis`` on (``irutil.softmax_axes``)."""
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         x = node.inputs[0]
-        axis = node.attributes.get_int("axis", -1) % len(x.shape)
-        if not cg.has(x) or axis not in cg.axes[x.name]:
+        axes = softmax_axes(node, len(x.shape))
+        if not cg.has(x) or not any(a in axes for a in cg.axes[x.name]):
             super().couple(node, cg)
-        elif len(cg.axes[x.name]) > 1:  # one of several channel axes (a selective kernel's
-            super().couple(node, cg)  # paths): whole rows along it go
-            cg.unify_along(x, axis)
+        elif len(cg.axes[x.name]) > 1 and len(axes) == 1:  # one of several channel axes (a
+            super().couple(node, cg)  # selective kernel's paths): whole rows along it go
+            cg.unify_along(x, axes[0])
         else:
             PINNING.couple(node, cg)
 
