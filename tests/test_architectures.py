@@ -573,6 +573,15 @@ def test_opset9_exports_decompose(exported: Path, name: str) -> None:
     _decomposes(exported, name, "torchscript-9")
 
 
+@pytest.mark.parametrize("name", ["mobilenetv2", "alexnet_towers", "squeeze_excite",
+                                  "shuffle"])
+def test_opset7_exports_decompose(exported: Path, name: str) -> None:
+    """Opset 7 (the ONNX model zoo's oldest models): TorchScript leaves every
+    BatchNormalization to ONNX Runtime's own fusion, writes shape indices as doubles cast
+    to int64, and Unsqueeze's axes as an attribute."""
+    _decomposes(exported, name, "torchscript-7")
+
+
 def _decomposes(exported: Path, name: str, exporter: str) -> None:
     kind, _, opset = exporter.partition("-")
     if name in ("transformer", "vit") and opset:
