@@ -15,6 +15,7 @@ from onnxdecomp.decompose.head import AppendLogOddsPass, logodds_from_logits
 from onnxdecomp.irutil import to_proto
 from onnxdecomp.passes import (
     CanonicalizeFlattenPass,
+    DequantizeScoresOutputPass,
     FoldBatchNormIntoConvPass,
     FoldConstantsPass,
     FoldMeasuredReshapeTargetsPass,
@@ -23,6 +24,7 @@ from onnxdecomp.passes import (
     FoldStaticSliceBoundsPass,
     FoldTransposeIntoDensePass,
     FuseMatMulAddIntoGemmPass,
+    HoistDequantizeOverLayoutPass,
     RemoveDropoutPass,
     RewriteChannelShufflePass,
     RewriteQOperatorPass,
@@ -650,6 +652,64 @@ def test_softmax_before_opset13_over_several_axes(axis: int | None, stripped: bo
                        [_w("b", 4)], opset=11)
     p = StripOutputSoftmaxPass()
     assert p(_ir(model, shapes=True)).modified is stripped
+
+
+# ------------------------------------------------------------------------ quantised layout
+
+
+def _tflite_like(per_channel: bool = False) -> onnx.ModelProto:
+    """tf2onnx's quantised TFLite head: int8 codes transposed to NHWC and flattened, then
+    dequantised into a dense layer whose int8 logits are the output."""
+    i8 = onnx.TensorProto.INT8
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant"),
+        helper.make_node("Transpose", ["q"], ["t"], name="nhwc", perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["t", "flat"], ["f"], name="flatten"),
+        helper.make_node("DequantizeLinear", ["f", "ds", "dz"], ["d"], name="dequant",
+                         **({"axis": 1} if per_channel else {})),
+        helper.make_node("MatMul", ["d", "w"], ["m"], name="dense"),
+        helper.make_node("QuantizeLinear", ["m", "os", "oz"], ["y"], name="logits"),
+    ]
+    scale = RNG.uniform(0.01, 0.02, 12 if per_channel else ()).astype(np.float32)
+    inits = [_const("s", np.float32(0.02)), _const("z", np.int8(3)), _const("ds", scale),
+             _const("dz", np.full(scale.shape, 3, np.int8)),
+             _const("flat", np.array([-1, 12], np.int64)), _w("w", 12, 4),
+             _const("os", np.float32(0.05)), _const("oz", np.int8(-2))]
+    return make_model(nodes, [_vi("x", ["N", 3, 2, 2])],
+                      [helper.make_tensor_value_info("y", i8, ["N", 4])], inits)
+
+
+def test_hoist_dequantize_over_layout() -> None:
+    """A per-tensor dequantisation commutes with transposes and flattens, bit for bit."""
+    model = _tflite_like()
+    m = _ir(model)
+    assert HoistDequantizeOverLayoutPass()(m).modified
+    assert _ops(m) == ["QuantizeLinear", "DequantizeLinear", "Transpose", "Reshape",
+                       "MatMul", "QuantizeLinear"]
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    x = _x([None, 3, 2, 2], n=40)
+    np.testing.assert_array_equal(ort_run(out, x), ort_run(model, x))
+
+
+def test_per_channel_dequantize_stays_behind_layout() -> None:
+    """One scale per channel along an axis the layout ops move: not hoisted."""
+    m = _ir(_tflite_like(per_channel=True))
+    assert not HoistDequantizeOverLayoutPass()(m).modified
+
+
+def test_dequantize_scores_output() -> None:
+    """int8 logits become the floats they stand for, under the output's name."""
+    model = _tflite_like()
+    m = _ir(model)
+    assert DequantizeScoresOutputPass()(m).modified
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    assert out.graph.output[0].name == "y"
+    assert out.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    x = _x([None, 3, 2, 2], n=40)
+    np.testing.assert_array_equal(
+        ort_run(out, x), (ort_run(model, x).astype(np.float32) + 2) * np.float32(0.05))
 
 
 # ------------------------------------------------------------------------ log-odds head

@@ -50,7 +50,8 @@ def _readers(value: ir.Value) -> list:
 
 def _input_channel_axis(value: ir.Value) -> int:
     """Where a graph input's channels are, from what its only reader does with it, seen
-    through a rescaling by constants (Keras' Rescaling layer) and one Unsqueeze: the last
+    through a rescaling by constants (Keras' Rescaling layer, a quantisation) and one
+    Unsqueeze: the last
     axis when it is one of size 1 that a Reshape moves to axis 1 ([N, H, W, 1] ->
     [N, 1, H, W]), the features F of a sequence [N, T, F] read as [T, N, F], the axis a
     Transpose moves to axis 1; else axis 1."""
@@ -80,7 +81,10 @@ def _input_channel_axis(value: ir.Value) -> int:
     return perm[1] if perm is not None and len(perm) > 1 and perm[1] != 0 else 1
 
 
-_SCALING = ("Mul", "Add", "Sub", "Div", "Cast", "Identity")
+# Elementwise by constants: what reads the input after them says where its channels are
+# (a quantised TFLite model's input goes through QuantizeLinear before its Transpose).
+_SCALING = ("Mul", "Add", "Sub", "Div", "Cast", "Identity", "QuantizeLinear",
+            "DequantizeLinear")
 
 
 def _last_one_to_front(value: ir.Value, reshape: ir.Node) -> bool:

@@ -3,6 +3,7 @@ the two pipelines that run them: ``normalize`` (any exporter's classifier into o
 form) and ``finalize`` (what every emitted model goes through)."""
 
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
+from onnxdecomp.passes.dequantize_scores_output import DequantizeScoresOutputPass
 from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.finalize import check_emitted, finalize, requantize
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
@@ -18,6 +19,7 @@ from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePa
 from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.hoist_dequantize_over_layout import HoistDequantizeOverLayoutPass
 from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.normalize import fold_shape_computations, infer_shapes, normalize
@@ -44,6 +46,7 @@ from onnxdecomp.passes.unfuse_transformer_ops import UnfuseTransformerOpsPass
 __all__ = [
     "DYNAMIC_QUANTIZED",
     "CanonicalizeFlattenPass",
+    "DequantizeScoresOutputPass",
     "ExpandBinaryLogitPass",
     "FoldBatchNormIntoConvPass",
     "FoldBroadcastShapesPass",
@@ -58,6 +61,7 @@ __all__ = [
     "FuseDynamicQuantizationPass",
     "FuseFlattenedSequenceDensePass",
     "FuseMatMulAddIntoGemmPass",
+    "HoistDequantizeOverLayoutPass",
     "MarkQuantizedWeightsPass",
     "NameRecurrentOutputsPass",
     "QuantizeWeightsPass",

@@ -10,6 +10,7 @@ from onnx_ir.passes import common
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import carry_untyped_shapes
 from onnxdecomp.passes.canonicalize_flatten import CanonicalizeFlattenPass
+from onnxdecomp.passes.dequantize_scores_output import DequantizeScoresOutputPass
 from onnxdecomp.passes.expand_binary_logit import ExpandBinaryLogitPass
 from onnxdecomp.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from onnxdecomp.passes.fold_broadcast_shapes import FoldBroadcastShapesPass
@@ -23,6 +24,7 @@ from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
+from onnxdecomp.passes.hoist_dequantize_over_layout import HoistDequantizeOverLayoutPass
 from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
 from onnxdecomp.passes.relax_expand_targets import RelaxExpandTargetsPass
@@ -112,6 +114,8 @@ def normalize(model: ir.Model) -> ir.Model:
             UnfuseAttentionPass(),  # ONNX's Attention (opset 23: dynamo's SDPA)
             RewriteQOperatorPass(),  # QLinearConv, QGemm, ... as QDQ around float ops
             RewriteDynamicQuantizationPass(),  # MatMulInteger, ... as float ops on DQ inputs
+            HoistDequantizeOverLayoutPass(),  # tf2onnx's TFLite: transposes on int8
+            DequantizeScoresOutputPass(),  # ... and its int8 logits
             MarkQuantizedWeightsPass(),  # before their dequantisation is folded
             FoldConstantsPass(),
             RewriteEinsumAsMatMulPass(),  # Keras' EinsumDense, torch.einsum dense layers
