@@ -163,10 +163,16 @@ def new_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 class NodeSteps:
     """New nodes computing what ``node`` did, one after another, named after it
     (``name_0``, ``name_1`` ...), their constants ``name_tag``; ``nodes`` for
-    ``replace_node``."""
+    ``replace_node``. Float constants and casts are of ``dtype``, by default the float type
+    of the node's first float input (float32 where none says: a float16 model's stay
+    float16)."""
 
-    def __init__(self, graph: ir.Graph, node: ir.Node) -> None:
+    def __init__(self, graph: ir.Graph, node: ir.Node, dtype: ir.DataType | None = None
+                 ) -> None:
         self.graph, self.name, self.nodes = graph, node.name or node.op_type, []
+        floats = [v.dtype for v in node.inputs
+                  if v is not None and v.dtype is not None and v.dtype.is_floating_point()]
+        self.float = dtype or (floats[0] if floats else ir.DataType.FLOAT)
 
     def op(self, kind: str, *inputs: ir.Value, **attributes) -> ir.Value:
         n = ir.node(kind, list(inputs), attributes=attributes,
@@ -175,14 +181,16 @@ class NodeSteps:
         self.nodes.append(n)
         return n.outputs[0]
 
-    def const(self, tag: str, values, dtype=np.float32) -> ir.Value:
-        return new_initializer(self.graph, f"{self.name}_{tag}", np.asarray(values, dtype))
+    def const(self, tag: str, values, dtype=None) -> ir.Value:
+        """A constant of ``dtype`` (default: the node's float type)."""
+        return new_initializer(self.graph, f"{self.name}_{tag}",
+                               np.asarray(values, dtype or self.float.numpy()))
 
     def as_float(self, x: ir.Value) -> ir.Value:
-        """``x`` as float32 (cast when it is not)."""
-        if x.dtype == ir.DataType.FLOAT:
+        """``x`` in the node's float type (cast when it is not)."""
+        if x.dtype == self.float:
             return x
-        return self.op("Cast", x, to=ir.DataType.FLOAT)
+        return self.op("Cast", x, to=self.float)
 
 
 def input_at(node: ir.Node, i: int) -> ir.Value | None:

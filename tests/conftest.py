@@ -170,6 +170,35 @@ def assert_export_decomposes(path: Path, shrinks: bool = True, optimised: bool =
     return dec
 
 
+def float16_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as onnxconverter-common's ``convert_float_to_float16(keep_io_types=True)``
+    writes it: float16 weights and activations, a Cast of the float32 input to float16 and
+    of the output back to float32 (float32 Casts made float16)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16),
+                                               t.name))
+    for n in g.node:
+        for a in n.attribute:
+            if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
+                a.i = TensorProto.FLOAT16
+            if n.op_type == "Constant" and a.t.data_type == TensorProto.FLOAT:
+                a.t.CopyFrom(numpy_helper.from_array(
+                    numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+    del g.value_info[:]
+    x, y = g.input[0].name, g.output[0].name
+    for n in g.node:
+        n.input[:] = [f"{x}_16" if i == x else i for i in n.input]
+        n.output[:] = [f"{y}_16" if o == y else o for o in n.output]
+    g.node.insert(0, helper.make_node("Cast", [x], [f"{x}_16"], to=TensorProto.FLOAT16))
+    g.node.append(helper.make_node("Cast", [f"{y}_16"], [y], to=TensorProto.FLOAT))
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

@@ -635,6 +635,27 @@ def test_strip_output_softmax(op: str) -> None:
                                atol=1e-4)
 
 
+def test_strip_output_softmax_behind_a_float_cast() -> None:
+    """A float16 model with float32 outputs (onnxconverter-common's ``keep_io_types``): the
+    softmax goes, the Cast stays, on the logits."""
+    f16 = onnx.TensorProto.FLOAT16
+    nodes = [helper.make_node("Cast", ["x"], ["x16"], name="in", to=f16),
+             helper.make_node("Gemm", ["x16", "w", "b"], ["z"], name="fc", transB=1),
+             helper.make_node("Softmax", ["z"], ["p16"], name="sm", axis=1),
+             helper.make_node("Cast", ["p16"], ["probs"], name="out", to=F32)]
+    inits = [numpy_helper.from_array(RNG.normal(0, 2, shape).astype(np.float16), name)
+             for name, shape in (("w", (4, 5)), ("b", (4,)))]
+    model = make_model(nodes, [_vi("x", ["N", 5])], [_vi("probs", ["N", 4])], inits)
+    m = _ir(model)
+    p = StripOutputSoftmaxPass()
+    assert p(m).modified and p.stripped == "Softmax"
+    out = to_proto(m)
+    assert _ops(out) == ["Cast", "Gemm", "Cast"] and out.graph.output[0].name == "probs"
+    x = _x([None, 5], n=30)
+    np.testing.assert_allclose(logodds_from_logits(ort_run(out, x)),
+                               logodds_from_logits(np.log(ort_run(model, x))), atol=2e-2)
+
+
 def test_softmax_over_batch_axis_is_kept() -> None:
     m = _ir(_head("Softmax", axis=0))
     p = StripOutputSoftmaxPass()

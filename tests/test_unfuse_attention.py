@@ -88,6 +88,23 @@ def test_written_out_as_ort_computes_it(rank: int, mask: str | None, attrs: dict
     np.testing.assert_allclose(_run(out, feeds), _run(model, feeds), atol=2e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mask", [None, "bool"])
+def test_float16_attention_stays_float16(mask: str | None) -> None:
+    """A float16 model's scale and mask constants are float16 (float32 ones fail type
+    inference and ONNX Runtime's load)."""
+    model = _model(4, mask, is_causal=1)
+    for vi in [*model.graph.input, *model.graph.output]:
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    feeds = {k: v.astype(np.float16) if v.dtype == np.float32 else v
+             for k, v in _feeds(model).items()}
+    out, modified = _unfused(model)
+    assert modified
+    onnx.checker.check_model(out, full_check=True)
+    np.testing.assert_allclose(_run(out, feeds).astype(np.float32),
+                               _run(model, feeds).astype(np.float32), atol=2e-3, rtol=2e-3)
+
+
 @pytest.mark.parametrize("case", ["grouped", "past", "softcap"])
 def test_other_forms_stay(case: str) -> None:
     model = {"grouped": lambda: _model(4, kv_heads=1), "past": lambda: _model(4, past=True),

@@ -46,7 +46,7 @@ class RewriteMlPreprocessingPass(ir.passes.InPlacePass):
 
 
 def _scaler(graph: ir.Graph, node: ir.Node, opset: int) -> list[ir.Node]:
-    s = NodeSteps(graph, node)
+    s = NodeSteps(graph, node, ir.DataType.FLOAT)  # ai.onnx.ml's outputs are float32
     offset = list(node.attributes.get_floats("offset", ()) or ())
     scale = list(node.attributes.get_floats("scale", ()) or ())
     y = s.as_float(node.inputs[0])
@@ -63,7 +63,7 @@ def _normalizer(graph: ir.Graph, node: ir.Node, opset: int) -> list[ir.Node] | N
     reduce = _NORMS.get(node.attributes.get_string("norm", "MAX"))
     if reduce is None:
         return None
-    s = NodeSteps(graph, node)
+    s = NodeSteps(graph, node, ir.DataType.FLOAT)
     x = s.as_float(node.inputs[0])
     if opset >= 18:
         axes = new_initializer(graph, f"{s.name}_axes", np.array([-1], np.int64))

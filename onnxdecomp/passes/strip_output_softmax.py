@@ -16,6 +16,8 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
     (Flatten, Reshape, Transpose, ...) when every axis of its input but the batch and its own
     is 1 (a pooled convolutional head [N, K, 1, 1]; TorchScript at opset < 13 transposes
     around a softmax over axis 1): then it is over the classes whatever the opset's rule.
+    Also one behind a Cast to another float type (a float16 model's output cast to float32
+    by onnxconverter-common's ``keep_io_types``): the cast is kept, on the logits.
 
     Log-odds need logits; softmax and log-softmax keep the argmax and shift logits by a
     per-sample constant only, so class log-odds computed from the stripped output equal
@@ -37,11 +39,16 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
             return ir.passes.PassResult(model, False)
         out = graph.outputs[0]
         node = out.producer()
+        cast = None  # the last of the Casts to a float type the output is made by
+        while node is not None and _float_cast(node) and len(node.inputs[0].uses()) == 1:
+            cast, node = node, node.inputs[0].producer()
         if node is not None and node.op_type in _LAYOUT:
             return self._behind_layout(model, node)
         if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
             return ir.passes.PassResult(model, False)
-        rank = len(out.shape) if out.shape is not None else None
+        probs = node.outputs[0]
+        shape = probs.shape if probs.shape is not None else out.shape  # casts keep it
+        rank = len(shape) if shape is not None else None
         # The class axis is the last (a tagger's [N, T, K] too); over another axis (or, before
         # opset 13, over several) the op is no per-sample shift of the logits and stays.
         if rank is None:
@@ -51,15 +58,20 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         if not last or node.inputs[0].is_graph_input():
             return ir.passes.PassResult(model, False)
         logits = node.inputs[0]
-        name = out.name
-        graph.outputs[0] = logits
-        graph.remove(node, safe=True)
-        logits.name = name
+        if cast is not None:  # the casts stay, on the logits
+            probs.replace_all_uses_with(logits)
+            graph.remove(node, safe=True)
+        else:
+            name = out.name
+            graph.outputs[0] = logits
+            graph.remove(node, safe=True)
+            logits.name = name
         self.stripped = node.op_type
         return ir.passes.PassResult(model, True)
 
     def _behind_layout(self, model: ir.Model, node: ir.Node) -> ir.passes.PassResult:
-        while node is not None and node.op_type in _LAYOUT and len(node.inputs[0].uses()) == 1:
+        while node is not None and (node.op_type in _LAYOUT or _float_cast(node)) and \
+                len(node.inputs[0].uses()) == 1:
             node = node.inputs[0].producer()
         if node is None or node.op_type not in ("Softmax", "LogSoftmax"):
             return ir.passes.PassResult(model, False)
@@ -74,3 +86,9 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         model.graph.remove(node, safe=True)
         self.stripped = node.op_type
         return ir.passes.PassResult(model, True)
+
+
+def _float_cast(node: ir.Node) -> bool:
+    """A Cast to a floating-point type (a float16 model's output cast to float32)."""
+    return node.op_type == "Cast" and \
+        ir.DataType(node.attributes.get_int("to", 0)).is_floating_point()

@@ -121,6 +121,7 @@ def _activation_nodes(graph: ir.Graph, name: str, x: ir.Value, act: tuple[str, d
     if op != "Clip" or opset < 11:
         return [ir.node(op, [x], attributes=attrs, name=f"{name}_act")]
     # From opset 11 Clip takes min and max as inputs.
-    lo = new_initializer(graph, f"{name}_min", np.array(attrs["min"], np.float32))
-    hi = new_initializer(graph, f"{name}_max", np.array(attrs["max"], np.float32))
+    dtype = x.dtype.numpy() if x.dtype is not None else np.float32  # float16 models too
+    lo = new_initializer(graph, f"{name}_min", np.array(attrs["min"], dtype))
+    hi = new_initializer(graph, f"{name}_max", np.array(attrs["max"], dtype))
     return [ir.node("Clip", [x, lo, hi], name=f"{name}_act")]
