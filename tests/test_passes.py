@@ -27,6 +27,7 @@ from onnxdecomp.passes import (
     HoistDequantizeOverLayoutPass,
     RemoveDropoutPass,
     RewriteChannelShufflePass,
+    RewriteExperimentalOpsPass,
     RewriteQOperatorPass,
     StripOutputSoftmaxPass,
     UnfuseRuntimeOpsPass,
@@ -673,6 +674,43 @@ def test_softmax_before_opset13_over_several_axes(axis: int | None, stripped: bo
                        [_w("b", 4)], opset=11)
     p = StripOutputSoftmaxPass()
     assert p(_ir(model, shapes=True)).modified is stripped
+
+
+# ------------------------------------------------------------------------ experimental ops
+
+
+def test_rewrite_experimental_ops() -> None:
+    """Opset 1-9's ImageScaler, Affine, ScaledTanh and ParametricSoftplus (ONNX Runtime still
+    runs them) as standard ops computing the same, and a module of such a model decomposes:
+    the ImageScaler's per-channel bias on a conv's output is sliced with its channels."""
+    nodes = [helper.make_node("ImageScaler", ["x"], ["s"], name="scaler", scale=0.5,
+                              bias=[0.1, -0.2, 0.3]),
+             helper.make_node("Conv", ["s", "w"], ["c"], name="conv"),
+             helper.make_node("ImageScaler", ["c"], ["c2"], name="scaler2", scale=2.0,
+                              bias=[0.5, -1.0, 0.2, 0.0]),
+             helper.make_node("ScaledTanh", ["c2"], ["t"], name="tanh", alpha=1.5, beta=0.7),
+             helper.make_node("ParametricSoftplus", ["t"], ["p"], name="softplus", alpha=0.8,
+                              beta=1.3),
+             helper.make_node("Affine", ["p"], ["a"], name="affine", alpha=2.0, beta=-1.0),
+             helper.make_node("GlobalAveragePool", ["a"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "h", "hb"], ["y"], name="head", transB=1)]
+    model = make_model(nodes, [_vi("x", ["N", 3, 5, 5])], [_vi("y", ["N", 3])],
+                       [_w("w", 4, 3, 3, 3), _w("h", 3, 4, scale=2.0), _w("hb", 3)], opset=8)
+    m = _ir(model)
+    assert RewriteExperimentalOpsPass()(m).modified
+    assert not {"ImageScaler", "Affine", "ScaledTanh", "ParametricSoftplus"} & set(_ops(m))
+    out = to_proto(m)
+    onnx.checker.check_model(out, full_check=True)
+    x = _x([None, 3, 5, 5], n=30)
+    np.testing.assert_allclose(ort_run(out, x), ort_run(model, x), atol=1e-5, rtol=1e-5)
+    from onnxdecomp.decompose import Decomposer, Settings
+    from onnxdecomp.stats import model_stats
+
+    dec = Decomposer(model, x, None, Settings(device="cpu", seed=0, align=1))
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < dec.parent.macs
+    assert ort_run(half.proto, x[:4]).shape == (4, 1)
 
 
 # ------------------------------------------------------------------------ quantised layout

@@ -35,6 +35,7 @@ from onnxdecomp.passes.rewrite_dynamic_quantization import (
     RewriteDynamicQuantizationPass,
 )
 from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
+from onnxdecomp.passes.rewrite_experimental_ops import RewriteExperimentalOpsPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
 from onnxdecomp.passes.select_scores_output import select_scores_output
 from onnxdecomp.passes.strip_output_softmax import StripOutputSoftmaxPass
@@ -73,6 +74,7 @@ __all__ = [
     "RewriteChannelShufflePass",
     "RewriteDynamicQuantizationPass",
     "RewriteEinsumAsMatMulPass",
+    "RewriteExperimentalOpsPass",
     "RewriteQOperatorPass",
     "StripOutputSoftmaxPass",
     "UnfuseAttentionPass",

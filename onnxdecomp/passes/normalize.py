@@ -35,6 +35,7 @@ from onnxdecomp.passes.reroll_tanh_recurrence import RerollTanhRecurrencePass
 from onnxdecomp.passes.rewrite_channel_shuffle import RewriteChannelShufflePass
 from onnxdecomp.passes.rewrite_dynamic_quantization import RewriteDynamicQuantizationPass
 from onnxdecomp.passes.rewrite_einsum_as_matmul import RewriteEinsumAsMatMulPass
+from onnxdecomp.passes.rewrite_experimental_ops import RewriteExperimentalOpsPass
 from onnxdecomp.passes.rewrite_loop_recurrence import RewriteLoopRecurrencePass
 from onnxdecomp.passes.rewrite_ml_preprocessing import RewriteMlPreprocessingPass
 from onnxdecomp.passes.rewrite_qoperator import RewriteQOperatorPass
@@ -109,6 +110,7 @@ def normalize(model: ir.Model) -> ir.Model:
             common.NameFixPass(),
             common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
             RewriteMlPreprocessingPass(),  # skl2onnx's Scaler, Normalizer, Imputer
+            RewriteExperimentalOpsPass(),  # opset 1-9's ImageScaler, Affine, ...
             UnfuseRuntimeOpsPass(),  # ONNX Runtime's FusedConv, FusedGemm as Conv + Relu ...
             UnfuseTransformerOpsPass(),  # its transformer optimiser's Attention, ...
             UnfuseAttentionPass(),  # ONNX's Attention (opset 23: dynamo's SDPA)
