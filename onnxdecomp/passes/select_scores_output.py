@@ -45,7 +45,8 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
         listed = ", ".join(f"{o.name} {_shape(o)}" for o in graph.output)
         raise UnsupportedModelError(
             f"model has {len(graph.output)} outputs ({listed}): which holds the class scores "
-            "is ambiguous; export the classifier with its scores as its one float output")
+            "is ambiguous; export the classifier with its scores as its one float output, or "
+            "keep that one: onnx.utils.extract_model(model, out, [inputs], [scores])")
     if not candidates:
         return proto
     name = candidates[0]
