@@ -18,6 +18,7 @@ Random weights: fidelity is not the point here, coverage of the rules is.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from conftest import (
     build_sklearn_like,
     float16_model,
     ort_run,
+    quiet,
     torch_export,
 )
 from onnx import helper
@@ -605,6 +607,42 @@ def _decomposes(exported: Path, name: str, exporter: str) -> None:
     assert half.removed
     assert model_stats(half.proto).macs < model_stats(path).macs
     assert ort_run(half.proto, x[:7]).shape == (7, 1)
+
+
+@pytest.mark.parametrize("name", ["view_flatten", "shuffle", "global_context"])
+def test_unoptimised_dynamo_export_decomposes(exported: Path, name: str) -> None:
+    """dynamo with ``optimize=False`` leaves CastLike, SplitToSequence and shape arithmetic
+    in the graph: the parent is run through onnxscript's optimiser first
+    (``parent.optimised_export``); exact with nothing pruned against the file as given."""
+    path = exported / f"{name}-unoptimised.onnx"
+    with quiet():
+        torch.onnx.export(_net(name), (_x(name, 2, seed=1),), str(path), dynamo=True,
+                          optimize=False, external_data=False, input_names=["input"],
+                          output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("N", min=1)},))
+    assert "CastLike" in {n.op_type for n in onnx.load(path).graph.node}
+    x = _x(name, 240, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    assert_full_module_exact(dec, path, x)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < dec.parent.macs
+
+
+def test_unoptimised_dynamo_export_without_onnxscript_says_what_to_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxdecomp.decompose.parent import optimised_export
+    from onnxdecomp.errors import UnsupportedModelError
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2])
+    like = onnx.numpy_helper.from_array(np.zeros((), np.float32), "like")
+    graph = helper.make_graph([helper.make_node("CastLike", ["x", "like"], ["y"])], "g",
+                              [x], [helper.make_tensor_value_info("y", 1, ["N", 2])], [like])
+    model = helper.make_model(graph, producer_name="pytorch")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails
+    with pytest.raises(UnsupportedModelError, match="run onnxscript.optimizer.optimize"):
+        optimised_export(model)
+    model.producer_name = "tf2onnx"
+    assert optimised_export(model) is model  # another exporter's CastLike: as it is
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2", "squeeze_excite", "dense"])

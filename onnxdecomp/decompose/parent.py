@@ -43,7 +43,7 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     module, records (``provenance.MACS_AT``)."""
     proto = read_model(model)
     raw = proto.SerializeToString()
-    proto = select_scores_output(proto)  # scikit-learn's label and probabilities: the latter
+    proto = select_scores_output(optimised_export(proto))  # skl2onnx's label and probabilities
     ir_model = normalize(ir.serde.deserialize_model(proto))
     out = ir_model.graph.outputs[0]
     k = class_count(out, "model" if isinstance(model, onnx.ModelProto) else str(model))
@@ -96,8 +96,26 @@ def _dynamic_size(model: ir.Model) -> bool:
 def scores_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     """The model as decomposition sees it: one output of class scores, a trailing softmax
     stripped (its log-odds are what modules reproduce), the graph normalised."""
-    proto = select_scores_output(read_model(model))
+    proto = select_scores_output(optimised_export(read_model(model)))
     return to_proto(normalize(ir.serde.deserialize_model(proto)))
+
+
+def optimised_export(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """An unoptimised export of torch's dynamo exporter (``optimize=False``: CastLike,
+    SplitToSequence, shape arithmetic left in the graph; TorchScript writes no CastLike and
+    the optimiser folds them all) run through the optimiser the exporter would have run,
+    onnxscript's, which computes the same; any other model as it is. Without onnxscript
+    (it comes with torch's exporter), a one-line error says what to do."""
+    if proto.producer_name != "pytorch" or not any(
+            n.op_type == "CastLike" for n in proto.graph.node):
+        return proto
+    try:
+        from onnxscript import optimizer
+    except ImportError:
+        raise UnsupportedModelError(
+            "an unoptimised export of torch's dynamo exporter (optimize=False): export it "
+            "with optimize=True, or run onnxscript.optimizer.optimize on it first") from None
+    return optimizer.optimize(proto)
 
 
 def class_count(out: ir.Value, label: str) -> int:
