@@ -101,6 +101,22 @@ def test_caller_model_is_not_modified():
     assert model.SerializeToString() == before
 
 
+@pytest.mark.parametrize("equation,shapes,out,macs", [
+    ("nk,ko->no", [["N", 6], [6, 4]], ["N", 4], 6 * 4),  # a dense layer: a MatMul's count
+    ("nk,ok->no", [["N", 6], [4, 6]], ["N", 4], 6 * 4),
+    ("bhid,bhjd->bhij", [["N", 2, 5, 3], ["N", 2, 7, 3]], ["N", 2, 5, 7], 2 * 5 * 7 * 3),
+    ("...k,ko->...o", [["N", 5, 6], [6, 4]], ["N", 5, 4], 5 * 6 * 4),
+    ("nij->nji", [["N", 3, 4]], ["N", 4, 3], 0)])  # one operand: no multiply-accumulate
+def test_einsum(equation: str, shapes: list, out: list, macs: int) -> None:
+    """(An operand without the batch is a weight, an initializer.)"""
+    names = [f"in{i}" for i in range(len(shapes))]
+    nodes = [helper.make_node("Einsum", names, ["y"], name="e", equation=equation)]
+    inputs = [_vi(n, sh) for n, sh in zip(names, shapes) if sh[0] == "N"]
+    weights = [numpy_helper.from_array(np.ones(sh, np.float32), n)
+               for n, sh in zip(names, shapes) if sh[0] != "N"]
+    assert model_stats(_model(nodes, inputs, [_vi("y", out)], weights)).macs == macs
+
+
 def test_conv_transpose():
     # in [1,4,8,8] = 256 elements, each scattered to Cout/groups=2 channels * 3*3 kernel.
     nodes = [helper.make_node("ConvTranspose", ["x", "W"], ["y"], name="up", strides=[2, 2])]

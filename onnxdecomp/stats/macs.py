@@ -134,6 +134,29 @@ def _recurrent(node: ir.Node, sh: ShapeLookup) -> tuple[int, bool]:
     return per_step, True  # symbolic sequence length: an honest per-step count
 
 
+def _einsum(node: ir.Node, sh: ShapeLookup) -> int:
+    """An Einsum of two or more operands: one multiply-accumulate for every combination of
+    its letters' values (``"nk,ko->no"``: n * k * o, a MatMul's count); of one operand (a
+    transpose, a sum, a trace) none. Broadcast ``...`` counts its largest extent."""
+    if len(node.inputs) < 2:
+        return 0
+    terms = node.attributes.get_string("equation", "").replace(" ", "").split("->")[0]
+    sizes: dict[str, int] = {}
+    for i, term in enumerate(terms.split(",")):
+        shape = sh.get(node, f"input {i}", i)
+        explicit = term.replace("...", "")
+        if len(explicit) > len(shape):
+            sh.mismatch(node, f"equation term {term!r} has more letters than {fmt_shape(shape)}")
+        if "..." in term:
+            start = term.index("...")
+            ellipsis = shape[start:len(shape) - (len(term) - start - 3)]
+            sizes["..."] = max(sizes.get("...", 1), math.prod(ellipsis))
+            shape = shape[:start] + shape[len(shape) - (len(term) - start - 3):]
+        for letter, d in zip(explicit, shape):
+            sizes[letter] = max(sizes.get(letter, 1), d)  # 1 broadcasts
+    return math.prod(sizes.values())
+
+
 def node_macs(node: ir.Node, sh: ShapeLookup) -> tuple[int, bool]:
     """(MACs, per_step) of one node; 0 for ops that are not counted."""
     if not is_default_domain(node.domain):
@@ -151,6 +174,8 @@ def node_macs(node: ir.Node, sh: ShapeLookup) -> tuple[int, bool]:
         return _matmul(node, sh, 0, 1), False
     if op == "QLinearMatMul":
         return _matmul(node, sh, 0, 3), False
+    if op == "Einsum":
+        return _einsum(node, sh), False
     if op in RNN_GATES:
         return _recurrent(node, sh)
     return 0, False
