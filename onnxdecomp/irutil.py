@@ -91,9 +91,8 @@ def run_node(node: ir.Node, arrays: list[np.ndarray], opset: int) -> list[np.nda
         [proto], "node", [onnx.helper.make_empty_tensor_value_info(v.name) for v in inputs],
         [onnx.helper.make_empty_tensor_value_info(o) for o in proto.output if o])
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
-    for program in (model, proto):
+    for program, kwargs in ((model, {}), (proto, {"opsets": {"": opset}})):
         try:
-            kwargs = {} if program is model else {"opsets": {"": opset}}
             out = ReferenceEvaluator(program, **kwargs).run(None, feeds)
         except Exception:  # noqa: BLE001 - an op the reference cannot run stays unknown
             continue
@@ -108,14 +107,25 @@ def node_opset(node: ir.Node) -> int:
     return next((v for d, v in imports.items() if is_default_domain(d)), 17)
 
 
+def softmax_axis(node: ir.Node) -> int:
+    """A Softmax's, LogSoftmax's or Hardmax's ``axis``, or its opset's default: -1 from
+    opset 13, 1 before."""
+    return node.attributes.get_int("axis", -1 if node_opset(node) >= 13 else 1)
+
+
 def softmax_axes(node: ir.Node, rank: int) -> range:
-    """The axes a Softmax, LogSoftmax or Hardmax on a rank-``rank`` input normalises over:
-    from opset 13 its ``axis`` (default -1) alone; before, the input was coerced to 2-D at
-    ``axis`` (default 1), so every axis from there on."""
-    if node_opset(node) >= 13:
-        axis = node.attributes.get_int("axis", -1) % rank
-        return range(axis, axis + 1)
-    return range(node.attributes.get_int("axis", 1) % rank, rank)
+    """The axes such an op on a rank-``rank`` input normalises over: from opset 13 its
+    ``axis`` alone; before, the input was coerced to 2-D at ``axis``, so every axis from
+    there on."""
+    axis = softmax_axis(node) % rank
+    return range(axis, axis + 1 if node_opset(node) >= 13 else rank)
+
+
+def copy_attributes(node: ir.Node, names: tuple[str, ...] | None = None) -> list[ir.Attr]:
+    """Fresh copies of ``node``'s attributes (those in ``names``, where given), for a new
+    node of the same kind."""
+    return [ir.Attr(a.name, a.type, a.value) for a in node.attributes.values()
+            if names is None or a.name in names]
 
 
 def axes_operand(node: ir.Node) -> list[int] | None:

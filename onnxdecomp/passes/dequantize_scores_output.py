@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from onnxdecomp.irutil import is_default_domain
+from onnxdecomp.irutil import copy_attributes, is_default_domain
 
 
 class DequantizeScoresOutputPass(ir.passes.InPlacePass):
@@ -31,9 +31,7 @@ class DequantizeScoresOutputPass(ir.passes.InPlacePass):
         name = out.name
         out.name = f"{name}_quantized"
         dq = ir.Node("", "DequantizeLinear", [out, *quantize.inputs[1:]],
-                     attributes=[ir.Attr(a.name, a.type, a.value)
-                                 for a in quantize.attributes.values()
-                                 if a.name in ("axis", "block_size")],
+                     attributes=copy_attributes(quantize, ("axis", "block_size")),
                      name=f"{quantize.name}_scores", num_outputs=1)
         scores = dq.outputs[0]
         scores.name, scores.shape = name, out.shape

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from onnxdecomp.irutil import const_array, is_default_domain
+from onnxdecomp.irutil import const_array, copy_attributes, is_default_domain, replace_node
 
 # Ops that only move or regroup a tensor's elements, whatever their type.
 _LAYOUT = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -31,19 +31,14 @@ class HoistDequantizeOverLayoutPass(ir.passes.InPlacePass):
         for node in list(graph):
             while _hoistable(node):
                 layout = node.inputs[0].producer()
-                out = node.outputs[0]
                 dq = ir.Node("", "DequantizeLinear", [layout.inputs[0], *node.inputs[1:]],
-                             attributes=_copied(node),
+                             attributes=copy_attributes(node),
                              name=f"{node.name}_hoisted", num_outputs=1)
                 dq.outputs[0].name = f"{layout.inputs[0].name}_dequantized"
                 moved = ir.Node("", layout.op_type, [dq.outputs[0], *layout.inputs[1:]],
-                                attributes=_copied(layout),
+                                attributes=copy_attributes(layout),
                                 name=f"{layout.name}_float", num_outputs=1)
-                graph.insert_before(node, [dq, moved])
-                ir.convenience.replace_all_uses_with(out, moved.outputs[0],
-                                                     replace_graph_outputs=True)
-                graph.remove(node, safe=True)
-                moved.outputs[0].name = out.name
+                replace_node(graph, node, [dq, moved])
                 if not layout.outputs[0].uses() and not layout.outputs[0].is_graph_output():
                     graph.remove(layout, safe=True)
                 node, modified = dq, True
@@ -60,7 +55,3 @@ def _hoistable(node: ir.Node) -> bool:
         return False  # a constant weight's: folded whole
     params = [const_array(v) for v in node.inputs[1:] if v is not None]
     return all(p is not None and p.size == 1 for p in params)
-
-
-def _copied(node: ir.Node) -> list[ir.Attr]:
-    return [ir.Attr(a.name, a.type, a.value) for a in node.attributes.values()]

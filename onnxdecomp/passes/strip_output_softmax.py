@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from onnxdecomp.irutil import node_opset, softmax_axes
+from onnxdecomp.irutil import softmax_axes, softmax_axis
 
 # Ops that only move a sample's values (a pooled map's scores flattened, transposed).
 _LAYOUT = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
@@ -52,7 +52,7 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         # The class axis is the last (a tagger's [N, T, K] too); over another axis (or, before
         # opset 13, over several) the op is no per-sample shift of the logits and stays.
         if rank is None:
-            last = node.attributes.get_int("axis", 1 if node_opset(node) < 13 else -1) == -1
+            last = softmax_axis(node) == -1
         else:
             last = softmax_axes(node, rank) == range(rank - 1, rank)
         if not last or node.inputs[0].is_graph_input():
@@ -79,7 +79,7 @@ class StripOutputSoftmaxPass(ir.passes.InPlacePass):
         if x.shape is None or len(x.shape) < 2 or x.is_graph_input():
             return ir.passes.PassResult(model, False)
         rank = len(x.shape)
-        axis = node.attributes.get_int("axis", 1 if node_opset(node) < 13 else -1) % rank
+        axis = softmax_axis(node) % rank
         if axis == 0 or any(d != 1 for a, d in enumerate(x.shape) if a not in (0, axis)):
             return ir.passes.PassResult(model, False)
         node.outputs[0].replace_all_uses_with(x)

@@ -147,11 +147,11 @@ def _einsum(node: ir.Node, sh: ShapeLookup) -> int:
         explicit = term.replace("...", "")
         if len(explicit) > len(shape):
             sh.mismatch(node, f"equation term {term!r} has more letters than {fmt_shape(shape)}")
-        if "..." in term:
+        if "..." in term:  # its axes: shape[start:end], the letters after it the last ones
             start = term.index("...")
-            ellipsis = shape[start:len(shape) - (len(term) - start - 3)]
-            sizes["..."] = max(sizes.get("...", 1), math.prod(ellipsis))
-            shape = shape[:start] + shape[len(shape) - (len(term) - start - 3):]
+            end = len(shape) - (len(term) - start - 3)
+            sizes["..."] = max(sizes.get("...", 1), math.prod(shape[start:end]))
+            shape = shape[:start] + shape[end:]
         for letter, d in zip(explicit, shape):
             sizes[letter] = max(sizes.get(letter, 1), d)  # 1 broadcasts
     return math.prod(sizes.values())
