@@ -24,6 +24,7 @@ from onnxdecomp.data import (
     read_idx,
     read_image_tree,
 )
+from onnxdecomp.data.load import _stratified_subsample
 from onnxdecomp.errors import DataError
 
 # ../shared/data from the repository root; tests that need it skip when it is absent.
@@ -270,6 +271,30 @@ def test_limit_stratified_and_deterministic(tmp_path: Path) -> None:
     assert not np.array_equal(load_data(str(p), limit=20, seed=6).x, a.x)
     assert "20 of 100 samples" in a.source
     assert len(load_data(str(p), limit=1000).x) == 100
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_limit_decodes_only_the_images_it_keeps(tmp_path: Path, packed: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image tree is subsampled from its labels before decoding: the same samples as
+    decoding every image and subsampling after, with only the kept ones decoded."""
+    import onnxdecomp.data.readers as readers
+
+    root = make_tar(tmp_path) if packed else make_tree(tmp_path / "t")
+    full = load_data(str(root), split="train")
+    decoded: list[int] = []
+    real = readers._decode
+    monkeypatch.setattr(readers, "_decode",
+                        lambda blobs, path: decoded.append(len(blobs)) or real(blobs, path))
+    some = load_data(str(root), split="train", limit=4, seed=1)
+    keep = _stratified_subsample(full.y, 4, 1)
+    assert np.array_equal(some.x, full.x[keep]) and np.array_equal(some.y, full.y[keep])
+    assert decoded == [4] and "4 of 6 samples, stratified, seed 1" in some.source
+    one = load_data(str(root), split="train", classes=[1], limit=2)
+    assert one.y.tolist() == [1, 1] and decoded[-1] == 2
+    assert one.source.endswith("classes 1 (2 of 3 samples, stratified, seed 0)")
+    with pytest.raises(DataError, match=r"no sample of classes \[5\]"):
+        load_data(str(root), split="train", classes=[5])
 
 
 # --------------------------------------------------------------------------- fit_to_input

@@ -84,6 +84,44 @@ def _stratified_subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+class _Selection:
+    """The samples a load keeps, from their labels alone: those of ``classes`` (labelled
+    data only: unlabelled data is the caller's to label; a sample with per-step labels is
+    kept whole when a step is of one of them), then at most ``limit`` of them
+    (``_stratified_subsample``). Called once with every label; ``describe`` then says what
+    was kept."""
+
+    def __init__(self, spec: str, classes: list[int] | None, limit: int | None, seed: int):
+        self.spec, self.classes, self.limit, self.seed = spec, classes, limit, seed
+        self.total = 0
+        self.subsampled = False
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        chosen = np.arange(len(y))
+        if self.classes is not None and len(y) and (y >= 0).any():
+            hit = np.isin(y, self.classes)
+            chosen = np.flatnonzero(hit.reshape(len(hit), -1).any(axis=1))
+            if not len(chosen):
+                raise DataError(f"no sample of classes {list(self.classes)} in {self.spec}")
+        self.total = len(chosen)
+        if self.limit is not None and self.limit < len(chosen):
+            self.subsampled = True
+            chosen = chosen[_stratified_subsample(y[chosen], self.limit, self.seed)]
+        return chosen
+
+    def describe(self, what: str, y: np.ndarray) -> str:
+        """``what`` with what was kept: unlabelled, the classes, how many of how many."""
+        labelled = bool(len(y)) and bool((y >= 0).any())
+        if not labelled:
+            what += ", unlabelled"
+        elif self.classes is not None:
+            what += f", classes {','.join(map(str, self.classes))}"
+        if not self.subsampled:
+            return f"{what} ({self.total} samples)"
+        how = "stratified" if y.ndim == 1 and labelled else "random"
+        return f"{what} ({len(y)} of {self.total} samples, {how}, seed {self.seed})"
+
+
 def load_data(
     spec: str,
     split: str = "test",
@@ -140,29 +178,18 @@ def load_data(
         # IDX files carry no class names (Fashion-MNIST's neither): digits, never guesses.
         ds = Dataset(images, y, [str(i) for i in range(n_cls)], "")
         what = f"{Path(spec).resolve().name} IDX {split} split"
-    else:
-        images, y, names = read_image_tree(spec, split)
+    else:  # an image tree: decoding dominates, so it decodes only what the selection keeps
+        picked = _Selection(spec, classes, limit, seed)
+        images, y, names = read_image_tree(spec, split, select=picked)
         ds = Dataset(images, y, names, "")
-        what = f"{Path(spec).name} images {split} split"
-    check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
-    if not ds.labelled:
-        what += ", unlabelled"
-    if classes is not None and ds.labelled:  # unlabelled data is the caller's to label
-        # Per-step labels: the samples with a step of those classes, all their steps kept.
-        hit = np.isin(ds.y, classes)
-        chosen = np.flatnonzero(hit.reshape(len(hit), -1).any(axis=1))
-        if not len(chosen):
-            raise DataError(f"no sample of classes {list(classes)} in {spec}")
-        ds = replace(ds, x=ds.x[chosen], y=ds.y[chosen])
-        what += f", classes {','.join(map(str, classes))}"
-    total = len(ds.x)
-    if limit is not None and limit < total:
-        keep = _stratified_subsample(ds.y, limit, seed)
+        ds.source = picked.describe(f"{Path(spec).name} images {split} split", y)
+        check_dataset(ds, None, where=spec)
+    if kind != "tree":
+        check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
+        picked = _Selection(spec, classes, limit, seed)
+        keep = picked(ds.y)
         ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
-        how = "stratified" if ds.y.ndim == 1 and ds.labelled else "random"
-        ds.source = f"{what} ({len(keep)} of {total} samples, {how}, seed {seed})"
-    else:
-        ds.source = f"{what} ({total} samples)"
+        ds.source = picked.describe(what, ds.y)
     if images is not None:  # preprocess only what is kept: --limit stays cheap on big sets
         ds.x = apply_preprocess(ds.x, pre)
         if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf

@@ -170,7 +170,8 @@ def _decode(blobs: list[tuple[str, bytes | Path]], path: Path) -> np.ndarray:
 
 
 def read_image_tree(
-    path: str | Path, split: str = "test"
+    path: str | Path, split: str = "test",
+    select: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Read a folder or ``.tar[.gz]`` holding ``<split>/<class>/*.jpg|*.png``.
 
@@ -183,6 +184,9 @@ def read_image_tree(
     Order is deterministic: by split, then class, then file name. Returns ``x`` uint8
     ``[N, H, W, C]`` (C=3 for RGB, 1 when all images are grayscale), ``y`` int64 ``[N]``
     and the class names. A tar is streamed once and only the requested split is kept.
+    ``select(y)`` (the labels of every image of the split) gives the sorted indices of the
+    images to decode: ``--limit`` then decodes only what it keeps (1,000 of CIFAR-10's
+    50,000 training images: 5 s instead of 15).
     """
     path = Path(path)
     if not path.exists():
@@ -235,11 +239,12 @@ def read_image_tree(
     if not classes and flat:  # torchvision's ImageFolder layout: one split, every split
         class_names = sorted({f[0] for f in flat})
         flat.sort(key=lambda f: (f[0], f[1]))
-        x = _decode([(f"{f[0]}/{f[1]}", f[2]) for f in flat], path)
-        return x, np.array([class_names.index(f[0]) for f in flat], np.int64), class_names
+        y = np.array([class_names.index(f[0]) for f in flat], np.int64)
+        return _decode_selected([(f"{f[0]}/{f[1]}", f[2]) for f in flat], y, select,
+                                path) + (class_names,)
     if not classes and loose:  # a folder of images and nothing else: no labels
         loose.sort(key=lambda f: f[0])
-        return _decode(loose, path), unlabelled(len(loose)), None
+        return _decode_selected(loose, unlabelled(len(loose)), select, path) + (None,)
     prefix = _pick_prefix((c[0] for c in classes), path)
     splits = sorted({c[1] for c in classes if c[0] == prefix})
     if want is not None and want not in splits:
@@ -249,9 +254,19 @@ def read_image_tree(
     chosen = sorted((f for f in files if f[0] == prefix), key=lambda f: (f[1], f[2], f[3]))
     if not chosen:
         raise DataError(f"no images in split {split!r} of {path}")
-    x = _decode([("/".join(f[0] + f[1:4]), f[4]) for f in chosen], path)
     y = np.array([index[f[2]] for f in chosen], dtype=np.int64)
-    return x, y, class_names
+    return _decode_selected([("/".join(f[0] + f[1:4]), f[4]) for f in chosen], y, select,
+                            path) + (class_names,)
+
+
+def _decode_selected(blobs: list[tuple[str, bytes | Path]], y: np.ndarray,
+                     select: Callable[[np.ndarray], np.ndarray] | None,
+                     path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images ``select(y)`` keeps (all without it), decoded, and their labels."""
+    if select is not None:
+        keep = select(y)
+        blobs, y = [blobs[i] for i in keep.tolist()], y[keep]
+    return _decode(blobs, path), y
 
 
 def read_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
