@@ -48,6 +48,16 @@ def read_model(model: str | os.PathLike | onnx.ModelProto,
     if isinstance(model, onnx.ModelProto):
         return model
     path = check_model_path(model)
+    proto = _read_checked(path)
+    if weights:
+        _load_external(proto, path)
+    else:
+        _load_small_external(proto, os.path.dirname(os.path.abspath(path)))
+    return proto
+
+
+def _read_checked(path: str) -> onnx.ModelProto:
+    """The model file at ``path``, checked, its external tensors unread (see ``read_model``)."""
     if os.path.getsize(path) > MAX_MODEL_BYTES:
         raise _too_big(path)
     try:
@@ -67,17 +77,32 @@ def read_model(model: str | os.PathLike | onnx.ModelProto,
         onnx.checker.check_model(path)
     except Exception as exc:
         raise OnnxDecompError(f"invalid ONNX model: {path} ({first_line(exc)})") from None
-    if weights:
-        try:
-            from onnx.external_data_helper import load_external_data_for_model
-
-            load_external_data_for_model(proto, base)
-        except Exception as exc:
-            raise OnnxDecompError(
-                f"cannot read the external data of {path}: {first_line(exc)}") from None
-    else:
-        _load_small_external(proto, base)
     return proto
+
+
+def _load_external(proto: onnx.ModelProto, path: str) -> None:
+    from onnx.external_data_helper import load_external_data_for_model
+
+    try:
+        load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+    except Exception as exc:
+        raise OnnxDecompError(
+            f"cannot read the external data of {path}: {first_line(exc)}") from None
+
+
+def runtime_source(model: str | os.PathLike) -> tuple[str | bytes, onnx.ModelProto]:
+    """What ONNX Runtime loads for the model file ``model`` (checked as ``read_model``
+    checks it), and its proto, large external tensors unread: the path, or, where the
+    model keeps tensors in external data, the model's bytes with them read in, since ORT
+    reading such a file itself cannot infer a Reshape whose target is external (1.32)."""
+    from onnx.external_data_helper import uses_external_data
+
+    path = check_model_path(model)
+    proto = _read_checked(path)
+    if any(uses_external_data(t) for t in proto.graph.initializer):
+        _load_external(proto, path)
+        return proto.SerializeToString(), proto
+    return path, proto
 
 
 def _undecodable_string(message, where: str = "model") -> str | None:
@@ -153,6 +178,41 @@ def _load_small_external(proto: onnx.ModelProto, base: str) -> None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
+    """What a module records of its parent, to know it again: the sha256 of the model
+    file's bytes, then those of every external data file its initializers name (in the
+    order they first appear), so that a parent whose weights sit beside it is the same
+    parent only with the same weights; of a proto in memory, of its serialisation.
+
+    The file's own bytes, not the proto read and serialised again: that is the weights
+    loaded into it (not the file) for a model with external data, and need not be the
+    file's bytes for any other writer's field order either."""
+    if isinstance(model, onnx.ModelProto):
+        return sha256_bytes(model.SerializeToString())
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    path = check_model_path(model)
+    digest = hashlib.sha256(Path(path).read_bytes())
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:  # not a model: the hash of its bytes says it is not the parent
+        return digest.hexdigest()
+    base = Path(path).resolve().parent
+    seen: list[str] = []
+    for init in proto.graph.initializer:
+        if uses_external_data(init):
+            location = ExternalDataInfo(init).location
+            if location not in seen:
+                seen.append(location)
+    for location in seen:
+        target = base / location
+        if target.is_file():
+            with open(target, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -32,7 +32,7 @@ from onnxdecomp.irutil import (
     to_proto,
     with_outputs,
 )
-from onnxdecomp.modelio import read_model
+from onnxdecomp.modelio import runtime_source
 from onnxdecomp.unrolled_rnn import reroll, shares_matmul_weights
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -89,7 +89,7 @@ def _model_bytes(model: str | os.PathLike | bytes | onnx.ModelProto
     if isinstance(model, (bytes, bytearray)):
         return bytes(model), onnx.ModelProto.FromString(bytes(model))
     # one-line errors for what is not a model, before ORT; ORT reads the file itself
-    return os.fspath(model), read_model(model, weights=False)
+    return runtime_source(model)
 
 
 def proto_batch_axes(proto: onnx.ModelProto) -> dict[str, int]:

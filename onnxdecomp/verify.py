@@ -25,7 +25,7 @@ from onnxdecomp.decompose.manifest import FILE as MANIFEST
 from onnxdecomp.decompose.manifest import read_manifest
 from onnxdecomp.decompose.parent import scores_model
 from onnxdecomp.errors import OnnxDecompError, first_line
-from onnxdecomp.modelio import read_model, sha256_bytes
+from onnxdecomp.modelio import model_sha256, read_model, sha256_bytes
 from onnxdecomp.runtime import Runner
 
 _MODULE_KEYS = (provenance.VERSION, provenance.PARENT_SHA256, provenance.CLASS_INDEX,
@@ -151,7 +151,7 @@ def _parent_shas(meta: dict, kind: str) -> set[str]:
 
 
 def _parent(parent, meta: dict, kind: str) -> Row:
-    digest = sha256_bytes(Path(parent).read_bytes()) if Path(parent).is_file() else None
+    digest = model_sha256(parent) if Path(parent).is_file() else None
     if digest is None:
         return Row("parent", "fail", f"not found: {parent}")
     shas = _parent_shas(meta, kind)

@@ -340,6 +340,34 @@ def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 
+@pytest.mark.parametrize("threshold", [0, 1024])
+def test_parent_with_external_data(plain, tmp_path: Path, threshold: int) -> None:
+    """A parent whose weights sit beside it (``save_as_external_data``; at threshold 0 even
+    its shape tensors): decomposed, united from its manifest and checked against it as the
+    same parent, and no longer the same once its weights change."""
+    case, _, data, x = plain
+    folder = tmp_path / "parent"
+    folder.mkdir()
+    parent = folder / "parent.onnx"
+    onnx.save_model(onnx.load(str(case.path)), str(parent), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="parent.data",
+                    size_threshold=threshold)
+    res = _run("decompose", parent, "--data", data, "-o", tmp_path / "m", "--keep", "0.5")
+    assert res.exit_code == 0, res.output
+    files, out = _files(tmp_path / "m"), tmp_path / "u.onnx"
+    res = _run("link", *files[:2], "-o", out)
+    assert res.exit_code == 0 and "union of classes 0,1" in res.output, res.output
+    scores, _ = Runner(str(out), device="cpu").run(x)
+    assert scores.shape == (len(x), 2)
+    res = _run("check", files[0], "--parent", parent)
+    assert res.exit_code == 0 and "sha256" in res.output, res.output
+    weights = folder / "parent.data"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1  # one weight's last byte: the same file, other weights
+    weights.write_bytes(bytes(raw))
+    _assert_user_error(_run("link", *files[:2], "-o", tmp_path / "v.onnx"), "has changed since")
+
+
 def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
     case, folder, data, _ = plain
     files = _files(folder)

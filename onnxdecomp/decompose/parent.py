@@ -12,7 +12,7 @@ from onnxdecomp import provenance
 from onnxdecomp.channels import ChannelGraph, analyse
 from onnxdecomp.errors import OnnxDecompError, UnsupportedModelError
 from onnxdecomp.irutil import input_batch_dim, to_proto
-from onnxdecomp.modelio import read_model, sha256_bytes
+from onnxdecomp.modelio import model_sha256, read_model
 from onnxdecomp.passes import normalize, select_scores_output
 from onnxdecomp.stats import model_stats
 
@@ -42,7 +42,6 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
     ``sample_shape`` (the calibration samples'), which the normalised model, and so every
     module, records (``provenance.MACS_AT``)."""
     proto = read_model(model)
-    raw = proto.SerializeToString()
     proto = select_scores_output(optimised_export(proto))  # skl2onnx's label and probabilities
     ir_model = normalize(ir.serde.deserialize_model(proto))
     out = ir_model.graph.outputs[0]
@@ -74,7 +73,7 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
             stats = model_stats(normalised)
     return Parent(
         path=str(model) if not isinstance(model, onnx.ModelProto) else "<memory>",
-        sha256=sha256_bytes(raw),
+        sha256=model_sha256(model),
         model=ir_model,
         proto=normalised,
         cg=cg,

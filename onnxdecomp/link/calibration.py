@@ -29,7 +29,7 @@ from onnxdecomp.decompose import Settings
 from onnxdecomp.decompose.parent import scores_model
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.irutil import to_proto
-from onnxdecomp.modelio import sha256_bytes
+from onnxdecomp.modelio import model_sha256
 from onnxdecomp.runtime import Runner
 
 
@@ -57,7 +57,7 @@ class Calibration:
         for path in parents:
             if not Path(path).is_file():
                 raise OnnxDecompError(f"parent model not found: {path}")
-            sha = sha256_bytes(Path(path).read_bytes())
+            sha = model_sha256(path)
             if sha not in shas:
                 raise OnnxDecompError(f"{path} is not the parent of any module given (its "
                                       "sha256 differs from theirs)", options=["parents"])
@@ -113,7 +113,7 @@ class Calibration:
             tried.append(str(where.parent / entry["path"]))
         for path in tried:
             if Path(path).is_file():
-                if sha256_bytes(Path(path).read_bytes()) != sha:
+                if model_sha256(path) != sha:
                     raise OnnxDecompError(
                         f"parent {path} has changed since {label} was cut from it (sha256 "
                         "differs): give the original with {parents}", options=["parents"])

@@ -13,7 +13,7 @@ from onnxdecomp import provenance
 from onnxdecomp.irutil import fresh_name, leading_dims, new_initializer
 from onnxdecomp.link.append_label import AppendLabelPass
 from onnxdecomp.link.select_classes import SCORES
-from onnxdecomp.modelio import sha256_bytes
+from onnxdecomp.modelio import model_sha256
 from onnxdecomp.passes import finalize
 
 
@@ -65,5 +65,5 @@ def label_map(proto: onnx.ModelProto) -> tuple[dict[int, int], str | None] | Non
     (sha,) = parents
     files = [p["parent"] for p in info.get("parts", []) if p.get("parent")
              and Path(p["parent"]).is_file()
-             and sha256_bytes(Path(p["parent"]).read_bytes()) == sha]
+             and model_sha256(p["parent"]) == sha]
     return {c["class_index"]: j for j, c in enumerate(columns)}, (files[0] if files else None)
