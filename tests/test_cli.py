@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from conftest import ort_run
 
 from onnxdecomp.cli import main
+from onnxdecomp.decompose.head import logodds_from_logits
 
 
 def _run(*args: str) -> Result:
@@ -283,6 +284,51 @@ def test_error_link_a_non_module(small, tmp_path: Path) -> None:
     case = small[0]
     _assert_user_error(_run("link", case.path, "-o", tmp_path / "l.onnx"), "module")
     assert not (tmp_path / "l.onnx").exists()
+
+
+def test_eval_a_module_scores_its_class_against_the_rest(small, tmp_path: Path) -> None:
+    """A module's one column is its class's log-odds: eval reads the labels as that class
+    against the rest, the module claiming it where its log-odds > 0."""
+    case, data, x, y, scores = small
+    # the class the parent most often gives p > 0.5, so that the module claims some samples
+    k = int(np.argmax((logodds_from_logits(scores) > 0).sum(axis=0)))
+    out = tmp_path / "out"
+    assert _run("decompose", case.path, "--data", data, "--keep", "1.0", "-o", out,
+                "--classes", str(k)).exit_code == 0
+    module = out / f"class_{k}.onnx"
+    res = _run("eval", module, "--data", data, "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    claimed, truth = ort_run(module, x)[:, 0] > 0, y == k
+    hits = int(np.sum(claimed & truth))
+    assert claimed.any() and truth.any()
+    assert report["top1"] == pytest.approx(np.mean(claimed == truth), abs=1e-6)
+    assert list(report["per_class"]) == [f"not {k}", str(k)]
+    m = report["module"]
+    assert m["class_index"] == k and m["class_name"] == str(k)
+    assert m["precision"] == pytest.approx(hits / claimed.sum(), abs=1e-6)
+    assert m["recall"] == pytest.approx(hits / truth.sum(), abs=1e-6)
+    text = _run("eval", module, "--data", data).stdout
+    assert f"module  class {k} ({k}) against the rest" in text and "recall" in text
+
+
+def test_error_modules_and_linked_models_in_the_wrong_place(small, tmp_path: Path) -> None:
+    """A module given to decompose, a linked model given to link or replace: one line that
+    says what the file is and what to give instead; nothing written."""
+    case, data, *_ = small
+    out = tmp_path / "out"
+    assert _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", out,
+                "--classes", "0,1").exit_code == 0
+    files = sorted(out.glob("*.onnx"))
+    _assert_user_error(_run("decompose", files[0], "--data", data, "-o", tmp_path / "d"),
+                       "is a module (class 0's log-odds)", "decompose its parent", code=3)
+    linked = tmp_path / "l.onnx"
+    assert _run("link", *files, "-o", linked).exit_code == 0
+    _assert_user_error(_run("link", linked, files[0], "-o", tmp_path / "m.onnx"),
+                       "is a linked model, not a module")
+    _assert_user_error(_run("replace", linked, "--class", "1", "--with", files[1], "-o",
+                            tmp_path / "r.onnx"), "is a linked model")
+    assert not any((tmp_path / name).exists() for name in ("d", "m.onnx", "r.onnx"))
 
 
 def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:

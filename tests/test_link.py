@@ -340,6 +340,29 @@ def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 
+def test_parent_output_named_scores(plain, tmp_path: Path) -> None:
+    """A parent whose logits are already called ``scores``, the name the linked model's
+    output takes: united and replaced without the two names clashing."""
+    case, _, data, x = plain
+    model = onnx.load(str(case.path))
+    old = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = ["scores" if o == old else o for o in node.output]
+    model.graph.output[0].name = "scores"
+    parent = tmp_path / "parent.onnx"
+    onnx.save(model, str(parent))
+    res = _run("decompose", parent, "--data", data, "-o", tmp_path / "m", "--keep", "0.5")
+    assert res.exit_code == 0, res.output
+    files = _files(tmp_path / "m")
+    united = link(files[:2]).proto
+    onnx.checker.check_model(united, full_check=True)
+    assert [o.name for o in united.graph.output] == ["scores", "label"]
+    replaced = replace(parent, [(1, files[1])]).proto
+    onnx.checker.check_model(replaced, full_check=True)
+    scores, label = Runner(replaced, device="cpu").run(x)
+    assert scores.shape == (len(x), case.num_classes) and label.shape == (len(x),)
+
+
 @pytest.mark.parametrize("threshold", [0, 1024])
 def test_parent_with_external_data(plain, tmp_path: Path, threshold: int) -> None:
     """A parent whose weights sit beside it (``save_as_external_data``; at threshold 0 even

@@ -8,6 +8,7 @@ from dataclasses import replace
 import click
 import numpy as np
 
+from onnxdecomp import provenance
 from onnxdecomp.cli.options import (
     Progress,
     add_data_options,
@@ -38,6 +39,12 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     runner.check_input(ds.x)
     linked = label_map(proto)
     names = ds.class_names
+    module = _module_class(proto, runner)
+    if module is not None:  # one class's log-odds: that class against the rest
+        k, name = module
+        name = names[k] if names and k < len(names) else name
+        ds = replace(ds, y=np.where(ds.y >= 0, (ds.y == k).astype(np.int64), -1))
+        names = [f"not {name}", name]
     if linked is not None:  # labels are the parent's classes: map them onto the columns
         to_column, parent = linked
         classes = sorted(to_column, key=to_column.get)
@@ -57,6 +64,9 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
     if linked is not None:
         report["parent_restricted_top1"] = _parent_restricted(linked, ds, classes, device)
+    if module is not None:
+        report["module"] = {"class_index": module[0], "class_name": names[1],
+                            **one_class_report(scores, ds.y)}
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -64,6 +74,12 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
                f"({', '.join(runner.providers)})")
     click.echo(f"n       {report['n']}\ntop-1   {100 * report['top1']:.2f}%\n"
                f"top-5   {100 * report['top5']:.2f}%")
+    if module is not None:
+        m = report["module"]
+        click.echo(f"module  class {m['class_index']} ({m['class_name']}) against the rest, "
+                   f"claimed where its log-odds > 0: "
+                   + ", ".join(f"{key} {_percent(m[key])}"
+                               for key in ("precision", "recall", "f1")))
     if report.get("parent_restricted_top1") is not None:
         click.echo(f"parent  {100 * report['parent_restricted_top1']:.2f}% (restricted to the "
                    "linked classes, on the same samples)")
@@ -74,6 +90,36 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
         click.echo("most confused (true -> predicted): " + ", ".join(
             f"{p['true']}->{p['predicted']} {p['count']}" for p in report["confused"]))
     click.echo(f"PASSED | onnxdecomp eval {model}")
+
+
+def _module_class(proto, runner: Runner) -> tuple[int, str] | None:
+    """(class index, class name) of a module (one output column, the class's log-odds, and
+    the class it records), or None for any other model."""
+    identity = provenance.module_identity(proto)
+    if "class_index" not in identity or runner.session.get_outputs()[0].shape[-1] != 1:
+        return None
+    k = int(identity["class_index"])
+    return k, identity.get("class_name") or str(k)
+
+
+def one_class_report(scores: np.ndarray, y: np.ndarray) -> dict:
+    """Precision, recall and F1 of class 1 (label 1 against 0, -1 ignored) decided by the
+    argmax of two columns; None where undefined (nothing claimed, or no sample of it)."""
+    mask = y.reshape(-1) >= 0
+    claimed = scores.reshape(-1, 2).argmax(axis=1)[mask] == 1
+    truth = y.reshape(-1)[mask] == 1
+    hits = int(np.sum(claimed & truth))
+    precision = hits / int(claimed.sum()) if claimed.any() else None
+    recall = hits / int(truth.sum()) if truth.any() else None
+    f1 = None
+    if precision is not None and recall is not None:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {key: None if v is None else round(float(v), 6)
+            for key, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def two_classes(scores: np.ndarray, probabilities: bool) -> np.ndarray:

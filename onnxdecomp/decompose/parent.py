@@ -51,6 +51,11 @@ def load_parent(model: str | os.PathLike | onnx.ModelProto,
             f"the model's output {out.name!r} is [T, N, K], steps before samples: a tagger's "
             "output must be [N, T, K] (add a Transpose, or export it batch first)")
     if k < 2:
+        identity = provenance.module_identity(proto)
+        if "class_index" in identity:
+            raise UnsupportedModelError(
+                f"the model is a module (class {identity['class_index']}'s log-odds), not a "
+                "classifier: decompose its parent")
         raise OnnxDecompError("the model has fewer than two classes")
     cg = analyse(ir_model)
     names = list(class_names) if class_names and len(class_names) == k else [

@@ -63,6 +63,9 @@ def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto]) -> list[Modu
 def read_module(src: str | os.PathLike | onnx.ModelProto, index: int) -> Module:
     proto = read_model(src)
     label = f"module {index}" if isinstance(src, onnx.ModelProto) else str(src)
+    if provenance.read_columns(proto) is not None:
+        raise OnnxDecompError(f"{label} is a linked model, not a module: link the modules "
+                              "it was linked from")
     if not len(proto.graph.input) or len(proto.graph.output) != 1:
         raise OnnxDecompError(f"{label}: a module has inputs and one output")
     out = proto.graph.output[0].type.tensor_type.shape.dim

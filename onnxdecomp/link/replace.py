@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxdecomp import provenance
 from onnxdecomp.data import DataSpec, check_labels, require_labels
 from onnxdecomp.decompose.parent import class_count
 from onnxdecomp.errors import OnnxDecompError
@@ -41,7 +42,12 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
         raise OnnxDecompError(f"unknown {{combiner}} {combiner!r} for replace: choose one of "
                               f"{', '.join(choices)}", options=["combiner"])
     label = "model" if isinstance(model, onnx.ModelProto) else str(model)
-    base = normalize(ir.serde.deserialize_model(select_scores_output(read_model(model))))
+    proto = read_model(model)
+    if provenance.read_columns(proto) is not None:
+        # Its columns are other models' classes, which --class would not name.
+        raise OnnxDecompError(f"{label} is a linked model: replace decides a classifier's "
+                              "classes; link its modules with the replacing ones instead")
+    base = normalize(ir.serde.deserialize_model(select_scores_output(proto)))
     out = base.graph.outputs[0]
     k = class_count(out, label)
     SelectClassesPass(list(range(k)), k)(base)

@@ -40,7 +40,7 @@ class SelectClassesPass(ir.passes.InPlacePass):
         graph = model.graph
         z = graph.outputs[0]
         for value in [*graph.inputs, *(o for n in graph for o in n.outputs)]:
-            if value.name == SCORES and value is not z:  # the parent's own name would clash
+            if value.name == SCORES:  # the parent's own name (a linked model's) would clash
                 value.name = f"{SCORES}_parent"
         idx = np.array(self.classes, dtype=np.int64)
         lead = leading_dims(z)
