@@ -591,6 +591,42 @@ def test_torch_export_torchscript(tmp_path):
     json.dumps(stats.to_json())
 
 
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_fixed_batch_export_counts_one_sample(tmp_path, dynamo: bool):
+    """Exported at batch 8 without dynamic axes, dynamo flattens into the dense layer with
+    ``Reshape(x, [8, 256])``: counted at batch 1, that target is one sample's [1, 256], not
+    the dense layer eight times over."""
+    torch, net, _ = _torch_net()
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    path = tmp_path / "fixed.onnx"
+    x = torch.randn(8, 3, 8, 8)
+    if dynamo:
+        torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False)
+    else:
+        torch.onnx.export(net, (x,), str(path), dynamo=False)
+    reshapes = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Reshape"]
+    assert not dynamo or reshapes  # the pinned target this test is about
+    stats = model_stats(path)
+    assert stats.inputs[0].shape[0] == 8
+    assert stats.macs == TORCH_MACS
+
+
+def test_reshape_of_a_fixed_batch_is_left_when_it_is_not_the_batch():
+    """A first entry equal to the batch whose other entries do not hold one sample's
+    elements is not the batch: left, and counted as written."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Reshape", ["x", "t"], ["r"]),
+             helper.make_node("MatMul", ["r", "w"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([4, 2], np.int64), "t"),
+             numpy_helper.from_array(np.ones((2, 3), np.float32), "w")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    # At batch 1, [1, 8] -> [4, 2]: one sample is 8 elements, the target's rest 2.
+    assert model_stats(model).macs == 4 * 2 * 3
+
+
 def test_torch_export_dynamo(tmp_path):
     torch, net, x = _torch_net()
     pytest.importorskip("onnxscript")

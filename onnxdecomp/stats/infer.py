@@ -10,12 +10,14 @@ outputs keep only their element type, for the same reason.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Collection, Iterator, Sequence
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp.irutil import carry_untyped_shapes, input_batch_axis
+from onnxdecomp.irutil import carry_untyped_shapes, const_array, input_batch_axis
 from onnxdecomp.modelio import SMALL_TENSOR_ELEMENTS
 from onnxdecomp.stats.shapes import one_line
 
@@ -26,16 +28,20 @@ def _is_tensor(value: ir.Value) -> bool:
 
 
 def batch_one(model: ir.Model, real_inputs: Collection[str],
-              sample: Sequence[int] | None = None) -> None:
+              sample: Sequence[int] | None = None) -> set[int]:
     """Set the batch axis of the real inputs to 1 (and their other dynamic axes to
-    ``sample``'s, the size of one sample, where given) and forget every inferable shape."""
+    ``sample``'s, the size of one sample, where given) and forget every inferable shape.
+    Returns the fixed batch sizes (over 1) the inputs had, for ``unpin_reshape_batch``."""
     graph = model.graph
+    fixed: set[int] = set()
     for value in graph.inputs:
         if value.name not in real_inputs or value.shape is None or not _is_tensor(value):
             continue
         axis = input_batch_axis(value)
         if len(value.shape) > axis:
             new = list(value.shape)
+            if isinstance(new[axis], int) and new[axis] > 1:
+                fixed.add(new[axis])
             new[axis] = 1
             rest = [i for i in range(len(new)) if i != axis]
             if sample is not None and len(sample) == len(rest):
@@ -47,6 +53,12 @@ def batch_one(model: ir.Model, real_inputs: Collection[str],
         if value.const_value is not None:  # a value_info may disagree with the tensor
             value.shape = value.const_value.shape
             value.dtype = value.const_value.dtype
+    forget_shapes(graph)
+    return fixed
+
+
+def forget_shapes(graph: ir.Graph) -> None:
+    """Forget every inferable shape: onnx's inference keeps a recorded one that disagrees."""
     outputs = set(graph.outputs)
     for node in graph:
         for value in node.outputs:
@@ -54,6 +66,37 @@ def batch_one(model: ir.Model, real_inputs: Collection[str],
                 value.type, value.shape = None, None
             elif _is_tensor(value):
                 value.shape = None  # keep the element type only
+
+
+def unpin_reshape_batch(model: ir.Model, batches: Collection[int]) -> bool:
+    """Reshape targets that write a fixed batch (dynamo's ``x.view(32, -1)`` in a model
+    exported at batch 32, flattening into its dense layer: the target [32, 16]) as batch 1,
+    in place; True if one changed. A target is taken for one only where its first entry is
+    the inputs' fixed batch and its other entries hold one sample's elements at batch 1
+    exactly: otherwise the layers after it would be counted once per sample of the batch.
+    Requires shapes inferred at batch 1 (``batch_one``, ``infer_shapes``); ensures, where
+    one changed, that they are forgotten, for ``infer_shapes`` to run again."""
+    changed = False
+    for node in model.graph:
+        if node.op_type != "Reshape" or len(node.inputs) < 2 or node.inputs[1] is None:
+            continue
+        target = const_array(node.inputs[1])
+        x = node.inputs[0]
+        dims = list(x.shape) if x is not None and x.shape is not None else []
+        if target is None or target.ndim != 1 or len(target) < 2 or not dims \
+                or not all(isinstance(d, int) for d in dims) or dims[0] != 1:
+            continue
+        if int(target[0]) in batches and np.all(target[1:] > 0) \
+                and int(np.prod(target[1:])) == math.prod(dims):
+            new = target.copy()
+            new[0] = 1
+            node.replace_input_with(1, ir.Value(name=f"{node.inputs[1].name}_batch_one",
+                                                const_value=ir.tensor(new)))
+            model.graph.initializers.add(node.inputs[1])
+            changed = True
+    if changed:
+        forget_shapes(model.graph)
+    return changed
 
 
 @contextlib.contextmanager

@@ -236,8 +236,10 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
     # is found on the layer's X (the MACs are the same either way).
     reroll(ir_model)
-    infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
+    batches = infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
+    if failure is None and batches and infer.unpin_reshape_batch(ir_model, batches):
+        failure = infer.infer_shapes(ir_model)
     # ONNX's Attention as its ops once its inputs have shapes (its head size is theirs).
     if failure is None and UnfuseAttentionPass()(ir_model).modified:
         failure = infer.infer_shapes(ir_model)
