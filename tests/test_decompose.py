@@ -246,6 +246,19 @@ def test_cntk_bias_and_fixed_batch(cntk_case) -> None:
     assert dim0.dim_value == 1
 
 
+def test_labels_as_a_list(get_case, tmp_path: Path) -> None:
+    """The Python API takes labels as any sequence (a list, as a user builds them), not
+    only an array: the same modules."""
+    case = get_case("plain-torchscript")
+    x = case.calib(60, seed=3)
+    y = case.logits(x).argmax(axis=1)
+    settings = Settings(keep=0.5)
+    listed = decompose(case.path, x, y.tolist(), tmp_path / "a", classes=[0, 1],
+                       settings=settings)
+    arrayed = decompose(case.path, x, y, tmp_path / "b", classes=[0, 1], settings=settings)
+    assert [m.sha256 for m in listed.modules] == [m.sha256 for m in arrayed.modules]
+
+
 def test_grouped_conv_keeps_its_groups() -> None:
     """A grouped (not depthwise) conv is pruned by the i-th channel of every group: both
     groups keep the same count, the conv stays a 2-group conv; with nothing pruned the

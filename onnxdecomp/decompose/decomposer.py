@@ -112,6 +112,7 @@ class Decomposer:
                  classes: list[int] | None = None) -> None:
         self.settings = s = settings or Settings()
         s.check()
+        x, y = np.asarray(x), None if y is None else np.asarray(y)  # lists from the API
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
         self.parent = load_parent(model, class_names, sample_shape(x))
