@@ -212,6 +212,15 @@ def test_link_union_replace_and_eval(tmp_path: Path) -> None:
     checked = run_cli(["check", str(out / "class_0.onnx"), "--parent", str(path), "--data",
                        str(data)]).output
     assert f"{int((y >= 0).sum())} steps: log-odds fidelity" in checked
+    # a tag's module: that tag against the others at every labelled step
+    report = json.loads(run_cli(["eval", str(out / "class_2.onnx"), "--data", str(data),
+                                 "--json"]).output)
+    steps = y >= 0
+    claimed, truth = one[..., 0][steps] > 0, y[steps] == 2
+    assert report["n"] == int(steps.sum()) and report["module"]["class_index"] == 2
+    assert report["top1"] == pytest.approx(np.mean(claimed == truth), abs=1e-6)
+    assert report["module"]["recall"] == pytest.approx(
+        np.sum(claimed & truth) / truth.sum(), abs=1e-6)
 
 
 def test_combiner_refused_for_taggers(tmp_path: Path) -> None:

@@ -32,14 +32,16 @@ from onnxdecomp.stats import classification_report
 @json_option
 def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opts) -> None:
     """Accuracy of MODEL on DATA: top-1, top-5, per class, most confused pairs."""
-    proto = select_scores_output(read_model(model))
+    proto = read_model(model)
+    module = _module_class(proto)
+    if module is None:  # a module's [N, 1] or tagger's [N, T, 1] is read as written
+        proto = select_scores_output(proto)
     runner = Runner(proto, device=device)
     ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
     require_labels(ds, "eval measures accuracy")
     runner.check_input(ds.x)
     linked = label_map(proto)
     names = ds.class_names
-    module = _module_class(proto, runner)
     if module is not None:  # one class's log-odds: that class against the rest
         k, name = module
         name = names[k] if names and k < len(names) else name
@@ -92,11 +94,13 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     click.echo(f"PASSED | onnxdecomp eval {model}")
 
 
-def _module_class(proto, runner: Runner) -> tuple[int, str] | None:
-    """(class index, class name) of a module (one output column, the class's log-odds, and
-    the class it records), or None for any other model."""
+def _module_class(proto) -> tuple[int, str] | None:
+    """(class index, class name) of a module (one output, the class's log-odds in its one
+    column, and the class it records), or None for any other model."""
     identity = provenance.module_identity(proto)
-    if "class_index" not in identity or runner.session.get_outputs()[0].shape[-1] != 1:
+    outputs = proto.graph.output
+    dims = outputs[0].type.tensor_type.shape.dim if len(outputs) == 1 else []
+    if "class_index" not in identity or not dims or dims[-1].dim_value != 1:
         return None
     k = int(identity["class_index"])
     return k, identity.get("class_name") or str(k)
