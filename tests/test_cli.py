@@ -331,6 +331,26 @@ def test_error_modules_and_linked_models_in_the_wrong_place(small, tmp_path: Pat
     assert not any((tmp_path / name).exists() for name in ("d", "m.onnx", "r.onnx"))
 
 
+def test_error_per_step_labels_for_a_model_of_whole_samples(small, tmp_path: Path) -> None:
+    """Labels [N, T] for a model that scores whole samples: one line in every command that
+    reads labels (an internal error in each before)."""
+    case, good, x, y, _ = small
+    data = _npz(tmp_path / "steps.npz", x, np.stack([y] * 3, axis=1))
+    want = ("labels of shape", "scores whole samples")
+    _assert_user_error(_run("eval", case.path, "--data", data), *want)
+    _assert_user_error(_run("decompose", case.path, "--data", data, "-o", tmp_path / "o"),
+                       *want)
+    mods = tmp_path / "mods"
+    assert _run("decompose", case.path, "--data", good, "--keep", "0.5", "-o", mods,
+                "--classes", "0,1").exit_code == 0
+    files = sorted(mods.glob("*.onnx"))
+    _assert_user_error(_run("link", *files, "--calibrate", data, "-o", tmp_path / "l.onnx"),
+                       *want)
+    _assert_user_error(_run("replace", case.path, "--class", "0", "--with", files[0],
+                            "--calibrate", data, "-o", tmp_path / "r.onnx"), *want)
+    assert not any((tmp_path / n).exists() for n in ("o", "l.onnx", "r.onnx"))
+
+
 def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:
     from conftest import build_unsupported
 

@@ -297,6 +297,20 @@ def test_limit_decodes_only_the_images_it_keeps(tmp_path: Path, packed: bool,
         load_data(str(root), split="train", classes=[5])
 
 
+def test_one_hot_and_column_labels_are_class_indices(tmp_path: Path) -> None:
+    """Keras' one-hot labels ([N, K], ``to_categorical``'s float rows) and a column (N, 1)
+    are the class indices they stand for; per-step labels ([N, T], padding -1) stay."""
+    y = np.array([2, 0, 1, 2, 1])
+    x = np.zeros((5, 3), np.float32)
+    for name, labels in (("hot", np.eye(3, dtype=np.float32)[y]), ("col", y[:, None])):
+        np.savez(tmp_path / f"{name}.npz", x=x, y=labels)
+        ds = load_data(str(tmp_path / f"{name}.npz"))
+        assert ds.y.tolist() == y.tolist() and ds.y.dtype == np.int64
+    steps = np.array([[1, 0, -1], [0, 1, 0], [2, 2, -1], [0, 0, 1], [1, 0, 0]])
+    np.savez(tmp_path / "steps.npz", x=x, y=steps)
+    assert np.array_equal(load_data(str(tmp_path / "steps.npz")).y, steps)
+
+
 # --------------------------------------------------------------------------- fit_to_input
 
 

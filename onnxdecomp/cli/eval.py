@@ -16,7 +16,7 @@ from onnxdecomp.cli.options import (
     device_option,
     json_option,
 )
-from onnxdecomp.data import check_dataset, fit_to_input, require_labels
+from onnxdecomp.data import check_dataset, check_label_shape, fit_to_input, require_labels
 from onnxdecomp.link.output import label_map
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes import select_scores_output
@@ -54,7 +54,9 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
         lut[classes] = np.arange(len(classes))
         ds = replace(ds, y=np.where(ds.y >= 0, lut[np.clip(ds.y, 0, None)], -1))
         names = [names[c] if names and c < len(names) else str(c) for c in classes]
-    out_dim = runner.session.get_outputs()[0].shape[-1]
+    out_shape = runner.session.get_outputs()[0].shape
+    check_label_shape(ds.y, len(out_shape) == 3, ds.source)
+    out_dim = out_shape[-1]
     binary = out_dim == 1  # one sigmoid output (or logit): two classes
     check_dataset(ds, 2 if binary else out_dim if isinstance(out_dim, int) else None)
     bar = Progress("eval", len(ds.x))

@@ -7,6 +7,7 @@ holds the result and its checks, ``load`` picks the reader for a spec.
 from onnxdecomp.data.dataset import (
     Dataset,
     check_dataset,
+    check_label_shape,
     check_labels,
     labelled_steps,
     require_labels,
@@ -24,6 +25,7 @@ __all__ = [
     "Preprocess",
     "apply_preprocess",
     "check_dataset",
+    "check_label_shape",
     "check_labels",
     "fit_to_input",
     "labelled_steps",

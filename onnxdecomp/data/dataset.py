@@ -83,6 +83,17 @@ def labelled_steps(y: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     return np.ones(shape[:2], bool)
 
 
+def check_label_shape(y: np.ndarray, per_step: bool, src: str = "data") -> None:
+    """Labels shaped as the model decides: (N,) class indices for a model that scores whole
+    samples, (N, T) for a tagger's steps (-1 = ignore); a one-line DataError otherwise."""
+    if not per_step and y.ndim != 1:
+        raise DataError(f"labels of shape {tuple(y.shape)} in {src}: the model scores whole "
+                        "samples, so labels are (N,) class indices (or one-hot [N, K] rows)")
+    if per_step and y.ndim != 2:
+        raise DataError(f"labels of shape {tuple(y.shape)} in {src}: the model tags every "
+                        "step ([N, T, K] scores), so labels are (N, T), -1 = ignore")
+
+
 def check_labels(y: np.ndarray, num_classes: int | None, src: str = "data") -> None:
     """Integer labels in ``[0, num_classes)`` or -1 (ignore); ``None`` only rejects < -1."""
     if y.dtype.kind not in "iu":

@@ -20,7 +20,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp.channels import PruneChannelsPass, plain_slice
-from onnxdecomp.data import check_labels, labelled_steps
+from onnxdecomp.data import check_label_shape, check_labels, labelled_steps
 from onnxdecomp.data.records import sample_shape
 from onnxdecomp.decompose.align import cluster_aligns, recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
@@ -122,7 +122,8 @@ class Decomposer:
                 "classes are per step: use lstsq (the default) or none",
                 options=["compensation"])
         if y is not None:
-            check_labels(np.asarray(y), self.parent.num_classes, "the calibration labels")
+            check_label_shape(y, self.parent.per_step, "the calibration labels")
+            check_labels(y, self.parent.num_classes, "the calibration labels")
         self.clusters = self.parent.cg.units()
         if not s.prune_embeddings:
             lookups = {self.parent.cg.cluster(name) for name in self.parent.cg.lookups}

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxdecomp.data import Dataset, DataSpec, check_labels, fit_to_input
+from onnxdecomp.data import Dataset, DataSpec, check_label_shape, check_labels, fit_to_input
 from onnxdecomp.data.records import is_records
 from onnxdecomp.decompose import Settings
 from onnxdecomp.decompose.parent import scores_model
@@ -148,6 +148,8 @@ class Calibration:
         if ds.labelled:
             if not checked:
                 return ds
+            per_step = len(group.modules[0].proto.graph.output[0].type.tensor_type.shape.dim)
+            check_label_shape(ds.y, per_step == 3, ds.source)
             check_labels(ds.y, group.modules[0].num_classes, ds.source)
             return ds if classes is None else spec.load(classes=classes)
         x, scores = fitted_scores(scores_model(self.parent_file(group, *self._manifest(group))),

@@ -16,7 +16,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxdecomp import provenance
-from onnxdecomp.data import DataSpec, check_labels, require_labels
+from onnxdecomp.data import DataSpec, check_label_shape, check_labels, require_labels
 from onnxdecomp.decompose.parent import class_count
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
@@ -82,6 +82,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
         ds = calibrate.load()
         # The weak model's own decisions would teach the combination its faults.
         require_labels(ds, "replace fits its combination")
+        check_label_shape(ds.y, False, ds.source)
         check_labels(ds.y, k, ds.source)
         choice = combine.choose(combiner, run_scores(merged, ds.x, device), ds.y,
                                 np.zeros(k, dtype=np.int64))
