@@ -297,6 +297,26 @@ def test_limit_decodes_only_the_images_it_keeps(tmp_path: Path, packed: bool,
         load_data(str(root), split="train", classes=[5])
 
 
+def test_npz_in_keras_layout_reads_the_split(tmp_path: Path) -> None:
+    """Keras' ``mnist.npz`` layout (x_train, y_train, x_test, y_test): --split picks the
+    pair, ``all`` joins them in the order train, test; a split it lacks is one line."""
+    rng = np.random.default_rng(4)
+    arrays = {f"{a}_{sp}": (rng.integers(0, 255, (n, 4, 4), dtype=np.uint8) if a == "x"
+                            else rng.integers(0, 3, n).astype(np.uint8))
+              for sp, n in (("train", 9), ("test", 5)) for a in ("x", "y")}
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    train = load_data(str(path), split="train", pre=Preprocess(dtype="float32"))
+    assert np.array_equal(train.x, arrays["x_train"].astype(np.float32))
+    assert np.array_equal(train.y, arrays["y_train"]) and train.y.dtype == np.int64
+    assert train.source == "mnist.npz npz train split (9 samples)"
+    both = load_data(str(path), split="all")
+    assert np.array_equal(both.x, np.concatenate([arrays["x_train"], arrays["x_test"]]))
+    assert np.array_equal(load_data(str(path)).y, arrays["y_test"])  # the default: test
+    with pytest.raises(DataError, match=r"unknown split 'val' in .*: it has test, train"):
+        load_data(str(path), split="val")
+
+
 def test_one_hot_and_column_labels_are_class_indices(tmp_path: Path) -> None:
     """Keras' one-hot labels ([N, K], ``to_categorical``'s float rows) and a column (N, 1)
     are the class indices they stand for; per-step labels ([N, T], padding -1) stay."""

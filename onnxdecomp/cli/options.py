@@ -90,7 +90,8 @@ def add_data_options(
             type=click.Choice(SPLITS),
             default=default_split,
             show_default=True,
-            help="Which split to read (ignored for .npz).",
+            help="Which split to read (an .npz has splits only in Keras' layout: x_train, "
+                 "y_train, x_test, ...).",
         ),
         click.option(
             "--limit",

@@ -4,7 +4,7 @@ A data spec is one of (auto-detected, see :func:`load_data`):
 
 * a ``.npz`` file with ``x`` (inputs exactly as the model takes them), ``y`` (int labels,
   ``(N,)`` or ``(N, T)``, ``-1`` = ignore; without it the data is unlabelled) and optionally
-  ``class_names``;
+  ``class_names``, or with ``x_<split>`` and ``y_<split>`` pairs (Keras' datasets layout);
 * an IDX folder in the MNIST layout (``train-images-idx3-ubyte[.gz]``, ``t10k-...``);
 * a folder or ``.tar.gz`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one top folder),
   of ``<class>/*.png`` with no split folders (read whole for any split), or of ``*.png``
@@ -23,7 +23,14 @@ import numpy as np
 
 from onnxdecomp.data.dataset import Dataset, check_dataset
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
-from onnxdecomp.data.readers import is_idx_folder, read_digits, read_idx, read_image_tree, read_npz
+from onnxdecomp.data.readers import (
+    is_idx_folder,
+    npz_splits,
+    read_digits,
+    read_idx,
+    read_image_tree,
+    read_npz,
+)
 from onnxdecomp.data.records import is_records
 from onnxdecomp.errors import DataError
 
@@ -135,7 +142,8 @@ def load_data(
     Image formats (IDX, image trees, ``sklearn:digits``) get ``pre`` applied; the default is
     raw pixel values as float32 NCHW, since our models normalise inside the graph. IDX and
     digits images have one channel: ``[N, 1, H, W]`` (or ``[N, H, W, 1]``). An ``.npz`` is
-    used exactly as stored (``split`` is ignored); only an explicit ``pre.dtype`` converts
+    used exactly as stored (``split`` picks its arrays only in Keras' layout, ``x_train``,
+    ``y_train``, ``x_test``, ...); only an explicit ``pre.dtype`` converts
     its ``x``, and scale/mean/std/layout raise, since silently ignoring them would mislead.
     ``limit`` keeps at most that many samples: a stratified subsample drawn with
     ``np.random.default_rng(seed)``, in the original order. ``classes`` keeps only samples
@@ -162,7 +170,7 @@ def load_data(
                 f"{spec}: .npz inputs are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
                 "{layout} only apply to image data (preprocess before saving the npz)",
                 options=["scale", "mean", "std", "layout"])
-        x, y, names = read_npz(Path(spec))
+        x, y, names = read_npz(Path(spec), split)
         if pre.dtype is not None and is_records(x):
             raise DataError(
                 f"{spec}: {{dtype}} converts one input's array; this npz holds several "
@@ -171,7 +179,9 @@ def load_data(
         if pre.dtype is not None:  # an explicit dtype: the user asked for the conversion
             x = x.astype(target_dtype(pre.dtype), copy=False)
         ds = Dataset(x, y, names, "")
-        what = f"{Path(spec).name} npz"
+        with np.load(spec, allow_pickle=False) as z:  # read_npz has opened it already
+            split_arrays = bool(npz_splits(z.files))
+        what = f"{Path(spec).name} npz" + (f" {split} split" if split_arrays else "")
     elif kind == "idx":
         images, y = read_idx(spec, split)
         n_cls = max(10, int(y.max()) + 1) if len(y) else 10

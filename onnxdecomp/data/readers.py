@@ -285,22 +285,50 @@ def read_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+def npz_splits(keys: Iterable[str]) -> list[str]:
+    """The splits of an ``.npz`` in Keras' datasets layout (``x_train``, ``y_train``,
+    ``x_test``, ...): those with an ``x_<split>`` array, when it has no ``x``."""
+    keys = set(keys)
+    if "x" in keys:
+        return []
+    return sorted(k[2:] for k in keys if k.startswith("x_") and k[2:] in NPZ_SPLITS)
+
+
+NPZ_SPLITS = ("train", "val", "test")
+
+
+def read_npz(path: Path, split: str = "test"
+             ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """``x``, integer ``y`` and the optional ``class_names`` of an ``.npz``; pickled (object)
     arrays are never unpickled. Without ``y`` the samples are unlabelled (every label -1).
-    Without ``x``, the other arrays are the inputs of a model with several, each named
-    after its input, and ``x`` is their records (``records.as_records``)."""
+    In Keras' datasets layout (``x_train``, ``y_train``, ``x_test``, ``y_test``, as
+    ``mnist.npz``) ``split`` picks the pair (``all``: every split's, in the order train,
+    val, test); otherwise it is ignored. Without ``x``, the other arrays are the inputs of a
+    model with several, each named after its input, and ``x`` is their records
+    (``records.as_records``)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
-            inputs = [k for k in z.files if k not in ("y", "class_names")]
-            if "x" not in keys and not inputs:
-                raise DataError(
-                    f"npz file {path} has no array 'x' "
-                    f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
-                )
-            x = z["x"] if "x" in keys else as_records({k: z[k] for k in inputs}, str(path))
-            y = z["y"] if "y" in keys else unlabelled(len(x) if x.ndim else 0)
+            splits = npz_splits(keys)
+            if splits:
+                wanted = [sp for sp in NPZ_SPLITS if sp in splits] if split == "all" else [split]
+                if split != "all" and split not in splits:
+                    raise DataError(f"unknown split {split!r} in {path}: it has "
+                                    f"{', '.join(splits)} (or all)")
+                xs = [z[f"x_{sp}"] for sp in wanted]
+                ys = [z[f"y_{sp}"] if f"y_{sp}" in keys else unlabelled(len(a))
+                      for sp, a in zip(wanted, xs)]
+                x, y = np.concatenate(xs), np.concatenate(ys)
+            else:
+                inputs = [k for k in z.files if k not in ("y", "class_names")]
+                if "x" not in keys and not inputs:
+                    raise DataError(
+                        f"npz file {path} has no array 'x' "
+                        f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
+                    )
+                x = z["x"] if "x" in keys else as_records({k: z[k] for k in inputs},
+                                                           str(path))
+                y = z["y"] if "y" in keys else unlabelled(len(x) if x.ndim else 0)
             names = (
                 [str(n) for n in z["class_names"].reshape(-1)] if "class_names" in keys else None
             )
