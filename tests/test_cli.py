@@ -351,6 +351,21 @@ def test_error_per_step_labels_for_a_model_of_whole_samples(small, tmp_path: Pat
     assert not any((tmp_path / n).exists() for n in ("o", "l.onnx", "r.onnx"))
 
 
+def test_few_held_out_samples_are_noted(tmp_path: Path) -> None:
+    """Fidelities measured on a handful of held-out samples are named as rough in a note
+    (text and manifest); 1,000 samples of the digits need none."""
+    model = Path(__file__).resolve().parent.parent / "models" / "cnn_digits.onnx"
+    res = _run("decompose", model, "--data", "sklearn:digits", "--limit", "20", "-o",
+               tmp_path / "few", "--classes", "3,7", "--keep", "0.5")
+    assert res.exit_code == 0, res.output
+    notes = json.loads((tmp_path / "few" / "manifest.json").read_text())["notes"]
+    assert len(notes) == 1 and "measured on 6 held-out samples" in notes[0]
+    assert f"note: {notes[0]}" in res.stdout
+    res = _run("decompose", model, "--data", "sklearn:digits", "-o", tmp_path / "many",
+               "--classes", "3,7", "--keep", "0.5")
+    assert res.exit_code == 0 and "note:" not in res.stdout, res.output
+
+
 def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:
     from conftest import build_unsupported
 

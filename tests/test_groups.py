@@ -215,10 +215,12 @@ def test_a_model_nothing_can_leave_says_why(tmp_path: Path, case: str) -> None:
     y = np.arange(120) % 4
     manifest = decompose(path, x, y, settings=Settings(device="cpu", keep=0.5), classes=[0])
     assert manifest.to_json()["notes"] == manifest.notes
+    # (36 held-out samples also draw a note on their number: not this test's concern)
+    notes = [n for n in manifest.notes if not n.startswith("the fidelities were measured")]
     if case == "groups":
-        assert manifest.notes == []
+        assert notes == []
     else:
-        (note,) = manifest.notes
+        (note,) = notes
         assert note.startswith("no channel of this model can be removed")
         assert ("Softmax" in note) == (case == "softmax")
         assert ("one unit" in note) == (case == "one_group")
