@@ -103,7 +103,8 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
         click.echo(json.dumps({**manifest.to_json(), "passed": manifest.passed}))
         return
     click.echo(_table(manifest, model, ds.source))
-    click.echo(f"wrote {len(manifest.modules)} modules and manifest.json to {out_dir}")
+    n = len(manifest.modules)
+    click.echo(f"wrote {n} module{'s' if n != 1 else ''} and manifest.json to {out_dir}")
     for note in manifest.notes:
         click.echo(f"note: {note}")
     click.echo(f"{'PASSED' if manifest.passed else 'FAILED'} | onnxdecomp decompose "
