@@ -310,6 +310,11 @@ def test_eval_a_module_scores_its_class_against_the_rest(small, tmp_path: Path) 
     assert m["recall"] == pytest.approx(hits / truth.sum(), abs=1e-6)
     text = _run("eval", module, "--data", data).stdout
     assert f"module  class {k} ({k}) against the rest" in text and "recall" in text
+    # one module linked alone: its one column is the same log-odds, read the same way
+    single = tmp_path / "single.onnx"
+    assert _run("link", module, "-o", single).exit_code == 0
+    alone = json.loads(_run("eval", single, "--data", data, "--json").stdout)
+    assert alone["top1"] == report["top1"] and alone["module"] == report["module"]
 
 
 def test_error_modules_and_linked_models_in_the_wrong_place(small, tmp_path: Path) -> None:

@@ -42,6 +42,9 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     runner.check_input(ds.x)
     linked = label_map(proto)
     names = ds.class_names
+    if linked is not None and len(linked[0]) == 1:  # one module linked: its class's log-odds
+        (k,) = linked[0]
+        module, linked = (k, str(k)), None
     if module is not None:  # one class's log-odds: that class against the rest
         k, name = module
         name = names[k] if names and k < len(names) else name
