@@ -92,14 +92,12 @@ def _load_external(proto: onnx.ModelProto, path: str) -> None:
 
 def runtime_source(model: str | os.PathLike) -> tuple[str | bytes, onnx.ModelProto]:
     """What ONNX Runtime loads for the model file ``model`` (checked as ``read_model``
-    checks it), and its proto, large external tensors unread: the path, or, where the
-    model keeps tensors in external data, the model's bytes with them read in, since ORT
-    reading such a file itself cannot infer a Reshape whose target is external (1.32)."""
-    from onnx.external_data_helper import uses_external_data
-
+    checks it), and its proto: the path, or, where the model keeps tensors in external
+    data, the model's bytes with them read in, since ORT reading such a file itself cannot
+    infer a Reshape whose target is external (1.32)."""
     path = check_model_path(model)
     proto = _read_checked(path)
-    if any(uses_external_data(t) for t in proto.graph.initializer):
+    if any(True for _ in _external_tensors(proto)):
         _load_external(proto, path)
         return proto.SerializeToString(), proto
     return path, proto
@@ -137,18 +135,22 @@ def _too_big(path: str) -> OnnxDecompError:
                            "protobuf cannot hold them in one message")
 
 
+def _external_tensors(proto: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, str]]:
+    """(initializer, the file it names) for each initializer kept in external data."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    for init in proto.graph.initializer:
+        if uses_external_data(init):
+            yield init, ExternalDataInfo(init).location
+
+
 def _check_external(proto: onnx.ModelProto, path: str, base: str) -> None:
     """External data must stay in the model's folder (ONNX Runtime refuses it otherwise) and
     exist; all of it together stays under MAX_MODEL_BYTES."""
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
     root = Path(base).resolve()
     total = os.path.getsize(path)
     seen: set[Path] = set()
-    for init in proto.graph.initializer:
-        if not uses_external_data(init):
-            continue
-        location = ExternalDataInfo(init).location
+    for init, location in _external_tensors(proto):
         target = (root / location).resolve()
         if root not in target.parents:
             raise OnnxDecompError(f"{path}: the external data of tensor {init.name!r} is "
@@ -191,8 +193,6 @@ def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
     file's bytes for any other writer's field order either."""
     if isinstance(model, onnx.ModelProto):
         return sha256_bytes(model.SerializeToString())
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
     path = check_model_path(model)
     digest = hashlib.sha256(Path(path).read_bytes())
     try:
@@ -200,13 +200,7 @@ def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
     except Exception:  # not a model: the hash of its bytes says it is not the parent
         return digest.hexdigest()
     base = Path(path).resolve().parent
-    seen: list[str] = []
-    for init in proto.graph.initializer:
-        if uses_external_data(init):
-            location = ExternalDataInfo(init).location
-            if location not in seen:
-                seen.append(location)
-    for location in seen:
+    for location in dict.fromkeys(loc for _, loc in _external_tensors(proto)):
         target = base / location
         if target.is_file():
             with open(target, "rb") as f:
