@@ -38,6 +38,7 @@ from onnx import helper
 
 from onnxdecomp.decompose import Decomposer, Settings
 from onnxdecomp.decompose.head import logodds_from_logits
+from onnxdecomp.errors import UnsupportedOpError
 from onnxdecomp.passes import select_scores_output
 from onnxdecomp.passes.unfuse_runtime_ops import FUSED
 from onnxdecomp.stats import model_stats
@@ -887,6 +888,26 @@ def test_runtime_optimised_model_decomposes(tmp_path: Path, name: str) -> None:
     np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], logodds[:, 0], atol=1e-5, rtol=1e-5)
     half = dec.build(0, 0.5, check=True)
     assert half.removed and model_stats(half.proto).macs < model_stats(path).macs
+
+
+def test_runtime_all_level_model_is_refused_naming_its_layout(tmp_path: Path) -> None:
+    """Saved at ONNX Runtime's ALL level, a CNN runs in its blocked layout
+    (com.microsoft.nchwc Conv, ReorderOutput), which is this machine's: refused in one line
+    that says which file to give instead."""
+    import onnxruntime as ort
+
+    path = torch_export(_net("mobilenetv2"), _x("mobilenetv2", 2, seed=1), "torchscript",
+                        tmp_path / "m.onnx")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "all.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    if not any(n.domain == "com.microsoft.nchwc" for n in onnx.load(str(tmp_path / "all.onnx"))
+               .graph.node):
+        pytest.skip("ONNX Runtime wrote no NCHWc op on this CPU")
+    x = _x("mobilenetv2", 40, seed=0).numpy()
+    with pytest.raises(UnsupportedOpError, match="blocked .NCHWc. layout op.*EXTENDED level"):
+        Decomposer(tmp_path / "all.onnx", x, None, Settings(device="cpu"))
 
 
 def _unoptimised_run(model, x: np.ndarray) -> np.ndarray:

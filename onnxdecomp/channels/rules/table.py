@@ -36,6 +36,10 @@ TABLE: dict[str, Rule] = {
 
 def rule_for(node: ir.Node) -> Rule:
     """The rule of ``node``; raises UnsupportedOpError when there is none."""
+    if node.domain == "com.microsoft.nchwc":  # ORT_ENABLE_ALL's blocked layout, saved
+        raise node_error(node, "ONNX Runtime's blocked (NCHWc) layout op, which a model "
+                         "optimised at its ALL level holds, has no channel rule: give the "
+                         "model as exported, or as saved at the EXTENDED level")
     if not is_default_domain(node.domain):
         raise node_error(node, f"custom-domain op ({node.domain}) has no channel rule")
     rule = TABLE.get(node.op_type)
