@@ -267,7 +267,8 @@ _SAME_AXES = {"Cast", "Identity", "Relu", "Tanh", "Sigmoid", "Neg", "Abs", "Drop
 
 def input_batch_axis(value: ir.Value, depth: int = 16) -> int:
     """The axis of graph input ``value`` that holds the samples: 0, except for a sequence
-    that reaches a recurrent layer's X (``layout=0``: [T, N, F]) with its own axis 1 there,
+    that reaches a recurrent layer's X (``layout=0``: [T, N, F]), or a state its initial
+    state ([dirs, N, H]), with its own axis 1 there,
     itself or through an embedding lookup (Gather of its ids), Transposes and elementwise
     ops (PyTorch's ``nn.LSTM`` without ``batch_first`` takes token ids [T, N])."""
     if value.shape is None:
@@ -281,7 +282,9 @@ def input_batch_axis(value: ir.Value, depth: int = 16) -> int:
             op, out = node.op_type, node.outputs[0] if node.outputs else None
             if not is_default_domain(node.domain) or out is None:
                 continue
-            if op in RNN_GATES and i == 0:
+            # X [T, N, F] and the initial states (5, 6) [dirs, N, H] hold the samples on
+            # their axis 1 at layout 0
+            if op in RNN_GATES and i in (0, 5, 6):
                 if node.attributes.get_int("layout", 0) == 0 and 1 in pos:
                     return pos.index(1)
                 return 0

@@ -213,6 +213,8 @@ class Runner:
         """A batch of samples (samples first; records for several inputs) as the model's
         inputs take them (``_fed_as``)."""
         parts = fields(batch) if is_records(batch) else {self.input.name: batch}
+        if len(self.inputs) == 1 and self.input.name not in parts:
+            parts = {self.input.name: parts["x"]}  # ``x`` beside arrays it does not take
         return {spec.name: _fed_as(parts[spec.name], spec) for spec in self.inputs}
 
     def check_input(self, x: np.ndarray) -> None:
@@ -227,6 +229,10 @@ class Runner:
                     f"the model has {len(names)} inputs ({', '.join(names)}) but the data "
                     "is one array: give an .npz with one array per input, named after it")
             _check_array(x, self.input, float_ok=False)
+            return
+        if len(names) == 1 and (names[0] in x.dtype.names or "x" in x.dtype.names):
+            field = names[0] if names[0] in x.dtype.names else "x"
+            _check_array(x[field], self.input, float_ok=True)
             return
         if sorted(x.dtype.names) != sorted(names):
             raise DataError(

@@ -528,3 +528,50 @@ def test_data_and_modules_that_do_not_fit_are_one_line_errors(folder: Path) -> N
         assert lines[-1] == "FAILED"
     assert not any((folder / f"e{i}").exists() for i in (1, 2, 3))
     assert not (folder / "e4.onnx").exists()
+
+
+class StatefulGRU(nn.Module):
+    """A GRU classifier given its initial state: inputs ``x`` [N, T, F] and ``h0`` [1, N, H],
+    the samples on h0's axis 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(6, 12, batch_first=True)
+        self.head = nn.Linear(12, K)
+
+    def forward(self, x, h0):
+        _, h = self.rnn(x, h0)
+        return self.head(h[0])
+
+
+def test_an_input_named_x_beside_others_and_a_state_input(folder: Path) -> None:
+    """An .npz holding ``x`` beside another array is the records of a model with an input
+    named x (it was read as the one array of a one-input model); a recurrent layer's initial
+    state as an input takes the samples on its axis 1; a one-input model takes ``x`` and
+    leaves an array it does not take."""
+    torch.manual_seed(0)
+    path = folder / "stateful.onnx"
+    with quiet():
+        torch.onnx.export(StatefulGRU().eval(), (torch.randn(2, T, 6), torch.zeros(1, 2, 12)),
+                          str(path), dynamo=False, input_names=["x", "h0"],
+                          dynamic_axes={"x": {0: "N"}, "h0": {1: "N"}})
+    rng = np.random.default_rng(0)
+    x, h0 = rng.normal(size=(60, T, 6)).astype(np.float32), rng.normal(size=(60, 1, 12))
+    logits = Runner(str(path), device="cpu").session.run(
+        None, {"x": x, "h0": h0.transpose(1, 0, 2).astype(np.float32)})[0]
+    y = logits.argmax(axis=1)
+    y[::4] = (y[::4] + 1) % K  # a quarter wrong: 75% top-1
+    data = folder / "stateful.npz"
+    np.savez(data, x=x, h0=h0.astype(np.float32), y=y)
+    assert is_records(load_data(str(data)).x)
+    report = json.loads(_cli("eval", path, "--data", data, "--json").output)
+    assert report["top1"] == pytest.approx(np.mean(logits.argmax(axis=1) == y), abs=1e-6)
+    assert report["top1"] == pytest.approx(0.75, abs=1e-6)
+    # a one-input model beside an array it does not take
+    one = folder / "one_input.onnx"
+    with quiet():
+        torch.onnx.export(nn.Sequential(nn.Flatten(), nn.Linear(T * 6, K)).eval(),
+                          (torch.randn(2, T, 6),), str(one), dynamo=False,
+                          input_names=["input"], dynamic_axes={"input": {0: "N"}})
+    report = json.loads(_cli("eval", one, "--data", data, "--json").output)
+    assert report["n"] == 60

@@ -303,9 +303,10 @@ def read_npz(path: Path, split: str = "test"
     arrays are never unpickled. Without ``y`` the samples are unlabelled (every label -1).
     In Keras' datasets layout (``x_train``, ``y_train``, ``x_test``, ``y_test``, as
     ``mnist.npz``) ``split`` picks the pair (``all``: every split's, in the order train,
-    val, test); otherwise it is ignored. Without ``x``, the other arrays are the inputs of a
-    model with several, each named after its input, and ``x`` is their records
-    (``records.as_records``)."""
+    val, test); otherwise it is ignored. Without ``x``, or with ``x`` beside other arrays,
+    the arrays are the inputs of a model with several, each named after its input, and
+    ``x`` is their records (``records.as_records``); a one-input model takes the field
+    named after its input, or ``x``."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -326,8 +327,9 @@ def read_npz(path: Path, split: str = "test"
                         f"npz file {path} has no array 'x' "
                         f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
                     )
-                x = z["x"] if "x" in keys else as_records({k: z[k] for k in inputs},
-                                                           str(path))
+                # ``x`` beside other arrays: a model with several inputs, one named x
+                x = z["x"] if inputs == ["x"] else as_records({k: z[k] for k in inputs},
+                                                               str(path))
                 y = z["y"] if "y" in keys else unlabelled(len(x) if x.ndim else 0)
             names = (
                 [str(n) for n in z["class_names"].reshape(-1)] if "class_names" in keys else None
