@@ -371,6 +371,22 @@ def test_few_held_out_samples_are_noted(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "note:" not in res.stdout, res.output
 
 
+def test_decompose_classes_by_name(small, tmp_path: Path) -> None:
+    """--classes takes the data's class names as well as indices; an unknown name is one
+    line listing the names."""
+    case, _, x, y, _ = small
+    names = [f"c{i}" for i in range(case.num_classes)]
+    data = _npz(tmp_path / "named.npz", x, y, class_names=np.array(names))
+    res = _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", tmp_path / "o",
+               "--classes", "c2,0", "--json")
+    assert res.exit_code == 0, res.output
+    modules = json.loads(res.stdout)["modules"]
+    assert [(m["class_index"], m["class_name"]) for m in modules] == [(2, "c2"), (0, "c0")]
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5", "-o",
+                            tmp_path / "p", "--classes", "c9x"),
+                       "or one of the data's class names (c0, c1", "got 'c9x'")
+
+
 def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:
     from conftest import build_unsupported
 

@@ -28,7 +28,8 @@ from onnxdecomp.runtime import Runner
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the modules and manifest.json.")
 @click.option("--classes", default=None, metavar="0,3,7",
-              help="Only these class indices [default: all].")
+              help="Only these classes: indices, or the data's class names (an image "
+              "tree's folders, an .npz's class_names) [default: all].")
 @click.option("--fidelity", type=float, default=DEFAULT_FIDELITY, show_default=True,
               help="Share of the parent's class log-odds variance each module must reproduce "
               "on held-out calibration samples.")
@@ -95,7 +96,8 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
 
     # Unlabelled data: the parent's own decisions assign the samples to classes.
     manifest = decompose(model, ds.x, ds.y if ds.labelled else None, out_dir,
-                         classes=_parse_classes(classes), class_names=ds.class_names,
+                         classes=_parse_classes(classes, ds.class_names),
+                         class_names=ds.class_names,
                          settings=settings, progress=progress, calibration=spec, force=force)
     for bar in bars.values():
         bar.close()
@@ -117,13 +119,24 @@ def _int(text: str) -> int | str:
     return int(text) if text.isdigit() else text  # Settings.check rejects the rest
 
 
-def _parse_classes(text: str | None) -> list[int] | None:
+def _parse_classes(text: str | None, names: list[str] | None = None) -> list[int] | None:
+    """Class indices, or the data's class names (an image tree's folders, an .npz's
+    ``class_names``), comma-separated."""
     if not text:
         return None
-    try:
-        return [int(c) for c in text.split(",") if c.strip()]
-    except ValueError as exc:
-        raise OnnxDecompError(f"--classes takes indices like 0,3,7, got {text!r}") from exc
+    out = []
+    for c in (c.strip() for c in text.split(",")):
+        if not c:
+            continue
+        if c.lstrip("-").isdigit():
+            out.append(int(c))
+        elif names and c in names:
+            out.append(names.index(c))
+        else:
+            known = f" or one of the data's class names ({', '.join(names[:8])}" \
+                f"{', ...' if len(names) > 8 else ''})" if names else ""
+            raise OnnxDecompError(f"--classes takes indices like 0,3,7{known}, got {c!r}")
+    return out
 
 
 def _table(manifest: Manifest, model: str, source: str) -> str:
