@@ -340,6 +340,26 @@ def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 
+def test_calibrate_path_reads_as_the_command_line(plain, monkeypatch) -> None:
+    """``link(calibrate=path)`` reads 1,000 samples of the path's train split, as
+    ``--calibrate`` does (it read the whole test split)."""
+    import importlib
+
+    linker = importlib.import_module("onnxdecomp.link.linker")  # ``link`` is the function
+
+    class Seen(Exception):
+        pass
+
+    def calibration(groups, specs, parents, device):
+        raise Seen(specs)
+
+    monkeypatch.setattr(linker, "Calibration", calibration)
+    with pytest.raises(Seen) as seen:
+        link(_files(plain[1])[:2], calibrate="some/images")
+    ((spec,),) = seen.value.args
+    assert (spec.data, spec.split, spec.limit) == ("some/images", "train", 1000)
+
+
 def test_parent_output_named_scores(plain, tmp_path: Path) -> None:
     """A parent whose logits are already called ``scores``, the name the linked model's
     output takes: united and replaced without the two names clashing."""

@@ -80,7 +80,8 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
          refine: bool | None = None) -> LinkResult:
     """Link ``inputs`` (module files, proto modules, or folders holding a manifest).
 
-    ``calibrate``: labelled data (a ``DataSpec``, or a path read as ``DataSpec(path)``);
+    ``calibrate``: labelled data (a ``DataSpec``, or a path read as the command line reads
+    ``--calibrate``: ``DataSpec(path, "train", 1000)``);
     one per parent (in the order parents first appear; labels are that parent's class
     indices) or one for all (labels are the linked columns, -1 = ignore). It replaces the
     manifests' calibration data for unions and, across two or more parts, fits the
@@ -102,7 +103,9 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     groups = group_modules(modules)
     if isinstance(calibrate, (str, os.PathLike, DataSpec)):
         calibrate = [calibrate]
-    specs = [c if isinstance(c, DataSpec) else DataSpec(os.fspath(c)) for c in calibrate or []]
+    # A path is read as the command line reads --calibrate: 1,000 samples of its train split.
+    specs = [c if isinstance(c, DataSpec) else DataSpec(os.fspath(c), "train", 1000)
+             for c in calibrate or []]
     data = Calibration(groups, specs, parents or [], device)
     if mode == "union" and any(m.parent_sha256 is None for m in modules):
         bad = next(m for m in modules if m.parent_sha256 is None)
