@@ -547,8 +547,8 @@ class StatefulGRU(nn.Module):
 def test_an_input_named_x_beside_others_and_a_state_input(folder: Path) -> None:
     """An .npz holding ``x`` beside another array is the records of a model with an input
     named x (it was read as the one array of a one-input model); a recurrent layer's initial
-    state as an input takes the samples on its axis 1; a one-input model takes ``x`` and
-    leaves an array it does not take."""
+    state as an input takes the samples on its axis 1 and pins the layer's units (it was
+    refused); a one-input model takes ``x`` and leaves an array it does not take."""
     torch.manual_seed(0)
     path = folder / "stateful.onnx"
     with quiet():
@@ -567,6 +567,14 @@ def test_an_input_named_x_beside_others_and_a_state_input(folder: Path) -> None:
     report = json.loads(_cli("eval", path, "--data", data, "--json").output)
     assert report["top1"] == pytest.approx(np.mean(logits.argmax(axis=1) == y), abs=1e-6)
     assert report["top1"] == pytest.approx(0.75, abs=1e-6)
+    # the caller's state holds every unit: the GRU keeps them all, its modules are exact
+    records = load_data(str(data)).x
+    dec = Decomposer(path, records, None, Settings(device="cpu", align=1))
+    full = dec.build(0, 1.0, check=True).proto
+    want = logodds_from_logits(Runner(str(path), device="cpu").run(records)[0])[:, 0]
+    np.testing.assert_allclose(Runner(full, device="cpu").run(records)[0][:, 0], want,
+                               atol=1e-5, rtol=1e-5)
+    assert not dec.build(0, 0.5).removed
     # a one-input model beside an array it does not take
     one = folder / "one_input.onnx"
     with quiet():

@@ -101,6 +101,9 @@ class RecurrentRule(Rule):
             v = input_at(node, i)
             if v is None or const_array(v) is not None or _expanded_constant(v) is not None:
                 continue  # absent (zeros) or a constant, sliced by ``prune``
+            if v.is_graph_input():  # the caller's state holds every unit: all stay
+                cg.pin(outs[0], node)
+                continue
             if not cg.has(v) or cg.axes[v.name] != (0, 2):
                 raise node_error(node, f"initial state {v.name!r} is computed and holds no "
                                  "known units; no rule")
