@@ -295,7 +295,8 @@ def input_batch_axis(value: ir.Value, depth: int = 16) -> int:
                 nxt = [perm.index(p) for p in pos]
             elif op == "Gather" and i == 1:  # ids into a table: their axes at ``axis``
                 nxt = [node.attributes.get_int("axis", 0) + p for p in pos]
-            elif op in _SAME_AXES and (out.shape is None or rank(out) == rank(v)):
+            elif (op in _SAME_AXES or (op == "Slice" and i == 0)) and (
+                    out.shape is None or rank(out) == rank(v)):  # a per-layer state's slice
                 nxt = pos
             else:
                 continue

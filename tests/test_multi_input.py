@@ -534,34 +534,37 @@ class StatefulGRU(nn.Module):
     """A GRU classifier given its initial state: inputs ``x`` [N, T, F] and ``h0`` [1, N, H],
     the samples on h0's axis 1."""
 
-    def __init__(self) -> None:
+    def __init__(self, layers: int) -> None:
         super().__init__()
-        self.rnn = nn.GRU(6, 12, batch_first=True)
+        self.rnn = nn.GRU(6, 12, num_layers=layers, batch_first=True)
         self.head = nn.Linear(12, K)
 
     def forward(self, x, h0):
         _, h = self.rnn(x, h0)
-        return self.head(h[0])
+        return self.head(h[-1])
 
 
-def test_an_input_named_x_beside_others_and_a_state_input(folder: Path) -> None:
+@pytest.mark.parametrize("layers", [1, 2])
+def test_an_input_named_x_beside_others_and_a_state_input(folder: Path, layers: int) -> None:
     """An .npz holding ``x`` beside another array is the records of a model with an input
     named x (it was read as the one array of a one-input model); a recurrent layer's initial
-    state as an input takes the samples on its axis 1 and pins the layer's units (it was
-    refused); a one-input model takes ``x`` and leaves an array it does not take."""
+    state as an input takes the samples on its axis 1 and pins the layer's units, sliced per
+    layer or not (it was refused); a one-input model takes ``x`` and leaves an array it does
+    not take."""
     torch.manual_seed(0)
-    path = folder / "stateful.onnx"
+    path = folder / f"stateful{layers}.onnx"
     with quiet():
-        torch.onnx.export(StatefulGRU().eval(), (torch.randn(2, T, 6), torch.zeros(1, 2, 12)),
+        torch.onnx.export(StatefulGRU(layers).eval(),
+                          (torch.randn(2, T, 6), torch.zeros(layers, 2, 12)),
                           str(path), dynamo=False, input_names=["x", "h0"],
                           dynamic_axes={"x": {0: "N"}, "h0": {1: "N"}})
     rng = np.random.default_rng(0)
-    x, h0 = rng.normal(size=(60, T, 6)).astype(np.float32), rng.normal(size=(60, 1, 12))
+    x, h0 = rng.normal(size=(60, T, 6)).astype(np.float32), rng.normal(size=(60, layers, 12))
     logits = Runner(str(path), device="cpu").session.run(
         None, {"x": x, "h0": h0.transpose(1, 0, 2).astype(np.float32)})[0]
     y = logits.argmax(axis=1)
     y[::4] = (y[::4] + 1) % K  # a quarter wrong: 75% top-1
-    data = folder / "stateful.npz"
+    data = folder / f"stateful{layers}.npz"
     np.savez(data, x=x, h0=h0.astype(np.float32), y=y)
     assert is_records(load_data(str(data)).x)
     report = json.loads(_cli("eval", path, "--data", data, "--json").output)

@@ -181,9 +181,11 @@ def test_embeddings_kept_unless_asked(tmp_path: Path) -> None:
     assert widths == {False: EMBED, True: EMBED // 2}
 
 
-def test_computed_nonzero_initial_state_names_the_node() -> None:
+def test_computed_nonzero_initial_state_pins_the_units() -> None:
     """h0 = ConstantOfShape(Concat(1, N, H)) filled with 0.5: computed from the batch, not
-    zeros, so neither dropped nor sliced: a one-line error naming the LSTM."""
+    zeros, so neither dropped nor sliced, and no pruned channel reaches it: every unit of
+    the LSTM stays (it was refused); a state computed from pruned channels on other axes is
+    still a one-line error naming the LSTM."""
     proto = build_lstm()
     half = numpy_helper.from_array(np.array([0.5], np.float32))
     proto.graph.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), "one"),
@@ -200,8 +202,23 @@ def test_computed_nonzero_initial_state_names_the_node() -> None:
     del proto.graph.node[:]
     proto.graph.node.extend(shape_nodes + nodes)
     model = normalize(ir.serde.deserialize_model(proto))
+    cg = analyse(model)
+    lstm = next(n for n in model.graph if n.op_type == "LSTM")
+    assert set(cg.roots(lstm.outputs[0]).tolist()) <= cg.pinned_roots()
+    # a state from a dense layer's units, [1, N, H] with them on axis 2 only
+    proto = build_lstm()
+    nodes = list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend([
+        helper.make_node("ReduceMean", ["x"], ["xm"], axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["xm", "Wp"], ["hp"]),
+        helper.make_node("Unsqueeze", ["hp", "axes0"], ["h0"]), *nodes])
+    proto.graph.initializer.extend([
+        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+        numpy_helper.from_array(np.ones((3, 4), np.float32), "Wp")])
+    next(n for n in proto.graph.node if n.op_type == "LSTM").input.extend(["", "", "h0"])
     with pytest.raises(UnsupportedOpError, match="initial state 'h0' is computed") as err:
-        analyse(model)
+        analyse(normalize(ir.serde.deserialize_model(proto)))
     assert "(LSTM)" in str(err.value) and "\n" not in str(err.value)
 
 

@@ -101,13 +101,16 @@ class RecurrentRule(Rule):
             v = input_at(node, i)
             if v is None or const_array(v) is not None or _expanded_constant(v) is not None:
                 continue  # absent (zeros) or a constant, sliced by ``prune``
-            if v.is_graph_input():  # the caller's state holds every unit: all stay
+            if cg.has(v) and cg.axes[v.name] == (0, 2):
+                cg.unify_all(v, outs[0], node)
+                continue
+            # A state that no pruned channel reaches (the caller's, or a slice of it per
+            # layer): it holds every unit, so all of them stay.
+            if not cg.has(v) or set(cg.roots(v).tolist()) <= cg.pinned_roots():
                 cg.pin(outs[0], node)
                 continue
-            if not cg.has(v) or cg.axes[v.name] != (0, 2):
-                raise node_error(node, f"initial state {v.name!r} is computed and holds no "
-                                 "known units; no rule")
-            cg.unify_all(v, outs[0], node)
+            raise node_error(node, f"initial state {v.name!r} is computed from pruned "
+                             "channels on other axes than [dirs, N, H]; no rule")
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         x, outs = node.inputs[X], state_outputs(node)
