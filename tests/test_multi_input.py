@@ -586,3 +586,46 @@ def test_an_input_named_x_beside_others_and_a_state_input(folder: Path, layers: 
                           input_names=["input"], dynamic_axes={"input": {0: "N"}})
     report = json.loads(_cli("eval", one, "--data", data, "--json").output)
     assert report["n"] == 60
+
+
+class ConditionedGRU(nn.Module):
+    """A GRU started from an encoder's output: h0 = tanh(Linear(feats)) unsqueezed to
+    [1, N, H], the dense layer's units on axis 2 alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(10, 16)
+        self.rnn = nn.GRU(6, 16, batch_first=True)
+        self.head = nn.Linear(16, K)
+
+    def forward(self, x, feats):
+        _, h = self.rnn(x, torch.tanh(self.enc(feats)).unsqueeze(0))
+        return self.head(h[0])
+
+
+def test_initial_state_from_an_encoder_shares_the_layers_units(folder: Path) -> None:
+    """The encoder's units are the GRU's (unit i of its output starts unit i of the state):
+    one unit space, so a module with nothing pruned is exact and at keep 0.5 both lose the
+    same units (it was refused: 'initial state is computed')."""
+    torch.manual_seed(0)
+    path = folder / "conditioned.onnx"
+    with quiet():
+        torch.onnx.export(ConditionedGRU().eval(), (torch.randn(2, T, 6), torch.randn(2, 10)),
+                          str(path), dynamo=False, input_names=["x", "feats"],
+                          dynamic_axes={"x": {0: "N"}, "feats": {0: "N"}})
+    rng = np.random.default_rng(0)
+    records = as_records({"x": rng.normal(size=(200, T, 6)).astype(np.float32),
+                          "feats": rng.normal(size=(200, 10)).astype(np.float32)})
+    dec = Decomposer(path, records, None, Settings(device="cpu", align=1))
+    want = logodds_from_logits(Runner(str(path), device="cpu").run(records)[0])[:, 0]
+    full = dec.build(0, 1.0, check=True).proto
+    np.testing.assert_allclose(Runner(full, device="cpu").run(records)[0][:, 0], want,
+                               atol=1e-5, rtol=1e-5)
+    half = dec.build(0, 0.5, check=True)
+    assert half.removed and model_stats(half.proto).macs < dec.parent.macs
+    shapes = {t.name: tuple(t.dims) for t in half.proto.graph.initializer}
+    enc = next(n for n in half.proto.graph.node if n.op_type in ("Gemm", "MatMul")
+               and "feats" in n.input)
+    gru = next(n for n in half.proto.graph.node if n.op_type == "GRU")
+    kept = gru.attribute[[a.name for a in gru.attribute].index("hidden_size")].i
+    assert kept < 16 and kept in shapes[enc.input[1]]  # the encoder keeps the GRU's units

@@ -101,7 +101,10 @@ class RecurrentRule(Rule):
             v = input_at(node, i)
             if v is None or const_array(v) is not None or _expanded_constant(v) is not None:
                 continue  # absent (zeros) or a constant, sliced by ``prune``
-            if cg.has(v) and cg.axes[v.name] == (0, 2):
+            # [dirs, N, H] with the units on axes 0 and 2, or, one direction, on axis 2 alone
+            # (a dense layer's units unsqueezed: an RNN conditioned on an encoder)
+            if cg.has(v) and (cg.axes[v.name] == (0, 2) or (
+                    cg.axes[v.name] == (2,) and d == 1 and cg.size[v.name] == h)):
                 cg.unify_all(v, outs[0], node)
                 continue
             # A state that no pruned channel reaches (the caller's, or a slice of it per
