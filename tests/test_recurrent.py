@@ -205,18 +205,28 @@ def test_computed_nonzero_initial_state_pins_the_units() -> None:
     cg = analyse(model)
     lstm = next(n for n in model.graph if n.op_type == "LSTM")
     assert set(cg.roots(lstm.outputs[0]).tolist()) <= cg.pinned_roots()
-    # a state from a dense layer's units, [1, N, H] with them on axis 2 only
-    proto = build_lstm()
-    nodes = list(proto.graph.node)
-    del proto.graph.node[:]
-    proto.graph.node.extend([
+    # a dense layer's units as both directions' state, [2, N, H]: the same unit starts
+    # unit i of each direction, which one unit space per direction cannot say
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+             for name, shape in (("W", (2, 16, 3)), ("R", (2, 16, 4)), ("Wp", (3, 4)),
+                                 ("Wo", (8, 3)))]
+    inits.append(numpy_helper.from_array(np.array([0], np.int64), "axes0"))
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
         helper.make_node("ReduceMean", ["x"], ["xm"], axes=[1], keepdims=0),
         helper.make_node("MatMul", ["xm", "Wp"], ["hp"]),
-        helper.make_node("Unsqueeze", ["hp", "axes0"], ["h0"]), *nodes])
-    proto.graph.initializer.extend([
-        numpy_helper.from_array(np.array([0], np.int64), "axes0"),
-        numpy_helper.from_array(np.ones((3, 4), np.float32), "Wp")])
-    next(n for n in proto.graph.node if n.op_type == "LSTM").input.extend(["", "", "h0"])
+        helper.make_node("Unsqueeze", ["hp", "axes0"], ["h1"]),
+        helper.make_node("Concat", ["h1", "h1"], ["h0"], axis=0),
+        helper.make_node("LSTM", ["xt", "W", "R", "", "", "h0"], ["y", "yh"], hidden_size=4,
+                         direction="bidirectional", name="lstm"),
+        helper.make_node("Transpose", ["yh"], ["yt"], perm=[1, 0, 2]),
+        helper.make_node("Flatten", ["yt"], ["yf"], axis=1),
+        helper.make_node("MatMul", ["yf", "Wo"], ["z"])]
+    graph = helper.make_graph(
+        nodes, "bi", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 3])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 3])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UnsupportedOpError, match="initial state 'h0' is computed") as err:
         analyse(normalize(ir.serde.deserialize_model(proto)))
     assert "(LSTM)" in str(err.value) and "\n" not in str(err.value)
