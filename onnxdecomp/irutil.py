@@ -267,8 +267,8 @@ _SAME_AXES = {"Cast", "Identity", "Relu", "Tanh", "Sigmoid", "Neg", "Abs", "Drop
 
 def input_batch_axis(value: ir.Value, depth: int = 16) -> int:
     """The axis of graph input ``value`` that holds the samples: 0, except for a sequence
-    that reaches a recurrent layer's X (``layout=0``: [T, N, F]), or a state its initial
-    state ([dirs, N, H]), with its own axis 1 there,
+    that reaches a recurrent layer's X (``layout=0``: [T, N, F]), or its initial state
+    ([dirs, N, H]), with its own axis 1 there,
     itself or through an embedding lookup (Gather of its ids), Transposes and elementwise
     ops (PyTorch's ``nn.LSTM`` without ``batch_first`` takes token ids [T, N])."""
     if value.shape is None:

@@ -194,9 +194,10 @@ def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
     if isinstance(model, onnx.ModelProto):
         return sha256_bytes(model.SerializeToString())
     path = check_model_path(model)
-    digest = hashlib.sha256(Path(path).read_bytes())
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data)
     try:
-        proto = onnx.load(path, load_external_data=False)
+        proto = onnx.ModelProto.FromString(data)
     except Exception:  # not a model: the hash of its bytes says it is not the parent
         return digest.hexdigest()
     base = Path(path).resolve().parent

@@ -212,10 +212,18 @@ class Runner:
     def _feed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """A batch of samples (samples first; records for several inputs) as the model's
         inputs take them (``_fed_as``)."""
+        if is_records(batch) and len(self.inputs) == 1:
+            batch = batch[self._one_input_field(batch.dtype.names)]
         parts = fields(batch) if is_records(batch) else {self.input.name: batch}
-        if len(self.inputs) == 1 and self.input.name not in parts:
-            parts = {self.input.name: parts["x"]}  # ``x`` beside arrays it does not take
         return {spec.name: _fed_as(parts[spec.name], spec) for spec in self.inputs}
+
+    def _one_input_field(self, names: Sequence[str]) -> str | None:
+        """The records' field a one-input model takes: its input's, else ``x`` (an .npz's
+        ``x`` beside arrays it does not take), else None."""
+        for field in (self.input.name, "x"):
+            if field in names:
+                return field
+        return None
 
     def check_input(self, x: np.ndarray) -> None:
         """One-line errors for data that does not fit the model's inputs: one array for a
@@ -230,8 +238,8 @@ class Runner:
                     "is one array: give an .npz with one array per input, named after it")
             _check_array(x, self.input, float_ok=False)
             return
-        if len(names) == 1 and (names[0] in x.dtype.names or "x" in x.dtype.names):
-            field = names[0] if names[0] in x.dtype.names else "x"
+        field = self._one_input_field(x.dtype.names) if len(names) == 1 else None
+        if field is not None:
             _check_array(x[field], self.input, float_ok=True)
             return
         if sorted(x.dtype.names) != sorted(names):

@@ -23,14 +23,7 @@ import numpy as np
 
 from onnxdecomp.data.dataset import Dataset, check_dataset
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
-from onnxdecomp.data.readers import (
-    is_idx_folder,
-    npz_splits,
-    read_digits,
-    read_idx,
-    read_image_tree,
-    read_npz,
-)
+from onnxdecomp.data.readers import is_idx_folder, read_digits, read_idx, read_image_tree, read_npz
 from onnxdecomp.data.records import is_records
 from onnxdecomp.errors import DataError
 
@@ -170,7 +163,7 @@ def load_data(
                 f"{spec}: .npz inputs are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
                 "{layout} only apply to image data (preprocess before saving the npz)",
                 options=["scale", "mean", "std", "layout"])
-        x, y, names = read_npz(Path(spec), split)
+        x, y, names, by_split = read_npz(Path(spec), split)
         if pre.dtype is not None and is_records(x):
             raise DataError(
                 f"{spec}: {{dtype}} converts one input's array; this npz holds several "
@@ -179,9 +172,7 @@ def load_data(
         if pre.dtype is not None:  # an explicit dtype: the user asked for the conversion
             x = x.astype(target_dtype(pre.dtype), copy=False)
         ds = Dataset(x, y, names, "")
-        with np.load(spec, allow_pickle=False) as z:  # read_npz has opened it already
-            split_arrays = bool(npz_splits(z.files))
-        what = f"{Path(spec).name} npz" + (f" {split} split" if split_arrays else "")
+        what = f"{Path(spec).name} npz" + (f" {split} split" if by_split else "")
     elif kind == "idx":
         images, y = read_idx(spec, split)
         n_cls = max(10, int(y.max()) + 1) if len(y) else 10

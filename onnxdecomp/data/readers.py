@@ -186,7 +186,7 @@ def read_image_tree(
     and the class names. A tar is streamed once and only the requested split is kept.
     ``select(y)`` (the labels of every image of the split) gives the sorted indices of the
     images to decode: ``--limit`` then decodes only what it keeps (1,000 of CIFAR-10's
-    50,000 training images: 5 s instead of 15).
+    50,000 training images: 2.2 s instead of 5.9).
     """
     path = Path(path)
     if not path.exists():
@@ -298,15 +298,16 @@ NPZ_SPLITS = ("train", "val", "test")
 
 
 def read_npz(path: Path, split: str = "test"
-             ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """``x``, integer ``y`` and the optional ``class_names`` of an ``.npz``; pickled (object)
-    arrays are never unpickled. Without ``y`` the samples are unlabelled (every label -1).
-    In Keras' datasets layout (``x_train``, ``y_train``, ``x_test``, ``y_test``, as
-    ``mnist.npz``) ``split`` picks the pair (``all``: every split's, in the order train,
-    val, test); otherwise it is ignored. Without ``x``, or with ``x`` beside other arrays,
-    the arrays are the inputs of a model with several, each named after its input, and
-    ``x`` is their records (``records.as_records``); a one-input model takes the field
-    named after its input, or ``x``."""
+             ) -> tuple[np.ndarray, np.ndarray, list[str] | None, bool]:
+    """``x``, integer ``y``, the optional ``class_names`` of an ``.npz``, and whether
+    ``split`` picked its arrays; pickled (object) arrays are never unpickled. Without ``y``
+    the samples are unlabelled (every label -1). In Keras' datasets layout (``x_train``,
+    ``y_train``, ``x_test``, ``y_test``, as ``mnist.npz``) ``split`` picks the pair
+    (``all``: every split's, in the order train, val, test); otherwise it is ignored.
+    Without ``x``, or with ``x`` beside other arrays, the arrays are the inputs of a model
+    with several, each named after its input, and ``x`` is their records
+    (``records.as_records``); a one-input model takes the field named after its input, or
+    ``x``."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -344,7 +345,7 @@ def read_npz(path: Path, split: str = "test"
             f"npz file {path}: x must be [N, ...] and y (N,) or (N, T); "
             f"got x {x.shape}, y {y.shape}"
         )
-    return x, as_int_labels(class_indices(y), str(path)), names
+    return x, as_int_labels(class_indices(y), str(path)), names, bool(splits)
 
 
 def class_indices(y: np.ndarray) -> np.ndarray:

@@ -87,7 +87,6 @@ def decompose(
     if out_dir is not None:
         inputs = () if isinstance(model, onnx.ModelProto) else (model,)
         check_output_folder(out_dir, force, inputs)
-    y = None if y is None else np.asarray(y)
     dec = Decomposer(model, x, y, settings, class_names, progress, classes)
     s, parent, timing = dec.settings, dec.parent, dec.timing
     k_all = parent.num_classes

@@ -148,8 +148,7 @@ class Calibration:
         if ds.labelled:
             if not checked:
                 return ds
-            per_step = len(group.modules[0].proto.graph.output[0].type.tensor_type.shape.dim)
-            check_label_shape(ds.y, per_step == 3, ds.source)
+            check_label_shape(ds.y, group.modules[0].per_step, ds.source)
             check_labels(ds.y, group.modules[0].num_classes, ds.source)
             return ds if classes is None else spec.load(classes=classes)
         x, scores = fitted_scores(scores_model(self.parent_file(group, *self._manifest(group))),

@@ -36,6 +36,11 @@ class Module:
     manifest_path: Path | None = None
 
     @property
+    def per_step(self) -> bool:
+        """A tagger's module: it scores every step, [N, T, 1]."""
+        return len(self.proto.graph.output[0].type.tensor_type.shape.dim) == 3
+
+    @property
     def column(self) -> dict:
         """What the linked model records of this module's column."""
         return {"class_index": self.class_index, "class_name": self.class_name,
