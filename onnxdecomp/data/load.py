@@ -150,6 +150,7 @@ def load_data(
         raise DataError(f"{{limit}} must be at least 1, got {limit}", options=["limit"])
     kind = _detect(spec)
     images: np.ndarray | None = None  # raw images, preprocessed after any subsampling
+    picked = _Selection(spec, classes, limit, seed)
     if kind == "sklearn":
         name = spec.split(":", 1)[1]
         if name != "digits":
@@ -180,17 +181,14 @@ def load_data(
         ds = Dataset(images, y, [str(i) for i in range(n_cls)], "")
         what = f"{Path(spec).resolve().name} IDX {split} split"
     else:  # an image tree: decoding dominates, so it decodes only what the selection keeps
-        picked = _Selection(spec, classes, limit, seed)
         images, y, names = read_image_tree(spec, split, select=picked)
         ds = Dataset(images, y, names, "")
-        ds.source = picked.describe(f"{Path(spec).name} images {split} split", y)
-        check_dataset(ds, None, where=spec)
-    if kind != "tree":
-        check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
-        picked = _Selection(spec, classes, limit, seed)
+        what = f"{Path(spec).name} images {split} split"
+    check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
+    if kind != "tree":  # the tree has kept only the selection's samples
         keep = picked(ds.y)
         ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
-        ds.source = picked.describe(what, ds.y)
+    ds.source = picked.describe(what, ds.y)
     if images is not None:  # preprocess only what is kept: --limit stays cheap on big sets
         ds.x = apply_preprocess(ds.x, pre)
         if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf
