@@ -333,15 +333,40 @@ def _check_array(x: np.ndarray, spec: InputSpec, float_ok: bool) -> None:
         )
     for axis, (have, want) in enumerate(zip(x.shape[1:], spec.shape[1:]), start=1):
         if isinstance(want, int) and want > 0 and have != want:
+            hint, options = _image_hint(x.shape, spec.shape)
             raise DataError(
                 f"input shape mismatch on axis {axis}: data has shape {tuple(x.shape)}, "
-                f"model input {spec.name!r} expects {_fmt_shape(spec.shape)}"
-            )
+                f"model input {spec.name!r} expects {_fmt_shape(spec.shape)}{hint}",
+                options=options)
     if x.dtype != spec.dtype and not (float_ok and x.dtype.kind == "f" and
                                       np.dtype(spec.dtype).kind == "f"):
         raise DataError(
             f"input dtype mismatch: data is {x.dtype}, model input {spec.name!r} expects "
             f"{np.dtype(spec.dtype).name} (use {{dtype}} to convert)", options=["dtype"])
+
+
+def _image_hint(have: tuple, want: tuple) -> tuple[str, list[str]]:
+    """For images ([N, C, H, W] or [N, H, W, C], C 1 or 3, on both sides) that differ in
+    size or channels: the options that would make image data fit, else ("", [])."""
+    def split(shape: tuple) -> tuple | None:  # (C, (H, W)) of an image shape
+        if len(shape) != 4:
+            return None
+        if shape[1] in (1, 3):
+            return shape[1], tuple(shape[2:])
+        return (shape[3], tuple(shape[1:3])) if shape[3] in (1, 3) else None
+
+    data, model = split(tuple(have)), split(tuple(want))
+    if data is None or model is None or not all(
+            isinstance(d, int) and d > 0 for d in (model[0], *model[1])):
+        return "", []
+    fixes = []
+    if data[1] != model[1]:
+        fixes.append(f"{{resize}} {model[1][0]},{model[1][1]}")
+    if data[0] != model[0]:
+        fixes.append(f"{{channels}} {model[0]}")
+    if not fixes:
+        return "", []
+    return f" (image data: {' '.join(fixes)})", ["resize", "channels"]
 
 
 def _fmt_shape(shape: tuple) -> str:

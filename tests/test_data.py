@@ -285,7 +285,8 @@ def test_limit_decodes_only_the_images_it_keeps(tmp_path: Path, packed: bool,
     decoded: list[int] = []
     real = readers._decode
     monkeypatch.setattr(readers, "_decode",
-                        lambda blobs, path: decoded.append(len(blobs)) or real(blobs, path))
+                        lambda blobs, path, fit=None: decoded.append(len(blobs))
+                        or real(blobs, path, fit))
     some = load_data(str(root), split="train", limit=4, seed=1)
     keep = _stratified_subsample(full.y, 4, 1)
     assert np.array_equal(some.x, full.x[keep]) and np.array_equal(some.y, full.y[keep])

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import click
 
 from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, DataSpec, Preprocess
+from onnxdecomp.data.geometry import parse_size
 from onnxdecomp.errors import DataError
 from onnxdecomp.runtime import DEVICES
 
@@ -107,6 +108,19 @@ def add_data_options(
         click.option("--mean", default=None, metavar="A,B,C", help="Per-channel mean to subtract."),
         click.option("--std", default=None, metavar="A,B,C", help="Per-channel std to divide by."),
         click.option(
+            "--resize", default=None, metavar="N|H,W",
+            help="Resize each image: N on the shorter side (aspect kept) or exactly H,W "
+                 "(bilinear, as torchvision's Resize); images of any size then fit.",
+        ),
+        click.option(
+            "--crop", default=None, metavar="H,W",
+            help="Crop the centre H,W of each image, after --resize.",
+        ),
+        click.option(
+            "--channels", type=click.Choice(["1", "3"]), default=None,
+            help="Make every image gray (1) or RGB (3) [default: as decoded].",
+        ),
+        click.option(
             "--layout",
             type=click.Choice(LAYOUTS),
             default=None,
@@ -142,6 +156,9 @@ def spec_from_options(opts: dict, seed: int = 0) -> DataSpec | None:
         std=_parse_floats(opts.get("std"), "--std"),
         layout=opts.get("layout"),
         dtype=opts.get("dtype"),
+        resize=parse_size(opts.get("resize"), "resize"),
+        crop=parse_size(opts.get("crop"), "crop", pair_only=True),
+        channels=None if opts.get("channels") is None else int(opts["channels"]),
     )
     return DataSpec(opts["data"], opts.get("split") or "test", opts.get("limit"), seed, pre)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxdecomp.data.dataset import Dataset, check_dataset
+from onnxdecomp.data.geometry import describe_fit, fit_arrays, fit_image
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
 from onnxdecomp.data.readers import is_idx_folder, read_digits, read_idx, read_image_tree, read_npz
 from onnxdecomp.data.records import is_records
@@ -159,11 +160,12 @@ def load_data(
         ds = Dataset(images, y, [str(i) for i in range(10)], "")
         what = f"sklearn digits {split} split"
     elif kind == "npz":
-        if not pre.is_identity or pre.layout is not None:
+        if not pre.is_identity or pre.layout is not None or pre.fits_images:
             raise DataError(
                 f"{spec}: .npz inputs are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
-                "{layout} only apply to image data (preprocess before saving the npz)",
-                options=["scale", "mean", "std", "layout"])
+                "{layout}/{resize}/{crop}/{channels} only apply to image data (preprocess "
+                "before saving the npz)",
+                options=["scale", "mean", "std", "layout", "resize", "crop", "channels"])
         x, y, names, by_split = read_npz(Path(spec), split)
         if pre.dtype is not None and is_records(x):
             raise DataError(
@@ -181,15 +183,23 @@ def load_data(
         ds = Dataset(images, y, [str(i) for i in range(n_cls)], "")
         what = f"{Path(spec).resolve().name} IDX {split} split"
     else:  # an image tree: decoding dominates, so it decodes only what the selection keeps
-        images, y, names = read_image_tree(spec, split, select=picked)
+        fit = None
+        if pre.fits_images:
+            def fit(im, name):
+                return fit_image(im, pre.resize, pre.crop, pre.channels, name)
+        images, y, names = read_image_tree(spec, split, select=picked, fit=fit)
         ds = Dataset(images, y, names, "")
         what = f"{Path(spec).name} images {split} split"
     check_dataset(ds, None, where=spec)  # lengths must agree before subsampling
     if kind != "tree":  # the tree has kept only the selection's samples
         keep = picked(ds.y)
         ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
+    if images is not None and pre.fits_images:
+        what += ", " + describe_fit(pre.resize, pre.crop, pre.channels)
     ds.source = picked.describe(what, ds.y)
     if images is not None:  # preprocess only what is kept: --limit stays cheap on big sets
+        if kind != "tree":  # the tree fitted each image as it decoded it
+            ds.x = fit_arrays(ds.x, pre.resize, pre.crop, pre.channels)
         ds.x = apply_preprocess(ds.x, pre)
         if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf
             check_dataset(ds, None, where=spec)
@@ -222,9 +232,10 @@ class DataSpec:
 
     @classmethod
     def from_json(cls, d: dict) -> DataSpec:
-        pre = {k: d.get(k) for k in ("scale", "mean", "std", "layout", "dtype")}
+        pre = {k: d.get(k) for k in ("scale", "mean", "std", "layout", "dtype", "resize",
+                                     "crop", "channels")}
         pre["scale"] = 1.0 if pre["scale"] is None else float(pre["scale"])
-        for k in ("mean", "std"):
+        for k in ("mean", "std", "resize", "crop"):
             pre[k] = None if pre[k] is None else tuple(pre[k])
         return cls(d["data"], d.get("split", "test"), d.get("limit"), int(d.get("seed", 0)),
                    Preprocess(**pre))

@@ -17,8 +17,11 @@ LAYOUTS = ("nchw", "nhwc")
 class Preprocess:
     """How raw images become model input (ignored for ``.npz``, whose ``x`` is used as stored).
 
-    ``x = x.astype(float) * scale``, then ``(x - mean) / std`` per channel (or one value for
-    all channels), then the ``layout`` and the final ``dtype``. ``layout=None`` means NCHW and
+    Each image is first made gray or RGB (``channels``), resized and centre-cropped
+    (``resize``: N on the shorter side or (H, W); ``crop``: (H, W); see
+    :mod:`onnxdecomp.data.geometry`), then ``x = x.astype(float) * scale``, then
+    ``(x - mean) / std`` per channel (or one value for all channels), then the ``layout`` and
+    the final ``dtype``. ``layout=None`` means NCHW and
     ``dtype=None`` means float32 for images and "as stored" for ``.npz``; the None defaults
     let :func:`load_data` tell an explicit ``--dtype float32`` from no ``--dtype`` at all.
     """
@@ -28,11 +31,19 @@ class Preprocess:
     std: tuple[float, ...] | None = None
     layout: str | None = None  # "nchw" or "nhwc"; None = nchw
     dtype: str | None = None  # float32, float16, float64, int64, uint8 ...; None = see above
+    resize: tuple[int, ...] | None = None  # (N,): the shorter side; (H, W): exactly
+    crop: tuple[int, int] | None = None  # centred, after resize
+    channels: int | None = None  # 1 (gray) or 3 (RGB); None = as decoded
 
     @property
     def is_identity(self) -> bool:
         """True when no value change is asked for (scale 1, no mean, no std)."""
         return self.scale == 1.0 and self.mean is None and self.std is None
+
+    @property
+    def fits_images(self) -> bool:
+        """True when images are converted, resized or cropped before the arithmetic."""
+        return self.resize is not None or self.crop is not None or self.channels is not None
 
 
 def target_dtype(name: str) -> np.dtype:

@@ -142,8 +142,14 @@ def _pick_prefix(prefixes: Iterable[tuple[str, ...]], path: Path) -> tuple[str, 
     return best[0]
 
 
-def _decode(blobs: list[tuple[str, bytes | Path]], path: Path) -> np.ndarray:
-    """Decode images to uint8 [N, H, W, C]; C=1 when every image is grayscale, else RGB."""
+# ``fit(image, name)``: a decoded PIL image converted, resized or cropped (geometry.py).
+Fit = Callable[[object, str], object]
+
+
+def _decode(blobs: list[tuple[str, bytes | Path]], path: Path,
+            fit: Fit | None = None) -> np.ndarray:
+    """Decode images to uint8 [N, H, W, C]; C=1 when every image is grayscale, else RGB.
+    ``fit`` is applied to each image as it is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     arrays: list[np.ndarray] = []
@@ -155,12 +161,19 @@ def _decode(blobs: list[tuple[str, bytes | Path]], path: Path) -> np.ndarray:
                     # Palette, alpha, 16-bit, CMYK...: reduce to 8-bit gray or RGB.
                     gray = im.mode in ("1", "LA", "I", "I;16", "F")
                     im = im.convert("L" if gray else "RGB")
+                if fit is not None:
+                    im = fit(im, name)
                 arrays.append(np.asarray(im, dtype=np.uint8))
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot decode image {name} in {path}: {first_line(exc)}") from exc
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:
-        raise DataError(f"images differ in size in {path}: {sorted(sizes)[:3]}")
+        seen = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:3])
+        raise DataError(
+            f"images differ in size in {path}: {seen}"
+            f"{' ...' if len(sizes) > 3 else ''}: give the size the model takes, {{resize}} H,W "
+            "(or {resize} N {crop} H,W: the shorter side to N, then the centre)",
+            options=["resize", "crop"])
     if any(a.ndim == 3 for a in arrays):
         # Mixed gray and RGB: promote gray to RGB so every sample has the same shape.
         arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in arrays]
@@ -171,7 +184,7 @@ def _decode(blobs: list[tuple[str, bytes | Path]], path: Path) -> np.ndarray:
 
 def read_image_tree(
     path: str | Path, split: str = "test",
-    select: Callable[[np.ndarray], np.ndarray] | None = None,
+    select: Callable[[np.ndarray], np.ndarray] | None = None, fit: Fit | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Read a folder or ``.tar[.gz]`` holding ``<split>/<class>/*.jpg|*.png``.
 
@@ -186,7 +199,8 @@ def read_image_tree(
     and the class names. A tar is streamed once and only the requested split is kept.
     ``select(y)`` (the labels of every image of the split) gives the sorted indices of the
     images to decode: ``--limit`` then decodes only what it keeps (1,000 of CIFAR-10's
-    50,000 training images: 2.2 s instead of 5.9).
+    50,000 training images: 2.2 s instead of 5.9). ``fit(image, name)`` converts, resizes or
+    crops each decoded image (``--channels``, ``--resize``, ``--crop``).
     """
     path = Path(path)
     if not path.exists():
@@ -241,10 +255,10 @@ def read_image_tree(
         flat.sort(key=lambda f: (f[0], f[1]))
         y = np.array([class_names.index(f[0]) for f in flat], np.int64)
         return _decode_selected([(f"{f[0]}/{f[1]}", f[2]) for f in flat], y, select,
-                                path) + (class_names,)
+                                path, fit) + (class_names,)
     if not classes and loose:  # a folder of images and nothing else: no labels
         loose.sort(key=lambda f: f[0])
-        return _decode_selected(loose, unlabelled(len(loose)), select, path) + (None,)
+        return _decode_selected(loose, unlabelled(len(loose)), select, path, fit) + (None,)
     prefix = _pick_prefix((c[0] for c in classes), path)
     splits = sorted({c[1] for c in classes if c[0] == prefix})
     if want is not None and want not in splits:
@@ -256,17 +270,18 @@ def read_image_tree(
         raise DataError(f"no images in split {split!r} of {path}")
     y = np.array([index[f[2]] for f in chosen], dtype=np.int64)
     return _decode_selected([("/".join(f[0] + f[1:4]), f[4]) for f in chosen], y, select,
-                            path) + (class_names,)
+                            path, fit) + (class_names,)
 
 
 def _decode_selected(blobs: list[tuple[str, bytes | Path]], y: np.ndarray,
                      select: Callable[[np.ndarray], np.ndarray] | None,
-                     path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The images ``select(y)`` keeps (all without it), decoded, and their labels."""
+                     path: Path, fit: Fit | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The images ``select(y)`` keeps (all without it), decoded (and fitted), and their
+    labels."""
     if select is not None:
         keep = select(y)
         blobs, y = [blobs[i] for i in keep.tolist()], y[keep]
-    return _decode(blobs, path), y
+    return _decode(blobs, path, fit), y
 
 
 def read_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
