@@ -412,6 +412,28 @@ def test_error_unknown_split(tmp_path: Path) -> None:
         load_data("sklearn:digits", split="val")
 
 
+def test_image_tree_splits_are_its_folder_names(tmp_path: Path) -> None:
+    """A tree whose split folders have other names (Kaggle's training_set, test_set) is read
+    by those names, from the command line too; the default split's error names them."""
+    root = make_tree(tmp_path / "t")
+    (root / "train").rename(root / "training_set")
+    ds = load_data(str(root), split="training_set")
+    assert ds.x.shape[0] == 6 and "training_set split" in ds.source
+    with pytest.raises(DataError, match="unknown split 'train' in .*: it has test, training_set "
+                                        r"\(or all\): give split NAME"):
+        load_data(str(root), split="train")
+    seen: dict = {}
+
+    @click.command()
+    @add_data_options
+    def cmd(**opts) -> None:
+        seen["y"] = dataset_from_options(opts).y
+
+    res = CliRunner().invoke(cmd, ["--data", str(root), "--split", "training_set"])
+    assert res.exit_code == 0, res.output
+    assert seen["y"].tolist() == [0, 0, 0, 1, 1, 1]
+
+
 def test_error_corrupt_idx(tmp_path: Path) -> None:
     folder = tmp_path / "mn"
     make_idx(folder, compress=True)

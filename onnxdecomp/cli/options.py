@@ -88,11 +88,12 @@ def add_data_options(
         ),
         click.option(
             "--split",
-            type=click.Choice(SPLITS),
             default=default_split,
             show_default=True,
-            help="Which split to read (an .npz has splits only in Keras' layout: x_train, "
-                 "y_train, x_test, ...).",
+            metavar="NAME",
+            help=f"Which split to read: {', '.join(SPLITS)}, or an image tree's split folder "
+                 "(training_set, ...). An .npz has splits only in Keras' layout: x_train, "
+                 "y_train, x_test, ...",
         ),
         click.option(
             "--limit",

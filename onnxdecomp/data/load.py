@@ -145,11 +145,11 @@ def load_data(
     returned whole, for the caller to label (``Dataset.labelled``).
     """
     pre = pre or Preprocess()
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     if limit is not None and limit < 1:
         raise DataError(f"{{limit}} must be at least 1, got {limit}", options=["limit"])
     kind = _detect(spec)
+    if split not in SPLITS and kind != "tree":  # a tree's splits are its folders' names
+        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     images: np.ndarray | None = None  # raw images, preprocessed after any subsampling
     picked = _Selection(spec, classes, limit, seed)
     if kind == "sklearn":

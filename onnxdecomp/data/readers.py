@@ -262,7 +262,8 @@ def read_image_tree(
     prefix = _pick_prefix((c[0] for c in classes), path)
     splits = sorted({c[1] for c in classes if c[0] == prefix})
     if want is not None and want not in splits:
-        raise DataError(f"unknown split {split!r} in {path}: it has {', '.join(splits)} (or all)")
+        raise DataError(f"unknown split {split!r} in {path}: it has {', '.join(splits)} "
+                        "(or all): give {split} NAME", options=["split"])
     class_names = sorted({c[2] for c in classes if c[0] == prefix})
     index = {c: i for i, c in enumerate(class_names)}
     chosen = sorted((f for f in files if f[0] == prefix), key=lambda f: (f[1], f[2], f[3]))
