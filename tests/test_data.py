@@ -434,6 +434,32 @@ def test_image_tree_splits_are_its_folder_names(tmp_path: Path) -> None:
     assert seen["y"].tolist() == [0, 0, 0, 1, 1, 1]
 
 
+def test_image_zip_and_every_imagefolder_extension(tmp_path: Path) -> None:
+    """A .zip of an image tree reads as the folder does (macOS's __MACOSX/._* entries
+    skipped), and so do the extensions torchvision's ImageFolder reads (.webp, .tif, ...);
+    an .npz under another name is still an .npz."""
+    import zipfile
+
+    root = make_tree(tmp_path / "src" / "imgs")
+    Image.new("RGB", (5, 4), pixel("test", 0, 7)).save(root / "test" / "ant" / "07.webp",
+                                                         lossless=True)
+    Image.new("RGB", (5, 4), pixel("test", 1, 7)).save(root / "test" / "cat" / "07.tif")
+    packed = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        for f in sorted(root.rglob("*")):
+            zf.write(f, f.relative_to(root.parent))
+        zf.writestr("__MACOSX/imgs/test/ant/._00.png", b"resource fork")
+    from_dir = load_data(str(root), split="test")
+    from_zip = load_data(str(packed), split="test")
+    assert from_dir.x.shape[0] == 6 and np.array_equal(from_zip.x, from_dir.x)
+    assert from_zip.y.tolist() == [0, 0, 0, 1, 1, 1] and from_zip.class_names == ["ant", "cat"]
+    assert np.array_equal(from_dir.x[2, :, 0, 0], np.array(pixel("test", 0, 7), np.float32))
+    npz = tmp_path / "arrays.zip"
+    np.savez(tmp_path / "arrays.npz", x=np.zeros((2, 3), np.float32), y=np.array([0, 1]))
+    (tmp_path / "arrays.npz").rename(npz)
+    assert load_data(str(npz)).x.shape == (2, 3)
+
+
 def test_error_corrupt_idx(tmp_path: Path) -> None:
     folder = tmp_path / "mn"
     make_idx(folder, compress=True)

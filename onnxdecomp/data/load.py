@@ -24,7 +24,14 @@ import numpy as np
 from onnxdecomp.data.dataset import Dataset, check_dataset
 from onnxdecomp.data.geometry import describe_fit, fit_arrays, fit_image
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
-from onnxdecomp.data.readers import is_idx_folder, read_digits, read_idx, read_image_tree, read_npz
+from onnxdecomp.data.readers import (
+    is_idx_folder,
+    is_image_zip,
+    read_digits,
+    read_idx,
+    read_image_tree,
+    read_npz,
+)
 from onnxdecomp.data.records import is_records
 from onnxdecomp.errors import DataError
 
@@ -44,8 +51,8 @@ def _detect(spec: str) -> str:
             return "npz"
         if name.endswith((".tar.gz", ".tgz", ".tar")):
             return "tree"
-        if zipfile.is_zipfile(path):  # an npz under another name
-            return "npz"
+        if zipfile.is_zipfile(path):  # an npz under another name, or a zip of images
+            return "tree" if is_image_zip(path) else "npz"
         if tarfile.is_tarfile(path):
             return "tree"
     elif path.is_dir():
@@ -53,8 +60,8 @@ def _detect(spec: str) -> str:
             return "idx"
         return "tree"
     raise DataError(
-        f"unrecognised data {spec}: expected a .npz file, an IDX folder, a folder or .tar.gz "
-        "of [<split>/]<class>/images, or sklearn:digits"
+        f"unrecognised data {spec}: expected a .npz file, an IDX folder, a folder, .tar.gz or "
+        ".zip of [<split>/]<class>/images, or sklearn:digits"
     )
 
 

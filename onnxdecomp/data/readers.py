@@ -22,7 +22,8 @@ from onnxdecomp.data.dataset import as_int_labels, unlabelled
 from onnxdecomp.data.records import as_records
 from onnxdecomp.errors import DataError, first_line
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+# torchvision's ImageFolder's (IMG_EXTENSIONS): a folder that it reads, this reads whole.
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): all multi-byte values are big-endian.
 _IDX_TYPES = {
@@ -182,11 +183,22 @@ def _decode(blobs: list[tuple[str, bytes | Path]], path: Path,
     return np.stack(arrays)
 
 
+def is_image_zip(path: Path) -> bool:
+    """A zip holding images and no ``.npy`` arrays (an ``.npz`` is a zip of ``.npy``)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n.lower() for n in zf.namelist()]
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return not any(n.endswith(".npy") for n in names) and any(
+        _is_image_name(n.rsplit("/", 1)[-1]) for n in names)
+
+
 def read_image_tree(
     path: str | Path, split: str = "test",
     select: Callable[[np.ndarray], np.ndarray] | None = None, fit: Fit | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """Read a folder or ``.tar[.gz]`` holding ``<split>/<class>/*.jpg|*.png``.
+    """Read a folder, ``.tar[.gz]`` or ``.zip`` holding ``<split>/<class>/*.jpg|*.png``.
 
     The split folders may sit under one top folder (as in ``cifar10-jpg-q75.tar.gz``). A
     tree of ``<class>/*.png`` with no split folders (torchvision's ImageFolder) is read
@@ -233,6 +245,16 @@ def read_image_tree(
             rel = Path(root).relative_to(path).parts
             for name in names:
                 note(rel + (name,), lambda r=root, n=name: Path(r) / n)
+    elif zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.is_dir():
+                        continue
+                    parts = tuple(p for p in info.filename.split("/") if p not in ("", "."))
+                    note(parts, lambda i=info: zf.read(i))
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"cannot read archive {path}: {first_line(exc)}") from exc
     else:
         try:
             with tarfile.open(path, "r:*") as tf:
