@@ -6,9 +6,9 @@ A data spec is one of (auto-detected, see :func:`load_data`):
   ``(N,)`` or ``(N, T)``, ``-1`` = ignore; without it the data is unlabelled) and optionally
   ``class_names``, or with ``x_<split>`` and ``y_<split>`` pairs (Keras' datasets layout);
 * an IDX folder in the MNIST layout (``train-images-idx3-ubyte[.gz]``, ``t10k-...``);
-* a folder or ``.tar.gz`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one top folder),
-  of ``<class>/*.png`` with no split folders (read whole for any split), or of ``*.png``
-  alone (unlabelled, read whole);
+* a folder, ``.tar.gz`` or ``.zip`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one
+  top folder), of ``<class>/*.png`` with no split folders (read whole for any split), or of
+  ``*.png`` alone (unlabelled, read whole);
 * ``sklearn:digits`` (scikit-learn's bundled 8x8 digits; needs no file).
 """
 
