@@ -9,6 +9,7 @@ A data spec is one of (auto-detected, see :func:`load_data`):
 * a folder, ``.tar.gz`` or ``.zip`` of ``<split>/<class>/*.jpg|*.png`` (possibly under one
   top folder), of ``<class>/*.png`` with no split folders (read whole for any split), or of
   ``*.png`` alone (unlabelled, read whole);
+* a ``.csv`` or ``.tsv`` table of features and a label column (:mod:`onnxdecomp.data.table`);
 * ``sklearn:digits`` (scikit-learn's bundled 8x8 digits; needs no file).
 """
 
@@ -33,6 +34,7 @@ from onnxdecomp.data.readers import (
     read_npz,
 )
 from onnxdecomp.data.records import is_records
+from onnxdecomp.data.table import TABLE_EXTS, read_table
 from onnxdecomp.errors import DataError
 
 SPLITS = ("train", "test", "all", "val")
@@ -49,6 +51,8 @@ def _detect(spec: str) -> str:
     if path.is_file():
         if name.endswith(".npz"):
             return "npz"
+        if name.endswith(TABLE_EXTS):
+            return "table"
         if name.endswith((".tar.gz", ".tgz", ".tar")):
             return "tree"
         if zipfile.is_zipfile(path):  # an npz under another name, or a zip of images
@@ -61,7 +65,7 @@ def _detect(spec: str) -> str:
         return "tree"
     raise DataError(
         f"unrecognised data {spec}: expected a .npz file, an IDX folder, a folder, .tar.gz or "
-        ".zip of [<split>/]<class>/images, or sklearn:digits"
+        ".zip of [<split>/]<class>/images, a .csv table, or sklearn:digits"
     )
 
 
@@ -166,13 +170,15 @@ def load_data(
         images, y = read_digits(split)
         ds = Dataset(images, y, [str(i) for i in range(10)], "")
         what = f"sklearn digits {split} split"
+    elif kind == "table":
+        _refuse_image_options(spec, pre, "a table's features")
+        x, y, names = read_table(Path(spec))
+        if pre.dtype is not None:
+            x = x.astype(target_dtype(pre.dtype), copy=False)
+        ds = Dataset(x, y, names, "")
+        what = f"{Path(spec).name} table"
     elif kind == "npz":
-        if not pre.is_identity or pre.layout is not None or pre.fits_images:
-            raise DataError(
-                f"{spec}: .npz inputs are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
-                "{layout}/{resize}/{crop}/{channels} only apply to image data (preprocess "
-                "before saving the npz)",
-                options=["scale", "mean", "std", "layout", "resize", "crop", "channels"])
+        _refuse_image_options(spec, pre, ".npz inputs")
         x, y, names, by_split = read_npz(Path(spec), split)
         if pre.dtype is not None and is_records(x):
             raise DataError(
@@ -211,6 +217,17 @@ def load_data(
         if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf
             check_dataset(ds, None, where=spec)
     return ds
+
+
+def _refuse_image_options(spec: str, pre: Preprocess, what: str) -> None:
+    """Image preprocessing asked of data that is used as stored: an error, since silently
+    ignoring it would mislead."""
+    if not pre.is_identity or pre.layout is not None or pre.fits_images:
+        raise DataError(
+            f"{spec}: {what} are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
+            "{layout}/{resize}/{crop}/{channels} only apply to image data (preprocess "
+            "before saving)",
+            options=["scale", "mean", "std", "layout", "resize", "crop", "channels"])
 
 
 @dataclass
