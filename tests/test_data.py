@@ -543,9 +543,14 @@ def test_error_data_values(tmp_path: Path) -> None:
 
 def test_check_dataset_label_range() -> None:
     ds = Dataset(np.zeros((4, 2), np.float32), np.array([0, 3, -1, 12]), None, "toy")
-    with pytest.raises(DataError, match="label 12 is out of range: the model has 10 classes"):
+    with pytest.raises(DataError, match="label 12 is out of range: the model has 10 "
+                                        r"classes \(labels 0..9, -1 = ignore\) in toy$"):
         check_dataset(ds, 10)
     check_dataset(ds, 13)
+    one_based = Dataset(np.zeros((3, 2), np.float32), np.array([1, 3, 2]), None, "toy")
+    with pytest.raises(DataError, match="label 3 is out of range.* in toy: they look "
+                                        "numbered from 1; subtract 1"):
+        check_dataset(one_based, 3)
     ds.x[0, 0] = np.inf
     with pytest.raises(DataError, match="NaN or inf"):
         check_dataset(ds, 13)

@@ -105,7 +105,10 @@ def check_labels(y: np.ndarray, num_classes: int | None, src: str = "data") -> N
     if lo < 0:
         raise DataError(f"label {lo} is negative in {src} (only -1 = ignore is allowed)")
     if num_classes is not None and hi >= num_classes:
+        # Labels 1..K (R, MATLAB, some CSVs) for K classes: say so, never shift them silently.
+        hint = ": they look numbered from 1; subtract 1" if lo == 1 and hi == num_classes \
+            else ""
         raise DataError(
             f"label {hi} is out of range: the model has {num_classes} classes "
-            f"(labels 0..{num_classes - 1}, -1 = ignore) in {src}"
+            f"(labels 0..{num_classes - 1}, -1 = ignore) in {src}{hint}"
         )
