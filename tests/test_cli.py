@@ -387,6 +387,44 @@ def test_decompose_classes_by_name(small, tmp_path: Path) -> None:
                        "or one of the data's class names (c0, c1", "got 'c9x'")
 
 
+def test_decompose_classes_ranges_and_present(small, tmp_path: Path, monkeypatch) -> None:
+    """--classes takes ranges, and ``present`` for the classes the data has (by its labels,
+    else by the parent's decisions); a class without a labelled sample is refused before
+    the profile is taken, naming at most 12 of them and the way out."""
+    import importlib
+
+    decomposer = importlib.import_module("onnxdecomp.decompose.decomposer")
+    case, _, x, y, _ = small
+    y = y.copy()
+    y[y == 1] = 2  # class 1 has no labelled sample
+    data = _npz(tmp_path / "no1.npz", x, y)
+    res = _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", tmp_path / "r",
+               "--classes", "2-3,0", "--json")
+    assert res.exit_code == 0, res.output
+    assert [m["class_index"] for m in json.loads(res.stdout)["modules"]] == [2, 3, 0]
+    res = _run("decompose", case.path, "--data", data, "--keep", "0.5", "-o", tmp_path / "p",
+               "--classes", "present", "--json")
+    assert res.exit_code == 0, res.output
+    have = sorted(set(y.tolist()))
+    assert [m["class_index"] for m in json.loads(res.stdout)["modules"]] == have
+    unlabelled = tmp_path / "x.npz"
+    np.savez(unlabelled, x=x)
+    res = _run("decompose", case.path, "--data", unlabelled, "--keep", "0.5", "-o",
+               tmp_path / "u", "--classes", "present", "--json")
+    assert res.exit_code == 0, res.output
+    decided = sorted(set(ort_run(case.path, x).argmax(axis=1).tolist()))
+    assert [m["class_index"] for m in json.loads(res.stdout)["modules"]] == decided
+
+    def no_profile(*args, **kwargs):
+        raise AssertionError("profiled before refusing")
+
+    monkeypatch.setattr(decomposer, "profile", no_profile)
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5", "-o",
+                            tmp_path / "o"),
+                       "class 1: no calibration sample (no sample has that label)",
+                       "--classes present cuts the classes the data has")
+
+
 def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:
     from conftest import build_unsupported
 
@@ -418,3 +456,54 @@ def test_no_onnxruntime(small, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     line = _assert_user_error(_run("eval", case.path, "--data", data), code=4)
     assert "onnxdecomp[cpu]" in line and "onnxdecomp[gpu]" in line
+
+
+def _digits_tree(root: Path, names: list[str], keep: set[int] | None = None) -> Path:
+    """scikit-learn's digits as train/<name>/<i>.png (pixels x 15), the classes in ``keep``."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    for j, (img, label) in enumerate(zip(d.images[:600], d.target[:600])):
+        if keep is not None and label not in keep:
+            continue
+        folder = root / "train" / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 15).astype(np.uint8)).save(folder / f"{j}.png")
+    return root
+
+
+def test_eval_matches_classes_by_name(tmp_path: Path) -> None:
+    """A tree of only some class folders is numbered by its own folders (five = 0, three = 1):
+    a linked model and a module that record their classes' names are scored by name, as on
+    the whole tree; a parent that records none gets a note saying how labels are numbered."""
+    model = Path(__file__).resolve().parent.parent / "models" / "cnn_digits.onnx"
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    names = [f"{i}{w}" for i, w in enumerate(words)]  # sorted as the classes are numbered
+    whole = _digits_tree(tmp_path / "all", names)
+    some = _digits_tree(tmp_path / "some", words, keep={3, 5})
+    scale = ["--scale", str(1 / 15), "--split", "train"]
+    out = tmp_path / "m"
+    res = _run("decompose", model, "--data", whole, *scale, "--keep", "0.5", "-o", out)
+    assert res.exit_code == 0, res.output
+    # the module and linked columns record 3three, 5five: name the subset's folders alike
+    (some / "train" / "three").rename(some / "train" / "3three")
+    (some / "train" / "five").rename(some / "train" / "5five")
+    linked = tmp_path / "u.onnx"
+    assert _run("link", out / "class_3.onnx", out / "class_5.onnx", "-o", linked).exit_code == 0
+    for m, same in ((linked, ("3three", "5five")), (out / "class_5.onnx", ("5five",))):
+        on_all = json.loads(_run("eval", m, "--data", whole, *scale, "--json").stdout)
+        on_some = json.loads(_run("eval", m, "--data", some, *scale, "--json").stdout)
+        assert {k: on_some["per_class"][k] for k in same} == \
+            {k: on_all["per_class"][k] for k in same}
+        assert on_some["n"] == sum(1 for y in load_digits_y() if y in (3, 5))
+    res = _run("eval", model, "--data", some, *scale)
+    assert res.exit_code == 0, res.output
+    assert "note: the data names 2 classes and the model has 10: labels are the data's " \
+           "classes in sorted order (3three = 0, 5five = 1, ...)" in res.stdout
+
+
+def load_digits_y() -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return load_digits().target[:600]

@@ -17,6 +17,7 @@ from onnxdecomp.cli.options import (
 from onnxdecomp.data import check_dataset, fit_to_input
 from onnxdecomp.decompose import COMPENSATIONS, DEFAULT_FIDELITY, Manifest, Settings, decompose
 from onnxdecomp.decompose.criteria import CRITERIA
+from onnxdecomp.decompose.run import PRESENT
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.modelio import check_output_folder
 from onnxdecomp.runtime import Runner
@@ -28,8 +29,9 @@ from onnxdecomp.runtime import Runner
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the modules and manifest.json.")
 @click.option("--classes", default=None, metavar="0,3,7",
-              help="Only these classes: indices, or the data's class names (an image "
-              "tree's folders, an .npz's class_names) [default: all].")
+              help="Only these classes: indices (ranges too: 0-9,12), or the data's class "
+              "names (an image tree's folders, an .npz's class_names); present: every class "
+              "the data has [default: all].")
 @click.option("--fidelity", type=float, default=DEFAULT_FIDELITY, show_default=True,
               help="Share of the parent's class log-odds variance each module must reproduce "
               "on held-out calibration samples.")
@@ -124,18 +126,24 @@ def _parse_classes(text: str | None, names: list[str] | None = None) -> list[int
     ``class_names``), comma-separated."""
     if not text:
         return None
+    if text.strip() == PRESENT and not (names and PRESENT in names):
+        return PRESENT
     out = []
     for c in (c.strip() for c in text.split(",")):
         if not c:
             continue
+        lo, _, hi = c.partition("-")
         if c.lstrip("-").isdigit():
             out.append(int(c))
         elif names and c in names:
             out.append(names.index(c))
+        elif lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
+            out.extend(range(int(lo), int(hi) + 1))
         else:
             known = f" or one of the data's class names ({', '.join(names[:8])}" \
                 f"{', ...' if len(names) > 8 else ''})" if names else ""
-            raise OnnxDecompError(f"--classes takes indices like 0,3,7{known}, got {c!r}")
+            raise OnnxDecompError(f"--classes takes indices like 0,3,7 or 0-9{known}, or "
+                                  f"{PRESENT}, got {c!r}")
     return out
 
 

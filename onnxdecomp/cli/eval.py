@@ -16,7 +16,13 @@ from onnxdecomp.cli.options import (
     device_option,
     json_option,
 )
-from onnxdecomp.data import check_dataset, check_label_shape, fit_to_input, require_labels
+from onnxdecomp.data import (
+    Dataset,
+    check_dataset,
+    check_label_shape,
+    fit_to_input,
+    require_labels,
+)
 from onnxdecomp.link.output import label_map
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes import select_scores_output
@@ -41,13 +47,14 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     require_labels(ds, "eval measures accuracy")
     runner.check_input(ds.x)
     linked = label_map(proto)
+    ds = _labels_by_name(ds, _recorded_names(proto))
     names = ds.class_names
     if linked is not None and len(linked[0]) == 1:  # one module linked: its class's log-odds
         (k,) = linked[0]
         module, linked = (k, str(k)), None
     if module is not None:  # one class's log-odds: that class against the rest
         k, name = module
-        name = names[k] if names and k < len(names) else name
+        name = names[k] if names and k < len(names) and names[k] else name
         ds = replace(ds, y=np.where(ds.y >= 0, (ds.y == k).astype(np.int64), -1))
         names = [f"not {name}", name]
     if linked is not None:  # labels are the parent's classes: map them onto the columns
@@ -69,6 +76,15 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     bar.close()
     report = classification_report(scores, ds.y, names)
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
+    notes = []
+    if module is None and linked is None and not _recorded_names(proto) and names and \
+            isinstance(out_dim, int) and 1 < len(names) < out_dim and \
+            names != [str(i) for i in range(len(names))]:
+        notes.append(f"the data names {len(names)} classes and the model has {out_dim}: "
+                     f"labels are the data's classes in sorted order ({names[0]} = 0, "
+                     f"{names[1]} = 1, ...); if they are other classes of the model, give the "
+                     "data as an .npz labelled with the model's class indices")
+    report["notes"] = notes
     if linked is not None:
         report["parent_restricted_top1"] = _parent_restricted(linked, ds, classes, device)
     if module is not None:
@@ -96,7 +112,40 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     if report["confused"]:
         click.echo("most confused (true -> predicted): " + ", ".join(
             f"{p['true']}->{p['predicted']} {p['count']}" for p in report["confused"]))
+    for note in notes:
+        click.echo(f"note: {note}")
     click.echo(f"PASSED | onnxdecomp eval {model}")
+
+
+def _recorded_names(proto) -> dict[int, str]:
+    """The parent class index -> class name that a module or a linked model of one parent
+    records (empty for any other model)."""
+    identity = provenance.module_identity(proto)
+    if identity.get("class_name") and "class_index" in identity:
+        return {int(identity["class_index"]): identity["class_name"]}
+    columns = provenance.read_columns(proto) or []
+    return {int(c["class_index"]): c["class_name"] for c in columns
+            if c.get("class_index") is not None and c.get("class_name")}
+
+
+def _labels_by_name(ds: Dataset, recorded: dict[int, str]) -> Dataset:
+    """The data's labels renumbered as the parent's classes, matched by name, when the data
+    names its classes otherwise (an image tree of only the cat and dog folders: labels 0, 1
+    by folder, 3 and 5 for a CIFAR-10 parent) and has every class the model records; its
+    other classes keep numbers past the parent's, so that they count as none of them."""
+    names = ds.class_names
+    if not names or not recorded or not set(recorded.values()) <= set(names):
+        return ds
+    if all(k < len(names) and names[k] == n for k, n in recorded.items()):
+        return ds  # numbered alike already
+    by_name = {n: k for k, n in recorded.items()}
+    top = max(max(recorded) + 1, len(names))
+    lut = np.array([by_name.get(n, top + i) for i, n in enumerate(names)], np.int64)
+    renamed = [""] * (int(lut.max()) + 1)
+    for i, n in enumerate(names):
+        renamed[lut[i]] = n
+    y = np.where(ds.y >= 0, lut[np.clip(ds.y, 0, None)], -1)
+    return replace(ds, y=y, class_names=renamed)
 
 
 def _module_class(proto) -> tuple[int, str] | None:

@@ -39,6 +39,21 @@ def require_labels(ds: Dataset, what: str) -> None:
         raise DataError(f"{ds.source or 'the data'} has no labels: {what} against labels")
 
 
+def class_indices(y: np.ndarray) -> np.ndarray:
+    """Labels given one-hot ([N, K] rows of 0 and a single 1, as Keras' ``to_categorical``
+    writes them) or as a column ([N, 1]) as the class indices (N,) they stand for; other
+    labels as they are. Per-step labels ([N, T], -1 = ignore) hold class indices: only a
+    binary tagger's with one step of class 1 in every sentence and no padding would look
+    one-hot."""
+    if y.ndim != 2 or y.dtype.kind not in "biuf":
+        return y
+    if y.shape[1] == 1:
+        return y[:, 0]
+    if y.shape[1] >= 2 and len(y) and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return y.argmax(axis=1)
+    return y
+
+
 def as_int_labels(y: np.ndarray, where: str) -> np.ndarray:
     """Integer labels as int64; integral floats (0.0, 1.0...) are accepted, others are not."""
     if y.dtype.kind in "iu":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxdecomp.data.dataset import as_int_labels, unlabelled
+from onnxdecomp.data.dataset import as_int_labels, class_indices, unlabelled
 from onnxdecomp.data.records import as_records
 from onnxdecomp.errors import DataError, first_line
 
@@ -384,18 +384,3 @@ def read_npz(path: Path, split: str = "test"
             f"got x {x.shape}, y {y.shape}"
         )
     return x, as_int_labels(class_indices(y), str(path)), names, bool(splits)
-
-
-def class_indices(y: np.ndarray) -> np.ndarray:
-    """Labels given one-hot ([N, K] rows of 0 and a single 1, as Keras' ``to_categorical``
-    writes them) or as a column ([N, 1]) as the class indices (N,) they stand for; other
-    labels as they are. Per-step labels ([N, T], -1 = ignore) hold class indices: only a
-    binary tagger's with one step of class 1 in every sentence and no padding would look
-    one-hot."""
-    if y.ndim != 2 or y.dtype.kind not in "biuf":
-        return y
-    if y.shape[1] == 1:
-        return y[:, 0]
-    if y.shape[1] >= 2 and len(y) and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
-        return y.argmax(axis=1)
-    return y

@@ -25,6 +25,7 @@ from onnxdecomp.data.records import sample_shape
 from onnxdecomp.decompose.align import cluster_aligns, recurrent_align, resolve_align
 from onnxdecomp.decompose.allocate import Candidate, allocate
 from onnxdecomp.decompose.calibrate import calibrate, fit_score_map
+from onnxdecomp.decompose.class_samples import check_classes_have_samples, label_counts
 from onnxdecomp.decompose.compensate import make_refit
 from onnxdecomp.decompose.criteria import (
     Concern,
@@ -103,13 +104,13 @@ class Decomposer:
 
     ``x`` is calibration data exactly as the model takes it; a ``holdout`` fraction of it is
     kept apart to measure fidelity. ``y`` is optional: classes are assigned by the parent's
-    own predictions.
-    """
+    own predictions. ``needs_samples``: each of ``classes`` (all without) has a labelled
+    sample, checked before profiling."""
 
     def __init__(self, model, x: np.ndarray, y: np.ndarray | None = None,
                  settings: Settings | None = None, class_names: list[str] | None = None,
                  progress: Callable[[str, int, int], None] | None = None,
-                 classes: list[int] | None = None) -> None:
+                 classes: list[int] | None = None, needs_samples: bool = False) -> None:
         self.settings = s = settings or Settings()
         s.check()
         x, y = np.asarray(x), None if y is None else np.asarray(y)  # lists from the API
@@ -124,6 +125,9 @@ class Decomposer:
         if y is not None:
             check_label_shape(y, self.parent.per_step, "the calibration labels")
             check_labels(y, self.parent.num_classes, "the calibration labels")
+            if needs_samples:  # before profiling: a many-class model's takes a while
+                k = self.parent.num_classes
+                check_classes_have_samples(label_counts(y, k), classes or range(k), True)
         self.clusters = self.parent.cg.units()
         if not s.prune_embeddings:
             lookups = {self.parent.cg.cluster(name) for name in self.parent.cg.lookups}

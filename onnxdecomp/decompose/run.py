@@ -14,6 +14,7 @@ import onnx
 
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.data import DataSpec
+from onnxdecomp.decompose.class_samples import check_classes_have_samples, label_counts
 from onnxdecomp.decompose.decomposer import Decomposer
 from onnxdecomp.decompose.manifest import Manifest, ParentEntry
 from onnxdecomp.decompose.records import module_entry, stamp_module
@@ -28,6 +29,7 @@ from onnxdecomp.version import __version__
 # was 94.67% against the parent's 98.67%. A class the parent decides for no held-out sample
 # had its module's claims never checked.
 MIN_HOLDOUT, MIN_HOLDOUT_OF_CLASS = 100, 1
+PRESENT = "present"  # ``classes``: every class the calibration data has
 
 
 def holdout_notes(hold_logodds: np.ndarray, classes: list[int]) -> list[str]:
@@ -68,7 +70,7 @@ def decompose(
     x: np.ndarray,
     y: np.ndarray | None = None,
     out_dir: str | os.PathLike | None = None,
-    classes: list[int] | None = None,
+    classes: list[int] | str | None = None,
     class_names: list[str] | None = None,
     settings: Settings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -79,7 +81,10 @@ def decompose(
     ``out_dir/manifest.json`` with the modules when ``out_dir`` is given).
 
     ``x`` is calibration data exactly as the model takes it (``y`` optional: classes are
-    assigned by the parent's own predictions); ``calibration`` says where it came from, for
+    assigned by the parent's own predictions); ``classes``: the classes to cut (None: all;
+    ``"present"``: those the data has, by its labels, else by the parent's decisions; a
+    class without a sample is refused before profiling when labels say so); ``calibration``
+    says where it came from, for
     the manifest (union linking loads it again). ``progress(stage, done, total)`` is called
     as work advances. ``out_dir`` must be new or empty unless ``force``; it is written as a
     whole (``modelio.atomic_folder``): an interrupted run leaves it as it was.
@@ -87,9 +92,17 @@ def decompose(
     if out_dir is not None:
         inputs = () if isinstance(model, onnx.ModelProto) else (model,)
         check_output_folder(out_dir, force, inputs)
-    dec = Decomposer(model, x, y, settings, class_names, progress, classes)
+    present = isinstance(classes, str)
+    if present and classes != PRESENT:
+        raise OnnxDecompError(f"{{classes}} takes class indices or {PRESENT!r}, got {classes!r}",
+                              options=["classes"])
+    if present:  # labels say which classes the data has; without them the parent does
+        classes = None if y is None else sorted(set(np.asarray(y).reshape(-1).tolist()) - {-1})
+    dec = Decomposer(model, x, y, settings, class_names, progress, classes, needs_samples=True)
     s, parent, timing = dec.settings, dec.parent, dec.timing
     k_all = parent.num_classes
+    if present and classes is None:
+        classes = np.flatnonzero(dec.profile.samples).tolist()
     classes = list(range(k_all)) if classes is None else list(classes)
     if not classes:
         raise OnnxDecompError("no class to decompose: {classes} names none",
@@ -97,16 +110,8 @@ def decompose(
     for c in classes:
         if not 0 <= c < k_all:
             raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
-    # A module fitted and measured on no sample of its class would claim a fidelity of 1.
-    counts = (np.bincount(np.asarray(y).reshape(-1)[np.asarray(y).reshape(-1) >= 0],
-                          minlength=k_all) if y is not None else dec.profile.samples)
-    empty = [c for c in classes if counts[c] == 0]
-    if empty:
-        how = "no sample has that label" if y is not None else "the parent decides it for no sample"
-        raise OnnxDecompError(
-            f"class{'es' if len(empty) > 1 else ''} {','.join(map(str, empty))}: no calibration "
-            f"sample ({how}); give data with {'them' if len(empty) > 1 else 'it'}, or leave "
-            "it out with {classes}", options=["classes"])
+    counts = label_counts(y, k_all) if y is not None else dec.profile.samples
+    check_classes_have_samples(counts, classes, y is not None)
     entries, files = [], []
     t0 = time.perf_counter()
     allocated = dec.allocate(classes, s.macs) if s.macs is not None else {}

@@ -1,0 +1,32 @@
+"""Which classes the calibration data has: a module needs samples of its class."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from onnxdecomp.errors import OnnxDecompError
+
+
+def label_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Samples (or labelled steps) of each class."""
+    flat = np.asarray(y).reshape(-1)
+    return np.bincount(flat[flat >= 0], minlength=num_classes)
+
+
+def check_classes_have_samples(counts: np.ndarray, classes: Iterable[int],
+                               labelled: bool) -> None:
+    """A one-line error naming the ``classes`` with no calibration sample: a module fitted
+    and measured on no sample of its class would claim a fidelity of 1."""
+    empty = [c for c in classes if 0 <= c < len(counts) and counts[c] == 0]
+    if not empty:
+        return
+    how = "no sample has that label" if labelled else "the parent decides it for no sample"
+    shown = ",".join(map(str, empty[:12])) + (f",... ({len(empty)} classes)"
+                                              if len(empty) > 12 else "")
+    raise OnnxDecompError(
+        f"class{'es' if len(empty) > 1 else ''} {shown}: no calibration sample ({how}); give "
+        f"data with {'them' if len(empty) > 1 else 'it'}, or leave "
+        f"{'them' if len(empty) > 1 else 'it'} out: {{classes}} present cuts the classes the "
+        "data has (or name them, ranges too: 0-9,12)", options=["classes"])
