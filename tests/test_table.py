@@ -56,6 +56,8 @@ def test_table_errors(tmp_path: Path) -> None:
         ("a,species\n1,setosa\n", "'setosa' is not a number .*labels go in a column named y, "
                                   "label, labels, target, class"),
         ("a,b,y\n1,2\n", "row 2: 2 cells where the header has 3"),
+        ("a,b,y\n1,2,0\n3,,1\n", r"row 3, column 'b': '' is not a number \(a missing value: "
+                                r"fill or drop it before saving\)"),
         ("a,label,target\n1,0,0\n", "several label columns .label, target."),
         ("y\n0\n1\n", "a label column and no feature column"),
         ("a,b\n", "has a header and no rows"),

@@ -76,7 +76,9 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
             except ValueError:
                 name = f"column {header[c]!r}" if header else f"column {c + 1}"
                 hint = "features must be numeric: encode categories before saving"
-                if label_at is None:
+                if not r[c].strip():
+                    hint = "a missing value: fill or drop it before saving"
+                elif label_at is None:
                     hint += f"; labels go in a column named {', '.join(LABEL_COLUMNS)}"
                 raise DataError(f"table {path}, row {i + 1 + bool(header)}, {name}: {r[c]!r} "
                                 f"is not a number ({hint})") from None
