@@ -34,6 +34,14 @@ def test_header_label_column_and_class_names(tmp_path: Path) -> None:
     assert ds.class_names is None
 
 
+def test_pandas_index_column_is_not_a_feature(tmp_path: Path) -> None:
+    ds = load_data(str(write(tmp_path / "p.csv", ",a,b,target\n0,1,2,0\n1,3,4,1\n")))
+    assert ds.x.tolist() == [[1, 2], [3, 4]] and ds.y.tolist() == [0, 1]
+    # a nameless column of other values is a feature
+    ds = load_data(str(write(tmp_path / "q.csv", ",a,target\n5,1,0\n7,3,1\n")))
+    assert ds.x.tolist() == [[5, 1], [7, 3]]
+
+
 def test_no_header_or_no_label_column_is_unlabelled(tmp_path: Path) -> None:
     for text in ("1,2,3\n4,5,6\n", "a,b,c\n1,2,3\n4,5,6\n"):
         ds = load_data(str(write(tmp_path / "t.csv", text)))

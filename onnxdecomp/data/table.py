@@ -7,8 +7,9 @@ column is a feature, in file order, read as float32 ``[N, F]``. Labels are class
 they are all integers; otherwise they are class names, numbered in sorted order, as
 scikit-learn's ``LabelEncoder`` and a classifier's ``classes_`` number them (so every class
 of the model must appear, or the indices shift: give indices then). An empty label cell is
--1 (ignored). Without a header or a label column the rows are unlabelled features. A table
-has no splits: every split reads it whole.
+-1 (ignored). A first column with no name holding 0, 1, 2, ... is the row index pandas'
+``to_csv`` writes, not a feature. Without a header or a label column the rows are
+unlabelled features. A table has no splits: every split reads it whole.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
                             f"({', '.join(header[i] for i in hits)}): keep one")
         label_at = hits[0] if hits else None
     cols = [i for i in range(width) if i != label_at]
+    if header and not header[0] and 0 in cols and len(cols) > 1 and \
+            [r[0].strip() for r in rows] == [str(i) for i in range(len(rows))]:
+        cols.remove(0)  # pandas' to_csv writes its index first, under an empty name
     if not cols:
         raise DataError(f"table {path} has a label column and no feature column")
     x = np.empty((len(rows), len(cols)), np.float32)
