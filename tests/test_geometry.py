@@ -1,5 +1,6 @@
-"""Image geometry (data/geometry.py): --resize, --crop and --channels, from the readers to
-the manifest that union linking reads the calibration data back from."""
+"""Images fitted to a model (data/geometry.py, data/preprocess.py): --resize, --crop,
+--channels and --channel-order, from the readers to the manifest that union linking reads
+the calibration data back from."""
 
 from __future__ import annotations
 
@@ -96,16 +97,36 @@ def test_arrays_resize_and_channels() -> None:
     assert all(np.array_equal(rgb.x[:, c], plain.x[:, 0]) for c in range(3))
 
 
+def test_bgr_reverses_the_colours_before_the_mean(tmp_path: Path) -> None:
+    """--channel-order bgr (Caffe's and OpenCV's models): channels reversed, then the mean
+    and std, which such a model's documentation gives in BGR order."""
+    root = make_sized_tree(tmp_path / "t")
+    pre = Preprocess(resize=(6, 8), channel_order="bgr", mean=(1.0, 2.0, 3.0))
+    ds = load_data(str(root), split="train", pre=pre)
+    r, g, b = colour(0, 0)
+    assert ds.x[0, :, 0, 0].tolist() == [b - 1.0, g - 2.0, r - 3.0]
+    assert ds.source.endswith("resized to 6x8, BGR (12 samples)")
+    with pytest.raises(DataError, match="unknown channel order 'grb'"):
+        load_data(str(root), split="train", pre=Preprocess(resize=(6, 8), channel_order="grb"))
+    res = CliRunner().invoke(main, ["eval", str(ROOT / "models" / "resnet20_cifar10.onnx"),
+                                    "--data", str(root), "--split", "train", "--resize",
+                                    "32,32", "--channel-order", "bgr", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["data"].endswith("resized to 32x32, BGR (12 samples)")
+
+
 def test_npz_refuses_geometry(tmp_path: Path) -> None:
     p = tmp_path / "d.npz"
     np.savez(p, x=np.zeros((2, 1, 4, 4), np.float32), y=np.array([0, 1]))
     with pytest.raises(DataError, match="used exactly as stored.*resize"):
         load_data(str(p), pre=Preprocess(resize=(8, 8)))
+    with pytest.raises(DataError, match="used exactly as stored.*channel_order"):
+        load_data(str(p), pre=Preprocess(channel_order="bgr"))
 
 
 def test_data_spec_round_trip_keeps_the_geometry(tmp_path: Path) -> None:
     spec = DataSpec(str(tmp_path), "train", 10, 0,
-                    Preprocess(resize=(36,), crop=(32, 32), channels=3))
+                    Preprocess(resize=(36,), crop=(32, 32), channels=3, channel_order="bgr"))
     again = DataSpec.from_json(json.loads(json.dumps(spec.to_json())))
     assert again == spec
     old = DataSpec.from_json({"data": "sklearn:digits", "split": "train"})  # older manifests

@@ -9,6 +9,7 @@ import click
 
 from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, DataSpec, Preprocess
 from onnxdecomp.data.geometry import parse_size
+from onnxdecomp.data.preprocess import CHANNEL_ORDERS
 from onnxdecomp.errors import DataError
 from onnxdecomp.runtime import DEVICES
 
@@ -123,6 +124,11 @@ def add_data_options(
             help="Make every image gray (1) or RGB (3) [default: as decoded].",
         ),
         click.option(
+            "--channel-order", type=click.Choice(CHANNEL_ORDERS), default=None,
+            help="Colour channel order the model takes: bgr for Caffe's and OpenCV's models "
+                 "(--mean and --std are then in that order) [default: rgb].",
+        ),
+        click.option(
             "--layout",
             type=click.Choice(LAYOUTS),
             default=None,
@@ -161,6 +167,7 @@ def spec_from_options(opts: dict, seed: int = 0) -> DataSpec | None:
         resize=parse_size(opts.get("resize"), "resize"),
         crop=parse_size(opts.get("crop"), "crop", pair_only=True),
         channels=None if opts.get("channels") is None else int(opts["channels"]),
+        channel_order=opts.get("channel_order"),
     )
     return DataSpec(opts["data"], opts.get("split") or "test", opts.get("limit"), seed, pre)
 

@@ -209,6 +209,8 @@ def load_data(
         ds = replace(ds, x=ds.x[keep], y=ds.y[keep])
     if images is not None and pre.fits_images:
         what += ", " + describe_fit(pre.resize, pre.crop, pre.channels)
+    if images is not None and pre.channel_order == "bgr":
+        what += ", BGR"
     ds.source = picked.describe(what, ds.y)
     if images is not None:  # preprocess only what is kept: --limit stays cheap on big sets
         if kind != "tree":  # the tree fitted each image as it decoded it
@@ -222,12 +224,14 @@ def load_data(
 def _refuse_image_options(spec: str, pre: Preprocess, what: str) -> None:
     """Image preprocessing asked of data that is used as stored: an error, since silently
     ignoring it would mislead."""
-    if not pre.is_identity or pre.layout is not None or pre.fits_images:
+    if not pre.is_identity or pre.layout is not None or pre.fits_images or \
+            pre.channel_order is not None:
         raise DataError(
             f"{spec}: {what} are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
-            "{layout}/{resize}/{crop}/{channels} only apply to image data (preprocess "
-            "before saving)",
-            options=["scale", "mean", "std", "layout", "resize", "crop", "channels"])
+            "{layout}/{resize}/{crop}/{channels}/{channel_order} only apply to image data "
+            "(preprocess before saving)",
+            options=["scale", "mean", "std", "layout", "resize", "crop", "channels",
+                     "channel_order"])
 
 
 @dataclass
@@ -257,7 +261,7 @@ class DataSpec:
     @classmethod
     def from_json(cls, d: dict) -> DataSpec:
         pre = {k: d.get(k) for k in ("scale", "mean", "std", "layout", "dtype", "resize",
-                                     "crop", "channels")}
+                                     "crop", "channels", "channel_order")}
         pre["scale"] = 1.0 if pre["scale"] is None else float(pre["scale"])
         for k in ("mean", "std", "resize", "crop"):
             pre[k] = None if pre[k] is None else tuple(pre[k])

@@ -11,6 +11,7 @@ from onnxdecomp.data.records import is_records
 from onnxdecomp.errors import DataError
 
 LAYOUTS = ("nchw", "nhwc")
+CHANNEL_ORDERS = ("rgb", "bgr")
 
 
 @dataclass
@@ -19,7 +20,8 @@ class Preprocess:
 
     Each image is first made gray or RGB (``channels``), resized and centre-cropped
     (``resize``: N on the shorter side or (H, W); ``crop``: (H, W); see
-    :mod:`onnxdecomp.data.geometry`), then ``x = x.astype(float) * scale``, then
+    :mod:`onnxdecomp.data.geometry`), its colour channels reversed for ``channel_order``
+    "bgr" (Caffe's and OpenCV's models), then ``x = x.astype(float) * scale``, then
     ``(x - mean) / std`` per channel (or one value for all channels), then the ``layout`` and
     the final ``dtype``. ``layout=None`` means NCHW and
     ``dtype=None`` means float32 for images and "as stored" for ``.npz``; the None defaults
@@ -34,6 +36,7 @@ class Preprocess:
     resize: tuple[int, ...] | None = None  # (N,): the shorter side; (H, W): exactly
     crop: tuple[int, int] | None = None  # centred, after resize
     channels: int | None = None  # 1 (gray) or 3 (RGB); None = as decoded
+    channel_order: str | None = None  # "bgr": colour channels reversed (Caffe, OpenCV)
 
     @property
     def is_identity(self) -> bool:
@@ -74,6 +77,10 @@ def apply_preprocess(images: np.ndarray, pre: Preprocess) -> np.ndarray:
     layout = pre.layout or "nchw"
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}: choose nchw or nhwc")
+    if pre.channel_order not in (None, *CHANNEL_ORDERS):
+        raise DataError(f"unknown channel order {pre.channel_order!r}: choose rgb or bgr")
+    if pre.channel_order == "bgr" and x.shape[-1] == 3:  # before the mean and std, which a
+        x = x[..., ::-1]  # BGR model's documentation gives in its own order
     if not pre.is_identity:
         # float32 arithmetic keeps CIFAR train (50k x 3072) at 600 MB instead of 1.2 GB;
         # float64 only where the result needs it.
