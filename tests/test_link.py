@@ -330,6 +330,28 @@ def test_cli_link_union_and_eval_against_the_parent(plain, tmp_path: Path) -> No
     assert res.stdout.strip().splitlines()[-1] == f"PASSED | onnxdecomp link -o {again}"
 
 
+def test_cli_link_classes_of_a_folder(plain, tmp_path: Path) -> None:
+    """--classes picks a folder's modules by index, range or name, in the order given; a
+    class no folder has is one line, and nothing is written."""
+    import shutil
+
+    _, plain_folder, _, _ = plain
+    folder = tmp_path / "named"  # the same modules, their classes named in the manifest
+    shutil.copytree(plain_folder, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for m in manifest["modules"]:
+        m["class_name"] = f"c{m['class_index']}"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for flag, want in (("2,0", [2, 0]), ("1-2", [1, 2]), ("c3,1", [3, 1])):
+        res = _run("link", folder, "--classes", flag, "-o", tmp_path / "l.onnx", "--json")
+        assert res.exit_code == 0, res.output
+        assert [c["class_index"] for c in json.loads(res.stdout)["columns"]] == want
+    out = tmp_path / "none.onnx"
+    _assert_user_error(_run("link", folder, "--classes", "0,zebra", "-o", out),
+                       "--classes zebra: no module of the folders given has that class")
+    assert not out.exists()
+
+
 def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
     case, folder, data, _ = plain
     out = tmp_path / "r.onnx"

@@ -52,20 +52,40 @@ CALIBRATE_HELP = (
               "while the fidelity holds, and a pair is then refitted sequentially [default: "
               "unions of two classes only; on ResNet-20 larger refined unions lost up to "
               "0.6 pp, see README].")
+@click.option("--classes", default=None, metavar="0,3,cat",
+              help="Of each folder given, only the modules of these classes (indices, "
+              "ranges such as 0-9, or class names), in this order [default: all].")
 @device_option
 @json_option
 def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, ...],
              combiner: str, fidelity: float | None, compensation: str | None, refine: bool | None,
-             device: str, as_json: bool, **data_opts) -> None:
+             classes: str | None, device: str, as_json: bool, **data_opts) -> None:
     """Link MODULES (module files, or folders holding a manifest.json) into one model whose
     outputs are ``scores`` [N, K] (columns in the order given) and ``label`` [N]."""
     if any(out == m for m in modules):
         raise OnnxDecompError("-o would overwrite an input module")
     result = link(list(modules), mode=mode, calibrate=specs_from_options(data_opts),
                   parents=list(parents), combiner=combiner, fidelity=fidelity,
-                  compensation=compensation, device=device, refine=refine)
+                  compensation=compensation, device=device, refine=refine,
+                  classes=parse_class_keys(classes))
     atomic_write_bytes(out, result.proto.SerializeToString())
     report(result, out, list(modules), as_json, "link")
+
+
+def parse_class_keys(text: str | None) -> list[int | str] | None:
+    """``--classes`` of link: indices, ranges (``0-9``) and class names, comma-separated."""
+    if not text:
+        return None
+    out: list[int | str] = []
+    for c in (c.strip() for c in text.split(",")):
+        lo, _, hi = c.partition("-")
+        if c.isdigit():
+            out.append(int(c))
+        elif lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
+            out.extend(range(int(lo), int(hi) + 1))
+        elif c:
+            out.append(c)
+    return out or None
 
 
 def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, command: str,

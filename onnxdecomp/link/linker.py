@@ -77,8 +77,9 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
          parents: list[str] | None = None,
          combiner: str = "auto", fidelity: float | None = None,
          compensation: str | None = None, device: str = "auto",
-         refine: bool | None = None) -> LinkResult:
-    """Link ``inputs`` (module files, proto modules, or folders holding a manifest).
+         refine: bool | None = None, classes: list[int | str] | None = None) -> LinkResult:
+    """Link ``inputs`` (module files, proto modules, or folders holding a manifest; of a
+    folder, only the modules of ``classes``, class indices or names, when given).
 
     ``calibrate``: labelled data (a ``DataSpec``, or a path read as the command line reads
     ``--calibrate``: ``DataSpec(path, "train", 1000)``);
@@ -99,7 +100,7 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
         raise OnnxDecompError(
             f"unknown {{combiner}} {combiner!r}: choose one of {', '.join(combine.COMBINERS)}",
             options=["combiner"])
-    modules = read_modules(inputs)
+    modules = read_modules(inputs, classes)
     groups = group_modules(modules)
     if isinstance(calibrate, (str, os.PathLike, DataSpec)):
         calibrate = [calibrate]

@@ -47,22 +47,46 @@ class Module:
                 "parent_sha256": self.parent_sha256, "source": os.path.basename(self.label)}
 
 
-def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto]) -> list[Module]:
-    """The modules of ``inputs`` in the order given (a folder: in its manifest's order)."""
+def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto],
+                 classes: list[int | str] | None = None) -> list[Module]:
+    """The modules of ``inputs`` in the order given (a folder: in its manifest's order, or
+    only those of ``classes``, indices or names, in that order)."""
     if not inputs:
         raise OnnxDecompError("link needs at least one module")
     modules: list[Module] = []
+    found: set[int | str] = set()
     for src in inputs:
         if not isinstance(src, onnx.ModelProto) and Path(src).is_dir():
             folder = Path(src)
             if not (folder / MANIFEST).is_file():
                 raise OnnxDecompError(f"{folder}: a folder to link holds a {MANIFEST}")
-            manifest = read_manifest(folder / MANIFEST)
-            for entry in manifest["modules"]:
+            entries = read_manifest(folder / MANIFEST)["modules"]
+            if classes is not None:
+                entries, hit = _select(entries, classes)
+                found |= hit
+            for entry in entries:
                 modules.append(read_module(folder / entry["file"], len(modules)))
         else:
             modules.append(read_module(src, len(modules)))
+    missing = [c for c in classes or [] if c not in found]
+    if missing:
+        raise OnnxDecompError(
+            f"{{classes}} {','.join(map(str, missing))}: no module of the folders given has "
+            "that class (index or name)", options=["classes"])
     return modules
+
+
+def _select(entries: list[dict], classes: list[int | str]) -> tuple[list[dict], set]:
+    """The manifest entries of ``classes`` (class indices or names), in their order, and
+    the classes they matched."""
+    chosen, hit = [], set()
+    for c in classes:
+        key = "class_index" if isinstance(c, int) else "class_name"
+        for entry in entries:
+            if entry.get(key) == c and entry not in chosen:
+                chosen.append(entry)
+                hit.add(c)
+    return chosen, hit
 
 
 def read_module(src: str | os.PathLike | onnx.ModelProto, index: int) -> Module:
