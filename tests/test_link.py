@@ -352,6 +352,17 @@ def test_cli_link_classes_of_a_folder(plain, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_class_list_stays_short() -> None:
+    from onnxdecomp.cli.options import class_list
+
+    assert class_list([0, 1, 2, 3, 5, 7, 8, 9, 11]) == "0-3,5,7-9,11"
+    assert class_list([3, 5]) == "3,5"
+    many = [c for c in range(1000) if c % 13]
+    assert class_list(many) == ",".join(
+        f"{13 * i + 1}-{13 * i + 12}" for i in range(16)) + ",... (923 classes)"
+    assert class_list(list(range(0, 40, 2)), limit=4) == "0,2,4,6,... (20 classes)"
+
+
 def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
     case, folder, data, _ = plain
     out = tmp_path / "r.onnx"

@@ -9,6 +9,7 @@ import click
 from onnxdecomp.cli.options import (
     DATA_HELP,
     add_data_options,
+    class_list,
     device_option,
     json_option,
     specs_from_options,
@@ -108,13 +109,12 @@ def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, comma
         if part.get("kind") == "union":
             steps = " then per-group steps" if part.get("stepped") else ""
             steps += ", refitted sequentially" if part.get("polished") else ""
-            click.echo(f"  union of classes {','.join(map(str, part['classes']))}: keep "
+            click.echo(f"  union of classes {class_list(part['classes'])}: keep "
                        f"{part['keep']}{steps}, {100 * part['macs_fraction']:.1f}% of the parent's "
                        f"{part['parent_macs']:,} MACs, fidelity {part['fidelity']:.4f} "
                        f"(target {part['fidelity_target']}); calibration {part['calibration']}")
         elif part.get("kind") == "modules":
-            click.echo(f"  modules of classes {','.join(map(str, part['classes']))} side by "
-                       "side")
+            click.echo(f"  modules of classes {class_list(part['classes'])} side by side")
     if result.held_out:
         ranked = sorted(result.held_out.items(), key=lambda kv: -kv[1])
         click.echo(f"  combiner {result.combiner}; held-out calibration accuracy: " + ", ".join(

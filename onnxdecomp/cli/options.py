@@ -147,6 +147,22 @@ def add_data_options(
     return f
 
 
+def class_list(classes: list[int], limit: int = 16) -> str:
+    """Classes as a short text: runs of three or more as ranges (0-5), at most ``limit``
+    items, then how many classes in all (a many-class model's summaries stay one line)."""
+    items: list[str] = []
+    i = 0
+    while i < len(classes):
+        j = i
+        while j + 1 < len(classes) and classes[j + 1] == classes[j] + 1:
+            j += 1
+        items += [f"{classes[i]}-{classes[j]}"] if j - i >= 2 else map(str, classes[i:j + 1])
+        i = j + 1
+    if len(items) > limit:
+        return ",".join(items[:limit]) + f",... ({len(classes)} classes)"
+    return ",".join(items)
+
+
 def specs_from_options(opts: dict, seed: int = 0) -> list[DataSpec]:
     """Every spec of a ``multiple=True`` option group, sharing its other options."""
     return [spec_from_options({**opts, "data": d}, seed) for d in opts.get("data") or ()]
