@@ -352,6 +352,26 @@ def test_cli_link_classes_of_a_folder(plain, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_cli_union_whose_calibration_data_is_gone(plain, tmp_path: Path) -> None:
+    """The manifest's calibration data moved away: one line naming it and --calibrate (the
+    flag as link spells it), nothing written; given with --calibrate, the union is built."""
+    import shutil
+
+    _, plain_folder, data, _ = plain
+    folder = tmp_path / "m"
+    shutil.copytree(plain_folder, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["calibration"]["data"] = str(tmp_path / "moved.npz")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "u.onnx"
+    _assert_user_error(_run("link", folder, "--classes", "0,2", "-o", out),
+                       f"{tmp_path / 'moved.npz'} is gone: give it (or other data of the "
+                       "same classes) with --calibrate")
+    assert not out.exists()
+    res = _run("link", folder, "--classes", "0,2", "-o", out, "--calibrate", data)
+    assert res.exit_code == 0, res.output
+
+
 def test_class_list_stays_short() -> None:
     from onnxdecomp.cli.options import class_list
 

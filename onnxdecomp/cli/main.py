@@ -57,6 +57,8 @@ def _flag_speller(command: click.Command | None):
         if isinstance(param, click.Option):
             longs = [o for o in param.opts if o.startswith("--")]
             flags[param.name] = (longs or param.opts)[0]
+            for flag in longs:  # an option stored under another name (link's --calibrate)
+                flags.setdefault(flag[2:].replace("-", "_"), flag)
     return lambda name: flags.get(name, name)
 
 

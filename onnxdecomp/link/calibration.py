@@ -81,8 +81,13 @@ class Calibration:
         if self.specs:
             x, y, source = self._samples_of(group, classes)
         elif manifest and manifest.get("calibration"):
-            ds = self._parent_samples(group, DataSpec.from_json(manifest["calibration"]),
-                                      classes, checked=False)
+            spec = DataSpec.from_json(manifest["calibration"])
+            if not spec.data.startswith("sklearn:") and not Path(spec.data).exists():
+                raise OnnxDecompError(
+                    f"{where}: a union reads its calibration data again, and {spec.data} is "
+                    "gone: give it (or other data of the same classes) with {calibrate}",
+                    options=["calibrate"])
+            ds = self._parent_samples(group, spec, classes, checked=False)
             x, y, source = ds.x, ds.y, ds.source
         else:
             raise OnnxDecompError(
