@@ -74,9 +74,31 @@ def test_table_errors(tmp_path: Path) -> None:
         with pytest.raises(DataError, match=match):
             load_data(str(write(tmp_path / "bad.csv", text)))
     with pytest.raises(DataError, match="used exactly as stored"):
-        load_data(str(write(tmp_path / "ok.csv", "a,y\n1,0\n")), pre=Preprocess(scale=0.5))
+        load_data(str(write(tmp_path / "ok.csv", "a,y\n1,0\n")), pre=Preprocess(layout="nhwc"))
     with pytest.raises(DataError, match="unknown split 'dev'"):
         load_data(str(tmp_path / "ok.csv"), split="dev")
+
+
+def test_pixel_rows_fit_a_one_channel_image_input(tmp_path: Path) -> None:
+    """Kaggle's MNIST CSV (label, pixel0..pixel783, 0..255): rows reshaped to a fixed
+    one-channel image input, channels first or last; --scale applies to a table; rows of
+    several channels are left alone (their order is ambiguous)."""
+    from onnxdecomp.data import Dataset, fit_to_input
+
+    rows = np.arange(2 * 12, dtype=np.float32).reshape(2, 12)
+    lines = ["label," + ",".join(f"pixel{i}" for i in range(12))]
+    lines += [f"{k}," + ",".join(str(int(v)) for v in r) for k, r in enumerate(rows)]
+    data = write(tmp_path / "k.csv", "\n".join(lines) + "\n")
+    ds = load_data(str(data), pre=Preprocess(scale=0.5))
+    assert np.array_equal(ds.x, rows * 0.5) and ds.y.tolist() == [0, 1]
+    for shape, want in (([None, 1, 3, 4], (2, 1, 3, 4)), ([None, 3, 4, 1], (2, 3, 4, 1)),
+                        ([None, 3, 4], (2, 3, 4))):
+        got = fit_to_input(ds, ["N", *shape[1:]], np.float32).x
+        assert got.shape == want and np.array_equal(got.reshape(2, -1), ds.x)
+    rgb = Dataset(np.zeros((2, 12), np.float32), np.zeros(2, np.int64), None, "")
+    assert fit_to_input(rgb, ["N", 3, 2, 2], np.float32).x.shape == (2, 12)
+    with pytest.raises(DataError, match="used exactly as stored"):
+        load_data(str(data), pre=Preprocess(mean=(1.0,)))
 
 
 def dense_model(path: Path, x: np.ndarray, hidden: int = 16, classes: int = 3) -> Path:

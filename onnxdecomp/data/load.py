@@ -171,8 +171,10 @@ def load_data(
         ds = Dataset(images, y, [str(i) for i in range(10)], "")
         what = f"sklearn digits {split} split"
     elif kind == "table":
-        _refuse_image_options(spec, pre, "a table's features")
+        _refuse_image_options(spec, pre, "a table's features", scale_ok=True)
         x, y, names = read_table(Path(spec))
+        if pre.scale != 1.0:  # a table of pixels 0..255 for a model that takes 0..1
+            x = x * np.float32(pre.scale)
         if pre.dtype is not None:
             x = x.astype(target_dtype(pre.dtype), copy=False)
         ds = Dataset(x, y, names, "")
@@ -221,17 +223,21 @@ def load_data(
     return ds
 
 
-def _refuse_image_options(spec: str, pre: Preprocess, what: str) -> None:
-    """Image preprocessing asked of data that is used as stored: an error, since silently
-    ignoring it would mislead."""
-    if not pre.is_identity or pre.layout is not None or pre.fits_images or \
-            pre.channel_order is not None:
+def _refuse_image_options(spec: str, pre: Preprocess, what: str,
+                          scale_ok: bool = False) -> None:
+    """Image preprocessing asked of data that is used as stored (but for ``--scale`` where
+    ``scale_ok``): an error, since silently ignoring it would mislead."""
+    options = ["scale", "mean", "std", "layout", "resize", "crop", "channels", "channel_order"]
+    asked = [pre.scale != 1.0 and not scale_ok, pre.mean is not None, pre.std is not None,
+             pre.layout is not None, pre.resize is not None, pre.crop is not None,
+             pre.channels is not None, pre.channel_order is not None]
+    if any(asked):
+        refused = options[1:] if scale_ok else options
         raise DataError(
-            f"{spec}: {what} are used exactly as stored; {{scale}}/{{mean}}/{{std}}/"
-            "{layout}/{resize}/{crop}/{channels}/{channel_order} only apply to image data "
-            "(preprocess before saving)",
-            options=["scale", "mean", "std", "layout", "resize", "crop", "channels",
-                     "channel_order"])
+            f"{spec}: {what} are used exactly as stored"
+            f"{' but for {scale}' if scale_ok else ''}; "
+            f"{'/'.join('{' + o + '}' for o in refused)} only apply to image data "
+            "(preprocess before saving)", options=options)
 
 
 @dataclass

@@ -110,7 +110,10 @@ def fit_to_input(ds: Dataset, input_shape: tuple, input_dtype) -> Dataset:
     """Adapt ``ds.x`` to the model's input when that is unambiguous.
 
     * Samples of rank >= 2 (``[N, 1, H, W]``, ``[N, H, W, C]``, ``[N, H, W]``) fed to a rank-2
-      input ``[N, F]`` with ``F == prod(sample shape)`` are flattened to ``[N, F]``.
+      input ``[N, F]`` with ``F == prod(sample shape)`` are flattened to ``[N, F]``; rows of
+      ``F = H * W`` pixels (a table of one channel's images, as Kaggle's MNIST CSVs) fed to
+      a fixed one-channel image input are reshaped to it (several channels' rows are
+      ambiguous, channels first or last, and are left alone).
     * ``[N, H, W]`` fed to a rank-4 input gets its channel axis where the model has a 1
       (``[N, 1, H, W]`` or ``[N, H, W, 1]``); ``[N, 1, H, W]`` fed to ``[N, H, W]`` loses it.
     * Images ``[N, C, H, W]`` (how the loaders give them) fed to a channels-last input
@@ -133,6 +136,10 @@ def fit_to_input(ds: Dataset, input_shape: tuple, input_dtype) -> Dataset:
     if len(shape) == 2 and x.ndim >= 3 and fixed(shape[1]):
         if int(np.prod(x.shape[1:])) == shape[1]:
             x = x.reshape(x.shape[0], -1)
+    elif x.ndim == 2 and len(shape) in (3, 4) and all(fixed(d) for d in shape[1:]) and \
+            int(np.prod(shape[1:])) == x.shape[1] and \
+            (len(shape) == 3 or shape[1] == 1 or shape[3] == 1):
+        x = x.reshape(x.shape[0], *shape[1:])  # one channel's pixels in rows (Kaggle's CSVs)
     elif len(shape) == 4 and x.ndim == 3:
         nchw = fixed(shape[1]) and shape[1] == 1 and _dims_fit(x.shape[1:], shape[2:])
         nhwc = fixed(shape[3]) and shape[3] == 1 and _dims_fit(x.shape[1:], shape[1:3])
