@@ -134,6 +134,21 @@ def test_npz_labels_per_timestep_and_explicit_dtype(tmp_path: Path) -> None:
     assert ds64.x.dtype == np.int64 and np.array_equal(ds64.x, x)
 
 
+def test_npy_is_unlabelled_inputs(tmp_path: Path) -> None:
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "x.npy", x)
+    ds = load_data(str(tmp_path / "x.npy"), split="train", limit=2)
+    assert ds.x.shape == (2, 4) and ds.y.tolist() == [-1, -1]
+    assert ds.source == "x.npy npy, unlabelled (2 of 3 samples, random, seed 0)"
+    assert load_data(str(tmp_path / "x.npy"), pre=Preprocess(dtype="float64")).x.dtype == \
+        np.float64
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="cannot read npy file .*o.npy"):
+        load_data(str(tmp_path / "o.npy"))
+    with pytest.raises(DataError, match="used exactly as stored"):
+        load_data(str(tmp_path / "x.npy"), pre=Preprocess(resize=(2, 2)))
+
+
 def test_npz_rejects_image_preprocessing(tmp_path: Path) -> None:
     p = tmp_path / "d.npz"
     np.savez(p, x=np.zeros((2, 3), np.float32), y=np.array([0, 1]))

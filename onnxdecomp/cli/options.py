@@ -58,7 +58,7 @@ def _parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 DATA_HELP = ("a .npz (x, y; x alone: unlabelled; a model with several inputs: an array "
              "named after each instead of x), an IDX folder, a folder, .tar.gz or .zip of "
              "[<split>/]<class>/images (images alone: unlabelled), a .csv of features and a "
-             "label column, or sklearn:digits")
+             "label column, a .npy of inputs (unlabelled), or sklearn:digits")
 
 
 def add_data_options(

@@ -10,6 +10,7 @@ A data spec is one of (auto-detected, see :func:`load_data`):
   top folder), of ``<class>/*.png`` with no split folders (read whole for any split), or of
   ``*.png`` alone (unlabelled, read whole);
 * a ``.csv`` or ``.tsv`` table of features and a label column (:mod:`onnxdecomp.data.table`);
+* a ``.npy`` array of inputs, unlabelled;
 * ``sklearn:digits`` (scikit-learn's bundled 8x8 digits; needs no file).
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxdecomp.data.dataset import Dataset, check_dataset
+from onnxdecomp.data.dataset import Dataset, check_dataset, unlabelled
 from onnxdecomp.data.geometry import describe_fit, fit_arrays, fit_image
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
 from onnxdecomp.data.readers import (
@@ -31,6 +32,7 @@ from onnxdecomp.data.readers import (
     read_digits,
     read_idx,
     read_image_tree,
+    read_npy,
     read_npz,
 )
 from onnxdecomp.data.records import is_records
@@ -53,6 +55,8 @@ def _detect(spec: str) -> str:
             return "npz"
         if name.endswith(TABLE_EXTS):
             return "table"
+        if name.endswith(".npy"):
+            return "npy"
         if name.endswith((".tar.gz", ".tgz", ".tar")):
             return "tree"
         if zipfile.is_zipfile(path):  # an npz under another name, or a zip of images
@@ -179,6 +183,13 @@ def load_data(
             x = x.astype(target_dtype(pre.dtype), copy=False)
         ds = Dataset(x, y, names, "")
         what = f"{Path(spec).name} table"
+    elif kind == "npy":  # one array: the inputs, unlabelled (labels need an .npz)
+        _refuse_image_options(spec, pre, ".npy inputs")
+        x = read_npy(Path(spec))
+        if pre.dtype is not None:
+            x = x.astype(target_dtype(pre.dtype), copy=False)
+        ds = Dataset(x, unlabelled(len(x)), None, "")
+        what = f"{Path(spec).name} npy"
     elif kind == "npz":
         _refuse_image_options(spec, pre, ".npz inputs")
         x, y, names, by_split = read_npz(Path(spec), split)

@@ -335,6 +335,17 @@ def npz_splits(keys: Iterable[str]) -> list[str]:
 NPZ_SPLITS = ("train", "val", "test")
 
 
+def read_npy(path: Path) -> np.ndarray:
+    """The array of an ``.npy`` file, [N, ...]; pickled (object) arrays are never unpickled."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read npy file {path}: {first_line(exc)}") from exc
+    if x.ndim == 0:
+        raise DataError(f"npy file {path}: the inputs must be [N, ...], got a scalar")
+    return x
+
+
 def read_npz(path: Path, split: str = "test"
              ) -> tuple[np.ndarray, np.ndarray, list[str] | None, bool]:
     """``x``, integer ``y``, the optional ``class_names`` of an ``.npz``, and whether
