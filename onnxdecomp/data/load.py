@@ -68,8 +68,8 @@ def _detect(spec: str) -> str:
             return "idx"
         return "tree"
     raise DataError(
-        f"unrecognised data {spec}: expected a .npz file, an IDX folder, a folder, .tar.gz or "
-        ".zip of [<split>/]<class>/images, a .csv table, or sklearn:digits"
+        f"unrecognised data {spec}: expected a .npz or .npy file, an IDX folder, a folder, "
+        ".tar.gz or .zip of [<split>/]<class>/images, a .csv table, or sklearn:digits"
     )
 
 
