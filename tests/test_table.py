@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxdecomp.cli import main
-from onnxdecomp.data import Preprocess, load_data
+from onnxdecomp.data import DataSpec, Preprocess, load_data
 from onnxdecomp.errors import DataError
 
 
@@ -40,6 +40,31 @@ def test_pandas_index_column_is_not_a_feature(tmp_path: Path) -> None:
     # a nameless column of other values is a feature
     ds = load_data(str(write(tmp_path / "q.csv", ",a,target\n5,1,0\n7,3,1\n")))
     assert ds.x.tolist() == [[5, 1], [7, 3]]
+
+
+def test_label_column_by_name_or_index(tmp_path: Path) -> None:
+    """--label-column: a header's name (any case), or a 0-based index (-1: the last) for a
+    file without a header (UCI's); refused for data that is not a table."""
+    p = write(tmp_path / "pima.csv", "a,b,Outcome\n1,2,0\n3,4,1\n")
+    assert load_data(str(p)).x.shape == (2, 3)  # not a label name: a feature
+    for key in ("Outcome", "outcome", "2", "-1"):
+        ds = load_data(str(p), label_column=key)
+        assert ds.x.tolist() == [[1, 2], [3, 4]] and ds.y.tolist() == [0, 1]
+    bare = write(tmp_path / "uci.csv", "5.1,3.5,setosa\n6.2,2.9,versicolor\n")
+    ds = load_data(str(bare), label_column="-1")
+    assert ds.y.tolist() == [0, 1] and ds.class_names == ["setosa", "versicolor"]
+    with pytest.raises(DataError, match="no column 'foo' for label_column: its columns are "
+                                        "a, b, Outcome"):
+        load_data(str(p), label_column="foo")
+    with pytest.raises(DataError, match="it has no header: give the column's index"):
+        load_data(str(bare), label_column="species")
+    with pytest.raises(DataError, match="has 3 columns: label_column 3 is none of them"):
+        load_data(str(p), label_column="3")
+    np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
+    with pytest.raises(DataError, match="label_column names a table's column"):
+        load_data(str(tmp_path / "x.npy"), label_column="0")
+    spec = DataSpec(str(p), "train", None, 0, Preprocess(), "Outcome")
+    assert DataSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
 
 
 def test_no_header_or_no_label_column_is_unlabelled(tmp_path: Path) -> None:

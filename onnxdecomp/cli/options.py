@@ -111,6 +111,11 @@ def add_data_options(
         click.option("--mean", default=None, metavar="A,B,C", help="Per-channel mean to subtract."),
         click.option("--std", default=None, metavar="A,B,C", help="Per-channel std to divide by."),
         click.option(
+            "--label-column", default=None, metavar="NAME",
+            help="A table's label column: its name, or its 0-based index (-1: the last) "
+                 "[default: the one named y, label, labels, target or class].",
+        ),
+        click.option(
             "--resize", default=None, metavar="N|H,W",
             help="Resize each image: N on the shorter side (aspect kept) or exactly H,W "
                  "(bilinear, as torchvision's Resize); images of any size then fit.",
@@ -185,7 +190,8 @@ def spec_from_options(opts: dict, seed: int = 0) -> DataSpec | None:
         channels=None if opts.get("channels") is None else int(opts["channels"]),
         channel_order=opts.get("channel_order"),
     )
-    return DataSpec(opts["data"], opts.get("split") or "test", opts.get("limit"), seed, pre)
+    return DataSpec(opts["data"], opts.get("split") or "test", opts.get("limit"), seed, pre,
+                    opts.get("label_column"))
 
 
 def dataset_from_options(opts: dict, seed: int = 0) -> Dataset:

@@ -145,6 +145,7 @@ def load_data(
     limit: int | None = None,
     seed: int = 0,
     classes: list[int] | None = None,
+    label_column: str | None = None,
 ) -> Dataset:
     """Load a data spec (see the module docstring) as model-ready arrays.
 
@@ -163,6 +164,9 @@ def load_data(
     if limit is not None and limit < 1:
         raise DataError(f"{{limit}} must be at least 1, got {limit}", options=["limit"])
     kind = _detect(spec)
+    if label_column is not None and kind != "table":
+        raise DataError(f"{spec}: {{label_column}} names a table's column; this data is not a "
+                        ".csv or .tsv table", options=["label_column"])
     if split not in SPLITS and kind != "tree":  # a tree's splits are its folders' names
         raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     images: np.ndarray | None = None  # raw images, preprocessed after any subsampling
@@ -176,7 +180,7 @@ def load_data(
         what = f"sklearn digits {split} split"
     elif kind == "table":
         _refuse_image_options(spec, pre, "a table's features", scale_ok=True)
-        x, y, names = read_table(Path(spec))
+        x, y, names = read_table(Path(spec), label_column)
         if pre.scale != 1.0:  # a table of pixels 0..255 for a model that takes 0..1
             x = x * np.float32(pre.scale)
         if pre.dtype is not None:
@@ -261,9 +265,11 @@ class DataSpec:
     limit: int | None = None
     seed: int = 0
     pre: Preprocess = field(default_factory=Preprocess)
+    label_column: str | None = None  # a table's, when not named as table.LABEL_COLUMNS
 
     def load(self, classes: list[int] | None = None) -> Dataset:
-        return load_data(self.data, self.split, self.pre, self.limit, self.seed, classes)
+        return load_data(self.data, self.split, self.pre, self.limit, self.seed, classes,
+                         self.label_column)
 
     def resolved(self) -> DataSpec:
         """The same spec with an absolute path, valid from any working folder."""
@@ -273,7 +279,7 @@ class DataSpec:
 
     def to_json(self) -> dict:
         return {"data": self.data, "split": self.split, "limit": self.limit,
-                "seed": self.seed, **asdict(self.pre)}
+                "seed": self.seed, **asdict(self.pre), "label_column": self.label_column}
 
     @classmethod
     def from_json(cls, d: dict) -> DataSpec:
@@ -283,4 +289,4 @@ class DataSpec:
         for k in ("mean", "std", "resize", "crop"):
             pre[k] = None if pre[k] is None else tuple(pre[k])
         return cls(d["data"], d.get("split", "test"), d.get("limit"), int(d.get("seed", 0)),
-                   Preprocess(**pre))
+                   Preprocess(**pre), d.get("label_column"))

@@ -1,15 +1,17 @@
 """Tables: a ``.csv`` (or ``.tsv``) of numeric features and a label column, the data of a
 dense network on tabular features (scikit-learn's or a PyTorch MLP exported to ONNX).
 
-The first row names the columns when any of its cells is not a number. The label column is
-the one named ``y``, ``label``, ``labels``, ``target`` or ``class`` (any case); every other
-column is a feature, in file order, read as float32 ``[N, F]``. Labels are class indices when
-they are all integers; otherwise they are class names, numbered in sorted order, as
-scikit-learn's ``LabelEncoder`` and a classifier's ``classes_`` number them (so every class
-of the model must appear, or the indices shift: give indices then). An empty label cell is
--1 (ignored). A first column with no name holding 0, 1, 2, ... is the row index pandas'
-``to_csv`` writes, not a feature. Without a header or a label column the rows are
-unlabelled features. A table has no splits: every split reads it whole.
+The first row names the columns when a cell of it is not a number where the next row's is
+(a column of class names is words in every row). The label column is the one
+``--label-column`` names (or indexes), else the one named ``y``, ``label``, ``labels``,
+``target`` or ``class`` (any case); every other column is a feature, in file order, read as
+float32 ``[N, F]``. Labels are class indices when they are all integers; otherwise they are
+class names, numbered in sorted order, as scikit-learn's ``LabelEncoder`` and a classifier's
+``classes_`` number them (so every class of the model must appear, or the indices shift:
+give indices then). An empty label cell is -1 (ignored). A first column with no name
+holding 0, 1, 2, ... is the row index pandas' ``to_csv`` writes, not a feature. Without a
+header or a label column the rows are unlabelled features. A table has no splits: every
+split reads it whole.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """(features float32 [N, F], labels int64 [N], class names or None) of a table."""
+def read_table(path: Path, label_column: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(features float32 [N, F], labels int64 [N], class names or None) of a table;
+    ``label_column``: the label column's name, or its 0-based index (-1: the last), instead
+    of the one named as ``LABEL_COLUMNS``."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
@@ -50,7 +55,7 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     if not rows:
         raise DataError(f"table {path} is empty")
     header = None
-    if not all(_is_number(c) for c in rows[0] if c.strip()):
+    if _is_header(rows):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
         raise DataError(f"table {path} has a header and no rows")
@@ -60,7 +65,9 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
             raise DataError(f"table {path}, row {i + 1 + bool(header)}: {len(r)} cells where "
                             f"the {'header' if header else 'first row'} has {width}")
     label_at = None
-    if header:
+    if label_column is not None:
+        label_at = _column(label_column, header, width, path)
+    elif header:
         hits = [i for i, name in enumerate(header) if name.lower() in LABEL_COLUMNS]
         if len(hits) > 1:
             raise DataError(f"table {path} has several label columns "
@@ -89,6 +96,38 @@ def read_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     if label_at is None:
         return x, unlabelled(len(rows)), None
     return x, *_labels([r[label_at].strip() for r in rows])
+
+
+def _is_header(rows: list[list[str]]) -> bool:
+    """Whether the first row names the columns: a cell of it is not a number where the
+    second row's is (a column of class names is words in every row), or, alone, any cell
+    of it is not a number."""
+    first = rows[0]
+    if len(rows) == 1:
+        return not all(_is_number(c) for c in first if c.strip())
+    return any(not _is_number(a) and (_is_number(b) or not b.strip())
+               for a, b in zip(first, rows[1]) if a.strip())
+
+
+def _column(key: str, header: list[str] | None, width: int, path: Path) -> int:
+    """The index of the column ``key`` names: a header name (exact, else in any case), or
+    a 0-based index (-1: the last)."""
+    if header:
+        for names in (header, [h.lower() for h in header]):
+            wanted = key if names is header else key.lower()
+            if wanted in names:
+                return names.index(wanted)
+    try:
+        index = int(key)
+    except ValueError:
+        have = f"its columns are {', '.join(header[:8])}{', ...' if len(header) > 8 else ''}" \
+            if header else "it has no header: give the column's index (0-based, -1: last)"
+        raise DataError(f"table {path} has no column {key!r} for {{label_column}}: {have}",
+                        options=["label_column"]) from None
+    if not -width <= index < width:
+        raise DataError(f"table {path} has {width} columns: {{label_column}} {index} is "
+                        "none of them", options=["label_column"])
+    return index % width
 
 
 def _labels(cells: list[str]) -> tuple[np.ndarray, list[str] | None]:
