@@ -507,3 +507,14 @@ def load_digits_y() -> np.ndarray:
     from sklearn.datasets import load_digits
 
     return load_digits().target[:600]
+
+
+def test_eval_text_shows_the_lowest_of_many_classes() -> None:
+    from onnxdecomp.cli.eval import _per_class_line
+
+    few = {"a": 0.5, "b": None}
+    assert _per_class_line(few) == "per class: a 50.0  b -"
+    many = {f"c{i}": (i % 40) / 40 for i in range(150)} | {"none": None}
+    line = _per_class_line(many)
+    assert line.startswith("per class, the 10 lowest of 151 (--json: all): c0 0.0  c40 0.0")
+    assert line.count(" 0.0") == 4 and "none" not in line

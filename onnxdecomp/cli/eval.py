@@ -106,15 +106,28 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     if report.get("parent_restricted_top1") is not None:
         click.echo(f"parent  {100 * report['parent_restricted_top1']:.2f}% (restricted to the "
                    "linked classes, on the same samples)")
-    click.echo("per class: " + "  ".join(
-        f"{name} {'-' if acc is None else f'{100 * acc:.1f}'}"
-        for name, acc in report["per_class"].items()))
+    click.echo(_per_class_line(report["per_class"]))
     if report["confused"]:
         click.echo("most confused (true -> predicted): " + ", ".join(
             f"{p['true']}->{p['predicted']} {p['count']}" for p in report["confused"]))
     for note in notes:
         click.echo(f"note: {note}")
     click.echo(f"PASSED | onnxdecomp eval {model}")
+
+
+PER_CLASS_SHOWN = 30  # beyond this many classes the text shows the lowest (JSON: all)
+
+
+def _per_class_line(per_class: dict[str, float | None]) -> str:
+    """Each class's accuracy; of many classes the ``PER_CLASS_SHOWN // 3`` lowest."""
+    items = list(per_class.items())
+    head = "per class: "
+    if len(items) > PER_CLASS_SHOWN:
+        measured = [kv for kv in items if kv[1] is not None]
+        items = sorted(measured, key=lambda kv: kv[1])[:PER_CLASS_SHOWN // 3]
+        head = f"per class, the {len(items)} lowest of {len(per_class)} (--json: all): "
+    return head + "  ".join(f"{name} {'-' if acc is None else f'{100 * acc:.1f}'}"
+                            for name, acc in items)
 
 
 def _recorded_names(proto) -> dict[int, str]:
