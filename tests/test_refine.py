@@ -61,6 +61,28 @@ def test_refine_steps_clusters_down_while_the_target_holds() -> None:
     assert all(n == FULL[c] or n in {16, 32, 48, 8} for t in built for c, n in t.items())
 
 
+def test_refine_skips_steps_under_the_minimum_saving() -> None:
+    """A step saving less than MIN_SAVING of the parent's MACs is not tried: here the
+    parent is counted so large that c's 16 MACs fall under it and a's 16 do too, while b's
+    64 do not; at 0.3% of it (MobileNetV2's small layers) c's and a's are tried."""
+    from onnxdecomp.decompose.refine import MIN_SAVING
+
+    def tried(parent_macs):
+        built = []
+
+        def build(counts):
+            built.append(dict(counts))
+            return _build(counts)
+
+        refine_counts(dict(FULL), _build(FULL), _lower, build, _macs,
+                      lambda m: m.fidelity >= 0.9, parent_macs, FULL)
+        return {c for t in built for c, n in t.items() if n != FULL[c]}
+
+    assert MIN_SAVING == 0.003
+    assert tried(17 / MIN_SAVING) == {"b"}  # 16 MACs < 0.3% of it, 64 MACs above
+    assert tried(_macs(FULL)) == {"a", "b", "c"}
+
+
 def test_refine_keeps_the_passing_module_when_no_step_holds() -> None:
     start = dict(FULL)
     first = _build(start)

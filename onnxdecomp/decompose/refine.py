@@ -10,7 +10,12 @@ target; rounds repeat while a step is taken. Every count tried is one the alignm
 so the result runs as its MACs say. A step of at most ``FINE`` of a cluster's units is
 one the keep grid (steps of 0.05) already resolves: it is not tried, so under ``--align 1``
 only groups of fewer than 10 units take steps, and recurrent units in multiples of 4 in
-layers of 40 or more tune as the keep ratio alone does.
+layers of 40 or more tune as the keep ratio alone does. A move saving under ``MIN_SAVING``
+of the parent's MACs is not tried either: at 1% MobileNetV2's expanded layers (many
+clusters, each a small share) stopped at 70.2% of the MACs; at 0.3% its modules take 69.5%
+at the same loss (0.27 pp against 0.28, Fashion-MNIST, default settings), 1.1 s more for the
+ten (0.1% gives the same modules); ResNet-8's, ResNet-20's and the Keras CNN's steps all
+save more and their modules are the same.
 
 Requires: ``build(counts)`` returns a measured module for per-cluster kept counts;
 ``macs(counts)`` its MACs without refitting (cheap). Ensures: the returned module meets
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-MIN_SAVING = 0.01  # a move saving less than this share of the parent's MACs is not tried
+MIN_SAVING = 0.003  # a move saving less than this share of the parent's MACs is not tried
 FINE = 0.1  # a move dropping at most this share of a cluster's units is not tried
 
 
