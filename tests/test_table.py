@@ -171,3 +171,24 @@ def test_decompose_and_union_link_from_a_csv(tmp_path: Path) -> None:
     res = run(main, ["eval", str(tmp_path / "u.onnx"), "--data", str(data), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["top1"] > 0.8
+
+
+def test_eval_notes_raw_pixels_when_near_chance(tmp_path: Path) -> None:
+    """Inputs up to 255 with no --scale and a top-1 near chance: a note names --scale; with
+    --scale the model decides as trained and there is no note."""
+    from onnxdecomp.runtime import Runner
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(300, 4)).astype(np.float32)
+    model = dense_model(tmp_path / "unit.onnx", pixels / 255.0, classes=5)
+    y = Runner(str(model), device="cpu").run(pixels / 255.0)[0].argmax(axis=1)
+    lines = ["p0,p1,p2,p3,label"] + [",".join(str(int(v)) for v in row) + f",{k}"
+                                     for row, k in zip(pixels, y)]
+    data = write(tmp_path / "pixels.csv", "\n".join(lines) + "\n")
+    raw = json.loads(CliRunner().invoke(main, ["eval", str(model), "--data", str(data),
+                                               "--json"]).stdout)
+    assert raw["top1"] < 0.4
+    assert any("give --scale 0.00392" in n for n in raw["notes"])
+    scaled = json.loads(CliRunner().invoke(main, ["eval", str(model), "--data", str(data),
+                                                  "--scale", str(1 / 255), "--json"]).stdout)
+    assert scaled["top1"] > 0.99 and scaled["notes"] == []

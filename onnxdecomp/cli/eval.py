@@ -15,6 +15,7 @@ from onnxdecomp.cli.options import (
     dataset_from_options,
     device_option,
     json_option,
+    spec_from_options,
 )
 from onnxdecomp.data import (
     Dataset,
@@ -23,6 +24,7 @@ from onnxdecomp.data import (
     fit_to_input,
     require_labels,
 )
+from onnxdecomp.data.records import is_records
 from onnxdecomp.link.output import label_map
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes import select_scores_output
@@ -84,6 +86,14 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
                      f"labels are the data's classes in sorted order ({names[0]} = 0, "
                      f"{names[1]} = 1, ...); if they are other classes of the model, give the "
                      "data as an .npz labelled with the model's class indices")
+    k = len(report["per_class"])
+    raw = spec_from_options(data_opts).pre.is_identity and not is_records(ds.x) and \
+        ds.x.dtype.kind == "f" and ds.x.size and float(ds.x.max()) > 2.0
+    if k >= 3 and report["top1"] < 2.0 / k and raw:
+        notes.append(f"top-1 is near chance ({100 * report['top1']:.1f}% for {k} classes) and "
+                     f"the inputs run up to {float(ds.x.max()):g}: if the model takes inputs "
+                     "scaled to 0..1 or normalised, give --scale 0.00392 (and --mean, --std; an "
+                     ".npz is used as stored: save it so)")
     report["notes"] = notes
     if linked is not None:
         report["parent_restricted_top1"] = _parent_restricted(linked, ds, classes, device)
