@@ -12,6 +12,7 @@ from onnxdecomp.cli.options import (
     add_data_options,
     device_option,
     json_option,
+    parse_class_keys,
     spec_from_options,
 )
 from onnxdecomp.data import check_dataset, fit_to_input
@@ -121,30 +122,21 @@ def _int(text: str) -> int | str:
     return int(text) if text.isdigit() else text  # Settings.check rejects the rest
 
 
-def _parse_classes(text: str | None, names: list[str] | None = None) -> list[int] | None:
-    """Class indices, or the data's class names (an image tree's folders, an .npz's
-    ``class_names``), comma-separated."""
-    if not text:
-        return None
-    if text.strip() == PRESENT and not (names and PRESENT in names):
+def _parse_classes(text: str | None, names: list[str] | None = None) -> list[int] | str | None:
+    """Class indices, ranges, or the data's class names (an image tree's folders, an .npz's
+    ``class_names``), comma-separated; ``present`` unless a class has that name."""
+    if text and text.strip() == PRESENT and not (names and PRESENT in names):
         return PRESENT
-    out = []
-    for c in (c.strip() for c in text.split(",")):
-        if not c:
-            continue
-        lo, _, hi = c.partition("-")
-        if c.lstrip("-").isdigit():
-            out.append(int(c))
-        elif names and c in names:
-            out.append(names.index(c))
-        elif lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
+    keys = parse_class_keys(text, names)
+    if keys is None:
+        return None
+    for c in keys:
+        if isinstance(c, str) and not (names and c in names):
             known = f" or one of the data's class names ({', '.join(names[:8])}" \
                 f"{', ...' if len(names) > 8 else ''})" if names else ""
             raise OnnxDecompError(f"--classes takes indices like 0,3,7 or 0-9{known}, or "
                                   f"{PRESENT}, got {c!r}")
-    return out
+    return [names.index(c) if isinstance(c, str) else c for c in keys]
 
 
 def _table(manifest: Manifest, model: str, source: str) -> str:

@@ -12,7 +12,6 @@ from onnxdecomp import provenance
 from onnxdecomp.cli.options import (
     Progress,
     add_data_options,
-    dataset_from_options,
     device_option,
     json_option,
     spec_from_options,
@@ -45,11 +44,13 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     if module is None:  # a module's [N, 1] or tagger's [N, T, 1] is read as written
         proto = select_scores_output(proto)
     runner = Runner(proto, device=device)
-    ds = fit_to_input(dataset_from_options(data_opts), runner.input.shape, runner.input.dtype)
+    spec = spec_from_options(data_opts)
+    ds = fit_to_input(spec.load(), runner.input.shape, runner.input.dtype)
     require_labels(ds, "eval measures accuracy")
     runner.check_input(ds.x)
     linked = label_map(proto)
-    ds = _labels_by_name(ds, _recorded_names(proto))
+    recorded = _recorded_names(proto)
+    ds = _labels_by_name(ds, recorded)
     names = ds.class_names
     if linked is not None and len(linked[0]) == 1:  # one module linked: its class's log-odds
         (k,) = linked[0]
@@ -79,7 +80,7 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     report = classification_report(scores, ds.y, names)
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
     notes = []
-    if module is None and linked is None and not _recorded_names(proto) and names and \
+    if module is None and linked is None and not recorded and names and \
             isinstance(out_dim, int) and 1 < len(names) < out_dim and \
             names != [str(i) for i in range(len(names))]:
         notes.append(f"the data names {len(names)} classes and the model has {out_dim}: "
@@ -87,7 +88,7 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
                      f"{names[1]} = 1, ...); if they are other classes of the model, give the "
                      "data as an .npz labelled with the model's class indices")
     k = len(report["per_class"])
-    raw = spec_from_options(data_opts).pre.is_identity and not is_records(ds.x) and \
+    raw = spec.pre.is_identity and not is_records(ds.x) and \
         ds.x.dtype.kind == "f" and ds.x.size and float(ds.x.max()) > 2.0
     if k >= 3 and report["top1"] < 2.0 / k and raw:
         notes.append(f"top-1 is near chance ({100 * report['top1']:.1f}% for {k} classes) and "

@@ -12,6 +12,7 @@ from onnxdecomp.cli.options import (
     class_list,
     device_option,
     json_option,
+    parse_class_keys,
     specs_from_options,
 )
 from onnxdecomp.decompose import COMPENSATIONS
@@ -68,25 +69,9 @@ def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, 
     result = link(list(modules), mode=mode, calibrate=specs_from_options(data_opts),
                   parents=list(parents), combiner=combiner, fidelity=fidelity,
                   compensation=compensation, device=device, refine=refine,
-                  classes=parse_class_keys(classes))
+                  classes=parse_class_keys(classes) or None)
     atomic_write_bytes(out, result.proto.SerializeToString())
     report(result, out, list(modules), as_json, "link")
-
-
-def parse_class_keys(text: str | None) -> list[int | str] | None:
-    """``--classes`` of link: indices, ranges (``0-9``) and class names, comma-separated."""
-    if not text:
-        return None
-    out: list[int | str] = []
-    for c in (c.strip() for c in text.split(",")):
-        lo, _, hi = c.partition("-")
-        if c.isdigit():
-            out.append(int(c))
-        elif lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
-            out.extend(range(int(lo), int(hi) + 1))
-        elif c:
-            out.append(c)
-    return out or None
 
 
 def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, command: str,

@@ -152,6 +152,27 @@ def add_data_options(
     return f
 
 
+def parse_class_keys(text: str | None, names: list[str] | None = None
+                     ) -> list[int | str] | None:
+    """``--classes``: comma-separated class indices (``-1`` too: the caller names it out of
+    range), ``names`` (kept as text), ranges of indices (``0-9``), and any other text as
+    a name for the caller to look up; None for no text."""
+    if not text:
+        return None
+    out: list[int | str] = []
+    for c in (c.strip() for c in text.split(",")):
+        lo, _, hi = c.partition("-")
+        if c.lstrip("-").isdigit():
+            out.append(int(c))
+        elif names and c in names:
+            out.append(c)
+        elif lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
+            out.extend(range(int(lo), int(hi) + 1))
+        elif c:
+            out.append(c)
+    return out
+
+
 def class_list(classes: list[int], limit: int = 16) -> str:
     """Classes as a short text: runs of three or more as ranges (0-5), at most ``limit``
     items, then how many classes in all (a many-class model's summaries stay one line)."""
