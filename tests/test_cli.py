@@ -415,6 +415,10 @@ def test_decompose_classes_ranges_and_present(small, tmp_path: Path, monkeypatch
     decided = sorted(set(ort_run(case.path, x).argmax(axis=1).tolist()))
     assert [m["class_index"] for m in json.loads(res.stdout)["modules"]] == decided
 
+    # no class named is not every class: it is refused as such, not for class 1's samples
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5", "-o",
+                            tmp_path / "o", "--classes", ","), "no class to decompose")
+
     def no_profile(*args, **kwargs):
         raise AssertionError("profiled before refusing")
 

@@ -15,10 +15,13 @@ def label_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.bincount(flat[flat >= 0], minlength=num_classes)
 
 
-def check_classes_have_samples(counts: np.ndarray, classes: Iterable[int],
+def check_classes_have_samples(counts: np.ndarray, classes: Iterable[int] | None,
                                labelled: bool) -> None:
-    """A one-line error naming the ``classes`` with no calibration sample: a module fitted
-    and measured on no sample of its class would claim a fidelity of 1."""
+    """A one-line error naming the ``classes`` (None: all of ``counts``') with no
+    calibration sample: a module fitted and measured on no sample of its class would claim
+    a fidelity of 1."""
+    if classes is None:
+        classes = range(len(counts))
     empty = [c for c in classes if 0 <= c < len(counts) and counts[c] == 0]
     if not empty:
         return

@@ -14,7 +14,7 @@ import onnx
 
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.data import DataSpec
-from onnxdecomp.decompose.class_samples import check_classes_have_samples, label_counts
+from onnxdecomp.decompose.class_samples import check_classes_have_samples
 from onnxdecomp.decompose.decomposer import Decomposer
 from onnxdecomp.decompose.manifest import Manifest, ParentEntry
 from onnxdecomp.decompose.records import module_entry, stamp_module
@@ -110,8 +110,8 @@ def decompose(
     for c in classes:
         if not 0 <= c < k_all:
             raise OnnxDecompError(f"class {c} outside the model's classes 0..{k_all - 1}")
-    counts = label_counts(y, k_all) if y is not None else dec.profile.samples
-    check_classes_have_samples(counts, classes, y is not None)
+    if y is None:  # labelled classes were checked before the profile (Decomposer)
+        check_classes_have_samples(dec.profile.samples, classes, False)
     entries, files = [], []
     t0 = time.perf_counter()
     allocated = dec.allocate(classes, s.macs) if s.macs is not None else {}
