@@ -43,6 +43,7 @@ from onnxdecomp.decompose.profile import Profile, profile
 from onnxdecomp.decompose.refine import lower_counts, refine_counts
 from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
+from onnxdecomp.decompose.shape_macs import ShapeMacs
 from onnxdecomp.decompose.tracked import TrackedProfile
 from onnxdecomp.decompose.tune import tune_keep
 from onnxdecomp.errors import OnnxDecompError
@@ -173,6 +174,7 @@ class Decomposer:
         self._scores: dict[tuple[str, int], dict[int, float]] = {}
         self._x_seq = x[prof_idx[:s.sequential_samples]]
         self._sequential: SequentialRefit | None = None
+        self.shape_macs = ShapeMacs(self.parent.cg)
 
     def sequential_bytes(self) -> int | None:
         """What the sequential refit holds in memory, estimated: the parent's and the
@@ -349,7 +351,6 @@ class Decomposer:
         sequential``)."""
         scores = self.scores(concern)
         seen: dict[frozenset[int], BuiltModule] = {}
-        macs_seen: dict[frozenset[int], float] = {}
         if polish is None:
             polish = self.settings.compensation == "sequential"
 
@@ -364,11 +365,8 @@ class Decomposer:
 
         def macs(counts: dict[str, int]) -> float:
             removed = remove_beyond(scores, self.clusters, counts, self.spaces)
-            key = frozenset(removed)
-            if key not in macs_seen:
-                proto = build_module(self.parent, removed, plain_slice, head, check=False)
-                macs_seen[key] = model_stats(proto).macs
-            return macs_seen[key]
+            return self.shape_macs(removed, head, lambda: model_stats(build_module(
+                self.parent, removed, plain_slice, head, check=False)).macs)
 
         refine = self.settings.refine if refine is None else refine
 

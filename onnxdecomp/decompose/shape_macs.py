@@ -1,0 +1,44 @@
+"""MACs of candidate modules by their kept channel counts, shared by every concern's search.
+
+A module's MACs follow from its tensors' shapes, and those from how many channels of each
+value of the parent it keeps; the heads (``AppendLogOddsPass``, ``SelectClassesPass``) add
+no multiply-accumulate. The keep search and the per-group steps (``refine.py``) ask for
+the MACs of many unit sets, and modules of different classes keep the same counts with
+different units, so each vector of kept counts is built and counted once per decomposition
+instead of once per unit set and class.
+
+Requires: ``count()`` gives the MACs of the module without ``removed`` units.
+Ensures: the number ``count()`` gives, computed once per head type and vector of kept counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Set
+
+import numpy as np
+
+from onnxdecomp.channels import ChannelGraph
+
+
+class ShapeMacs:
+    """MACs by kept counts: ``macs(removed, head, count)``."""
+
+    def __init__(self, cg: ChannelGraph) -> None:
+        self._roots = [cg.roots_of(name) for name in cg.offset]
+        self._seen: dict[tuple, float] = {}
+        self.counted = 0  # vectors built and counted
+        self.asked = 0
+
+    def key(self, removed: Set[int], head: object) -> tuple:
+        """The head's type and the number of channels every value keeps."""
+        gone = np.fromiter(removed, dtype=np.int64, count=len(removed))
+        return (type(head).__name__,
+                *(int(r.size - np.count_nonzero(np.isin(r, gone))) for r in self._roots))
+
+    def __call__(self, removed: Set[int], head: object, count: Callable[[], float]) -> float:
+        self.asked += 1
+        key = self.key(removed, head)
+        if key not in self._seen:
+            self._seen[key] = count()
+            self.counted += 1
+        return self._seen[key]
