@@ -495,7 +495,8 @@ def main() -> None:
         if path.stem.startswith(("time_", "tmp_", "hashes_", "reuse_", "link_", "soak",
                                  "latency", "scale", "recurrent_", "tagging", "descent_",
                                  "defaults_", "sequential_", "finish_", "quantized",
-                                 "multi_input", "scorecal_", "architectures")):
+                                 "multi_input", "scorecal_", "architectures",
+                                 "macs_cache_")):
             continue
         res = json.loads(path.read_text())
         name = path.stem
@@ -574,6 +575,10 @@ def main() -> None:
                      + ", ".join(f"{k} {v} s" for k, v in t["split_seconds"].items())
                      + f"); data loading {t['data_loading_seconds']} s; mean module MACs "
                      f"{100 * t['mean_macs_fraction']:.1f}%.\n")
+    for path in sorted(RESULTS.glob("macs_cache_*.json")):
+        from benchmarks.macs_cache import report_section as macs_cache_section
+
+        parts.append(macs_cache_section(json.loads(path.read_text())))
     if (RESULTS / "quantized.json").is_file():
         from benchmarks.quantized import report_section as quantized_section
 
