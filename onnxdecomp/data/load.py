@@ -183,15 +183,13 @@ def load_data(
         x, y, names = read_table(Path(spec), label_column)
         if pre.scale != 1.0:  # a table of pixels 0..255 for a model that takes 0..1
             x = x * np.float32(pre.scale)
-        if pre.dtype is not None:
-            x = x.astype(target_dtype(pre.dtype), copy=False)
+        x = _as_dtype(x, pre)
         ds = Dataset(x, y, names, "")
         what = f"{Path(spec).name} table"
     elif kind == "npy":  # one array: the inputs, unlabelled (labels need an .npz)
         _refuse_image_options(spec, pre, ".npy inputs")
         x = read_npy(Path(spec))
-        if pre.dtype is not None:
-            x = x.astype(target_dtype(pre.dtype), copy=False)
+        x = _as_dtype(x, pre)
         ds = Dataset(x, unlabelled(len(x)), None, "")
         what = f"{Path(spec).name} npy"
     elif kind == "npz":
@@ -202,8 +200,7 @@ def load_data(
                 f"{spec}: {{dtype}} converts one input's array; this npz holds several "
                 f"({', '.join(x.dtype.names)}): store each in the type its input takes",
                 options=["dtype"])
-        if pre.dtype is not None:  # an explicit dtype: the user asked for the conversion
-            x = x.astype(target_dtype(pre.dtype), copy=False)
+        x = _as_dtype(x, pre)
         ds = Dataset(x, y, names, "")
         what = f"{Path(spec).name} npz" + (f" {split} split" if by_split else "")
     elif kind == "idx":
@@ -236,6 +233,11 @@ def load_data(
         if not pre.is_identity:  # e.g. --std 1e-320 can overflow to inf
             check_dataset(ds, None, where=spec)
     return ds
+
+
+def _as_dtype(x: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """Data used as stored, converted only to an explicit ``--dtype`` (the user asked)."""
+    return x if pre.dtype is None else x.astype(target_dtype(pre.dtype), copy=False)
 
 
 def _refuse_image_options(spec: str, pre: Preprocess, what: str,
