@@ -14,6 +14,7 @@ Ensures: the number ``count()`` gives, computed once per head type and vector of
 from __future__ import annotations
 
 from collections.abc import Callable, Set
+from functools import cached_property
 
 import numpy as np
 
@@ -24,10 +25,16 @@ class ShapeMacs:
     """MACs by kept counts: ``macs(removed, head, count)``."""
 
     def __init__(self, cg: ChannelGraph) -> None:
-        self._roots = [cg.roots_of(name) for name in cg.offset]
+        self._cg = cg
         self._seen: dict[tuple, float] = {}
         self.counted = 0  # vectors built and counted
         self.asked = 0
+
+    @cached_property
+    def _roots(self) -> list[np.ndarray]:
+        """The units of every value's channels, read once the first MACs are asked for (a
+        fixed ``--keep`` never asks)."""
+        return [self._cg.roots_of(name) for name in self._cg.offset]
 
     def key(self, removed: Set[int], head: object) -> tuple:
         """The head's type and the number of channels every value keeps."""
