@@ -42,6 +42,7 @@ MODELS = {
     "cnn_digits": ("models/cnn_digits.onnx", "sklearn:digits"),
     "lenet5_mnist": ("models/lenet5_mnist.onnx", str(DATA / "mnist")),
     "resnet8_fmnist": ("models/resnet8_fmnist.onnx", str(DATA / "fashion-mnist")),
+    "keras_fmnist": ("models/keras_fmnist.onnx", str(DATA / "fashion-mnist")),
     "mobilenetv2_fmnist": ("models/mobilenetv2_fmnist.onnx", str(DATA / "fashion-mnist")),
     "resnet8gn_fmnist": ("models/resnet8gn_fmnist.onnx", str(DATA / "fashion-mnist")),
     "vit_mnist": ("models/vit_mnist.onnx", str(DATA / "mnist")),
