@@ -130,6 +130,18 @@ def test_inspect(small) -> None:
 # ------------------------------------------------------------------------ decompose + link
 
 
+def test_decompose_that_misses_its_goal_fails_in_text_and_json(small, tmp_path: Path) -> None:
+    """Modules written, but the goal missed: FAILED and exit 1, with --json too."""
+    case, data, *_ = small
+    res = _run("decompose", case.path, "--data", data, "--macs", "0.01", "-o",
+               tmp_path / "a", "--json", "--device", "cpu", "--classes", "0")
+    assert res.exit_code == 1 and json.loads(res.stdout)["passed"] is False
+    res = _run("decompose", case.path, "--data", data, "--macs", "0.01", "-o",
+               tmp_path / "b", "--device", "cpu", "--classes", "0")
+    assert res.exit_code == 1 and res.stdout.strip().splitlines()[-1].startswith("FAILED")
+    assert (tmp_path / "b" / "class_0.onnx").is_file()
+
+
 def test_decompose_link_eval(small, tmp_path: Path) -> None:
     case, data, x, y, scores = small
     out = tmp_path / "out"

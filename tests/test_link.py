@@ -307,6 +307,9 @@ def test_replace_a_class_by_its_own_module_changes_nothing(get_case, tmp_path: P
     fitted = replace(case.path, [(2, folder / "class_2.onnx")], calibrate=DataSpec(str(data)))
     assert fitted.combiner in ("temperature", "logistic", "minmax", "argmax")
     assert not set(combine.ROUTERS) & set(fitted.held_out)
+    # A path is read as link reads one (the command line's --calibrate): the same 240 samples.
+    by_path = replace(case.path, [(2, folder / "class_2.onnx")], calibrate=data)
+    assert (by_path.combiner, by_path.held_out) == (fitted.combiner, fitted.held_out)
 
 
 # ------------------------------------------------------------------------ CLI

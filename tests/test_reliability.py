@@ -184,6 +184,12 @@ BAD_INPUTS = [
     ("output equal to an input (replace)", lambda e: [
         "replace", e["model"], "--class", 0, "--with", e["module"], "-o", e["model"]],
      "overwrite an input", 1),
+    ("output equal to an input, spelt otherwise", lambda e: [
+        "replace", e["model"], "--class", 0, "--with", e["module"], "-o",
+        f"{e['model'].parent}/./{e['model'].name}"], "overwrite an input", 1),
+    ("output onto a file of an input folder", lambda e: [
+        "link", e["modules"], "-o", e["modules"] / "class_1.onnx"],
+     "overwrite an input (a file of the input folder", 1),
     ("output folder holding the input model", lambda e: [
         "decompose", e["model"], "--data", e["data"], "-o", e["model"].parent, "--force"],
      "holds the input", 1),
@@ -213,8 +219,10 @@ def test_bad_input(env, row) -> None:
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             pytest.skip("this onnxruntime has CUDA")
     before = sorted(p.name for p in env["dir"].iterdir())
+    modules = {p.name: p.read_bytes() for p in env["modules"].iterdir()}
     _assert_user_error(_run(*command(env)), message, code=code)
     assert sorted(p.name for p in env["dir"].iterdir()) == before, "an output was written"
+    assert {p.name: p.read_bytes() for p in env["modules"].iterdir()} == modules
     assert (env["full"] / "keep.txt").read_text() == "mine"
 
 

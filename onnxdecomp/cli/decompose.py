@@ -104,9 +104,9 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                          settings=settings, progress=progress, calibration=spec, force=force)
     for bar in bars.values():
         bar.close()
-    if as_json:
+    if as_json:  # the same exit status as the text's PASSED / FAILED line
         click.echo(json.dumps({**manifest.to_json(), "passed": manifest.passed}))
-        return
+        sys.exit(0 if manifest.passed else 1)
     click.echo(_table(manifest, model, ds.source))
     n = len(manifest.modules)
     click.echo(f"wrote {n} module{'s' if n != 1 else ''} and manifest.json to {out_dir}")

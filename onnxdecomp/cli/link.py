@@ -13,10 +13,10 @@ from onnxdecomp.cli.options import (
     device_option,
     json_option,
     parse_class_keys,
+    refuse_overwrite,
     specs_from_options,
 )
 from onnxdecomp.decompose import COMPENSATIONS
-from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import COMBINERS, MODES, LinkResult, link
 from onnxdecomp.modelio import atomic_write_bytes
 from onnxdecomp.stats import model_stats
@@ -64,8 +64,7 @@ def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, 
              classes: str | None, device: str, as_json: bool, **data_opts) -> None:
     """Link MODULES (module files, or folders holding a manifest.json) into one model whose
     outputs are ``scores`` [N, K] (columns in the order given) and ``label`` [N]."""
-    if any(out == m for m in modules):
-        raise OnnxDecompError("-o would overwrite an input module")
+    refuse_overwrite(out, modules)
     result = link(list(modules), mode=mode, calibrate=specs_from_options(data_opts),
                   parents=list(parents), combiner=combiner, fidelity=fidelity,
                   compensation=compensation, device=device, refine=refine,

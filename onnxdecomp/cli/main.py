@@ -2,7 +2,8 @@
 
 Every command ends with a PASSED or FAILED line (Polygraphy style); ``--json`` prints one
 JSON object instead of the tables. A user error, raised anywhere below, is caught once here:
-one ``error:`` line naming the command's own flags, FAILED, exit code 1.
+one ``error:`` line naming the command's own flags, FAILED, and the error kind's exit code
+(1 for the user's input, 3 an unsupported model, 4 the runtime, 5 a bug; README "Errors").
 """
 
 from __future__ import annotations

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import click
 
 from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, DataSpec, Preprocess
 from onnxdecomp.data.geometry import parse_size
 from onnxdecomp.data.preprocess import CHANNEL_ORDERS
-from onnxdecomp.errors import DataError
+from onnxdecomp.errors import DataError, OnnxDecompError
 from onnxdecomp.runtime import DEVICES
 
 
@@ -23,6 +25,19 @@ def device_option(f: Callable) -> Callable:
 
 def json_option(f: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+
+
+def refuse_overwrite(out: str, inputs: Sequence[str]) -> None:
+    """Stop before ``-o`` replaces an input, or a file of an input folder, however the two
+    paths are spelt (``./a.onnx``, a link to it): inputs are never overwritten."""
+    if not os.path.isfile(out):
+        return  # nothing there to lose
+    for given in inputs:
+        path = Path(given)
+        files = path.iterdir() if path.is_dir() else [path]
+        if any(f.is_file() and os.path.samefile(out, f) for f in files):
+            where = "" if path.is_file() else f" (a file of the input folder {given})"
+            raise OnnxDecompError(f"-o would overwrite an input{where}")
 
 
 class Progress:

@@ -10,6 +10,7 @@ from onnxdecomp.cli.options import (
     add_data_options,
     device_option,
     json_option,
+    refuse_overwrite,
     spec_from_options,
 )
 from onnxdecomp.errors import OnnxDecompError
@@ -42,8 +43,7 @@ def replace_cmd(model: str, classes: tuple[int, ...], modules: tuple[str, ...], 
     if len(classes) != len(modules):
         raise OnnxDecompError(f"{len(classes)} --class for {len(modules)} --with: give one "
                               "module per class")
-    if out == model or out in modules:
-        raise OnnxDecompError("-o would overwrite an input")
+    refuse_overwrite(out, [model, *modules])
     result = replace(model, list(zip(classes, modules)), calibrate=spec_from_options(data_opts),
                      combiner=combiner, device=device)
     atomic_write_bytes(out, result.proto.SerializeToString())

@@ -72,6 +72,12 @@ def group_modules(modules: list[Module]) -> list[Group]:
     return list(groups.values())
 
 
+def calibration_spec(data: DataSpec | str | os.PathLike) -> DataSpec:
+    """A path is read as the command line reads ``--calibrate``: 1,000 samples of its train
+    split."""
+    return data if isinstance(data, DataSpec) else DataSpec(os.fspath(data), "train", 1000)
+
+
 def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
          calibrate: list[DataSpec | str] | DataSpec | str | None = None,
          parents: list[str] | None = None,
@@ -104,9 +110,7 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     groups = group_modules(modules)
     if isinstance(calibrate, (str, os.PathLike, DataSpec)):
         calibrate = [calibrate]
-    # A path is read as the command line reads --calibrate: 1,000 samples of its train split.
-    specs = [c if isinstance(c, DataSpec) else DataSpec(os.fspath(c), "train", 1000)
-             for c in calibrate or []]
+    specs = [calibration_spec(c) for c in calibrate or []]
     data = Calibration(groups, specs, parents or [], device)
     if mode == "union" and any(m.parent_sha256 is None for m in modules):
         bad = next(m for m in modules if m.parent_sha256 is None)

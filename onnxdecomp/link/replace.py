@@ -21,7 +21,7 @@ from onnxdecomp.decompose.parent import class_count
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
 from onnxdecomp.link.calibration import run_scores
-from onnxdecomp.link.linker import LinkResult
+from onnxdecomp.link.linker import LinkResult, calibration_spec
 from onnxdecomp.link.merge import Part, align_batches, side_by_side
 from onnxdecomp.link.modules import read_module
 from onnxdecomp.link.output import finish, gather_columns, set_scores
@@ -32,7 +32,7 @@ from onnxdecomp.passes import finalize, normalize, requantize, select_scores_out
 
 def replace(model: str | os.PathLike | onnx.ModelProto,
             replacements: list[tuple[int, str | os.PathLike | onnx.ModelProto]],
-            calibrate: DataSpec | None = None, combiner: str = "auto",
+            calibrate: DataSpec | str | os.PathLike | None = None, combiner: str = "auto",
             device: str = "auto") -> LinkResult:
     """``model`` with class ``i`` decided by module ``m`` for each ``(i, m)``; outputs
     ``scores`` [N, K] (the model's classes, in its order; a tagger's [N, T, K]) and
@@ -79,7 +79,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
                               "whole samples; replace a tagger's classes without "
                               "{calibrate}", options=["calibrate"])
     if calibrate is not None:
-        ds = calibrate.load()
+        ds = calibration_spec(calibrate).load()
         # The weak model's own decisions would teach the combination its faults.
         require_labels(ds, "replace fits its combination")
         check_label_shape(ds.y, False, ds.source)
