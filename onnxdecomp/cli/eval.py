@@ -69,7 +69,7 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
         names = [names[c] if names and c < len(names) else str(c) for c in classes]
     out_shape = runner.session.get_outputs()[0].shape
     check_label_shape(ds.y, len(out_shape) == 3, ds.source)
-    out_dim = out_shape[-1]
+    out_dim = out_shape[-1] if len(out_shape) > 1 else 1  # [N]: one score a sample
     binary = out_dim == 1  # one sigmoid output (or logit): two classes
     check_dataset(ds, 2 if binary else out_dim if isinstance(out_dim, int) else None)
     bar = Progress("eval", len(ds.x))
@@ -205,8 +205,9 @@ def _percent(value: float | None) -> str:
 
 
 def two_classes(scores: np.ndarray, probabilities: bool) -> np.ndarray:
-    """One column (a probability, or a logit z) as two classes' logits [0, z]."""
-    z = scores[..., 0].astype(np.float64)
+    """One column (a probability, or a logit z; [N, 1] or [N]) as two classes' logits
+    [0, z]."""
+    z = (scores if scores.ndim == 1 else scores[..., 0]).astype(np.float64)
     if probabilities:
         p = np.clip(z, 1e-12, 1 - 1e-12)
         z = np.log(p) - np.log1p(-p)
@@ -214,8 +215,12 @@ def two_classes(scores: np.ndarray, probabilities: bool) -> np.ndarray:
 
 
 def _is_sigmoid_output(proto) -> bool:
-    out = proto.graph.output[0].name
-    return any(n.op_type == "Sigmoid" and out in n.output for n in proto.graph.node)
+    """Whether the first output is a Sigmoid's, through ops that only reshape it."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    node = producer.get(proto.graph.output[0].name)
+    while node is not None and node.op_type in ("Squeeze", "Reshape", "Flatten", "Identity"):
+        node = producer.get(node.input[0])
+    return node is not None and node.op_type == "Sigmoid"
 
 
 def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | None:
@@ -224,7 +229,8 @@ def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | N
     _, parent = linked
     if parent is None:
         return None
-    runner = Runner(select_scores_output(read_model(parent)), device=device)
+    proto = select_scores_output(read_model(parent))
+    runner = Runner(proto, device=device)
     steps = ds.y >= 0
     if ds.y.ndim == 1:
         ds = replace(ds, x=ds.x[steps], y=ds.y[steps])
@@ -233,5 +239,8 @@ def _parent_restricted(linked, ds, classes: list[int], device: str) -> float | N
         rows = steps.any(axis=1)
         ds, steps = replace(ds, x=ds.x[rows], y=ds.y[rows]), steps[rows]
     x = fit_to_input(ds, runner.input.shape, runner.input.dtype).x
-    logits = runner.run(x)[0][..., classes]
+    scores = runner.run(x)[0]
+    if scores.ndim == 1 or scores.shape[-1] == 1:  # a binary parent's one logit or probability
+        scores = two_classes(scores, _is_sigmoid_output(proto))
+    logits = scores[..., classes]
     return round(float(np.mean(logits.argmax(axis=-1)[steps] == ds.y[steps])), 6)

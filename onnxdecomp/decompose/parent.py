@@ -126,7 +126,7 @@ def class_count(out: ir.Value, label: str) -> int:
     """K of a normalised model's logits output, [N, K] or a tagger's [N, T, K]; a one-line
     error naming ``label`` for any other output."""
     if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
-        raise OnnxDecompError(f"{label}: the output must be [N, K] class scores (or a "
+        raise UnsupportedModelError(f"{label}: the output must be [N, K] class scores (or a "
                               "tagger's [N, T, K], scores at every step)")
     return out.shape[-1]
 
