@@ -18,6 +18,7 @@ Random weights: fidelity is not the point here, coverage of the rules is.
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -1015,21 +1016,25 @@ def test_input_of_any_size(tmp_path: Path) -> None:
 class BinaryHead(nn.Module):
     """A binary classifier with one sigmoid output (Keras' Dense(1, "sigmoid"))."""
 
-    def __init__(self) -> None:
+    def __init__(self, flat: bool = False) -> None:
         super().__init__()
         self.c = nn.Sequential(*cbr(3, 8, stride=2), *cbr(8, 16, stride=2))
         self.head = nn.Linear(16, 1)
+        self.flat = flat  # p [N] rather than [N, 1]
 
     def forward(self, x):
-        return torch.sigmoid(self.head(self.c(x).mean((2, 3))))
+        p = torch.sigmoid(self.head(self.c(x).mean((2, 3))))
+        return p.squeeze(1) if self.flat else p
 
 
-@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str) -> None:
-    """One sigmoid output p is two classes: class 1's log-odds is logit(p), class 0's its
-    negative, every module exact with nothing pruned, smaller at keep 0.5."""
+@pytest.mark.parametrize("exporter,flat", [("torchscript", False), ("dynamo", False),
+                                           ("torchscript", True), ("dynamo", True)])
+def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str, flat: bool) -> None:
+    """One sigmoid output p ([N, 1] or [N]) is two classes: class 1's log-odds is logit(p),
+    class 0's its negative, every module exact with nothing pruned and no bigger than the
+    parent (its head one row, as the parent's), smaller at keep 0.5."""
     torch.manual_seed(0)
-    net = BinaryHead().eval()
+    net = BinaryHead(flat).eval()
     with torch.no_grad():  # centre the logit so that both classes occur
         z = net.head(net.c(_x("binary", 200, seed=9)).mean((2, 3)))
         net.head.bias -= z.mean()
@@ -1037,12 +1042,33 @@ def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str) -> None:
     x = _x("binary", 240, seed=0).numpy()
     dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
     assert dec.parent.num_classes == 2
-    p = ort_run(str(path), x[:50])[:, 0].astype(np.float64)
+    p = ort_run(str(path), x[:50]).reshape(50).astype(np.float64)
     logit = np.log(p) - np.log1p(-p)
     for k, sign in ((0, -1.0), (1, 1.0)):
         full = dec.build(k, 1.0, check=True).proto
         np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], sign * logit, atol=1e-4)
+        assert model_stats(full).macs == model_stats(path).macs
     assert dec.build(1, 0.5, check=True).removed
+    if exporter == "torchscript":  # eval and a pair's union through the command line
+        from click.testing import CliRunner
+
+        from onnxdecomp.cli import main
+
+        data = tmp_path / "d.npz"
+        np.savez(data, x=x, y=(logit_all := ort_run(str(path), x).reshape(-1)) > 0.5)
+        assert {0, 1} == set(np.unique(logit_all > 0.5).tolist())
+
+        def run(*args) -> dict:
+            res = CliRunner().invoke(main, [str(a) for a in args])
+            assert res.exit_code == 0, res.output
+            return json.loads(res.stdout)
+
+        assert run("eval", path, "--data", data, "--json")["top1"] == 1.0
+        run("decompose", path, "--data", data, "-o", tmp_path / "m", "--keep", "1.0",
+            "--json")
+        run("link", tmp_path / "m", "-o", tmp_path / "u.onnx", "--json")
+        res = run("eval", tmp_path / "u.onnx", "--data", data, "--json")
+        assert res["top1"] == res["parent_restricted_top1"] == 1.0
 
 
 def test_constant_concatenated_beside_the_channels() -> None:

@@ -6,10 +6,15 @@ the scores of different modules are on one scale and argmax over them is argmax 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx_ir as ir
 
+from onnxdecomp.channels.weights import dense_bias, dense_weight
 from onnxdecomp.irutil import axes_node, leading_dims, new_initializer
+from onnxdecomp.passes.mark_quantized_weights import QUANTIZED_WEIGHTS
+from onnxdecomp.passes.rewrite_dynamic_quantization import DYNAMIC_QUANTIZED
 
 SCORE = "score"
 
@@ -20,6 +25,11 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
 
     That is log(p_k / (1 - p_k)) under the parent's softmax: scores of different modules
     are on one scale, and argmax over them equals argmax over the logits.
+
+    With two classes s_k = z_k - z_j: where a Gemm with constant float weights makes the
+    logits (and nothing else reads them), its two rows become one, w_k - w_j and b_k - b_j,
+    so a binary classifier's module is no bigger than its parent (whose one logit
+    ``ExpandBinaryLogitPass`` spread over two rows).
 
     Requires: one graph output of shape [N, K] or [N, T, K] holding logits (normalised
     model).
@@ -39,6 +49,8 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         for value in [*graph.inputs, *(o for n in graph for o in n.outputs)]:
             if value.name == SCORE:  # the parent's own "score" would clash with ours
                 value.name = f"{SCORE}_parent"
+        if self.num_classes == 2 and _fold_two_classes(model, z, self.k):
+            return ir.passes.PassResult(model, True)
         opset = model.opset_imports.get("", 17)
         rest = np.array([j for j in range(self.num_classes) if j != self.k], dtype=np.int64)
         own = new_initializer(graph, "onnxdecomp_class", np.array([self.k], dtype=np.int64))
@@ -58,6 +70,36 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         out.shape = ir.Shape([*lead, 1])
         graph.outputs[0] = out
         return ir.passes.PassResult(model, True)
+
+
+def _fold_two_classes(model: ir.Model, z: ir.Value, k: int) -> bool:
+    """Make the Gemm that writes the two logits ``z`` write s_k = z_k - z_j, one row; False
+    where it is not such a Gemm, or its weights are the parent's integers (their requantised
+    difference would not be the parent's)."""
+    node = z.producer()
+    if node is None or node.op_type != "Gemm" or z.uses() or \
+            node.attributes.get_int("transA", 0) or node.inputs[1].const_value is None:
+        return False
+    w = dense_weight(node)  # [2, F], alpha applied
+    if w.shape[0] != 2 or w.dtype.kind != "f" or any(
+            node.name in json.loads(model.metadata_props.get(key, "{}"))
+            for key in (QUANTIZED_WEIGHTS, DYNAMIC_QUANTIZED)):
+        return False
+    b, _ = dense_bias(node, 2)
+    graph, j = model.graph, 1 - k
+    row = (w[k].astype(np.float64) - w[j])[None, :].astype(w.dtype)
+    node.replace_input_with(1, new_initializer(graph, f"{node.name}_logodds_w", row))
+    if len(node.inputs) < 3:
+        node.resize_inputs(3)
+    node.replace_input_with(2, new_initializer(
+        graph, f"{node.name}_logodds_b", np.array([b[k] - b[j]], dtype=w.dtype)))
+    for name, value in (("transB", ir.AttrInt64("transB", 1)),
+                        ("alpha", ir.AttrFloat32("alpha", 1.0)),
+                        ("beta", ir.AttrFloat32("beta", 1.0))):
+        node.attributes[name] = value
+    z.name = SCORE
+    z.shape = ir.Shape([z.shape[0] if z.shape is not None else None, 1])
+    return True
 
 
 def logodds_from_logits(z: np.ndarray) -> np.ndarray:
