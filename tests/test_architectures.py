@@ -172,6 +172,25 @@ class ChannelsLast(nn.Module):
         return self.head(F.relu(self.fc(y.reshape(y.shape[0], -1))))
 
 
+class FlattenAffine(nn.Module):
+    """A conv map flattened into features, then per-feature affines before the dense layer:
+    BatchNorm1d (Keras' Flatten then BatchNormalization) and a learned scale and shift (the
+    Mul and Add tf2onnx folds such a BatchNormalization into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 8), nn.MaxPool2d(2), *cbr(8, 8), nn.MaxPool2d(2))
+        self.bn = nn.BatchNorm1d(8 * 16)
+        self.scale = nn.Parameter(torch.rand(8 * 16) + 0.5)
+        self.shift = nn.Parameter(torch.randn(8 * 16) * 0.1)
+        self.fc = nn.Linear(8 * 16, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.bn(torch.flatten(self.c(x), 1)) * self.scale + self.shift
+        return self.head(torch.relu(self.fc(y)))
+
+
 class ViewFlatten(nn.Module):
     """``x.view(x.size(0), -1)`` into a dense layer; LeakyReLU, ELU, GELU, PReLU."""
 
@@ -535,7 +554,8 @@ class CRNN(nn.Module):
 NETS = {"mobilenetv2": MobileNetV2ish, "squeeze_excite": SqueezeExcite,
         "shuffle": ShuffleUnit, "shuffle_chain": ShuffleChain, "dense": DenseBlock,
         "channels_last": ChannelsLast,
-        "view_flatten": ViewFlatten, "layernorm": LayerNormHead,
+        "view_flatten": ViewFlatten, "flatten_affine": FlattenAffine,
+        "layernorm": LayerNormHead,
         "layernorm2d_head": LayerNorm2dHead, "window_pad": WindowPad,
         "patch_unfold": PatchUnfold, "depth_multiplier": DepthMultiplier,
         "selective_kernel": SelectiveKernel, "linear_attention": LinearAttention,

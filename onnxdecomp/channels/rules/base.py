@@ -37,6 +37,13 @@ class PruneContext:
             self._kept[value.name] = self.cg.kept_channels(value, self.removed)
         return self._kept[value.name]
 
+    def kept_features(self, value: ir.Value) -> np.ndarray | None:
+        """Kept feature indices of ``value``: a map flattened into features gives channel c
+        the ``mult`` features c * mult .. c * mult + mult - 1; else the kept channels."""
+        kept = self.kept(value)
+        mult = self.cg.mult[value.name] if kept is not None else 1
+        return kept if mult == 1 else (kept[:, None] * mult + np.arange(mult)).reshape(-1)
+
     def changed(self, value: ir.Value) -> bool:
         k = self.kept(value)
         return k is not None and len(k) != self.cg.size[value.name]

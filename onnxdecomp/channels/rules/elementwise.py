@@ -61,11 +61,16 @@ class Elementwise(Rule):
         if len(cg.axes[out.name]) > 1:
             self._couple_multi_axis(node, cg)
             return
-        c, axis = cg.size[out.name], cg.axis(out, node)
+        # A map flattened into features: channel c owns ``mult`` of the axis' c * mult.
+        mult = cg.mult[out.name]
+        c, axis = cg.size[out.name] * mult, cg.axis(out, node)
         for v in node.inputs:
             if v is None:
                 continue
             size, in_axis = self._aligned(node, v, axis)
+            if cg.has(v) and size == c and cg.mult[v.name] != mult:
+                raise node_error(node, f"operand {v.name!r} groups its {c} features into "
+                                 "channels otherwise than the output")
             if cg.has(v) and size == c and len(cg.axes[v.name]) > 1:
                 cg.unify_projected(v, out, len(v.shape) - len(out.shape), node)
             elif cg.has(v) and size == c:
@@ -103,8 +108,8 @@ class Elementwise(Rule):
             return
         if len(ctx.cg.axes[out.name]) > 1:
             return  # its constants broadcast over the channel axes (``couple`` checked)
-        keep = ctx.kept(out)
-        axis = ctx.cg.axes[out.name][0]
+        keep = ctx.kept_features(out)  # a per-feature constant of a flattened map: its own
+        axis, full = ctx.cg.axes[out.name][0], ctx.cg.size[out.name] * ctx.cg.mult[out.name]
         for i, v in enumerate(node.inputs):
             a = const_array(v)
             if a is None and v is not None and not ctx.cg.has(v):
@@ -112,7 +117,7 @@ class Elementwise(Rule):
             if a is None or a.ndim == 0:
                 continue
             size, in_axis = self._aligned(node, v, axis)
-            if size == ctx.cg.size[out.name] and size > 1:
+            if size == full and size > 1:
                 ctx.replace(node, i, np.take(a, keep, axis=in_axis))
 
 
@@ -151,7 +156,12 @@ def _unexpand(value: ir.Value, axis: int, ctx: PruneContext) -> None:
 
 
 class PerChannelParams(Rule):
-    """BatchNormalization / InstanceNormalization: y[c] = a[c] * x[c] + b[c]; params sliced."""
+    """BatchNormalization / InstanceNormalization: y[c] = a[c] * x[c] + b[c]; params sliced.
+    Over a map flattened into features (Keras' Flatten then BatchNormalization, torch's
+    BatchNorm1d after nn.Flatten) the params are per feature: a channel's go with it."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        _like_input(node, cg)
 
     def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
         if cg.has(node.inputs[0]) and cg.axis(node.inputs[0], node) != 1:
@@ -160,7 +170,7 @@ class PerChannelParams(Rule):
 
     def prune(self, node: ir.Node, ctx: PruneContext) -> None:
         if ctx.changed(node.outputs[0]):
-            keep = ctx.kept(node.outputs[0])
+            keep = ctx.kept_features(node.outputs[0])
             for i in range(1, len(node.inputs)):
                 a = const_array(node.inputs[i])
                 if a is None:

@@ -103,8 +103,7 @@ class ReshapeRule(Rule):
             return
         axes, mult = ctx.cg.axes[y.name], ctx.cg.mult[y.name]
         dims = _parent_dims(y, axes, shape, ctx.cg.size[y.name] * mult)
-        kept = ctx.kept(y)  # channel c owns features c * mult .. c * mult + mult - 1
-        kept = (kept[:, None] * mult + np.arange(mult)).reshape(-1)
+        kept = ctx.kept_features(y)
         sizes = None if dims is None else kept_sizes(kept, dims)
         if sizes is None:
             raise node_error(node, "the kept channels are not whole slices of the reshaped "
