@@ -1091,6 +1091,38 @@ def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str, flat: bool) ->
         assert res["top1"] == res["parent_restricted_top1"] == 1.0
 
 
+class UnitStepHead(nn.Module):
+    """Scores [N, 1, K]: Keras' ``Reshape((1, K))`` before the softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 8, stride=2), *cbr(8, 16, stride=2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        z = self.head(self.c(x).mean((2, 3)))
+        return torch.softmax(z.reshape(z.shape[0], 1, 4), dim=-1)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_scores_with_a_unit_axis_before_the_classes(tmp_path: Path, exporter: str) -> None:
+    """[N, 1, K] is read as [N, K] (a tagger's steps are never a fixed 1): modules exact
+    with nothing pruned, smaller at keep 0.5, and eval takes (N,) labels."""
+    torch.manual_seed(0)
+    path = torch_export(UnitStepHead().eval(), _x("unit", 2, seed=1), exporter,
+                        tmp_path / "unit.onnx")
+    assert_export_decomposes(path)
+    from click.testing import CliRunner
+
+    from onnxdecomp.cli import main
+
+    x = _x("unit", 60, seed=3).numpy()
+    np.savez(tmp_path / "d.npz", x=x, y=ort_run(str(path), x).reshape(60, 4).argmax(1))
+    res = CliRunner().invoke(main, ["eval", str(path), "--data", str(tmp_path / "d.npz"),
+                                    "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["top1"] == 1.0, res.output
+
+
 def test_constant_concatenated_beside_the_channels() -> None:
     """A constant concatenated along a spatial axis (a learned border, batch fixed at 1)
     holds every channel of the map: it is sliced with them."""

@@ -60,18 +60,31 @@ def select_scores_output(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _flat_scores(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Scores [N, K, 1, 1] (a convolutional head pooled, unflattened: SqueezeNet) as
-    [N, K] through a Flatten, the output keeping its name (a Softmax before it is still
-    the output's, see ``StripOutputSoftmaxPass``)."""
+    """Scores [N, K, 1, 1] (a convolutional head pooled, unflattened: SqueezeNet) or
+    [N, 1, K] (Keras' ``Reshape((1, K))`` before the softmax; a tagger's steps are never a
+    fixed 1) as [N, K] through a Flatten, the output keeping its name (a Softmax before it
+    is still the output's, see ``StripOutputSoftmaxPass``)."""
     out = proto.graph.output[0]
     dims = out.type.tensor_type.shape.dim if out.type.WhichOneof("value") == "tensor_type" \
         else []
-    if len(dims) < 3 or any(not d.HasField("dim_value") or d.dim_value != 1 for d in dims[2:]):
+
+    def ones(ds) -> bool:
+        return all(d.HasField("dim_value") and d.dim_value == 1 for d in ds)
+
+    if len(dims) < 3 or not any(out.name in n.output for n in proto.graph.node):
         return proto
-    if not any(out.name in n.output for n in proto.graph.node):
+    if ones(dims[2:]):
+        keep = dims[1]
+    elif ones(dims[1:-1]) and dims[-1].HasField("dim_value"):
+        keep = dims[-1]
+    else:
         return proto
     model = _through(proto, "Flatten", "map", axis=1)
-    del model.graph.output[0].type.tensor_type.shape.dim[2:]
+    shape = model.graph.output[0].type.tensor_type.shape
+    kept = type(keep)()
+    kept.CopyFrom(keep)
+    del shape.dim[1:]
+    shape.dim.append(kept)
     return model
 
 

@@ -23,8 +23,9 @@ class FlattenRule(Rule):
     """Flatten(axis=1) of [N, C, d...]: feature f belongs to channel f // s, s = prod(d).
     Channels on the axes right after the batch ([N, D, H], a recurrent layer's final states
     with its directions moved behind the batch) flatten to one axis, unit d * H + h, as the
-    Reshape rule merges them. Flatten at the last axis, the channels', merges the rows
-    before it and keeps the channels as they are."""
+    Reshape rule merges them; axes of size 1 before the channels ([N, 1, K]: Keras'
+    ``Reshape((1, K))``) change nothing. Flatten at the last axis, the channels', merges the
+    rows before it and keeps the channels as they are."""
 
     def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -39,7 +40,10 @@ class FlattenRule(Rule):
         if axis != 1:
             raise node_error(node, "only axis=1 keeps the batch axis apart")
         axes = list(cg.axes[x.name])
-        if axes != list(range(1, len(axes) + 1)):
+        # Axes of size 1 between the batch and the channels order nothing ([N, 1, K]).
+        lead = list(x.shape)[1:axes[0]] if axes else []
+        if axes != list(range(len(lead) + 1, len(lead) + len(axes) + 1)) or \
+                any(d != 1 for d in lead):
             raise node_error(node, "flattens a tensor whose channels are not on the axes "
                              f"after the batch (they lie on axes {axes})")
         spatial = 1
