@@ -22,6 +22,7 @@ from onnxdecomp.passes import (
     FoldReshapeTargetsPass,
     FoldStaticPadsPass,
     FoldStaticSliceBoundsPass,
+    FoldTransposedGemmInputPass,
     FoldTransposeIntoDensePass,
     FuseMatMulAddIntoGemmPass,
     HoistDequantizeOverLayoutPass,
@@ -150,6 +151,28 @@ def test_remove_dropout_then_identity_elimination() -> None:
     assert [o.name for o in out.graph.output] == ["y"]
     x = _x([None, 4])
     np.testing.assert_allclose(ort_run(out, x), ort_run(model, x), atol=1e-6)
+
+
+def test_gemm_transposing_back_a_transposed_input_reads_the_input() -> None:
+    """Gemm(Transpose(x), W, transA=1) = Gemm(x, W): the Transpose goes, the outputs stay;
+    then the dense layers decompose (transA=1 stopped the analysis before)."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["rt"], name="t", perm=[1, 0]),
+        helper.make_node("Gemm", ["rt", "w2", "b2"], ["y"], name="fc2", transA=1, alpha=0.5),
+    ]
+    inits = [_w("w1", 6, 4), _w("b1", 6), _w("w2", 6, 3), _w("b2", 3)]
+    model = make_model(nodes, [_vi("x", ["N", 4])], [_vi("y", ["N", 3])], inits)
+    m = _ir(model)
+    assert FoldTransposedGemmInputPass()(m).modified
+    assert _ops(m) == ["Gemm", "Relu", "Gemm"]
+    x = _x([None, 4])
+    np.testing.assert_allclose(ort_run(to_proto(m), x), ort_run(model, x), atol=1e-6)
+    from onnxdecomp.decompose import Decomposer, Settings
+
+    dec = Decomposer(model, _x([None, 4], 60), None, Settings(device="cpu", align=1))
+    assert dec.build(0, 0.5, check=True).removed
 
 
 def test_dropout_with_used_mask_stays() -> None:

@@ -16,6 +16,7 @@ from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
 from onnxdecomp.passes.fold_static_pads import FoldStaticPadsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
+from onnxdecomp.passes.fold_transposed_gemm_input import FoldTransposedGemmInputPass
 from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
@@ -59,6 +60,7 @@ __all__ = [
     "FoldStaticPadsPass",
     "FoldStaticSliceBoundsPass",
     "FoldTransposeIntoDensePass",
+    "FoldTransposedGemmInputPass",
     "FuseDynamicQuantizationPass",
     "FuseFlattenedSequenceDensePass",
     "FuseMatMulAddIntoGemmPass",

@@ -22,6 +22,7 @@ from onnxdecomp.passes.fold_static_if import FoldStaticIfPass
 from onnxdecomp.passes.fold_static_pads import FoldStaticPadsPass
 from onnxdecomp.passes.fold_static_slice_bounds import FoldStaticSliceBoundsPass
 from onnxdecomp.passes.fold_transpose_into_dense import FoldTransposeIntoDensePass
+from onnxdecomp.passes.fold_transposed_gemm_input import FoldTransposedGemmInputPass
 from onnxdecomp.passes.fuse_flattened_sequence_dense import FuseFlattenedSequenceDensePass
 from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.hoist_dequantize_over_layout import HoistDequantizeOverLayoutPass
@@ -163,6 +164,7 @@ def normalize(model: ir.Model) -> ir.Model:
             CanonicalizeFlattenPass(),
             RelaxExpandTargetsPass(),
             FoldTransposeIntoDensePass(),
+            FoldTransposedGemmInputPass(),
             StripOutputSoftmaxPass(),  # again with shapes: one behind a pooled head's Flatten
             ExpandBinaryLogitPass(),
             RewriteChannelShufflePass(),
