@@ -3,10 +3,10 @@
 A module's MACs follow from its tensors' shapes, and those from how many channels of each
 value of the parent it keeps; the heads (``AppendLogOddsPass``, ``SelectClassesPass``) add
 no multiply-accumulate, or take the same off for every class (a two-class module's log-odds
-folded into one row of the last Gemm). The keep search and the per-group steps (``refine.py``) ask for
-the MACs of many unit sets, and modules of different classes keep the same counts with
-different units, so each vector of kept counts is built and counted once per decomposition
-instead of once per unit set and class.
+folded into one row of the last Gemm). The keep search and the per-group steps
+(``refine.py``) ask for the MACs of many unit sets, and modules of different classes keep
+the same counts with different units, so each vector of kept counts is built and counted
+once per decomposition instead of once per unit set and class.
 
 Requires: ``count()`` gives the MACs of the module without ``removed`` units.
 Ensures: the number ``count()`` gives, computed once per head type and vector of kept counts.
