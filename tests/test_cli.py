@@ -513,6 +513,21 @@ def test_eval_matches_classes_by_name(tmp_path: Path) -> None:
         assert {k: on_some["per_class"][k] for k in same} == \
             {k: on_all["per_class"][k] for k in same}
         assert on_some["n"] == sum(1 for y in load_digits_y() if y in (3, 5))
+    # linked across two parents (the same net saved apart): its labels are its columns,
+    # matched by name; the other classes' samples are ignored
+    proto = onnx.load(str(model))
+    proto.doc_string = "the same digits CNN, another file"
+    onnx.save(proto, str(tmp_path / "second.onnx"))
+    res = _run("decompose", tmp_path / "second.onnx", "--data", whole, *scale, "--keep", "0.5",
+               "-o", tmp_path / "m2")
+    assert res.exit_code == 0, res.output
+    cross = tmp_path / "cross.onnx"
+    res = _run("link", out / "class_3.onnx", tmp_path / "m2" / "class_5.onnx", "-o", cross)
+    assert res.exit_code == 0, res.output
+    on_all = json.loads(_run("eval", cross, "--data", whole, *scale, "--json").stdout)
+    on_some = json.loads(_run("eval", cross, "--data", some, *scale, "--json").stdout)
+    assert on_some["per_class"] == on_all["per_class"] and on_all["n"] == on_some["n"]
+    assert set(on_all["per_class"]) == {"3three", "5five"}
     res = _run("eval", model, "--data", some, *scale)
     assert res.exit_code == 0, res.output
     assert "note: the data names 2 classes and the model has 10: labels are the data's " \

@@ -49,8 +49,11 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     require_labels(ds, "eval measures accuracy")
     runner.check_input(ds.x)
     linked = label_map(proto)
-    recorded = _recorded_names(proto)
-    ds = _labels_by_name(ds, recorded)
+    recorded = _recorded_names(proto, linked is not None)
+    # A model linked from several parents decides among its columns only: other classes'
+    # samples are ignored, as a linked model of one parent's are below.
+    several = linked is None and module is None and bool(provenance.read_columns(proto))
+    ds = _labels_by_name(ds, recorded, ignore_others=several)
     names = ds.class_names
     if linked is not None and len(linked[0]) == 1:  # one module linked: its class's log-odds
         (k,) = linked[0]
@@ -141,22 +144,29 @@ def _per_class_line(per_class: dict[str, float | None]) -> str:
                             for name, acc in items)
 
 
-def _recorded_names(proto) -> dict[int, str]:
-    """The parent class index -> class name that a module or a linked model of one parent
-    records (empty for any other model)."""
+def _recorded_names(proto, one_parent: bool) -> dict[int, str]:
+    """The class names a module or a linked model records, by the label that stands for
+    each: a module's and a linked model's of ``one_parent`` by the parent's class index, a
+    model linked from several parents by its column (its labels are its columns; names
+    that repeat across them match nothing: empty)."""
     identity = provenance.module_identity(proto)
     if identity.get("class_name") and "class_index" in identity:
         return {int(identity["class_index"]): identity["class_name"]}
     columns = provenance.read_columns(proto) or []
+    if not one_parent:
+        names = {j: c["class_name"] for j, c in enumerate(columns) if c.get("class_name")}
+        return names if len(set(names.values())) == len(names) else {}
     return {int(c["class_index"]): c["class_name"] for c in columns
             if c.get("class_index") is not None and c.get("class_name")}
 
 
-def _labels_by_name(ds: Dataset, recorded: dict[int, str]) -> Dataset:
+def _labels_by_name(ds: Dataset, recorded: dict[int, str],
+                    ignore_others: bool = False) -> Dataset:
     """The data's labels renumbered as the parent's classes, matched by name, when the data
     names its classes otherwise (an image tree of only the cat and dog folders: labels 0, 1
     by folder, 3 and 5 for a CIFAR-10 parent) and has every class the model records; its
-    other classes keep numbers past the parent's, so that they count as none of them."""
+    other classes keep numbers past the parent's, so that they count as none of them (-1,
+    ignored, with ``ignore_others``)."""
     names = ds.class_names
     if not names or not recorded or not set(recorded.values()) <= set(names):
         return ds
@@ -164,10 +174,12 @@ def _labels_by_name(ds: Dataset, recorded: dict[int, str]) -> Dataset:
         return ds  # numbered alike already
     by_name = {n: k for k, n in recorded.items()}
     top = max(max(recorded) + 1, len(names))
-    lut = np.array([by_name.get(n, top + i) for i, n in enumerate(names)], np.int64)
+    lut = np.array([by_name.get(n, -1 if ignore_others else top + i)
+                    for i, n in enumerate(names)], np.int64)
     renamed = [""] * (int(lut.max()) + 1)
     for i, n in enumerate(names):
-        renamed[lut[i]] = n
+        if lut[i] >= 0:
+            renamed[lut[i]] = n
     y = np.where(ds.y >= 0, lut[np.clip(ds.y, 0, None)], -1)
     return replace(ds, y=y, class_names=renamed)
 
