@@ -134,7 +134,9 @@ class Runner:
                 options=["device"])
         ort = import_ort()
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # the GPU build logs CUDA load failures loudly; we report them
+        # ORT logs a failed load or run in colour over several lines; the one-line error
+        # that follows says it (the GPU build logs CUDA load failures loudly too)
+        opts.log_severity_level = 4
         if threads:
             opts.intra_op_num_threads = threads
         if probe:

@@ -118,6 +118,26 @@ def test_zero_initial_states_are_dropped_and_y_named(tmp_path: Path) -> None:
     assert not any(n.op_type == "ConstantOfShape" for n in model.graph)
 
 
+def test_a_parent_that_runs_only_normalised_says_so() -> None:
+    """A zero initial state baked at batch 1 stops ONNX Runtime on any other batch; the
+    normalised model drops it and runs: its modules come with a note saying they match that
+    form, not the file."""
+    from conftest import build_lstm
+
+    from onnxdecomp.decompose import decompose
+
+    proto = build_lstm()
+    lstm = next(n for n in proto.graph.node if n.op_type == "LSTM")
+    lstm.input.extend(["", "", "h0"])
+    proto.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 1, 4), np.float32),
+                                                           "h0"))
+    x = np.random.default_rng(0).normal(size=(90, 5, 3)).astype(np.float32)
+    manifest = decompose(proto, x, settings=Settings(keep=1.0, device="cpu"))
+    assert any("cannot run the parent as given" in n for n in manifest.notes)
+    assert not any("as given" in n for n in decompose(
+        build_lstm(), x, settings=Settings(keep=1.0, device="cpu")).notes)
+
+
 def test_fold_gather_of_concat() -> None:
     """Gather(Concat(a, b, axis 0), -1, axis 0) reads b's last row."""
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3])

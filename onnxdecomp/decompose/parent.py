@@ -122,6 +122,22 @@ def optimised_export(proto: onnx.ModelProto) -> onnx.ModelProto:
     return optimizer.optimize(proto)
 
 
+def as_given_notes(model: str | os.PathLike | onnx.ModelProto, x) -> list[str]:
+    """A note when ONNX Runtime cannot run the parent as given on a few samples ``x``: its
+    modules come from the normalised form, which runs (an exporter's zero initial states of
+    the wrong size, removed there), so they match that form, not the file."""
+    from onnxdecomp.errors import RuntimeFailure
+    from onnxdecomp.runtime import Runner
+
+    try:
+        Runner(select_scores_output(read_model(model)), device="cpu").run(x)
+    except RuntimeFailure as exc:
+        return [f"ONNX Runtime cannot run the parent as given ({exc}); its modules are cut "
+                "from the form the tool normalises it to, which runs, and match that form: "
+                "check the parent's export"]
+    return []
+
+
 def class_count(out: ir.Value, label: str) -> int:
     """K of a normalised model's logits output, [N, K] or a tagger's [N, T, K]; a one-line
     error naming ``label`` for any other output."""
