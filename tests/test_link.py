@@ -115,7 +115,7 @@ def test_union_fidelity_holds_every_class_to_the_target(plain) -> None:
     case, _, _, x = plain
     dec = Decomposer(str(case.path), x, case.logits(x).argmax(axis=1), Settings())
     builder, classes = UnionBuilder(dec), (0, 2, 3)
-    mask = builder._held_out(classes)
+    mask = builder.held_out(classes)
     parent = logodds_from_logits(dec.hold_logits[mask][:, list(classes)])
 
     def per_class(module) -> list[float]:
@@ -148,7 +148,7 @@ def test_union_scores_are_calibrated_one_map_per_class(plain) -> None:
     a, b = mapped.score_map
     assert a[0] == pytest.approx(a[1]) and b[0] == pytest.approx(-b[1])
     assert mapped.fidelity >= plain_pair.fidelity
-    mask = UnionBuilder(dec)._held_out(pair)
+    mask = UnionBuilder(dec).held_out(pair)
     np.testing.assert_allclose(dec.hold_score(mapped.proto, mask),
                                raw.hold_score(plain_pair.proto, mask) * a + b,
                                rtol=1e-4, atol=1e-4)
@@ -310,6 +310,11 @@ def test_replace_a_class_by_its_own_module_changes_nothing(get_case, tmp_path: P
     # A path is read as link reads one (the command line's --calibrate): the same 240 samples.
     by_path = replace(case.path, [(2, folder / "class_2.onnx")], calibrate=data)
     assert (by_path.combiner, by_path.held_out) == (fitted.combiner, fitted.held_out)
+    assert not fitted.notes  # 72 held-out samples
+    few = replace(case.path, [(2, folder / "class_2.onnx")],
+                  calibrate=DataSpec(str(data), limit=20))
+    assert few.notes == ["the combiner was chosen on 6 held-out calibration samples: too few "
+                         "to tell; give more calibration data (--limit; 30% of it is held out)"]
 
 
 # ------------------------------------------------------------------------ CLI
@@ -331,6 +336,14 @@ def test_cli_link_union_and_eval_against_the_parent(plain, tmp_path: Path) -> No
     again = tmp_path / "t.onnx"
     res = _run("link", files[0], files[2], "-o", again)
     assert res.stdout.strip().splitlines()[-1] == f"PASSED | onnxdecomp link -o {again}"
+    # a union tuned on a handful of held-out samples says so
+    res = _run("link", files[0], files[2], "-o", tmp_path / "few.onnx", "--calibrate", data,
+               "--limit", "20", "--json")
+    assert res.exit_code == 0, res.output
+    (part,) = json.loads(res.stdout)["parts"]
+    assert part["held_out_samples"] < 30 and any(
+        n.startswith(f"the union of classes 0,2 was tuned on {part['held_out_samples']} ")
+        for n in json.loads(res.stdout)["notes"])
 
 
 def test_cli_link_classes_of_a_folder(plain, tmp_path: Path) -> None:

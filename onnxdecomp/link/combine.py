@@ -221,10 +221,29 @@ def fit(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray,
 
 @dataclass
 class Choice:
-    """The combiner chosen, and every candidate's held-out accuracy on calibration data."""
+    """The combiner chosen, every candidate's held-out accuracy on calibration data, and on
+    how many held-out samples."""
 
     combiner: Combiner
     held_out: dict[str, float]
+    samples: int = 0
+
+    @property
+    def notes(self) -> list[str]:
+        return few_held_out("the combiner was chosen", self.samples)
+
+
+# Below this many held-out samples a combiner's choice, or a union's fidelity, is a coin
+# toss (replace with --limit 5: 2 held out, minmax chosen at 100%, 65% on the test set).
+MIN_HELD_OUT = 30
+
+
+def few_held_out(what: str, n: int) -> list[str]:
+    """A note when ``what`` rests on fewer than ``MIN_HELD_OUT`` held-out samples."""
+    if n >= MIN_HELD_OUT:
+        return []
+    return [f"{what} on {n} held-out calibration sample{'s' if n != 1 else ''}: too few to "
+            "tell; give more calibration data (--limit; 30% of it is held out)"]
 
 
 def choose(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -254,4 +273,4 @@ def choose(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray,
         pred = fit(c, s[tr], y[tr], groups, xs[tr]).apply(s[te], xs[te]).argmax(axis=1)
         held[c] = round(float(np.mean(pred == y[te])), 4)
     chosen = max(candidates, key=lambda c: held[c]) if name == "auto" else name
-    return Choice(fit(chosen, s, y, groups, x), held)
+    return Choice(fit(chosen, s, y, groups, x), held, len(te))

@@ -139,6 +139,11 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     if batch is not None:
         result.notes.append(f"a module's graph fixes the batch at {batch}: the linked model "
                             f"keeps batch {batch}")
+    for g in groups:
+        if g.info["kind"] == "union":
+            result.notes += combine.few_held_out(
+                f"the union of classes {','.join(map(str, g.info['classes']))} was tuned",
+                g.info["held_out_samples"])
     if calibrate and len(parts) > 1 and parts[0].steps:
         raise OnnxDecompError("a combiner fitted on calibration data is for models that score "
                               "whole samples; link a tagger's modules without {calibrate}",
@@ -150,6 +155,7 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
         x, scores = fitted_scores(model, x, device)
         choice = combine.choose(combiner, scores, y, group_of, x=x)
         result.combiner, result.held_out = choice.combiner.name, choice.held_out
+        result.notes += choice.notes
         set_scores(model, choice.combiner.emit(model.graph, model.graph.outputs[0],
                                                model.opset_imports.get("", 17),
                                                model.graph.inputs[0]))
@@ -184,5 +190,6 @@ def build_union(g: Group, data: Calibration, fidelity: float | None,
             "polished": module.polished,
             "macs": macs, "parent_macs": dec.parent.macs,
             "macs_fraction": round(macs / max(dec.parent.macs, 1), 4),
-            "calibration": setup.source, "parent": setup.parent}
+            "calibration": setup.source, "parent": setup.parent,
+            "held_out_samples": int(builder.held_out(g.classes).sum())}
     return Part(f"union of classes {list(g.classes)} of {setup.parent}", module.proto), info

@@ -87,6 +87,7 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
         choice = combine.choose(combiner, run_scores(merged, ds.x, device), ds.y,
                                 np.zeros(k, dtype=np.int64))
         result.combiner, result.held_out = choice.combiner.name, choice.held_out
+        result.notes += choice.notes
         set_scores(merged, choice.combiner.emit(merged.graph, merged.graph.outputs[0],
                                                 merged.opset_imports.get("", 17)))
     result.proto = finish(merged, columns, {"mode": "replace", "parts": result.parts,

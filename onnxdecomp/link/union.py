@@ -80,7 +80,7 @@ class UnionBuilder:
         held = self.dec.sequential_bytes()  # by default only where its caches are small
         return held is not None and held <= POLISH_BYTES
 
-    def _held_out(self, classes: tuple[int, ...]) -> np.ndarray:
+    def held_out(self, classes: tuple[int, ...]) -> np.ndarray:
         """Held-out samples of the subset: by label where labels are known, else by the
         parent's decision."""
         dec = self.dec
@@ -105,7 +105,7 @@ class UnionBuilder:
         subset, on the subset's held-out samples; an uncalibrated union's scores are mapped
         first, one map per class (``calibrate.fit_score_maps``)."""
         dec, classes = self.dec, list(module.classes)
-        mask = self._held_out(module.classes)
+        mask = self.held_out(module.classes)
         score = (dec.hold_score(module.proto)[mask] if dec.hold_steps is not None
                  else dec.hold_score(module.proto, mask))
         parent = logodds_from_logits(dec.hold_logits[mask][:, classes])
@@ -118,7 +118,7 @@ class UnionBuilder:
 
     def tune(self, classes: tuple[int, ...], fidelity: float) -> BuiltModule:
         """The smallest union meeting ``fidelity``, measured; finalised but not yet checked."""
-        self._held_out(classes)  # fail before any build when the subset has no samples
+        self.held_out(classes)  # fail before any build when the subset has no samples
         dec = self.dec
         head = SelectClassesPass(list(classes), dec.parent.num_classes)
         return dec.tune_for(subset_concern(dec.profile, classes), head, self.measure, fidelity,
