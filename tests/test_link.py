@@ -480,6 +480,21 @@ def test_parent_with_external_data(plain, tmp_path: Path, threshold: int) -> Non
     _assert_user_error(_run("link", *files[:2], "-o", tmp_path / "v.onnx"), "has changed since")
 
 
+def test_inputs_are_shown_with_their_own_batch_axis() -> None:
+    """A recurrent layer's initial state given as an input holds its samples on axis 1:
+    messages show it [1, N, 4], not [N, N, 4]."""
+    from conftest import build_lstm
+    from onnx import TensorProto, helper
+
+    from onnxdecomp.link.merge import _shown
+
+    proto = build_lstm()
+    next(n for n in proto.graph.node if n.op_type == "LSTM").input.extend(["", "", "h0"])
+    proto.graph.input.append(helper.make_tensor_value_info("h0", TensorProto.FLOAT,
+                                                           [1, "N", 4]))
+    assert _shown(proto) == "x float [N, 5, 3], h0 float [1, N, 4]"
+
+
 def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
     case, folder, data, _ = plain
     files = _files(folder)

@@ -21,7 +21,7 @@ from onnxdecomp.data.records import as_records
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.irutil import opset_version
 from onnxdecomp.link.select_classes import SCORES
-from onnxdecomp.runtime import Runner, proto_batch_axis
+from onnxdecomp.runtime import Runner, proto_batch_axes, proto_batch_axis
 from onnxdecomp.version import __version__
 
 
@@ -45,12 +45,12 @@ class Part:
                 for d in dims]
 
 
-def signature(proto: onnx.ModelProto, index: int = 0) -> tuple:
-    """(element type name, dims after the batch axis) of the model's input ``index``."""
+def signature(proto: onnx.ModelProto, index: int = 0, axis: int = 0) -> tuple:
+    """(element type name, dims but the batch ``axis``) of the model's input ``index``."""
     t = proto.graph.input[index].type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                  for d in t.shape.dim)
-    return onnx.TensorProto.DataType.Name(t.elem_type).lower(), dims[1:]
+    return onnx.TensorProto.DataType.Name(t.elem_type).lower(), dims[:axis] + dims[axis + 1:]
 
 
 def signatures(proto: onnx.ModelProto) -> tuple:
@@ -64,12 +64,13 @@ def signatures(proto: onnx.ModelProto) -> tuple:
 
 def _shown(proto: onnx.ModelProto) -> str:
     """The inputs for messages: ``float [N, 1, 8, 8]``; ``ids int64 [N, 7], mask ...``."""
-    parts = []
+    parts, axes = [], proto_batch_axes(proto)  # a recurrent state's batch is axis 1
     for i, vi in enumerate(proto.graph.input):
-        kind, dims = signature(proto, i)
+        axis = axes.get(vi.name, 0)
+        kind, dims = signature(proto, i, axis)
+        dims = [*dims[:axis], "N", *dims[axis:]]
         name = f"{vi.name} " if len(proto.graph.input) > 1 else ""
-        parts.append(f"{name}{kind} [N, {', '.join(map(str, dims))}]" if dims else
-                     f"{name}{kind} [N]")
+        parts.append(f"{name}{kind} [{', '.join(map(str, dims))}]")
     return ", ".join(parts)
 
 
