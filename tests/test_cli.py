@@ -439,6 +439,15 @@ def test_decompose_classes_ranges_and_present(small, tmp_path: Path, monkeypatch
                             tmp_path / "o"),
                        "class 1: no calibration sample (no sample has that label)",
                        "--classes present cuts the classes the data has")
+    # data that names fewer classes than the model has (a table's string labels): the
+    # error says how they were numbered
+    k = case.num_classes
+    named = _npz(tmp_path / "named.npz", x, np.minimum(y, k - 2),
+                 class_names=np.array([f"c{i}" for i in range(k - 1)]))
+    _assert_user_error(_run("decompose", case.path, "--data", named, "--keep", "0.5", "-o",
+                            tmp_path / "o"),
+                       f"{k - 1}: no calibration sample (no sample has that label; the data "
+                       f"names {k - 1} classes, numbered in sorted order (c0 = 0, c1 = 1,")
 
 
 def test_error_unsupported_op_via_cli(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ class Decomposer:
             check_labels(y, self.parent.num_classes, "the calibration labels")
             if needs_samples:  # before profiling: a many-class model's takes a while
                 k = self.parent.num_classes
-                check_classes_have_samples(label_counts(y, k), classes, True)
+                check_classes_have_samples(label_counts(y, k), classes, True, class_names)
         self.clusters = self.parent.cg.units()
         if not s.prune_embeddings:
             lookups = {self.parent.cg.cluster(name) for name in self.parent.cg.lookups}
