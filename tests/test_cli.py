@@ -245,6 +245,16 @@ def test_error_missing_model(small, tmp_path: Path) -> None:
     _assert_user_error(_run("inspect", tmp_path / "nope.onnx"))
 
 
+def test_error_with_json_prints_its_object_too(small, tmp_path: Path) -> None:
+    """With --json a failure still writes its one line and FAILED on stderr, and its JSON
+    object on stdout, for scripts that read stdout only."""
+    _, data, *_ = small
+    res = _run("eval", tmp_path / "missing.onnx", "--data", data, "--json")
+    line = _assert_user_error(res, "not an ONNX model")
+    assert json.loads(res.stdout) == {"passed": False, "error": line[len("error: "):],
+                                      "exit_code": 1}
+
+
 def test_error_garbage_model(small, tmp_path: Path) -> None:
     data = small[1]
     bad = tmp_path / "bad.onnx"

@@ -1,13 +1,15 @@
 """The ``onnxdecomp`` command group: thin; each command parses, calls the API and prints.
 
 Every command ends with a PASSED or FAILED line (Polygraphy style); ``--json`` prints one
-JSON object instead of the tables. A user error, raised anywhere below, is caught once here:
-one ``error:`` line naming the command's own flags, FAILED, and the error kind's exit code
-(1 for the user's input, 3 an unsupported model, 4 the runtime, 5 a bug; README "Errors").
+JSON object instead of the tables (on an error: ``passed`` false, ``error``,
+``exit_code``). A user error, raised anywhere below, is caught once here: one ``error:``
+line naming the command's own flags, FAILED, and the error kind's exit code (1 for the
+user's input, 3 an unsupported model, 4 the runtime, 5 a bug; README "Errors").
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -28,6 +30,10 @@ class _Main(click.Group):
     """The command group, with the one handler of errors: one ``error:`` line, FAILED, the
     error kind's exit code; a traceback only with ``--debug``."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self.as_json = "--json" in args  # a failure then prints its JSON object too
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -37,18 +43,21 @@ class _Main(click.Group):
             if ctx.params.get("debug"):
                 raise
             command = self.get_command(ctx, ctx.invoked_subcommand or "")
-            _fail(f"error: {exc.render(_flag_speller(command))}", exc.exit_code)
+            self._fail(f"error: {exc.render(_flag_speller(command))}", exc.exit_code)
         except Exception as exc:  # a bug: still one line, the traceback on request
             if ctx.params.get("debug"):
                 raise
-            _fail(f"error: internal error, {type(exc).__name__}: {first_line(exc)} (run with "
-                  "onnxdecomp --debug for the traceback)", INTERNAL_EXIT)
+            self._fail(f"error: internal error, {type(exc).__name__}: {first_line(exc)} (run "
+                       "with onnxdecomp --debug for the traceback)", INTERNAL_EXIT)
 
-
-def _fail(line: str, code: int) -> None:
-    click.echo(line, err=True)
-    click.echo("FAILED", err=True)
-    sys.exit(code)
+    def _fail(self, line: str, code: int) -> None:
+        """The error line and FAILED on stderr; with --json, its object on stdout too."""
+        if getattr(self, "as_json", False):
+            click.echo(json.dumps({"passed": False, "error": line.removeprefix("error: "),
+                                   "exit_code": code}))
+        click.echo(line, err=True)
+        click.echo("FAILED", err=True)
+        sys.exit(code)
 
 
 def _flag_speller(command: click.Command | None):
