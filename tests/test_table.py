@@ -192,3 +192,11 @@ def test_eval_notes_raw_pixels_when_near_chance(tmp_path: Path) -> None:
     scaled = json.loads(CliRunner().invoke(main, ["eval", str(model), "--data", str(data),
                                                   "--scale", str(1 / 255), "--json"]).stdout)
     assert scaled["top1"] > 0.99 and scaled["notes"] == []
+    # inputs up to 5.1: not pixels; the note names the scale to 0..1 (1/6)
+    small = pixels / 50
+    lines = ["p0,p1,p2,p3,label"] + [",".join(f"{v:.3f}" for v in row) + f",{k}"
+                                     for row, k in zip(small, y)]
+    data = write(tmp_path / "small.csv", "\n".join(lines) + "\n")
+    res = json.loads(CliRunner().invoke(main, ["eval", str(model), "--data", str(data),
+                                               "--json"]).stdout)
+    assert res["top1"] < 0.4 and any("give --scale 0.167 " in n for n in res["notes"])

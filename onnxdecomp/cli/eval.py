@@ -94,10 +94,13 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     raw = spec.pre.is_identity and not is_records(ds.x) and \
         ds.x.dtype.kind == "f" and ds.x.size and float(ds.x.max()) > 2.0
     if k >= 3 and report["top1"] < 2.0 / k and raw:
+        top = float(ds.x.max())
+        # 8-bit pixels take 1/255; smaller ranges (the digits' 0..16) their own top
+        scale = 1 / 255 if top > 16 else 1 / np.ceil(top)
         notes.append(f"top-1 is near chance ({100 * report['top1']:.1f}% for {k} classes) and "
-                     f"the inputs run up to {float(ds.x.max()):g}: if the model takes inputs "
-                     "scaled to 0..1 or normalised, give --scale 0.00392 (and --mean, --std; an "
-                     ".npz is used as stored: save it so)")
+                     f"the inputs run up to {top:g}: if the model takes inputs scaled to 0..1 "
+                     f"or normalised, give --scale {scale:.3g} (and --mean, --std; an .npz is "
+                     "used as stored: save it so)")
     report["notes"] = notes
     if linked is not None:
         report["parent_restricted_top1"] = _parent_restricted(linked, ds, classes, device)
