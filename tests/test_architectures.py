@@ -814,6 +814,9 @@ def test_qdq_quantised_model_decomposes(tmp_path: Path) -> None:
     qdq = _quantized(tmp_path, x, "QDQ", per_channel=True)
     assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(qdq)).graph.node}
     dec = Decomposer(qdq, x, None, Settings(device="cpu", seed=0, align=1))
+    # fidelity is measured against the parent as it computes, int8 kernels and all, not
+    # against its float twin (whose logits differ by a few quantisation steps)
+    np.testing.assert_allclose(dec.hold_logits, ort_run(str(qdq), dec.x_hold), atol=1e-5)
     logodds = logodds_from_logits(ort_run(str(qdq), x))
     unfused = logodds_from_logits(_unoptimised_run(qdq, x))  # no int8 kernels: exact math
     for k in range(dec.parent.num_classes):

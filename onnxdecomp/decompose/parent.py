@@ -14,6 +14,7 @@ from onnxdecomp.errors import OnnxDecompError, UnsupportedModelError
 from onnxdecomp.irutil import input_batch_dim, to_proto
 from onnxdecomp.modelio import model_sha256, read_model
 from onnxdecomp.passes import normalize, select_scores_output
+from onnxdecomp.passes.finalize import with_integer_ops
 from onnxdecomp.stats import model_stats
 
 
@@ -99,9 +100,10 @@ def _dynamic_size(model: ir.Model) -> bool:
 
 def scores_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     """The model as decomposition sees it: one output of class scores, a trailing softmax
-    stripped (its log-odds are what modules reproduce), the graph normalised."""
+    stripped (its log-odds are what modules reproduce), the graph normalised, a quantised
+    model's integer weights and ops as it computes with them (``with_integer_ops``)."""
     proto = select_scores_output(optimised_export(read_model(model)))
-    return to_proto(normalize(ir.serde.deserialize_model(proto)))
+    return with_integer_ops(to_proto(normalize(ir.serde.deserialize_model(proto))))
 
 
 def optimised_export(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -9,6 +9,7 @@ from onnx_ir.passes import common
 from onnxdecomp.errors import OnnxDecompError, first_line
 from onnxdecomp.irutil import to_proto
 from onnxdecomp.passes.fuse_dynamic_quantization import FuseDynamicQuantizationPass
+from onnxdecomp.passes.mark_quantized_weights import QUANTIZED_WEIGHTS
 from onnxdecomp.passes.normalize import infer_shapes
 from onnxdecomp.passes.quantize_weights import QuantizeWeightsPass
 from onnxdecomp.passes.rewrite_dynamic_quantization import DYNAMIC_QUANTIZED
@@ -55,9 +56,12 @@ def check_emitted(proto: onnx.ModelProto) -> None:
 
 def with_integer_ops(proto: onnx.ModelProto) -> onnx.ModelProto:
     """``proto`` (built without ``integer_ops``, or the normalised parent) with them: what
-    a dynamically quantised parent really computes (its DynamicQuantizeLSTM quantises X and
-    H inside, which the float twin the analysis runs on does not)."""
-    if DYNAMIC_QUANTIZED not in {p.key for p in proto.metadata_props}:
+    a quantised parent really computes. A dynamically quantised one's DynamicQuantizeLSTM
+    quantises X and H inside, which the float twin the analysis runs on does not; a
+    statically quantised one's int8 weights run ONNX Runtime's integer kernels, whose logits
+    differ from the float twin's by a few quantisation steps (a QDQ MLP's by 0.0038, its
+    unpruned modules measured at fidelity 0.9997 against the twin, 1.0 against the file)."""
+    if not {DYNAMIC_QUANTIZED, QUANTIZED_WEIGHTS} & {p.key for p in proto.metadata_props}:
         return proto
     model = ir.serde.deserialize_model(proto)
     requantize(model)
