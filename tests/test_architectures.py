@@ -1094,6 +1094,27 @@ def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str, flat: bool) ->
         assert res["top1"] == res["parent_restricted_top1"] == 1.0
 
 
+class SequenceDense(nn.Module):
+    """A dense layer over every step of a float sequence input [N, T, F], then a mean over
+    the steps: the input's channels are its features F, the axis the MatMul reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(6, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.a(x)).mean(1))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_dense_layer_over_a_sequence_input(tmp_path: Path, exporter: str) -> None:
+    torch.manual_seed(0)
+    path = torch_export(SequenceDense().eval(), torch.randn(2, 5, 6), exporter,
+                        tmp_path / "seq.onnx")
+    assert_export_decomposes(path)
+
+
 class UnitStepHead(nn.Module):
     """Scores [N, 1, K]: Keras' ``Reshape((1, K))`` before the softmax."""
 

@@ -53,8 +53,9 @@ def _input_channel_axis(value: ir.Value) -> int:
     through a rescaling by constants (Keras' Rescaling layer, a quantisation) and one
     Unsqueeze: the last
     axis when it is one of size 1 that a Reshape moves to axis 1 ([N, H, W, 1] ->
-    [N, 1, H, W]), the features F of a sequence [N, T, F] read as [T, N, F], the axis a
-    Transpose moves to axis 1; else axis 1."""
+    [N, 1, H, W]) or when a MatMul reads it ([N, T, F] into a dense layer over every step:
+    the features F its weights read), the features F of a sequence [N, T, F] read as
+    [T, N, F], the axis a Transpose moves to axis 1; else axis 1."""
     uses = _readers(value)
     while len(uses) == 1 and uses[0].node.op_type in _SCALING and all(
             v is value or const_array(v) is not None for v in uses[0].node.inputs):
@@ -62,6 +63,9 @@ def _input_channel_axis(value: ir.Value) -> int:
         uses = _readers(value)
     if len(uses) == 1 and uses[0].node.op_type == "Reshape" and _last_one_to_front(
             value, uses[0].node):
+        return len(value.shape) - 1
+    if len(uses) == 1 and uses[0].node.op_type == "MatMul" and uses[0].idx == 0 and \
+            value.shape is not None and len(value.shape) > 2:
         return len(value.shape) - 1
     if len(uses) == 1 and uses[0].node.op_type == "Unsqueeze":
         inserted = axes_operand(uses[0].node)

@@ -272,7 +272,8 @@ class ChannelPreserving(Rule):
         if op.startswith("Reduce"):
             axes = _reduced_axes(node)
             if not axes:
-                raise node_error(node, "reduces over all axes, channels included")
+                raise node_error(node, "reduces over all axes, the batch's included (one "
+                                 "statistic of every sample together)")
             if image and 0 in axes:
                 raise node_error(node, f"reduces over the batch axis (axes={list(axes)})")
             if any(a in channel_axes for a in axes):
