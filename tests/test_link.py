@@ -302,6 +302,14 @@ def test_replace_a_class_by_its_own_module_changes_nothing(get_case, tmp_path: P
     scores, label = Runner(result.proto, device="cpu").run(x)
     np.testing.assert_allclose(scores, logodds_from_logits(case.logits(x)), atol=1e-4)
     assert result.columns[2]["replaces"] == 2
+    # every column names its parent: check --parent MODEL knows the model again
+    from onnxdecomp.modelio import model_sha256
+    from onnxdecomp.verify import verify
+
+    assert {c["parent_sha256"] for c in result.columns} == {model_sha256(case.path)}
+    (folder / "r.onnx").write_bytes(result.proto.SerializeToString())
+    rows = {r.check: r.status for r in verify(folder / "r.onnx", case.path, None).rows}
+    assert rows["parent"] == "pass"
     from onnxdecomp.data import DataSpec
 
     fitted = replace(case.path, [(2, folder / "class_2.onnx")], calibrate=DataSpec(str(data)))

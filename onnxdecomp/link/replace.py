@@ -26,7 +26,7 @@ from onnxdecomp.link.merge import Part, align_batches, side_by_side
 from onnxdecomp.link.modules import read_module
 from onnxdecomp.link.output import finish, gather_columns, set_scores
 from onnxdecomp.link.select_classes import SelectClassesPass
-from onnxdecomp.modelio import read_model
+from onnxdecomp.modelio import model_sha256, read_model
 from onnxdecomp.passes import finalize, normalize, requantize, select_scores_output
 
 
@@ -54,8 +54,11 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
     requantize(base)  # the model's integer weights and ops, as it computes
     parts = [Part(label, finalize(base, check=False))]
     replaced: dict[int, int] = {}  # class -> column of the merged scores
-    columns = [{"class_index": c, "class_name": str(c), "source": os.path.basename(label)}
-               for c in range(k)]
+    # The model's columns name it as their parent, as a module's name its own: ``check
+    # --parent MODEL`` knows it again, and a column replaced from another model makes two.
+    sha = model_sha256(model)
+    columns = [{"class_index": c, "class_name": str(c), "source": os.path.basename(label),
+                "parent_sha256": sha} for c in range(k)]
     for cls, src in replacements:
         if not 0 <= cls < k:
             raise OnnxDecompError(f"{{classes}}: class {cls} outside the model's classes "
