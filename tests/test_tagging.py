@@ -194,6 +194,11 @@ def test_link_union_replace_and_eval(tmp_path: Path) -> None:
     scores = Runner(union.proto, device="cpu").run(x)[0]
     assert scores.shape == (len(x), STEPS, 2) and union.mode == "union"
     assert union.parts[0]["macs_fraction"] <= 1.0
+    # the head's MatMul over every step keeps only the two tags' columns, no Gather after it
+    head = next(n for n in reversed(union.proto.graph.node) if n.op_type == "MatMul")
+    weights = {t.name: t.dims for t in union.proto.graph.initializer}
+    assert weights[head.input[1]][-1] == 2
+    assert "onnxdecomp_classes" not in {n.name for n in union.proto.graph.node}
     # a tagger's pair takes the steps but not the sequential refit (whole-sample weights)
     assert union.parts[0]["refine"] and not union.parts[0]["polished"]
 

@@ -17,9 +17,10 @@ class SelectClassesPass(ir.passes.InPlacePass):
 
     argmax over s is argmax over z_S, and s is on the scale of a module's score, so parts of
     different parents can be compared. A dense head (Gemm with constant weights, the form the
-    normalisation passes leave) loses the rows of the other classes; any other producer is
-    followed by a Gather. The log-sum-exp over the others runs on [N, |S|, |S|] with -inf on
-    the diagonal: stable where z_j dominates, unlike log(sum - exp z_j).
+    normalisation passes leave; a tagger's MatMul over every step, with or without its bias
+    Add) loses the rows of the other classes; any other producer is followed by a Gather.
+    The log-sum-exp over the others runs on [N, |S|, |S|] with -inf on the diagonal: stable
+    where z_j dominates, unlike log(sum - exp z_j).
 
     A tagger's logits [N, T, K] give ``scores`` [N, T, |S|], the same over the last axis.
 
@@ -45,7 +46,7 @@ class SelectClassesPass(ir.passes.InPlacePass):
         idx = np.array(self.classes, dtype=np.int64)
         lead = leading_dims(z)
         axis = len(lead)  # the class axis
-        if not self._slice_gemm(z, idx):
+        if not self._slice_gemm(z, idx) and not self._slice_matmul(z, idx):
             gather = ir.node("Gather", [z, new_initializer(graph, "onnxdecomp_classes", idx)],
                              attributes={"axis": axis}, name="onnxdecomp_classes")
             graph.append(gather)
@@ -88,4 +89,37 @@ class SelectClassesPass(ir.passes.InPlacePass):
         if b is not None and b.size == self.num_classes:
             set_const(node.inputs[2], b.reshape(-1)[idx])
         z.shape = ir.Shape([z.shape[0] if z.shape is not None else None, len(idx)])
+        return True
+
+    def _slice_matmul(self, z: ir.Value, idx: np.ndarray) -> bool:
+        """Slice the columns of a MatMul head [.., F] @ W [F, K] (and of its bias Add's
+        [K]) in place; False when z is not such a head's output."""
+        add = z.producer()
+        if add is None or len(z.uses()):
+            return False
+        bias = None
+        if add.op_type == "Add":
+            consts = [i for i, v in enumerate(add.inputs) if const_array(v) is not None]
+            if len(consts) != 1:
+                return False
+            bias = add.inputs[consts[0]]
+            node = add.inputs[1 - consts[0]].producer()
+            if node is None or len(node.outputs[0].uses()) != 1:
+                return False
+        else:
+            node = add
+        if node is None or node.op_type != "MatMul":
+            return False
+        w = const_array(node.inputs[1])
+        b = None if bias is None else const_array(bias)
+        if w is None or w.ndim != 2 or w.shape[1] != self.num_classes or (
+                b is not None and b.shape[-1:] != (self.num_classes,)) or any(
+                v is not None and len(v.uses()) > 1 for v in (node.inputs[1], bias)):
+            return False  # a weight shared with another node must stay whole
+        set_const(node.inputs[1], w[:, idx])
+        if b is not None:
+            set_const(bias, b[..., idx])
+        for v in {node.outputs[0], z}:
+            if v.shape is not None:
+                v.shape = ir.Shape([*v.shape[:-1], len(idx)])
         return True
