@@ -271,6 +271,18 @@ def test_a_failure_while_writing_leaves_the_folder_as_it_was(env, tmp_path, monk
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_ctrl_c_is_one_error_line(env, monkeypatch) -> None:
+    import importlib
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("onnxdecomp.cli.eval"), "read_model",
+                        interrupted)
+    _assert_user_error(_run("eval", env["model"], "--data", env["data"]),
+                       "interrupted; the outputs are as they were", code=130)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_decompose_leaves_no_partial_output(get_case, tmp_path: Path, sig) -> None:
     """Killed at several points of its run, ``decompose`` leaves the output folder either
@@ -286,10 +298,13 @@ def test_a_killed_decompose_leaves_no_partial_output(get_case, tmp_path: Path, s
     outcomes = set()
     for delay in (0.5, 1.5, 3.0, 6.0):
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env={**os.environ})
+                                stderr=subprocess.PIPE, text=True, env={**os.environ})
         time.sleep(delay)
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode == 143:  # caught: one error line, FAILED
+            assert err.splitlines()[-2:] == [
+                "error: interrupted (SIGTERM); the outputs are as they were", "FAILED"], err
         names = sorted(p.name for p in out.iterdir())
         complete = "manifest.json" in names and len(names) == case.num_classes + 1
         assert names == ["old.txt"] or complete, names

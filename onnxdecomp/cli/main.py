@@ -39,6 +39,10 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, the outputs' cleanup unwound
+            term = isinstance(exc, _Terminated)
+            self._fail(f"error: interrupted{' (SIGTERM)' if term else ''}; the outputs are as "
+                       "they were", 128 + (signal.SIGTERM if term else signal.SIGINT))
         except OnnxDecompError as exc:
             if ctx.params.get("debug"):
                 raise
@@ -79,7 +83,16 @@ def main(debug: bool) -> None:
     """Cut ONNX classifiers into one smaller module per class, and link modules into models."""
     # SIGTERM unwinds like Ctrl-C, so half-written outputs are removed on the way out.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: one path for both, the cleanup, then one
+    error line."""
+
+
+def _terminated(*_) -> None:
+    raise _Terminated
 
 
 for _command in (eval_cmd, inspect_cmd, decompose_cmd, link_cmd, replace_cmd, check_cmd):
