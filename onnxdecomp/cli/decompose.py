@@ -146,7 +146,8 @@ def _table(manifest: Manifest, model: str, source: str) -> str:
     head = f"{'class':<16}{'channels':>9}{'kernels':>9}{'params':>9}{'MACs':>9}{'fidelity':>10}"
     lines += [head, "-" * len(head)]
     for m in manifest.modules:
-        lines.append(f"{m.class_index:>3} {m.class_name[:12]:<12}"
+        name = "" if m.class_name == str(m.class_index) else m.class_name  # not "3 3"
+        lines.append(f"{m.class_index:>3} {name[:12]:<12}"
                      f"{100 * m.kept_channels:8.1f}%{100 * m.kept_kernels:8.1f}%"
                      f"{100 * m.params_fraction:8.1f}%{100 * m.macs_fraction:8.1f}%"
                      f"{m.fidelity:10.4f}")
