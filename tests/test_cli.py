@@ -172,6 +172,13 @@ def test_decompose_link_eval(small, tmp_path: Path) -> None:
     linked_scores = ort_run(linked, x)
     assert linked_scores.shape == (len(x), case.num_classes)
     assert report["top1"] == pytest.approx(np.mean(linked_scores.argmax(1) == y), abs=1e-6)
+    # inspect says what onnxdecomp made: a module's class and parent, a linked model's columns
+    module = json.loads(_run("inspect", files[1], "--json").stdout)["module"]
+    assert module["class_index"] == "1" and module["parent_sha256"]
+    assert "module of class 1 (1), parent sha256" in _run("inspect", files[1]).stdout
+    columns = json.loads(_run("inspect", linked, "--json").stdout)["columns"]
+    assert [c["class_index"] for c in columns] == list(range(case.num_classes))
+    assert f"linked model, {case.num_classes} columns: 0, 1" in _run("inspect", linked).stdout
 
 
 def test_decompose_text_ends_with_passed(small, tmp_path: Path) -> None:

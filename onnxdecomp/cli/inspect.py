@@ -6,6 +6,7 @@ import json
 
 import click
 
+from onnxdecomp import provenance
 from onnxdecomp.cli.options import json_option
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.modelio import read_model
@@ -47,13 +48,35 @@ def inspect_cmd(model: str, top: int | None, size: tuple[int, ...] | None,
                 options=["size"]) from exc
         raise
     loops = sum(stats.op_counts.get(op, 0) for op in ("Loop", "Scan"))
+    made = _made_by_onnxdecomp(model)
     if as_json:
-        click.echo(json.dumps({**stats.to_json(), "uncounted_loops": loops}))
+        click.echo(json.dumps({**stats.to_json(), "uncounted_loops": loops, **made}))
         return
     click.echo(format_stats(stats, top=top))
+    if "module" in made:
+        m = made["module"]
+        click.echo(f"module of class {m.get('class_index')} ({m.get('class_name')}), parent "
+                   f"sha256 {str(m.get('parent_sha256'))[:12]}")
+    elif "columns" in made:
+        names = [str(c.get("class_name", c.get("class_index"))) for c in made["columns"]]
+        click.echo(f"linked model, {len(names)} columns: {_class_names(names)}")
     if loops:  # decompose counts a recurrent loop it rewrites as its RNN, GRU or LSTM op
         click.echo(f"note: MACs leave out the bodies of {loops} Loop/Scan node(s)")
     click.echo(f"PASSED | onnxdecomp inspect {model}")
+
+
+def _made_by_onnxdecomp(model: str) -> dict:
+    """What a module (its class and parent) or a linked model (its columns) records."""
+    proto = read_model(model, weights=False)
+    identity = provenance.module_identity(proto)
+    if "class_index" in identity:
+        return {"module": identity}
+    columns = provenance.read_columns(proto)
+    return {"columns": columns} if columns is not None else {}
+
+
+def _class_names(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)})" if len(names) > limit else "")
 
 
 def _dynamic_beyond_batch(model: str) -> bool:
