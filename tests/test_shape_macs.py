@@ -41,3 +41,21 @@ def test_units_kept_in_the_same_numbers_share_one_count_and_it_is_the_built_one(
     head = AppendLogOddsPass(0, dec.parent.num_classes)
     assert cache(fewer, head, lambda: _macs(dec, fewer, 0)) < _macs(dec, removed_sets[0], 0)
     assert cache.counted == 3
+
+
+def test_a_union_head_is_counted_by_how_many_classes_it_keeps(get_case):
+    """A union's head keeps its classes' rows of the dense head: unions of 2 and 3 classes
+    keeping the same channels are two counts, each the built one."""
+    from onnxdecomp.link.select_classes import SelectClassesPass
+
+    case = get_case("residual-dynamo")
+    dec = Decomposer(case.path, case.calib(60), None, Settings(align=1, device="cpu"))
+    cache = ShapeMacs(dec.parent.cg)
+    k = dec.parent.num_classes
+    for classes in ([0, 1], [1, 2], [0, 1, 2]):
+        head = SelectClassesPass(classes, k)
+        built = model_stats(build_module(dec.parent, set(), plain_slice, head,
+                                         check=False)).macs
+        assert cache(set(), head, lambda h=head: model_stats(build_module(
+            dec.parent, set(), plain_slice, h, check=False)).macs) == built
+    assert cache.counted == 2

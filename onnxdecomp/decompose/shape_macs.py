@@ -1,15 +1,17 @@
 """MACs of candidate modules by their kept channel counts, shared by every concern's search.
 
 A module's MACs follow from its tensors' shapes, and those from how many channels of each
-value of the parent it keeps; the heads (``AppendLogOddsPass``, ``SelectClassesPass``) add
-no multiply-accumulate, or take the same off for every class (a two-class module's log-odds
-folded into one row of the last Gemm). The keep search and the per-group steps
+value of the parent it keeps, and from its head: a module's (``AppendLogOddsPass``) takes
+the same off for every class (none, or a two-class module's log-odds folded into one row
+of the last Gemm), a union's (``SelectClassesPass``) keeps its classes' rows of a dense
+head, so its MACs follow how many classes it selects. The keep search and the per-group steps
 (``refine.py``) ask for the MACs of many unit sets, and modules of different classes keep
 the same counts with different units, so each vector of kept counts is built and counted
 once per decomposition instead of once per unit set and class.
 
 Requires: ``count()`` gives the MACs of the module without ``removed`` units.
-Ensures: the number ``count()`` gives, computed once per head type and vector of kept counts.
+Ensures: the number ``count()`` gives, computed once per head (its type and how many
+classes it selects) and vector of kept counts.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class ShapeMacs:
         return [self._cg.roots_of(name) for name in self._cg.offset]
 
     def key(self, removed: Set[int], head: object) -> tuple:
-        """The head's type and the number of channels every value keeps."""
+        """The head's type and how many classes it selects, and the number of channels
+        every value keeps."""
         gone = np.fromiter(removed, dtype=np.int64, count=len(removed))
-        return (type(head).__name__,
+        return (type(head).__name__, len(getattr(head, "classes", ())),
                 *(int(r.size - np.count_nonzero(np.isin(r, gone))) for r in self._roots))
 
     def __call__(self, removed: Set[int], head: object, count: Callable[[], float]) -> float:
