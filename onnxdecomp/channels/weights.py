@@ -11,7 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import RNN_GATES, const_array
+from onnxdecomp.irutil import RNN_GATES, const_array, new_initializer
 
 
 def dense_weight(node: ir.Node) -> np.ndarray:
@@ -33,6 +33,21 @@ def dense_weight(node: ir.Node) -> np.ndarray:
     if group > 1 and not (w.shape[1] == 1 and w.shape[0] == group):
         return _block_diagonal(w, group)
     return w
+
+
+def set_dense_gemm(graph: ir.Graph, node: ir.Node, w: np.ndarray, b: np.ndarray,
+                   tag: str) -> None:
+    """Give the Gemm ``node`` weights ``w`` [out, in] and bias ``b`` [out] as fresh
+    initializers (``<node>_<tag>_w``, ``_b``), in the dense form ``dense_weight`` reads:
+    transB, alpha 1, beta 1."""
+    node.replace_input_with(1, new_initializer(graph, f"{node.name}_{tag}_w", w))
+    if len(node.inputs) < 3:
+        node.resize_inputs(3)
+    node.replace_input_with(2, new_initializer(graph, f"{node.name}_{tag}_b", b))
+    for name, value in (("transB", ir.AttrInt64("transB", 1)),
+                        ("alpha", ir.AttrFloat32("alpha", 1.0)),
+                        ("beta", ir.AttrFloat32("beta", 1.0))):
+        node.attributes[name] = value
 
 
 def _block_diagonal(w: np.ndarray, group: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.channels.weights import dense_bias, dense_weight
+from onnxdecomp.channels.weights import dense_bias, dense_weight, set_dense_gemm
 from onnxdecomp.irutil import axes_node, leading_dims, new_initializer
 from onnxdecomp.passes.mark_quantized_weights import QUANTIZED_WEIGHTS
 from onnxdecomp.passes.rewrite_dynamic_quantization import DYNAMIC_QUANTIZED
@@ -88,15 +88,7 @@ def _fold_two_classes(model: ir.Model, z: ir.Value, k: int) -> bool:
     b, _ = dense_bias(node, 2)
     graph, j = model.graph, 1 - k
     row = (w[k].astype(np.float64) - w[j])[None, :].astype(w.dtype)
-    node.replace_input_with(1, new_initializer(graph, f"{node.name}_logodds_w", row))
-    if len(node.inputs) < 3:
-        node.resize_inputs(3)
-    node.replace_input_with(2, new_initializer(
-        graph, f"{node.name}_logodds_b", np.array([b[k] - b[j]], dtype=w.dtype)))
-    for name, value in (("transB", ir.AttrInt64("transB", 1)),
-                        ("alpha", ir.AttrFloat32("alpha", 1.0)),
-                        ("beta", ir.AttrFloat32("beta", 1.0))):
-        node.attributes[name] = value
+    set_dense_gemm(graph, node, row, np.array([b[k] - b[j]], dtype=w.dtype), "logodds")
     z.name = SCORE
     z.shape = ir.Shape([z.shape[0] if z.shape is not None else None, 1])
     return True

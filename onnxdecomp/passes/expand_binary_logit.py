@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxdecomp.channels.weights import dense_bias, dense_weight
-from onnxdecomp.irutil import new_initializer
+from onnxdecomp.channels.weights import dense_bias, dense_weight, set_dense_gemm
 
 
 class ExpandBinaryLogitPass(ir.passes.InPlacePass):
@@ -51,14 +50,7 @@ class ExpandBinaryLogitPass(ir.passes.InPlacePass):
         b, _ = dense_bias(node, 1)
         two_w = np.concatenate([np.zeros_like(w), w]).astype(w.dtype)
         two_b = np.array([0.0, float(b[0])], dtype=w.dtype)
-        node.replace_input_with(1, new_initializer(graph, f"{node.name}_two_class_w", two_w))
-        if len(node.inputs) < 3:
-            node.resize_inputs(3)
-        node.replace_input_with(2, new_initializer(graph, f"{node.name}_two_class_b", two_b))
-        for name, value in (("transB", ir.AttrInt64("transB", 1)),
-                            ("alpha", ir.AttrFloat32("alpha", 1.0)),
-                            ("beta", ir.AttrFloat32("beta", 1.0))):
-            node.attributes[name] = value
+        set_dense_gemm(graph, node, two_w, two_b, "two_class")
         logits = node.outputs[0]
         name = final.name
         graph.outputs[0] = logits
