@@ -503,6 +503,25 @@ def test_inputs_are_shown_with_their_own_batch_axis() -> None:
     assert _shown(proto) == "x float [N, 5, 3], h0 float [1, N, 4]"
 
 
+def test_state_inputs_compare_without_their_own_batch_axis() -> None:
+    """Two parents whose state inputs name the batch (axis 1) differently take the same
+    inputs; a state of another width does not."""
+    from conftest import build_lstm
+    from onnx import TensorProto, helper
+
+    from onnxdecomp.link.merge import signatures
+
+    def with_state(batch: str, width: int = 4):
+        proto = build_lstm()
+        next(n for n in proto.graph.node if n.op_type == "LSTM").input.extend(["", "", "h0"])
+        proto.graph.input.append(helper.make_tensor_value_info(
+            "h0", TensorProto.FLOAT, [1, batch, width]))
+        return proto
+
+    assert signatures(with_state("N")) == signatures(with_state("batch"))
+    assert signatures(with_state("N")) != signatures(with_state("N", 5))
+
+
 def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
     case, folder, data, _ = plain
     files = _files(folder)

@@ -58,7 +58,8 @@ def signatures(proto: onnx.ModelProto) -> tuple:
     that parts whose exporters list the inputs in other orders still agree)."""
     if len(proto.graph.input) == 1:
         return signature(proto)
-    return tuple(sorted((vi.name, signature(proto, i))
+    axes = proto_batch_axes(proto)  # a recurrent state's batch is axis 1
+    return tuple(sorted((vi.name, signature(proto, i, axes.get(vi.name, 0)))
                         for i, vi in enumerate(proto.graph.input)))
 
 
