@@ -1094,6 +1094,44 @@ def test_binary_sigmoid_classifier(tmp_path: Path, exporter: str, flat: bool) ->
         assert res["top1"] == res["parent_restricted_top1"] == 1.0
 
 
+class ProbabilityHead(nn.Module):
+    """Probabilities made otherwise than by one softmax: skl2onnx's binary [1 - p, p] (or
+    [p, 1 - p]) with p = sigmoid(z), or a soft vote 0.3 softmax(a) + 0.7 softmax(b)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.c = nn.Sequential(*cbr(3, 8, stride=2), *cbr(8, 16, stride=2))
+        self.kind = kind
+        self.a, self.b = nn.Linear(16, 1 if kind != "vote" else 4), nn.Linear(16, 4)
+
+    def forward(self, x):
+        f = self.c(x).mean((2, 3))
+        if self.kind == "vote":
+            return 0.3 * torch.softmax(self.a(f), 1) + 0.7 * torch.softmax(self.b(f), 1)
+        p = torch.sigmoid(self.a(f))
+        return torch.cat([1 - p, p] if self.kind == "binary" else [p, 1 - p], 1)
+
+
+@pytest.mark.parametrize("kind", ["binary", "binary_swapped", "vote"])
+def test_probabilities_without_a_trailing_softmax(tmp_path: Path, kind: str) -> None:
+    """Such probabilities are read as log p, not as logits: every module at keep 1.0 gives
+    the class's log-odds log(p_k / (1 - p_k)) (a binary one's was 2p - 1, a vote's every
+    score below 0), and is smaller at keep 0.5."""
+    torch.manual_seed(0)
+    net = ProbabilityHead(kind).eval()
+    path = torch_export(net, _x("probs", 2, seed=1), "torchscript", tmp_path / "p.onnx")
+    x = _x("probs", 240, seed=0).numpy()
+    dec = Decomposer(path, x, None, Settings(device="cpu", seed=0, align=1))
+    p = ort_run(str(path), x[:50]).astype(np.float64)
+    k_count = p.shape[1]
+    assert dec.parent.num_classes == k_count
+    for k in range(k_count):
+        full = dec.build(k, 1.0, check=True).proto
+        logodds = np.log(p[:, k]) - np.log(p.sum(1) - p[:, k])
+        np.testing.assert_allclose(ort_run(full, x[:50])[:, 0], logodds, atol=2e-3)
+    assert dec.build(0, 0.5, check=True).removed
+
+
 class SequenceDense(nn.Module):
     """A dense layer over every step of a float sequence input [N, T, F], then a mean over
     the steps: the input's channels are its features F, the axis the MatMul reads."""

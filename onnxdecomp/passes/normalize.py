@@ -28,6 +28,7 @@ from onnxdecomp.passes.fuse_matmul_add import FuseMatMulAddIntoGemmPass
 from onnxdecomp.passes.hoist_dequantize_over_layout import HoistDequantizeOverLayoutPass
 from onnxdecomp.passes.mark_quantized_weights import MarkQuantizedWeightsPass
 from onnxdecomp.passes.name_recurrent_outputs import NameRecurrentOutputsPass
+from onnxdecomp.passes.read_probabilities_as_logits import ReadProbabilitiesAsLogitsPass
 from onnxdecomp.passes.relax_expand_targets import RelaxExpandTargetsPass
 from onnxdecomp.passes.remove_dropout import RemoveDropoutPass
 from onnxdecomp.passes.remove_zero_initial_states import RemoveZeroInitialStatesPass
@@ -166,6 +167,7 @@ def normalize(model: ir.Model) -> ir.Model:
             FoldTransposeIntoDensePass(),
             FoldTransposedGemmInputPass(),
             StripOutputSoftmaxPass(),  # again with shapes: one behind a pooled head's Flatten
+            ReadProbabilitiesAsLogitsPass(),  # skl2onnx's binary [1 - p, p], soft voting
             ExpandBinaryLogitPass(),
             RewriteChannelShufflePass(),
             FoldGatherOfConcatPass(),
