@@ -213,16 +213,46 @@ def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _unwritable(path, exc) from exc
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Stop now, not after the work, when the folder ``path`` is to be written in refuses a
+    file (read-only, no permission); its missing folders are made."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _unwritable(path: Path, exc: OSError) -> OnnxDecompError:
+    """A write the file system refused (read-only, full, no permission): the user's to fix."""
+    return OnnxDecompError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -240,26 +270,43 @@ def check_output_folder(path: str | os.PathLike, force: bool = False,
         if path.resolve() in Path(src).resolve().parents:
             raise OnnxDecompError(f"the output folder {path} holds the input {src}: give "
                                   "another folder")
+    here = Path.cwd().resolve()
+    if path.resolve() == here or path.resolve() in here.parents:
+        raise OnnxDecompError(f"the output folder {path} is or holds the current folder, which "
+                              "cannot be replaced: give another folder")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise OnnxDecompError(f"output folder {path} exists and is not empty: give {{force}} "
                               "to replace it", options=["force"])
+    try:  # a folder that cannot be written is said now, not after the work
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.probe-"))
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     return path
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_folder(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
     """A hidden folder beside ``path`` to fill; when the block ends without an error it
     replaces ``path`` as a whole, else it is removed and ``path`` is untouched.
 
     Replacing an existing folder takes two renames (the old one aside, the new one in): a
     crash between them leaves the old content as ``.NAME.old-*`` beside, never half of it.
+    Without ``force`` a folder that another run filled meanwhile is left and the new one
+    refused (two runs into one ``-o`` both said they wrote it; one run's files were lost).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     try:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
+        if not force and path.is_dir() and any(path.iterdir()):
+            raise OnnxDecompError(f"output folder {path} was filled by another run meanwhile: "
+                                  "give {force} to replace it", options=["force"])
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
             os.rmdir(old)
@@ -268,6 +315,8 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(path, exc) from exc
         raise

@@ -6,6 +6,7 @@ README is checked to hold every row's message.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -316,3 +317,87 @@ def test_a_killed_decompose_leaves_no_partial_output(get_case, tmp_path: Path, s
         if sig == signal.SIGTERM:  # a caught signal also removes the hidden work folder
             assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
     assert "before" in outcomes
+
+
+def test_a_missing_required_option_is_a_usage_error(env) -> None:
+    """click >= 8.3 read ``default=None`` as a default given: ``--data`` left out was an
+    internal error (exit 5); with ``--json`` a usage error prints its object too."""
+    res = _run("eval", env["model"])
+    assert res.exit_code == 2 and "Missing option '--data'" in res.output, res.output
+    res = _run("decompose", env["model"], "--data", env["data"], "-o", "x", "--keep", "1.5",
+               "--json")
+    assert res.exit_code == 2
+    assert json.loads(res.stdout.splitlines()[0]) == {
+        "passed": False, "exit_code": 2,
+        "error": "Invalid value for '--keep': 1.5 is not in the range 0<x<=1."}
+
+
+def test_an_unwritable_output_is_refused_before_the_work(env, tmp_path, monkeypatch) -> None:
+    """A folder the file system refuses (read-only, full) is a user error said at once, not
+    an internal error after the decomposition; the current folder cannot be swapped."""
+    import tempfile
+
+    from onnxdecomp.decompose import Decomposer
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(Decomposer, "__init__", never)
+    monkeypatch.chdir(tmp_path)
+    _assert_user_error(_run("decompose", env["model"], "--data", env["data"], "-o", ".",
+                            "--force"), "is or holds the current folder")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    _assert_user_error(_run("decompose", env["model"], "--data", env["data"], "-o",
+                            tmp_path / "out"), "Read-only file system")
+    _assert_user_error(_run("link", env["module"], "-o", tmp_path / "l.onnx", "--mode",
+                            "parallel"), "cannot write")
+
+
+def test_a_folder_filled_meanwhile_is_not_replaced_without_force(tmp_path: Path) -> None:
+    """Two runs into one new ``-o``: the second to finish is refused, not swapped in."""
+    from onnxdecomp.errors import OnnxDecompError
+    from onnxdecomp.modelio import atomic_folder
+
+    out = tmp_path / "out"
+    with pytest.raises(OnnxDecompError, match="filled by another run"):
+        with atomic_folder(out, force=False) as tmp:
+            (tmp / "mine.txt").write_text("mine")
+            out.mkdir()
+            (out / "theirs.txt").write_text("theirs")
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_outputs_follow_the_umask(env, tmp_path: Path) -> None:
+    """Model files and manifests were written 0600 (mkstemp's mode) beside 0644 modules."""
+    old = os.umask(0o022)
+    try:
+        res = _run("link", env["module"], "-o", tmp_path / "l.onnx", "--mode", "parallel")
+        assert res.exit_code == 0, res.output
+        res = _run("decompose", env["model"], "--data", env["data"], "--keep", "0.5", "-o",
+                   tmp_path / "m", "--classes", "0")
+        assert res.exit_code == 0, res.output
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "l.onnx", tmp_path / "m" / "manifest.json",
+                 tmp_path / "m" / "class_0.onnx"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_closed_pipe_ends_quietly(env, monkeypatch) -> None:
+    """``eval ... | head -1``: the reader gone, the command ends with 141 as a shell reports
+    SIGPIPE, not with an internal error (exit 5)."""
+    import importlib
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(importlib.import_module("onnxdecomp.cli.eval"), "read_model", closed)
+    res = _run("eval", env["model"], "--data", env["data"])
+    assert res.exit_code == 141 and "internal error" not in res.output, res.output

@@ -9,7 +9,9 @@ user's input, 3 an unsupported model, 4 the runtime, 5 a bug; README "Errors").
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,6 +27,8 @@ from onnxdecomp.cli.replace import replace_cmd
 from onnxdecomp.errors import INTERNAL_EXIT, OnnxDecompError, first_line
 from onnxdecomp.version import __version__
 
+BROKEN_PIPE_EXIT = 128 + 13  # as a shell reports a command that SIGPIPE ended
+
 
 class _Main(click.Group):
     """The command group, with the one handler of errors: one ``error:`` line, FAILED, the
@@ -37,8 +41,17 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+        except click.exceptions.ClickException as exc:  # a usage error: click prints it
+            if getattr(self, "as_json", False):
+                click.echo(json.dumps({"passed": False, "error": exc.format_message(),
+                                       "exit_code": exc.exit_code}))
             raise
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:  # stdout closed early (``| head``): no more to say
+            with contextlib.suppress(OSError, ValueError):  # nor at exit's flush
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(BROKEN_PIPE_EXIT)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, the outputs' cleanup unwound
             term = isinstance(exc, _Terminated)
             self._fail(f"error: interrupted{' (SIGTERM)' if term else ''}; the outputs are as "

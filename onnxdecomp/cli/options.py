@@ -13,6 +13,7 @@ from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, DataSpec, Preprocess
 from onnxdecomp.data.geometry import parse_size
 from onnxdecomp.data.preprocess import CHANNEL_ORDERS
 from onnxdecomp.errors import DataError, OnnxDecompError
+from onnxdecomp.modelio import check_writable
 from onnxdecomp.runtime import DEVICES
 
 
@@ -29,15 +30,15 @@ def json_option(f: Callable) -> Callable:
 
 def refuse_overwrite(out: str, inputs: Sequence[str]) -> None:
     """Stop before ``-o`` replaces an input, or a file of an input folder, however the two
-    paths are spelt (``./a.onnx``, a link to it): inputs are never overwritten."""
-    if not os.path.isfile(out):
-        return  # nothing there to lose
-    for given in inputs:
+    paths are spelt (``./a.onnx``, a link to it): inputs are never overwritten; nor when
+    ``out``'s folder cannot be written (said before the work)."""
+    for given in inputs if os.path.isfile(out) else ():  # else nothing there to lose
         path = Path(given)
         files = path.iterdir() if path.is_dir() else [path]
         if any(f.is_file() and os.path.samefile(out, f) for f in files):
             where = "" if path.is_file() else f" (a file of the input folder {given})"
             raise OnnxDecompError(f"-o would overwrite an input{where}")
+    check_writable(out)
 
 
 class Progress:
@@ -97,8 +98,7 @@ def add_data_options(
         click.option(
             flag,
             "data",
-            required=required,
-            default=None,
+            required=required,  # no default=None: click 8.3 on reads it as a default given
             metavar="SPEC",
             help=help,
             multiple=multiple,

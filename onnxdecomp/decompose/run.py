@@ -155,7 +155,7 @@ def decompose(
         notes=as_given_notes(model, x[:2]) + unprunable_notes(dec.clusters, parent.cg)
         + holdout_notes(dec.hold_logodds, classes))
     if out_dir is not None:
-        with atomic_folder(out_dir) as tmp:
+        with atomic_folder(out_dir, force) as tmp:
             for name, data in files:
                 (tmp / name).write_bytes(data)
             timing["writing"] = t_write + time.perf_counter() - t0
