@@ -417,6 +417,31 @@ def test_cli_replace(plain, get_case, tmp_path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 
+def test_replace_refuses_another_class_of_the_same_model(plain, tmp_path: Path) -> None:
+    """Class 1 replaced by the same model's class-2 module gave two class-2 columns."""
+    case, folder, _, _ = plain
+    _assert_user_error(_run("replace", case.path, "--class", 1, "--with", _files(folder)[2],
+                            "-o", tmp_path / "r.onnx"), "cannot decide class 1")
+    assert not (tmp_path / "r.onnx").exists()
+
+
+def test_device_cuda_is_strict_without_a_session_to_run(plain, tmp_path: Path) -> None:
+    """``--device cuda`` where nothing is run (a parallel link, a replace without
+    --calibrate) still fails where CUDA does not run, as it does elsewhere."""
+    from onnxdecomp.runtime import import_ort
+
+    if "CUDAExecutionProvider" in import_ort().get_available_providers():
+        pytest.skip("CUDA is available here")
+    case, folder, _, _ = plain
+    res = _run("link", *_files(folder)[:2], "--mode", "parallel", "-o", tmp_path / "l.onnx",
+               "--device", "cuda")
+    assert res.exit_code == 4 and "cuda" in res.output, res.output
+    res = _run("replace", case.path, "--class", 1, "--with", _files(folder)[1], "-o",
+               tmp_path / "r.onnx", "--device", "cuda")
+    assert res.exit_code == 4 and "cuda" in res.output, res.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_calibrate_path_reads_as_the_command_line(plain, monkeypatch) -> None:
     """``link(calibrate=path)`` reads 1,000 samples of the path's train split, as
     ``--calibrate`` does (it read the whole test split)."""

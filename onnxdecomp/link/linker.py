@@ -23,6 +23,7 @@ from onnxdecomp.link.merge import Part, align_batches, side_by_side
 from onnxdecomp.link.modules import Module, read_modules
 from onnxdecomp.link.output import finish, gather_columns, set_scores
 from onnxdecomp.link.union import UnionBuilder
+from onnxdecomp.runtime import Runner
 from onnxdecomp.stats import model_stats
 
 MODES = ("auto", "union", "parallel")
@@ -165,7 +166,15 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     result.proto = finish(model, columns, {
         "mode": result.mode, "parts": result.parts, "combiner": result.combiner,
         "held_out": result.held_out})
+    strict_device(result.proto, device)
     return result
+
+
+def strict_device(proto: onnx.ModelProto, device: str) -> None:
+    """``device`` "cuda" is strict where nothing was run on it (no union, no combiner): the
+    linked model is loaded on CUDA, which fails clearly where CUDA does not run."""
+    if device == "cuda":
+        Runner(proto, device="cuda")
 
 
 def link_parallel(modules: list[str | os.PathLike | onnx.ModelProto]) -> onnx.ModelProto:

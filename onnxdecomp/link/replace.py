@@ -21,7 +21,7 @@ from onnxdecomp.decompose.parent import class_count
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
 from onnxdecomp.link.calibration import run_scores
-from onnxdecomp.link.linker import LinkResult, calibration_spec
+from onnxdecomp.link.linker import LinkResult, calibration_spec, strict_device
 from onnxdecomp.link.merge import Part, align_batches, side_by_side
 from onnxdecomp.link.modules import read_module
 from onnxdecomp.link.output import finish, gather_columns, set_scores
@@ -66,6 +66,9 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
         if cls in replaced:
             raise OnnxDecompError(f"class {cls} is replaced twice", options=["classes"])
         module = read_module(src, len(parts))
+        if module.parent_sha256 == sha and module.class_index != cls:
+            raise OnnxDecompError(f"{module.label} is class {module.class_index}'s module of "
+                                  f"this model: it cannot decide class {cls}")
         replaced[cls] = k + len(parts) - 1
         parts.append(Part(module.label, module.proto))
         columns[cls] = {**module.column, "class_index": cls, "replaces": cls,
@@ -96,4 +99,5 @@ def replace(model: str | os.PathLike | onnx.ModelProto,
     result.proto = finish(merged, columns, {"mode": "replace", "parts": result.parts,
                                             "combiner": result.combiner,
                                             "held_out": result.held_out})
+    strict_device(result.proto, device)
     return result
