@@ -446,7 +446,7 @@ def test_decompose_classes_ranges_and_present(small, tmp_path: Path, monkeypatch
 
     # no class named is not every class: it is refused as such, not for class 1's samples
     _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5", "-o",
-                            tmp_path / "o", "--classes", ","), "no class to decompose")
+                            tmp_path / "o", "--classes", ","), "names no class")
 
     def no_profile(*args, **kwargs):
         raise AssertionError("profiled before refusing")
@@ -490,6 +490,12 @@ def test_error_bad_classes_flag(small, tmp_path: Path) -> None:
                             "--macs", "0.5", "-o", tmp_path / "o"), "exclude")
     _assert_user_error(_run("decompose", case.path, "--data", data, "--macs", "0.5",
                             "-o", tmp_path / "o", "--classes", ","), "no class")
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
+                            "-o", tmp_path / "o", "--classes", ""), "no class")
+    # one file and two manifest entries: a folder that link refused
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
+                            "-o", tmp_path / "o", "--classes", "1,0-2"), "class 1 twice")
+    assert not (tmp_path / "o").exists()
 
 
 def test_no_onnxruntime(small, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,8 +172,10 @@ def parse_class_keys(text: str | None, names: list[str] | None = None
     """``--classes``: comma-separated class indices (``-1`` too: the caller names it out of
     range), ``names`` (kept as text), ranges of indices (``0-9``), and any other text as
     a name for the caller to look up; None for no text."""
-    if not text:
+    if text is None:
         return None
+    if not text.strip(" ,"):
+        raise OnnxDecompError("--classes names no class (leave it out for every class)")
     out: list[int | str] = []
     for c in (c.strip() for c in text.split(",")):
         lo, _, hi = c.partition("-")

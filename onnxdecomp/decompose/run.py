@@ -97,6 +97,10 @@ def decompose(
     if present and classes != PRESENT:
         raise OnnxDecompError(f"{{classes}} takes class indices or {PRESENT!r}, got {classes!r}",
                               options=["classes"])
+    twice = [] if present or classes is None else sorted(
+        {c for c in classes if list(classes).count(c) > 1})
+    if twice:  # one file, two manifest entries: the folder could not be linked
+        raise OnnxDecompError(f"{{classes}} names class {twice[0]} twice", options=["classes"])
     if present:  # labels say which classes the data has; without them the parent does
         classes = None if y is None else sorted(set(np.asarray(y).reshape(-1).tolist()) - {-1})
     dec = Decomposer(model, x, y, settings, class_names, progress, classes, needs_samples=True)
