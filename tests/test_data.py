@@ -123,6 +123,18 @@ def test_npz_labels_1d_and_class_names(tmp_path: Path) -> None:
     assert "6 samples" in ds.source
 
 
+def test_npz_leaves_arrays_of_another_length_beside_x(tmp_path: Path) -> None:
+    """A one-input model takes ``x`` and leaves a meta array (it was refused as inputs of
+    differing sample counts); arrays of x's length stay a multi-input model's fields."""
+    x = np.arange(24, dtype=np.float32).reshape(6, 4)
+    p = tmp_path / "d.npz"
+    np.savez(p, x=x, y=np.arange(6) % 2, meta=np.arange(3), version=np.array(2))
+    ds = load_data(str(p))
+    assert np.array_equal(ds.x, x) and ds.y.tolist() == [0, 1, 0, 1, 0, 1]
+    np.savez(p, x=x, mask=np.ones((6, 4), np.int64), meta=np.arange(3))
+    assert load_data(str(p)).x.dtype.names == ("x", "mask")
+
+
 def test_npz_labels_per_timestep_and_explicit_dtype(tmp_path: Path) -> None:
     x = np.arange(12, dtype=np.int32).reshape(3, 4)  # token ids
     y = np.array([[0, 1, -1, -1], [1, 1, 0, -1], [2, -1, -1, -1]])

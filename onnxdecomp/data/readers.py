@@ -377,6 +377,10 @@ def read_npz(path: Path, split: str = "test"
                         f"npz file {path} has no array 'x' "
                         f"(it has: {', '.join(sorted(keys)) or 'nothing'})"
                     )
+                if "x" in keys:  # beside x, an array of another length is no input
+                    n = len(z["x"]) if z["x"].ndim else 0  # (a meta array): left
+                    inputs = [k for k in inputs
+                              if k == "x" or (z[k].ndim and z[k].shape[0] == n)]
                 # ``x`` beside other arrays: a model with several inputs, one named x
                 x = z["x"] if inputs == ["x"] else as_records({k: z[k] for k in inputs},
                                                                str(path))
