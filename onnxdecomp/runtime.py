@@ -23,6 +23,7 @@ from onnxdecomp.errors import (
     OnnxDecompError,
     RuntimeFailure,
     RuntimeUnavailableError,
+    UnsupportedModelError,
     first_line,
 )
 from onnxdecomp.irutil import (
@@ -164,6 +165,10 @@ class Runner:
                 "{device} cuda: CUDA did not start in ONNX Runtime (session fell back to CPU); "
                 "check the CUDA/cuDNN libraries", options=["device"])
         inputs = self.session.get_inputs()
+        for what, values in (("input", inputs), ("output", self.session.get_outputs())):
+            if not values:  # a classifier takes samples and gives scores
+                raise UnsupportedModelError(f"the model has no {what}: a classifier with an "
+                                            "input and an output of class scores is expected")
         axes = proto_batch_axes(proto)
         specs = []
         for i in inputs:

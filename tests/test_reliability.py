@@ -401,3 +401,22 @@ def test_a_closed_pipe_ends_quietly(env, monkeypatch) -> None:
     monkeypatch.setattr(importlib.import_module("onnxdecomp.cli.eval"), "read_model", closed)
     res = _run("eval", env["model"], "--data", env["data"])
     assert res.exit_code == 141 and "internal error" not in res.output, res.output
+
+
+@pytest.mark.parametrize("missing", ["input", "output"])
+def test_a_model_without_inputs_or_outputs_is_unsupported(env, tmp_path, missing) -> None:
+    """eval of a graph with no output, or no input (one Constant), was an internal error."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    const = helper.make_node("Constant", [], ["y"], value=helper.make_tensor(
+        "c", TensorProto.FLOAT, [1, 3], [0.0, 1.0, 2.0]))
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    graph = helper.make_graph([const], "g", [], [y]) if missing == "input" else \
+        helper.make_graph([relu], "g", [x], [])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    for cmd in (["eval", path, "--data", env["data"]],
+                ["decompose", path, "--data", env["data"], "-o", tmp_path / "o"]):
+        _assert_user_error(_run(*cmd), f"the model has no {missing}", code=3)
