@@ -46,6 +46,9 @@ def test_parse_size() -> None:
             parse_size(bad, "resize")
     with pytest.raises(DataError, match="crop takes H,W"):
         parse_size("32", "crop", pair_only=True)
+    # decoded at that size until the memory ran out (killed, exit 137)
+    with pytest.raises(DataError, match="over 16384 pixels"):
+        parse_size("100000", "resize")
 
 
 def test_resize_keeps_the_aspect_on_the_shorter_side_as_torchvision() -> None:

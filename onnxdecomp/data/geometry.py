@@ -17,6 +17,11 @@ from onnxdecomp.errors import DataError
 CHANNELS = (1, 3)
 
 
+# One such image side is 1 GiB of float32 pixels per channel: --resize 100000 was decoded
+# until the memory ran out (killed, exit 137).
+MAX_SIDE = 16384
+
+
 def parse_size(text: str | None, option: str, pair_only: bool = False) -> tuple[int, ...] | None:
     """``N`` or ``H,W`` (``HxW`` too) as a tuple of positive ints; None for None."""
     if text is None:
@@ -30,6 +35,9 @@ def parse_size(text: str | None, option: str, pair_only: bool = False) -> tuple[
     if len(size) not in counts or min(size) < 1:
         want = "H,W" if pair_only else "N (the shorter side) or H,W"
         raise DataError(f"{{{option}}} takes {want} in pixels, got {text!r}", options=[option])
+    if max(size) > MAX_SIDE:
+        raise DataError(f"{{{option}}} {text}: a side over {MAX_SIDE} pixels is no classifier's "
+                        "input", options=[option])
     return size
 
 
