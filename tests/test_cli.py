@@ -564,6 +564,11 @@ def test_eval_matches_classes_by_name(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "note: the data names 2 classes and the model has 10: labels are the data's " \
            "classes in sorted order (3three = 0, 5five = 1, ...)" in res.stdout
+    # one class folder: the note too (it needed two)
+    only = _digits_tree(tmp_path / "only", words, keep={3})
+    res = _run("eval", model, "--data", only, *scale)
+    assert "note: the data names 1 class and the model has 10: labels are the data's " \
+           "classes in sorted order (three = 0)" in res.stdout, res.stdout
 
 
 def load_digits_y() -> np.ndarray:

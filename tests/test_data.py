@@ -461,6 +461,17 @@ def test_image_tree_splits_are_its_folder_names(tmp_path: Path) -> None:
     assert seen["y"].tolist() == [0, 0, 0, 1, 1, 1]
 
 
+def test_image_tree_skips_hidden_folders(tmp_path: Path) -> None:
+    """A notebook's .ipynb_checkpoints copy of a class folder is no class: it shifted every
+    label after it (here: test/.ipynb_checkpoints sorted before ant, and a hidden split)."""
+    root = make_tree(tmp_path / "t")
+    for hidden in (root / "test" / ".ipynb_checkpoints", root / ".cache" / "x"):
+        hidden.mkdir(parents=True)
+        Image.new("RGB", (5, 4)).save(hidden / "00.png")
+    ds = load_data(str(root), split="test")
+    assert ds.class_names == ["ant", "cat"] and ds.y.tolist() == [0, 0, 1, 1]
+
+
 def test_image_zip_and_every_imagefolder_extension(tmp_path: Path) -> None:
     """A .zip of an image tree reads as the folder does (macOS's __MACOSX/._* entries
     skipped), and so do the extensions torchvision's ImageFolder reads (.webp, .tif, ...);

@@ -84,12 +84,14 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
     notes = []
     if module is None and linked is None and not recorded and names and \
-            isinstance(out_dim, int) and 1 < len(names) < out_dim and \
+            isinstance(out_dim, int) and len(names) < out_dim and \
             names != [str(i) for i in range(len(names))]:
-        notes.append(f"the data names {len(names)} classes and the model has {out_dim}: "
-                     f"labels are the data's classes in sorted order ({names[0]} = 0, "
-                     f"{names[1]} = 1, ...); if they are other classes of the model, give the "
-                     "data as an .npz labelled with the model's class indices")
+        first = ", ".join(f"{n} = {i}" for i, n in enumerate(names[:2]))
+        notes.append(f"the data names {len(names)} class{'es' if len(names) > 1 else ''} and "
+                     f"the model has {out_dim}: labels are the data's classes in sorted order "
+                     f"({first}{', ...' if len(names) > 1 else ''}); if they are other classes "
+                     "of the model, give the data as an .npz labelled with the model's class "
+                     "indices")
     k = len(report["per_class"])
     raw = spec.pre.is_identity and not is_records(ds.x) and \
         ds.x.dtype.kind == "f" and ds.x.size and float(ds.x.max()) > 2.0

@@ -228,6 +228,8 @@ def read_image_tree(
     def note(parts: tuple[str, ...], blob: Callable[[], bytes | Path]) -> None:
         if not parts or not _is_image_name(parts[-1]):
             return
+        if any(p.startswith(".") and p != ".." for p in parts[:-1]):
+            return  # a hidden folder (.ipynb_checkpoints) is no class: it shifted the labels
         if len(parts) == 1:
             loose.append((parts[0], blob()))
             return
