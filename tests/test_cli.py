@@ -488,6 +488,9 @@ def test_error_bad_classes_flag(small, tmp_path: Path) -> None:
                             "-o", tmp_path / "o", "--classes", "0,9"), "class 9")
     _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
                             "--macs", "0.5", "-o", tmp_path / "o"), "exclude")
+    # silently ignored before
+    _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
+                            "--fidelity", "0.9", "-o", tmp_path / "o"), "--keep fixes")
     _assert_user_error(_run("decompose", case.path, "--data", data, "--macs", "0.5",
                             "-o", tmp_path / "o", "--classes", ","), "no class")
     _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",

@@ -82,6 +82,9 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
                         profile_memory=None if profile_memory is None
                         else int(profile_memory * 2**30))
     settings.check()  # before any data is read
+    given = click.get_current_context().get_parameter_source("fidelity")
+    if keep is not None and given == click.core.ParameterSource.COMMANDLINE:
+        raise OnnxDecompError("--fidelity tunes the keep ratio, which --keep fixes: give one")
     check_output_folder(out_dir, force, (model,))
     runner = Runner(model, device="cpu")
     spec = spec_from_options(data_opts, seed=seed)
