@@ -420,3 +420,20 @@ def test_a_model_without_inputs_or_outputs_is_unsupported(env, tmp_path, missing
     for cmd in (["eval", path, "--data", env["data"]],
                 ["decompose", path, "--data", env["data"], "-o", tmp_path / "o"]):
         _assert_user_error(_run(*cmd), f"the model has no {missing}", code=3)
+
+
+def test_scores_from_a_custom_op_name_it() -> None:
+    """A random forest's scores (ai.onnx.ml TreeEnsembleClassifier, then ZipMap) have no
+    shape; the refusal named neither the node nor the op."""
+    import onnx_ir as ir
+
+    from onnxdecomp.decompose.parent import class_count
+    from onnxdecomp.errors import UnsupportedModelError
+
+    x = ir.Value(name="x", shape=ir.Shape(["N", 4]), type=ir.TensorType(ir.DataType.FLOAT))
+    trees = ir.node("TreeEnsembleClassifier", [x], domain="ai.onnx.ml", num_outputs=2,
+                    name="forest")
+    cast = ir.node("Cast", [trees.outputs[1]], attributes={"to": 1}, name="cast")
+    with pytest.raises(UnsupportedModelError,
+                       match="node 'forest', ai.onnx.ml TreeEnsembleClassifier"):
+        class_count(cast.outputs[0], "rf.onnx")

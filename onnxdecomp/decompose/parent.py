@@ -144,9 +144,25 @@ def class_count(out: ir.Value, label: str) -> int:
     """K of a normalised model's logits output, [N, K] or a tagger's [N, T, K]; a one-line
     error naming ``label`` for any other output."""
     if out.shape is None or len(out.shape) not in (2, 3) or not isinstance(out.shape[-1], int):
+        custom = _custom_producer(out)
+        why = "" if custom is None else (
+            f" (it comes from node {custom.name!r}, {custom.domain} {custom.op_type}, whose "
+            "scores the tool cannot follow: no channel rule)")
         raise UnsupportedModelError(f"{label}: the output must be [N, K] class scores (or a "
-                              "tagger's [N, T, K], scores at every step)")
+                                    f"tagger's [N, T, K], scores at every step){why}")
     return out.shape[-1]
+
+
+def _custom_producer(out: ir.Value, depth: int = 8) -> ir.Node | None:
+    """The custom-domain op (ai.onnx.ml's TreeEnsembleClassifier ...) an output of unknown
+    shape comes from, through ops that know no shape either; None if none."""
+    node = out.producer()
+    while node is not None and depth > 0:
+        if node.domain not in ("", "ai.onnx"):
+            return node
+        known = [i for i in node.inputs if i is not None and i.producer() is not None]
+        node, depth = (known[0].producer() if known else None), depth - 1
+    return None
 
 
 def kernel_fraction(cg: ChannelGraph, removed: set[int]) -> float:
