@@ -34,7 +34,8 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
     Requires: one graph output of shape [N, K] or [N, T, K] holding logits (normalised
     model).
     Ensures: one graph output named ``score`` of shape [N, 1] or [N, T, 1], same dtype as the
-    logits.
+    logits (float32 for float16 or bfloat16 logits: computed in float16, the log-odds of a
+    float16 model were 2-3 float16 steps off its parent's).
     """
 
     def __init__(self, class_index: int, num_classes: int) -> None:
@@ -57,6 +58,13 @@ class AppendLogOddsPass(ir.passes.InPlacePass):
         others = new_initializer(graph, "onnxdecomp_rest", rest)
         lead = leading_dims(z)
         axis = len(lead)
+        if z.dtype in (ir.DataType.FLOAT16, ir.DataType.BFLOAT16):
+            # in float32: a float16 model's log-odds were 2-3 float16 steps off (0.02)
+            cast = ir.node("Cast", [z], attributes={"to": ir.DataType.FLOAT},
+                           name="onnxdecomp_logits_float")
+            graph.append(cast)
+            z = cast.outputs[0]
+            z.dtype, z.shape = ir.DataType.FLOAT, graph.outputs[0].shape
         zk = ir.node("Gather", [z, own], attributes={"axis": axis}, name="onnxdecomp_own")
         zr = ir.node("Gather", [z, others], attributes={"axis": axis}, name="onnxdecomp_others")
         lse = axes_node(graph, "ReduceLogSumExp", zr.outputs[0], [axis], opset,
