@@ -184,3 +184,17 @@ def test_reduced_range_weights_come_back_the_same(tmp_path: Path, name: str) -> 
     bound = max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
                 for t in full.graph.initializer if t.data_type == onnx.TensorProto.INT8)
     assert bound <= 64
+
+
+def test_uint8_weights_get_a_note(tmp_path: Path) -> None:
+    """quantize_dynamic(weight_type=QUInt8): the modules hold those layers' weights as
+    float32 (a digits CNN's at 138% of the parent's bytes): decompose says so."""
+    from onnxdecomp.decompose.parent import float_weight_notes
+
+    path, int8 = _quantised(tmp_path, "conv", "torchscript", False)
+    uint8 = tmp_path / "u8.onnx"
+    quantization.quantize_dynamic(str(path), str(uint8), weight_type=quantization.QuantType.QUInt8,
+                                  op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    assert float_weight_notes(int8) == []
+    (note,) = float_weight_notes(uint8)
+    assert "asymmetric uint8 weights" in note and "QInt8" in note

@@ -124,6 +124,24 @@ def optimised_export(proto: onnx.ModelProto) -> onnx.ModelProto:
     return optimizer.optimize(proto)
 
 
+def float_weight_notes(model: str | os.PathLike | onnx.ModelProto) -> list[str]:
+    """A note when the parent's dynamically quantised layers hold asymmetric uint8 weights
+    (``quantize_dynamic(weight_type=QUInt8)``): its modules get them back as float32, so a
+    module can take more bytes than its parent (a digits CNN's: 138% at 26% of the MACs)."""
+    proto = read_model(model, weights=False)
+    uint8 = {t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.UINT8}
+    layers = [n.name or n.op_type for n in proto.graph.node
+              if n.op_type in ("MatMulInteger", "ConvInteger") and len(n.input) > 1
+              and n.input[1] in uint8]
+    if not layers:
+        return []
+    many = len(layers) > 1
+    return [f"{len(layers)} layer{'s' if many else ''} of the parent hold{'' if many else 's'} "
+            "asymmetric uint8 weights (quantize_dynamic's QUInt8): the modules keep them as "
+            "float32 and can be larger in bytes than the parent; quantise it with "
+            "weight_type=QInt8 to keep int8 weights"]
+
+
 def as_given_notes(model: str | os.PathLike | onnx.ModelProto, x) -> list[str]:
     """A note when ONNX Runtime cannot run the parent as given on a few samples ``x``: its
     modules come from the normalised form, which runs (an exporter's zero initial states of

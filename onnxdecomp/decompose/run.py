@@ -17,7 +17,7 @@ from onnxdecomp.data import DataSpec
 from onnxdecomp.decompose.class_samples import check_classes_have_samples
 from onnxdecomp.decompose.decomposer import Decomposer
 from onnxdecomp.decompose.manifest import Manifest, ParentEntry
-from onnxdecomp.decompose.parent import as_given_notes
+from onnxdecomp.decompose.parent import as_given_notes, float_weight_notes
 from onnxdecomp.decompose.records import module_entry, stamp_module
 from onnxdecomp.decompose.settings import Settings
 from onnxdecomp.errors import OnnxDecompError
@@ -156,7 +156,8 @@ def decompose(
         onnxdecomp_version=__version__, timing_seconds=timing,
         profile_passes=dec.profiles.passes,
         calibration=None if calibration is None else calibration.resolved(),
-        notes=as_given_notes(model, x[:2]) + unprunable_notes(dec.clusters, parent.cg)
+        notes=as_given_notes(model, x[:2]) + float_weight_notes(model)
+        + unprunable_notes(dec.clusters, parent.cg)
         + holdout_notes(dec.hold_logodds, classes))
     if out_dir is not None:
         with atomic_folder(out_dir, force) as tmp:
