@@ -488,6 +488,10 @@ def test_error_bad_classes_flag(small, tmp_path: Path) -> None:
                             "-o", tmp_path / "o", "--classes", "0,9"), "class 9")
     _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
                             "--macs", "0.5", "-o", tmp_path / "o"), "exclude")
+    # --scale 0 made every pixel 0; check --data without --parent skipped the data check
+    res = _run("eval", case.path, "--data", data, "--scale", "0")
+    assert res.exit_code == 2 and "non-zero factor" in res.output, res.output
+    _assert_user_error(_run("check", case.path, "--data", data), "give --parent too")
     # silently ignored before
     _assert_user_error(_run("decompose", case.path, "--data", data, "--keep", "0.5",
                             "--fidelity", "0.9", "-o", tmp_path / "o"), "--keep fixes")

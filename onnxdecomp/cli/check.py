@@ -8,6 +8,7 @@ import sys
 import click
 
 from onnxdecomp.cli.options import add_data_options, dataset_from_options, json_option
+from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.verify import verify
 
 
@@ -21,6 +22,8 @@ def check_cmd(model: str, parent: str | None, as_json: bool, **data_opts) -> Non
     """Verify MODEL (a module or linked model): onnx.checker, ONNX Runtime load, metadata and
     the manifest beside it; with --parent its provenance, with --data too its agreement with
     the parent."""
+    if data_opts.get("data") and parent is None:  # it was skipped without a word
+        raise OnnxDecompError("--data checks agreement with the parent: give --parent too")
     data = dataset_from_options(data_opts) if data_opts.get("data") else None
     report = verify(model, parent, data)
     if as_json:

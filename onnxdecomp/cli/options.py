@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
+import numpy as np
 
 from onnxdecomp.data import LAYOUTS, SPLITS, Dataset, DataSpec, Preprocess
 from onnxdecomp.data.geometry import parse_size
@@ -77,6 +78,12 @@ DATA_HELP = ("a .npz (x, y; x alone: unlabelled; a model with several inputs: an
              "label column, a .npy of inputs (unlabelled), or sklearn:digits")
 
 
+def _nonzero(ctx, param, value: float | None) -> float | None:
+    if value is not None and not (np.isfinite(value) and value != 0):
+        raise click.BadParameter(f"{value}: give a finite, non-zero factor")
+    return value
+
+
 def add_data_options(
     f: Callable | None = None, *, default_split: str = "test", default_limit: int | None = None,
     flag: str = "--data", required: bool = True, help: str = "Data: " + DATA_HELP + ".",
@@ -121,7 +128,8 @@ def add_data_options(
             help="Use at most N samples (stratified, deterministic subsample).",
         ),
         click.option(
-            "--scale", type=float, default=None, help="Multiply image pixels by F (e.g. 0.00392)."
+            "--scale", type=float, default=None, callback=_nonzero,
+            help="Multiply image pixels by F (e.g. 0.00392)."
         ),
         click.option("--mean", default=None, metavar="A,B,C", help="Per-channel mean to subtract."),
         click.option("--std", default=None, metavar="A,B,C", help="Per-channel std to divide by."),
