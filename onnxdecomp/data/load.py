@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxdecomp.data.arrays import read_npy, read_npz
 from onnxdecomp.data.dataset import Dataset, check_dataset, unlabelled
 from onnxdecomp.data.geometry import describe_fit, fit_arrays, fit_image
 from onnxdecomp.data.preprocess import Preprocess, apply_preprocess, target_dtype
@@ -32,8 +33,6 @@ from onnxdecomp.data.readers import (
     read_digits,
     read_idx,
     read_image_tree,
-    read_npy,
-    read_npz,
 )
 from onnxdecomp.data.records import is_records
 from onnxdecomp.data.table import TABLE_EXTS, read_table
