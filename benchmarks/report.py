@@ -593,6 +593,10 @@ def main() -> None:
         if (RESULTS / f"{stem}.json").is_file():
             parts.append(latency_section(json.loads((RESULTS / f"{stem}.json").read_text()),
                                          stem))
+    if (RESULTS / "latency_floor.json").is_file():
+        from benchmarks.latency_floor import report_section as floor_section
+
+        parts.append(floor_section(json.loads((RESULTS / "latency_floor.json").read_text())))
     if (RESULTS / "scale.json").is_file():
         parts.append(scale_section(json.loads((RESULTS / "scale.json").read_text())))
     soak = RESULTS / "soak.json"
