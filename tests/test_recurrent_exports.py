@@ -278,3 +278,28 @@ def test_input_batch_axis_follows_ids_to_the_layer() -> None:
 
     assert input_batch_axis(graph(transpose=False)) == 1
     assert input_batch_axis(graph(transpose=True)) == 0
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_steps_first_modules_link(tmp_path: Path, exporter: str) -> None:
+    """Linking wrote the symbolic batch on axis 0 of every input: a steps-first model's
+    [T, N] became [N, N] (its steps lost), and a linked model whose graph reshapes by T
+    could not be counted (link failed). The batch goes on each input's own axis."""
+    from onnxdecomp import link
+    from onnxdecomp.stats import model_stats
+
+    torch.manual_seed(0)
+    net = StepsFirst("LSTM").eval()
+    path = torch_export(net, torch.from_numpy(_ids(2, 1).T.copy()), exporter,
+                        tmp_path / f"steps_first-{exporter}.onnx", batch_axis=1)
+    x = _ids(240, 0)
+    dec = Decomposer(str(path), x, None, Settings(device="cpu", seed=0, align=1))
+    modules = [dec.build(k, 0.5, check=True).proto for k in (0, 2)]
+    linked = link(modules, mode="parallel", device="cpu").proto
+    dims = [d.dim_param or d.dim_value for d in linked.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] == STEPS and isinstance(dims[1], str)
+    assert model_stats(linked).macs > 0
+    got = Runner(linked, device="cpu").run(x[:30])[0]
+    for j, m in enumerate(modules):
+        np.testing.assert_allclose(got[:, j], Runner(m, device="cpu").run(x[:30])[0][:, 0],
+                                   atol=1e-5)

@@ -88,8 +88,9 @@ def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:
     two samples run through ONNX Runtime); None when it does not (a constant holds the batch)."""
     m = onnx.ModelProto()
     m.CopyFrom(proto)
+    axes = proto_batch_axes(proto)  # a steps-first sequence's samples: axis 1
     for vi in (*m.graph.input, *m.graph.output):
-        dim = vi.type.tensor_type.shape.dim[0]
+        dim = vi.type.tensor_type.shape.dim[axes.get(vi.name, 0)]
         dim.Clear()
         dim.dim_param = "N"
     del m.graph.value_info[:]
@@ -146,8 +147,12 @@ def side_by_side(parts: list[Part], batch: int | None = None) -> ir.Model:
         dim0.dim_param = "N"
     else:
         dim0.dim_value = batch
+    axes = proto_batch_axes(parts[0].proto)  # a steps-first sequence's samples: axis 1
     for vi in shared:
-        vi.type.tensor_type.shape.dim[0].CopyFrom(dim0)
+        dims = vi.type.tensor_type.shape.dim
+        axis = axes.get(vi.name, 0)
+        if len(dims) > axis:
+            dims[axis].CopyFrom(dim0)
     for i, p in enumerate(parts):
         m = p.proto
         if opset_version(m) != opset:
