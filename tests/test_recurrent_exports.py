@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import torch_export
+from conftest import quiet, torch_export
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxdecomp.decompose import Decomposer, Settings
@@ -303,3 +303,22 @@ def test_steps_first_modules_link(tmp_path: Path, exporter: str) -> None:
     for j, m in enumerate(modules):
         np.testing.assert_allclose(got[:, j], Runner(m, device="cpu").run(x[:30])[0][:, 0],
                                    atol=1e-5)
+
+
+def test_steps_first_tagger_of_a_fixed_batch_is_refused_by_eval(tmp_path: Path) -> None:
+    """Exported without a dynamic batch, a steps-first tagger's [T, 3, K] says nowhere where
+    its samples are: eval crashed (exit 5) where decompose refused it; eval refuses it too."""
+    from click.testing import CliRunner
+
+    from onnxdecomp.cli import main
+
+    torch.manual_seed(0)
+    path = tmp_path / "fixed.onnx"
+    with quiet():
+        torch.onnx.export(StepsFirstTagger().eval(), (torch.from_numpy(_ids(3, 1).T.copy()),),
+                          str(path), dynamo=True, external_data=False, opset_version=18,
+                          input_names=["input"], output_names=["logits"], verbose=False)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=_ids(30, 0), y=np.random.default_rng(0).integers(0, CLASSES, (30, STEPS)))
+    res = CliRunner().invoke(main, ["eval", str(path), "--data", str(data)])
+    assert res.exit_code == 3 and "named dynamic batch axis" in res.output, res.output

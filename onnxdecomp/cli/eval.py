@@ -24,6 +24,7 @@ from onnxdecomp.data import (
     require_labels,
 )
 from onnxdecomp.data.records import is_records
+from onnxdecomp.errors import UnsupportedModelError
 from onnxdecomp.link.output import label_map
 from onnxdecomp.modelio import read_model
 from onnxdecomp.passes import select_scores_output
@@ -80,6 +81,11 @@ def eval_cmd(model: str, device: str, batch_size: int, as_json: bool, **data_opt
     if binary:
         scores = two_classes(scores, _is_sigmoid_output(proto))
     bar.close()
+    if scores.shape[:ds.y.ndim] != ds.y.shape:  # e.g. [T, N, K] with a fixed batch
+        raise UnsupportedModelError(
+            f"the output {list(scores.shape)} does not hold the labels' {list(ds.y.shape)} "
+            "samples first, and the model does not say where they are: export it with a "
+            "named dynamic batch axis")
     report = classification_report(scores, ds.y, names)
     report.update(model=model, data=ds.source, device=runner.device, providers=runner.providers)
     notes = []
