@@ -233,11 +233,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def check_writable(path: str | os.PathLike) -> None:
     """Stop now, not after the work, when the folder ``path`` is to be written in refuses a
-    file (read-only, no permission); its missing folders are made."""
+    file (read-only, no permission, a file where a folder should be). A probe file is made
+    and removed in its nearest existing folder; no missing folder is made (a failure writes
+    nothing)."""
     path = Path(path)
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
@@ -277,11 +283,7 @@ def check_output_folder(path: str | os.PathLike, force: bool = False,
     if path.is_dir() and any(path.iterdir()) and not force:
         raise OnnxDecompError(f"output folder {path} exists and is not empty: give {{force}} "
                               "to replace it", options=["force"])
-    try:  # a folder that cannot be written is said now, not after the work
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.probe-"))
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
+    check_writable(path)  # said now, not after the work
     return path
 
 

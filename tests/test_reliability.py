@@ -437,3 +437,13 @@ def test_scores_from_a_custom_op_name_it() -> None:
     with pytest.raises(UnsupportedModelError,
                        match="node 'forest', ai.onnx.ml TreeEnsembleClassifier"):
         class_count(cast.outputs[0], "rf.onnx")
+
+
+def test_a_failed_command_makes_no_output_folders(env, tmp_path: Path) -> None:
+    """The writability probe makes no missing folder: a failure still writes nothing."""
+    _assert_user_error(_run("decompose", env["model"], "--data", tmp_path / "none.npz", "-o",
+                            tmp_path / "new" / "a" / "b"), "not found")
+    _assert_user_error(_run("link", env["module"], env["modules"] / "class_1.onnx", "--mode",
+                            "parallel", "--calibrate", tmp_path / "none.npz", "-o",
+                            tmp_path / "new" / "l.onnx"))
+    assert not (tmp_path / "new").exists()
