@@ -322,3 +322,16 @@ def test_steps_first_tagger_of_a_fixed_batch_is_refused_by_eval(tmp_path: Path) 
     np.savez(data, x=_ids(30, 0), y=np.random.default_rng(0).integers(0, CLASSES, (30, STEPS)))
     res = CliRunner().invoke(main, ["eval", str(path), "--data", str(data)])
     assert res.exit_code == 3 and "named dynamic batch axis" in res.output, res.output
+
+
+def test_unrolled_rnn_macs_are_counted_once(tmp_path: Path) -> None:
+    """Dynamo unrolls ``nn.RNN`` into per-step MatMuls; the MACs count rolled them up into
+    an RNN but counted the steps left beside it too, twice the TorchScript export's."""
+    from onnxdecomp.stats import model_stats
+
+    torch.manual_seed(0)
+    net = ReluRNN().eval()
+    ids = torch.from_numpy(_ids(2, 1))
+    counts = [model_stats(torch_export(net, ids, e, tmp_path / f"{e}.onnx")).macs
+              for e in ("torchscript", "dynamo")]
+    assert counts[0] == counts[1] > 0

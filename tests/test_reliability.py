@@ -447,3 +447,23 @@ def test_a_failed_command_makes_no_output_folders(env, tmp_path: Path) -> None:
                             "parallel", "--calibrate", tmp_path / "none.npz", "-o",
                             tmp_path / "new" / "l.onnx"))
     assert not (tmp_path / "new").exists()
+
+
+def test_link_counts_before_it_writes(env, tmp_path: Path, monkeypatch) -> None:
+    """The linked model's MACs were counted after it was written: a count that failed left
+    the file behind an error line."""
+    import importlib
+
+    from onnxdecomp.errors import OnnxDecompError
+
+    def fails(*args, **kwargs):
+        raise OnnxDecompError("cannot count MACs")
+
+    for cmd in ("link", "replace"):
+        monkeypatch.setattr(importlib.import_module(f"onnxdecomp.cli.{cmd}"), "model_stats",
+                            fails)
+    out = tmp_path / "l.onnx"
+    _assert_user_error(_run("link", env["module"], "--mode", "parallel", "-o", out), "MACs")
+    _assert_user_error(_run("replace", env["model"], "--class", 0, "--with", env["module"],
+                            "-o", out), "MACs")
+    assert not out.exists()

@@ -19,7 +19,7 @@ from onnxdecomp.cli.options import (
 from onnxdecomp.decompose import COMPENSATIONS
 from onnxdecomp.link import COMBINERS, MODES, LinkResult, link
 from onnxdecomp.modelio import atomic_write_bytes
-from onnxdecomp.stats import model_stats
+from onnxdecomp.stats import ModelStats, model_stats
 
 CALIBRATE_HELP = (
     "Labelled calibration data: " + DATA_HELP + ". Once per parent, in the order the parents "
@@ -69,14 +69,15 @@ def link_cmd(modules: tuple[str, ...], out: str, mode: str, parents: tuple[str, 
                   parents=list(parents), combiner=combiner, fidelity=fidelity,
                   compensation=compensation, device=device, refine=refine,
                   classes=parse_class_keys(classes) or None)
+    stats = model_stats(result.proto)  # before the write: a failure writes nothing
     atomic_write_bytes(out, result.proto.SerializeToString())
-    report(result, out, list(modules), as_json, "link")
+    report(result, out, list(modules), as_json, "link", stats)
 
 
 def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, command: str,
-           ) -> None:
-    """The summary table (or JSON) of a linked or replaced model, PASSED last."""
-    stats = model_stats(result.proto)
+           stats: ModelStats) -> None:
+    """The summary table (or JSON) of a linked or replaced model (``stats``: its
+    ``model_stats``, counted before it was written), PASSED last."""
     info = {"output": out, "mode": result.mode, "modules": inputs, "params": stats.params,
             "macs": stats.macs, "columns": result.columns, "parts": result.parts,
             "combiner": result.combiner, "held_out": result.held_out, "batch": result.batch,

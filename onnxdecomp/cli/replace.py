@@ -16,6 +16,7 @@ from onnxdecomp.cli.options import (
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import COMBINERS, ROUTERS, replace
 from onnxdecomp.modelio import atomic_write_bytes
+from onnxdecomp.stats import model_stats
 
 
 @click.command("replace")
@@ -46,5 +47,6 @@ def replace_cmd(model: str, classes: tuple[int, ...], modules: tuple[str, ...], 
     refuse_overwrite(out, [model, *modules])
     result = replace(model, list(zip(classes, modules)), calibrate=spec_from_options(data_opts),
                      combiner=combiner, device=device)
+    stats = model_stats(result.proto)  # before the write: a failure writes nothing
     atomic_write_bytes(out, result.proto.SerializeToString())
-    report(result, out, [model, *modules], as_json, "replace")
+    report(result, out, [model, *modules], as_json, "replace", stats)

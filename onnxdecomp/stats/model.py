@@ -52,7 +52,11 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx import TensorProto
-from onnx_ir.passes.common import InlinePass, LiftConstantsToInitializersPass
+from onnx_ir.passes.common import (
+    InlinePass,
+    LiftConstantsToInitializersPass,
+    RemoveUnusedNodesPass,
+)
 
 from onnxdecomp import provenance
 from onnxdecomp.errors import OnnxDecompError
@@ -235,7 +239,8 @@ def model_stats(model: onnx.ModelProto | str | os.PathLike,
         RewriteDynamicQuantizationPass(standard_ops=False)(ir_model)
     # Dynamo's unrolled nn.RNN as the RNN it is: the samples' axis of a steps-first input
     # is found on the layer's X (the MACs are the same either way).
-    reroll(ir_model)
+    if reroll(ir_model):  # its step nodes left beside the RNN were counted too (twice)
+        RemoveUnusedNodesPass()(ir_model)
     batches = infer.batch_one(ir_model, {vi.name for vi in real_inputs}, sample_shape)
     failure = infer.infer_shapes(ir_model)
     if failure is None and batches and infer.unpin_reshape_batch(ir_model, batches):
