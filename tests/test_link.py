@@ -547,6 +547,28 @@ def test_state_inputs_compare_without_their_own_batch_axis() -> None:
     assert signatures(with_state("N")) != signatures(with_state("N", 5))
 
 
+def test_a_steps_first_input_compares_without_its_batch_axis() -> None:
+    """A one-input model whose sequence is [T, N, F] (an LSTM at layout 0): its batch is
+    axis 1, so two parents naming it differently take the same input; axis 0 (the steps)
+    was dropped instead."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxdecomp.link.merge import signatures
+
+    def steps_first(batch: str, steps: int = 5):
+        w = numpy_helper.from_array(np.zeros((1, 16, 3), np.float32), "W")
+        r = numpy_helper.from_array(np.zeros((1, 16, 4), np.float32), "R")
+        lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y", "h"], hidden_size=4)
+        graph = helper.make_graph(
+            [lstm], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                        [steps, batch, 3])],
+            [helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, batch, 4])], [w, r])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    assert signatures(steps_first("N")) == signatures(steps_first("batch"))
+    assert signatures(steps_first("N")) != signatures(steps_first("N", 6))
+
+
 def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
     case, folder, data, _ = plain
     files = _files(folder)

@@ -54,13 +54,14 @@ def signature(proto: onnx.ModelProto, index: int = 0, axis: int = 0) -> tuple:
 
 
 def signatures(proto: onnx.ModelProto) -> tuple:
-    """``signature`` of each input: one for a one-input model, by name for several (so
+    """``signature`` of each input without its own batch axis (a steps-first sequence's or
+    a recurrent state's is axis 1): one for a one-input model, by name for several (so
     that parts whose exporters list the inputs in other orders still agree)."""
-    if len(proto.graph.input) == 1:
-        return signature(proto)
-    axes = proto_batch_axes(proto)  # a recurrent state's batch is axis 1
-    return tuple(sorted((vi.name, signature(proto, i, axes.get(vi.name, 0)))
-                        for i, vi in enumerate(proto.graph.input)))
+    axes = proto_batch_axes(proto)
+    own = [signature(proto, i, axes.get(vi.name, 0)) for i, vi in enumerate(proto.graph.input)]
+    if len(own) == 1:
+        return own[0]
+    return tuple(sorted(zip((vi.name for vi in proto.graph.input), own)))
 
 
 def _shown(proto: onnx.ModelProto) -> str:
@@ -96,8 +97,10 @@ def batch_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto | None:
     del m.graph.value_info[:]
     try:
         m = onnx.shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
-        zeros = {vi.name: np.zeros((2, *signature(m, i)[1]), dtype=helper.tensor_dtype_to_np_dtype(
-            vi.type.tensor_type.elem_type)) for i, vi in enumerate(m.graph.input)}
+        zeros = {vi.name: np.zeros((2, *signature(m, i, axes.get(vi.name, 0))[1]),
+                                   dtype=helper.tensor_dtype_to_np_dtype(
+                                       vi.type.tensor_type.elem_type))
+                 for i, vi in enumerate(m.graph.input)}  # samples first, as Runner takes them
         x = next(iter(zeros.values())) if len(zeros) == 1 else as_records(zeros)
         out = Runner(m, device="cpu").run(x)[0]
     except Exception:
