@@ -21,7 +21,7 @@ from onnxdecomp.decompose.parent import as_given_notes, float_weight_notes
 from onnxdecomp.decompose.records import module_entry, stamp_module
 from onnxdecomp.decompose.settings import Settings
 from onnxdecomp.errors import OnnxDecompError
-from onnxdecomp.modelio import atomic_folder, check_output_folder, sha256_bytes
+from onnxdecomp.modelio import atomic_folder, check_output_folder, read_model, sha256_bytes
 from onnxdecomp.passes import check_emitted
 from onnxdecomp.version import __version__
 
@@ -98,7 +98,7 @@ def decompose(
         raise OnnxDecompError(f"{{classes}} takes class indices or {PRESENT!r}, got {classes!r}",
                               options=["classes"])
     twice = [] if present or classes is None else sorted(
-        {c for c in classes if list(classes).count(c) > 1})
+        c for c, n in Counter(classes).items() if n > 1)
     if twice:  # one file, two manifest entries: the folder could not be linked
         raise OnnxDecompError(f"{{classes}} names class {twice[0]} twice", options=["classes"])
     if present:  # labels say which classes the data has; without them the parent does
@@ -145,6 +145,8 @@ def decompose(
             progress("modules", done + 1, len(classes))
     timing["pruning"] = t_prune
     t0 = time.perf_counter()
+    given = read_model(model)  # once for both notes on the file as given
+    weight_notes = float_weight_notes(given)
     manifest = Manifest(
         parent=ParentEntry(parent.path, parent.sha256, parent.params, parent.macs,
                            parent.class_names, _resolved(model), parent.per_step),
@@ -156,7 +158,7 @@ def decompose(
         onnxdecomp_version=__version__, timing_seconds=timing,
         profile_passes=dec.profiles.passes,
         calibration=None if calibration is None else calibration.resolved(),
-        notes=as_given_notes(model, x[:2]) + float_weight_notes(model)
+        notes=as_given_notes(given, x[:2]) + weight_notes
         + unprunable_notes(dec.clusters, parent.cg)
         + holdout_notes(dec.hold_logodds, classes))
     if out_dir is not None:
