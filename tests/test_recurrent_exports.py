@@ -335,3 +335,63 @@ def test_unrolled_rnn_macs_are_counted_once(tmp_path: Path) -> None:
     counts = [model_stats(torch_export(net, ids, e, tmp_path / f"{e}.onnx")).macs
               for e in ("torchscript", "dynamo")]
     assert counts[0] == counts[1] > 0
+
+
+class LastStepByLength(nn.Module):
+    """Each sentence's last real step, its length counted from the padding id 0, picked by
+    GatherElements: ``out.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, H))``
+    (TorchScript replaces expand's -1 through Equal and Where); ``tile`` builds the
+    indices with ``repeat`` (a Tile: the pruned indices are gathered, not re-expanded)."""
+
+    def __init__(self, tile: bool = False) -> None:
+        super().__init__()
+        self.tile = tile
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.GRU(16, 24, batch_first=True)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embed(ids))
+        last = ((ids != 0).sum(1).clamp(min=1) - 1).view(-1, 1, 1)
+        idx = last.repeat(1, 1, out.size(2)) if self.tile else last.expand(-1, 1, out.size(2))
+        return self.head(out.gather(1, idx).squeeze(1))
+
+
+@pytest.mark.parametrize("tile", [False, True], ids=["expand", "repeat"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_last_step_by_length(tmp_path: Path, exporter: str, tile: bool) -> None:
+    """Refused at the GatherElements before it had a rule."""
+    torch.manual_seed(0)
+    net = LastStepByLength(tile).eval()
+    path = torch_export(net, torch.from_numpy(_ids(2, 1)), exporter,
+                        tmp_path / f"by-length-{exporter}-{tile}.onnx")
+    x = _ids(240, 0)
+    x[::3, 4:] = 0  # a third of the sentences padded after 4 steps
+    with torch.no_grad():
+        want = net(torch.from_numpy(x[:40])).numpy()
+    np.testing.assert_allclose(Runner(path, device="cpu").run(x[:40])[0], want, atol=1e-5)
+    _check(str(path), x)
+
+
+class SortedFeatures(nn.Module):
+    """GatherElements along the features: each sample's units in an order its ids say."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.GRU(16, 24, batch_first=True)
+        self.head = nn.Linear(24, CLASSES)
+
+    def forward(self, ids):
+        last = self.rnn(self.embed(ids))[0][:, -1]
+        return self.head(last.gather(1, ids.repeat(1, 4)[:, :24] % 24))
+
+
+def test_gather_elements_over_the_channels_is_refused(tmp_path: Path) -> None:
+    from onnxdecomp.errors import UnsupportedOpError
+
+    torch.manual_seed(0)
+    path = torch_export(SortedFeatures().eval(), torch.from_numpy(_ids(2, 1)), "torchscript",
+                        tmp_path / "sorted.onnx")
+    with pytest.raises(UnsupportedOpError, match="GatherElements.*gathers channels at computed"):
+        Decomposer(str(path), _ids(60, 0), None, Settings(device="cpu", seed=0, align=1))

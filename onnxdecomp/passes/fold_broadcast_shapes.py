@@ -19,7 +19,9 @@ class FoldBroadcastShapesPass(ir.passes.InPlacePass):
     sizes for ``expand_as``. Onnx's shape inference then knows no output size and the
     channel rules cannot tell whether the channels pass through. Repeats fold when every
     entry is a number; an Expand target also when its dynamic entries are the input's own
-    dimensions at the same axis (they become 1: Expand keeps the input's size there).
+    dimensions at the same axis (they become 1: Expand keeps the input's size there), or
+    when the reference evaluator computes it from constants and static dimensions alone
+    (TorchScript's ``expand(-1, 1, H)`` replaces -1 through Equal and Where).
     Requires: shapes inferred. Ensures: such operands are initializers; others are left.
     """
 
@@ -32,8 +34,11 @@ class FoldBroadcastShapesPass(ir.passes.InPlacePass):
                     or len(node.inputs) < 2 or const_array(node.inputs[1]) is not None:
                 continue
             entries = values.entries(node.inputs[1])
-            if entries is None:
-                continue
+            if entries is None:  # TorchScript's expand(-1, ...): Where(Equal(s, -1), 1, s)
+                whole = values.static_tensor(node.inputs[1])
+                if whole is None or whole.ndim != 1 or whole.dtype.kind not in "iu":
+                    continue
+                entries = [int(v) for v in whole]
             if node.op_type == "Expand":
                 entries = _expand_target(node.inputs[0], entries)
             if entries is None or not all(isinstance(e, int) for e in entries):

@@ -1,5 +1,6 @@
 """Rules for ops that index: Gather (embedding lookups, picking one direction or layer of
-a recurrent state, or channels by index), GatherND, and ReverseSequence."""
+a recurrent state, or channels by index), GatherElements (each sample's last step), GatherND,
+and ReverseSequence."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from onnxdecomp.channels.graph import ChannelGraph, add_activation
 from onnxdecomp.channels.rules.base import PruneContext, Rule
 from onnxdecomp.channels.rules.layout import on_channels, unit_block
 from onnxdecomp.errors import node_error
-from onnxdecomp.irutil import const_array
+from onnxdecomp.irutil import const_array, fresh_name, new_initializer
 
 
 class GatherRule(Rule):
@@ -96,6 +97,61 @@ class GatherRule(Rule):
                                       dtype=index.dtype))
 
 
+class GatherElementsRule(Rule):
+    """GatherElements along an axis the channels are not on, its indices spanning the one
+    channel axis a (each sample's last step picked by its length: ``out.gather(1, (lengths -
+    1).view(-1, 1, 1).expand(-1, 1, H))``): y[..., c, ...] = x[..., idx[..., c, ...], ...,
+    c, ...], so channel c of y is channel c of x whatever the indices. Pruned, the indices
+    keep the kept channels' entries along a: an Expand of a size-1 axis to a constant
+    target is given the kept count there (its only reader being this node), other indices
+    are gathered at the kept channels."""
+
+    def declare(self, node: ir.Node, cg: ChannelGraph) -> None:
+        data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        if not cg.has(data) or data.shape is None:
+            raise node_error(node, "gathers by indices that carry channels; no rule")
+        axis = node.attributes.get_int("axis", 0) % len(data.shape)
+        axes = cg.axes[data.name]
+        if axis in axes:
+            raise node_error(node, "gathers channels at computed indices; no rule")
+        if len(axes) != 1 or idx.shape is None or len(idx.shape) != len(data.shape) or \
+                idx.shape[axes[0]] != data.shape[axes[0]]:
+            raise node_error(node, "indices that do not span the channel axis; no rule")
+        add_activation(cg, y, axes, cg.mult[data.name])
+
+    def couple(self, node: ir.Node, cg: ChannelGraph) -> None:
+        cg.unify_all(node.inputs[0], node.outputs[0], node)
+
+    def prune(self, node: ir.Node, ctx: PruneContext) -> None:
+        data, idx = node.inputs[0], node.inputs[1]
+        if not ctx.changed(data):
+            return
+        (a,), kept = ctx.cg.axes[data.name], ctx.kept_features(data)
+        expand = idx.producer()
+        if expand is not None and expand.op_type == "Expand" and len(list(idx.uses())) == 1:
+            target = const_array(expand.inputs[1])
+            if _sets_axis(target, expand.inputs[0], a, len(data.shape)):
+                target = target.copy()
+                target[a - len(data.shape) + len(target)] = len(kept)
+                ctx.replace(expand, 1, target)
+                return
+        pick = ir.node("Gather", [idx, new_initializer(ctx.graph, f"{node.name}_kept",
+                                                       kept.astype(np.int64))],
+                       attributes={"axis": a}, name=f"{node.name}_kept_indices")
+        pick.outputs[0].name = fresh_name(ctx.graph, pick.name)
+        ctx.graph.insert_before(node, pick)
+        node.replace_input_with(1, pick.outputs[0])
+
+
+def _sets_axis(target: np.ndarray | None, src: ir.Value, axis: int, rank: int) -> bool:
+    """Whether Expand(src, target), of output rank ``rank``, takes its size on ``axis`` from
+    a constant target alone (src has size 1 there, or no such axis)."""
+    if target is None or target.ndim != 1 or src.shape is None:
+        return False
+    at, src_at = axis - rank + len(target), axis - rank + len(src.shape)
+    return at >= 0 and (src_at < 0 or src.shape[src_at] == 1)
+
+
 class GatherNDRule(Rule):
     """GatherND that indexes axes the channels are not on: output shape
     ``indices.shape[:-1] + data.shape[b + k:]`` (b = batch_dims, k = indices.shape[-1]), so
@@ -145,5 +201,6 @@ class ReverseSequenceRule(Rule):
         cg.unify_all(x, node.outputs[0], node)
 
 
-RULES: dict[str, Rule] = {"Gather": GatherRule(), "GatherND": GatherNDRule(),
+RULES: dict[str, Rule] = {"Gather": GatherRule(), "GatherElements": GatherElementsRule(),
+                          "GatherND": GatherNDRule(),
                           "ReverseSequence": ReverseSequenceRule()}
