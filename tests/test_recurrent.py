@@ -225,6 +225,7 @@ def test_computed_nonzero_initial_state_pins_the_units() -> None:
     cg = analyse(model)
     lstm = next(n for n in model.graph if n.op_type == "LSTM")
     assert set(cg.roots(lstm.outputs[0]).tolist()) <= cg.pinned_roots()
+    assert any("initial state 'h0' of LSTM" in by for by in cg.pinned_by)  # named in the note
     # a dense layer's units as both directions' state, [2, N, H]: the same unit starts
     # unit i of each direction, which one unit space per direction cannot say
     rng = np.random.default_rng(1)

@@ -110,7 +110,8 @@ class RecurrentRule(Rule):
             # A state that no pruned channel reaches (the caller's, or a slice of it per
             # layer): it holds every unit, so all of them stay.
             if not cg.has(v) or set(cg.roots(v).tolist()) <= cg.pinned_roots():
-                cg.pin(outs[0], node)
+                # named by the state: the user gave it, the layer only reads it
+                cg.pin(outs[0], f"the initial state {v.name!r} of {node.op_type} {node.name!r}")
                 continue
             raise node_error(node, f"initial state {v.name!r} is computed from pruned "
                              "channels on other axes than [dirs, N, H]; no rule")
