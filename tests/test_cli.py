@@ -77,7 +77,7 @@ def test_eval_json_matches_numpy(small) -> None:
     res = _run("eval", case.path, "--data", data, "--json", "--batch-size", "7")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert {"n", "top1", "top5", "per_class"} <= report.keys()
+    assert {"n", "top1", "top5", "per_class"} <= report.keys() and report["passed"] is True
     pred = scores.argmax(axis=1)
     top5 = np.argsort(-scores, axis=1)[:, :5]
     assert report["n"] == len(y)
@@ -121,7 +121,7 @@ def test_inspect(small) -> None:
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert {"inputs", "outputs", "op_counts", "params", "macs", "layers", "opset",
-            "ir_version"} <= info.keys()
+            "ir_version"} <= info.keys() and info["passed"] is True
     assert info["op_counts"]["Conv"] == 1 and info["params"] > 0 and info["macs"] > 0
     res = _run("inspect", case.path)
     assert res.exit_code == 0 and res.stdout.strip().splitlines()[-1].startswith("PASSED")

@@ -336,6 +336,7 @@ def test_cli_link_union_and_eval_against_the_parent(plain, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["mode"] == "union" and info["macs"] < model_stats(str(case.path)).macs
+    assert info["passed"] is True
     res = _run("eval", out, "--data", data, "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)

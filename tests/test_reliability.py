@@ -321,9 +321,13 @@ def test_a_killed_decompose_leaves_no_partial_output(get_case, tmp_path: Path, s
 
 def test_a_missing_required_option_is_a_usage_error(env) -> None:
     """click >= 8.3 read ``default=None`` as a default given: ``--data`` left out was an
-    internal error (exit 5); with ``--json`` a usage error prints its object too."""
+    internal error (exit 5); with ``--json`` a usage error prints its object too. A usage
+    error ends with FAILED, as every failure does, the group's own options' too."""
     res = _run("eval", env["model"])
     assert res.exit_code == 2 and "Missing option '--data'" in res.output, res.output
+    assert res.stderr.splitlines()[-1] == "FAILED"
+    res = _run("--bogus")
+    assert res.exit_code == 2 and res.stderr.splitlines()[-1] == "FAILED", res.output
     res = _run("decompose", env["model"], "--data", env["data"], "-o", "x", "--keep", "1.5",
                "--json")
     assert res.exit_code == 2

@@ -60,7 +60,7 @@ from onnxdecomp.runtime import Runner
               help="Keep each module's raw log-odds (by default a pruned module's score is "
               "mapped by a * s + b, fitted on the held-out samples to its parent's).")
 @click.option("--profile-memory", type=click.FloatRange(0, min_open=True), default=None,
-              metavar="GB", help="Memory for the profile's per-class statistics [default: 40% "
+              metavar="GiB", help="Memory for the profile's per-class statistics [default: 40% "
               "of the memory available]; beyond it the classes are profiled a chunk at a time "
               "(the same modules, more passes over the data).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists with files.")

@@ -81,7 +81,7 @@ def report(result: LinkResult, out: str, inputs: list[str], as_json: bool, comma
     info = {"output": out, "mode": result.mode, "modules": inputs, "params": stats.params,
             "macs": stats.macs, "columns": result.columns, "parts": result.parts,
             "combiner": result.combiner, "held_out": result.held_out, "batch": result.batch,
-            "notes": result.notes}
+            "notes": result.notes, "passed": True}
     if as_json:
         click.echo(json.dumps(info))
         return

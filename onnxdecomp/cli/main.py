@@ -36,16 +36,26 @@ class _Main(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         self.as_json = "--json" in args  # a failure then prints its JSON object too
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.ClickException as exc:  # the group's own: a bad option
+            self._usage_error(exc)
+
+    def _usage_error(self, exc: click.exceptions.ClickException) -> None:
+        """Click's usage message, then FAILED as every failure ends (exit 2); with --json
+        the JSON object on stdout too."""
+        if getattr(self, "as_json", False):
+            click.echo(json.dumps({"passed": False, "error": exc.format_message(),
+                                   "exit_code": exc.exit_code}))
+        exc.show()
+        click.echo("FAILED", err=True)
+        sys.exit(exc.exit_code)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except click.exceptions.ClickException as exc:  # a usage error: click prints it
-            if getattr(self, "as_json", False):
-                click.echo(json.dumps({"passed": False, "error": exc.format_message(),
-                                       "exit_code": exc.exit_code}))
-            raise
+        except click.exceptions.ClickException as exc:  # a usage error
+            self._usage_error(exc)
         except (click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:  # stdout closed early (``| head``): no more to say
