@@ -38,6 +38,13 @@ from onnxdecomp.unrolled_rnn import reroll, shares_matmul_weights
 
 DEVICES = ("auto", "cpu", "cuda")
 
+
+def check_device(device: object) -> None:
+    """One line for a device that is not one of ``DEVICES``."""
+    if device not in DEVICES:
+        raise OnnxDecompError(f"unknown {{device}} {device!r}: choose one of "
+                              f"{', '.join(DEVICES)}", options=["device"])
+
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -129,10 +136,7 @@ class Runner:
         module), so a probe stops at the EXTENDED level; a probe may take several inputs
         (a subgraph cut at cached values, ``run_feeds``). ``threads``: ONNX Runtime's intra-op
         threads (None: its default, all cores), for latency measurements."""
-        if device not in DEVICES:
-            raise OnnxDecompError(
-                f"unknown {{device}} {device!r}: choose one of {', '.join(DEVICES)}",
-                options=["device"])
+        check_device(device)
         ort = import_ort()
         opts = ort.SessionOptions()
         # ORT logs a failed load or run in colour over several lines; the one-line error

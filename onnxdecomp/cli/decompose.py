@@ -97,7 +97,7 @@ def decompose_cmd(model: str, out_dir: str, classes: str | None, fidelity: float
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = Progress(stage, total)
-        bar(done - bar.last if stage == "modules" else done)
+        bar(done - bar.last)  # each stage reports its running count
         bar.last = done
 
     # Unlabelled data: the parent's own decisions assign the samples to classes.

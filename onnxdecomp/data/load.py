@@ -16,6 +16,8 @@ A data spec is one of (auto-detected, see :func:`load_data`):
 
 from __future__ import annotations
 
+import numbers
+import os
 import tarfile
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
@@ -137,8 +139,15 @@ class _Selection:
         return f"{what} ({len(y)} of {self.total} samples, {how}, seed {self.seed})"
 
 
+def check_limit(limit: object) -> None:
+    """None or a positive integer."""
+    if limit is not None and (not isinstance(limit, numbers.Integral) or limit < 1):
+        raise DataError(f"{{limit}} must be an integer of at least 1, got {limit!r}",
+                        options=["limit"])
+
+
 def load_data(
-    spec: str,
+    spec: str | os.PathLike,
     split: str = "test",
     pre: Preprocess | None = None,
     limit: int | None = None,
@@ -160,8 +169,10 @@ def load_data(
     returned whole, for the caller to label (``Dataset.labelled``).
     """
     pre = pre or Preprocess()
-    if limit is not None and limit < 1:
-        raise DataError(f"{{limit}} must be at least 1, got {limit}", options=["limit"])
+    if not isinstance(spec, (str, os.PathLike)):
+        raise DataError(f"a data spec is a path or sklearn:digits, got {spec!r}")
+    spec = os.fspath(spec)
+    check_limit(limit)
     kind = _detect(spec)
     if label_column is not None and kind != "table":
         raise DataError(f"{spec}: {{label_column}} names a table's column; this data is not a "
@@ -267,6 +278,12 @@ class DataSpec:
     seed: int = 0
     pre: Preprocess = field(default_factory=Preprocess)
     label_column: str | None = None  # a table's, when not named as table.LABEL_COLUMNS
+
+    def __post_init__(self) -> None:  # what the API is given: a pathlib.Path too
+        if not isinstance(self.data, (str, os.PathLike)):
+            raise DataError(f"a data spec is a path or sklearn:digits, got {self.data!r}")
+        self.data = os.fspath(self.data)
+        check_limit(self.limit)
 
     def load(self, classes: list[int] | None = None) -> Dataset:
         return load_data(self.data, self.split, self.pre, self.limit, self.seed, classes,

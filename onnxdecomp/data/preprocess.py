@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -37,6 +38,15 @@ class Preprocess:
     crop: tuple[int, int] | None = None  # centred, after resize
     channels: int | None = None  # 1 (gray) or 3 (RGB); None = as decoded
     channel_order: str | None = None  # "bgr": colour channels reversed (Caffe, OpenCV)
+
+    def __post_init__(self) -> None:  # the API's forms of what the flags check
+        if isinstance(self.resize, numbers.Integral):
+            self.resize = (int(self.resize),)
+        if isinstance(self.crop, numbers.Integral):
+            self.crop = (int(self.crop), int(self.crop))
+        if self.channels not in (None, 1, 3):
+            raise DataError(f"{{channels}} is 1 (gray) or 3 (RGB), got {self.channels!r}",
+                            options=["channels"])
 
     @property
     def is_identity(self) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from onnxdecomp.arguments import calibration_arrays, class_index, fraction
 from onnxdecomp.channels import PruneChannelsPass, plain_slice
 from onnxdecomp.data import check_label_shape, check_labels, labelled_steps
 from onnxdecomp.data.records import sample_shape
@@ -41,6 +42,7 @@ from onnxdecomp.decompose.parent import Parent, load_parent
 from onnxdecomp.decompose.polish import polish_search
 from onnxdecomp.decompose.profile import Profile, profile
 from onnxdecomp.decompose.refine import lower_counts, refine_counts
+from onnxdecomp.decompose.samples import running_count, split_holdout
 from onnxdecomp.decompose.sequential import SequentialRefit
 from onnxdecomp.decompose.settings import KEEP_GRID, Settings
 from onnxdecomp.decompose.shape_macs import ShapeMacs
@@ -92,14 +94,6 @@ def build_module(parent: Parent, removed: set[int], refit, head: ir.passes.InPla
     return finalize(model, check=check)
 
 
-def _split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(profiling indices, held-out indices), a seeded random split."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    n_hold = max(1, min(n - 1, int(round(n * holdout))))
-    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
-
-
 class Decomposer:
     """The parent profiled once; modules for any class and keep ratio built on demand.
 
@@ -112,9 +106,12 @@ class Decomposer:
                  settings: Settings | None = None, class_names: list[str] | None = None,
                  progress: Callable[[str, int, int], None] | None = None,
                  classes: list[int] | None = None, needs_samples: bool = False) -> None:
+        if settings is not None and not isinstance(settings, Settings):
+            raise OnnxDecompError(f"settings must be a Settings, got {type(settings).__name__}"
+                                  " (Settings(keep=0.5), ...)")
         self.settings = s = settings or Settings()
         s.check()
-        x, y = np.asarray(x), None if y is None else np.asarray(y)  # lists from the API
+        x, y = calibration_arrays(x, y)
         self.timing: dict[str, float] = {}
         t0 = time.perf_counter()
         self.parent = load_parent(model, class_names, sample_shape(x))
@@ -136,11 +133,11 @@ class Decomposer:
         self.spaces = self.parent.cg.partial_spaces()
         self.timing["analysis"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        prof_idx, hold_idx = _split(len(x), s.holdout, s.seed)
+        prof_idx, hold_idx = split_holdout(len(x), s.holdout, s.seed)
         self.n_profile, self.n_holdout = len(prof_idx), len(hold_idx)
 
         def steps(passes: int) -> Callable[[int], None]:  # the samples of that many passes
-            return lambda n: progress("profile", n, passes * len(prof_idx))
+            return running_count(progress, "profile", passes * len(prof_idx))
 
         x_prof, y_prof = x[prof_idx], None if y is None else y[prof_idx]
 
@@ -209,6 +206,11 @@ class Decomposer:
     def build(self, k: int, keep: float, criterion: str | None = None,
               compensation: str | None = None, check: bool = False) -> BuiltModule:
         """The module of class ``k`` keeping ``keep`` of each channel group."""
+        k = class_index(k, "class")
+        if not 0 <= k < self.parent.num_classes:
+            raise OnnxDecompError(f"class {k} outside the model's classes "
+                                  f"0..{self.parent.num_classes - 1}")
+        fraction(keep, "keep")
         return self.build_for(class_concern(self.profile, k), keep,
                               AppendLogOddsPass(k, self.parent.num_classes), criterion,
                               compensation, check)

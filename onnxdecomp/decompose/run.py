@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from onnxdecomp.arguments import class_list, data_spec, model_argument
 from onnxdecomp.channels import ChannelGraph
 from onnxdecomp.data import DataSpec
 from onnxdecomp.decompose.class_samples import check_classes_have_samples
@@ -90,6 +91,9 @@ def decompose(
     as work advances. ``out_dir`` must be new or empty unless ``force``; it is written as a
     whole (``modelio.atomic_folder``): an interrupted run leaves it as it was.
     """
+    model = model_argument(model)
+    if calibration is not None:
+        calibration = data_spec(calibration, "calibration")
     if out_dir is not None:
         inputs = () if isinstance(model, onnx.ModelProto) else (model,)
         check_output_folder(out_dir, force, inputs)
@@ -97,10 +101,8 @@ def decompose(
     if present and classes != PRESENT:
         raise OnnxDecompError(f"{{classes}} takes class indices or {PRESENT!r}, got {classes!r}",
                               options=["classes"])
-    twice = [] if present or classes is None else sorted(
-        c for c, n in Counter(classes).items() if n > 1)
-    if twice:  # one file, two manifest entries: the folder could not be linked
-        raise OnnxDecompError(f"{{classes}} names class {twice[0]} twice", options=["classes"])
+    if not present:  # numpy integers too; a class named twice would be one file
+        classes = class_list(classes)
     if present:  # labels say which classes the data has; without them the parent does
         classes = None if y is None else sorted(set(np.asarray(y).reshape(-1).tolist()) - {-1})
     dec = Decomposer(model, x, y, settings, class_names, progress, classes, needs_samples=True)
