@@ -608,3 +608,61 @@ def test_errors_write_nothing(plain, get_case, tmp_path: Path) -> None:
     _assert_user_error(_run("replace", case.path, "--class", 9, "--with", files[1], "-o",
                             out), "class 9")
     assert not out.exists()
+
+
+def test_a_column_without_calibration_samples_is_refused(plain, other, tmp_path) -> None:
+    """A combiner never learns to choose a column it saw no sample of (a class at 0%,
+    PASSED); with labels of one parent's columns only, the logistic fit crashed (exit 5)."""
+    _, folder_a, _, xa = plain
+    _, folder_b, _, xb = other
+    k_a = len(_files(folder_a))
+    y = np.concatenate([np.arange(len(xa)) % k_a, np.full(len(xb), -1)])  # none of b's
+    data = _npz(tmp_path / "cols.npz", np.concatenate([xa, xb]), y)
+    with pytest.raises(OnnxDecompError, match="no labelled calibration sample of columns"):
+        link([folder_a, folder_b], calibrate=str(data), mode="parallel")
+
+
+def test_one_module_linked_alone_is_a_detector(plain) -> None:
+    """argmax of one column labelled every sample 0; calibration and union mode had nothing
+    to do and said nothing."""
+    _, folder, data, x = plain
+    result = link(_files(folder)[1], calibrate=str(data), mode="union")
+    score, label = Runner(result.proto, device="cpu").run(x)
+    np.testing.assert_array_equal(label, np.where(score[:, 0] > 0, 0, -1))
+    assert any("only module" in n for n in result.notes)
+    assert any("calibration data was not used" in n for n in result.notes)
+
+
+def test_replace_by_another_class_says_so(plain, other) -> None:
+    """Allowed (another model's class of another name), but noted; the column keeps the
+    model's class name, its module's in ``module_class_name``."""
+    case, _, _, _ = plain
+    _, folder_b, _, _ = other
+    result = replace(str(case.path), [(1, _files(folder_b)[2])])
+    assert any("here it decides class 1" in n for n in result.notes)
+    assert result.columns[1]["class_name"] == "1"
+    assert result.columns[1]["module_class_index"] == 2
+
+
+def test_link_messages_for_folders(plain, tmp_path: Path) -> None:
+    _, folder, _, _ = plain
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(OnnxDecompError, match="no manifest.json in it"):
+        link([bare])
+    with pytest.raises(OnnxDecompError, match="picks modules of the folders given"):
+        link(_files(folder)[:2], classes=[0])
+
+
+def test_one_calibration_set_gives_each_union_its_own_classes(plain, other, tmp_path) -> None:
+    """With one set for several parents (labels: the linked columns), each union drew the
+    spec's limit from the whole set, then kept its own classes' samples: a few of them."""
+    from onnxdecomp.data import DataSpec
+
+    _, folder_a, _, xa = plain
+    _, folder_b, _, xb = other
+    k_a, k_b = len(_files(folder_a)), len(_files(folder_b))
+    y = np.concatenate([np.arange(len(xa)) % k_a, k_a + np.arange(len(xb)) % k_b])
+    data = _npz(tmp_path / "cols.npz", np.concatenate([xa, xb]), y)
+    result = link([folder_a, folder_b], calibrate=DataSpec(str(data), "all", 60))
+    assert [p["held_out_samples"] for p in result.parts] == [18, 18]  # 30% of 60 each

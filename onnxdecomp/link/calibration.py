@@ -133,7 +133,7 @@ class Calibration:
         if self.per_parent:
             ds = self._parent_samples(group, self.specs[gi], classes)
             return ds.x, ds.y, ds.source
-        ds = self._columns_data()
+        ds = self._columns_data(group.members)
         if ds.y.ndim != 1:
             raise OnnxDecompError(f"{ds.source}: per-step labels cannot name the linked "
                                   "columns; give one calibration set per parent",
@@ -168,8 +168,10 @@ class Calibration:
                                   f"{list(classes)}", options=["calibrate"])
         return replace(ds, x=x[hit], y=y[hit])
 
-    def _columns_data(self) -> Dataset:
-        """The one data set for several parents, labelled with the linked columns."""
+    def _columns_data(self, columns: list[int] | None = None) -> Dataset:
+        """The one data set for several parents, labelled with the linked columns; of
+        ``columns`` alone when given (a union's: the spec's limit drawn from them, as a
+        parent's own set is)."""
         ds = self.specs[0].load()
         if not ds.labelled:
             raise OnnxDecompError(
@@ -177,7 +179,7 @@ class Calibration:
                 "labels naming the linked columns; give one set per parent (unlabelled sets "
                 "are labelled by their parent's decisions)", options=["calibrate"])
         check_labels(ds.y, sum(len(g.members) for g in self.groups), ds.source)
-        return ds
+        return ds if columns is None or ds.y.ndim != 1 else self.specs[0].load(classes=columns)
 
     def column_samples(self, modules) -> tuple[np.ndarray, np.ndarray]:
         """All calibration samples, labelled with the linked model's columns (-1: a class

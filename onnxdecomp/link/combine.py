@@ -247,15 +247,25 @@ def few_held_out(what: str, n: int) -> list[str]:
 
 
 def choose(name: str, s: np.ndarray, y: np.ndarray, groups: np.ndarray,
-           seed: int = 0, holdout: float = 0.3, x: np.ndarray | None = None) -> Choice:
+           seed: int = 0, holdout: float = 0.3, x: np.ndarray | None = None,
+           columns: list[str] | None = None) -> Choice:
     """Fit ``name`` on all samples, or (``auto``) pick the candidate with the best accuracy
     on a held-out part, then refit it on all. Every candidate's held-out accuracy is
     reported either way (the routers only when there are two groups or more, the input
-    router only for samples ``x`` it can read)."""
+    router only for samples ``x`` it can read). Every column needs labelled samples
+    (``columns`` names them in the error): a combiner never learns to choose one without."""
     from sklearn.model_selection import train_test_split
 
     keep = y >= 0
     s, y = s[keep], y[keep]
+    missing = np.flatnonzero(np.bincount(y, minlength=s.shape[1]) == 0)
+    if len(missing):
+        names = [columns[i] if columns else str(i) for i in missing]
+        raise OnnxDecompError(
+            f"no labelled calibration sample of column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}: a combiner fitted "
+            "without them would never choose them; give data with every linked class (or "
+            "none: scores are then combined raw)", options=["calibrate"])
     x = x[keep] if x is not None else None
     if name == "input_router" and not routes_input(x):
         raise OnnxDecompError(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from onnxdecomp.arguments import class_list, data_spec, fraction, model_list, path_list
 from onnxdecomp.data import DataSpec
 from onnxdecomp.errors import OnnxDecompError
 from onnxdecomp.link import combine
@@ -23,7 +24,7 @@ from onnxdecomp.link.merge import Part, align_batches, side_by_side
 from onnxdecomp.link.modules import Module, read_modules
 from onnxdecomp.link.output import finish, gather_columns, set_scores
 from onnxdecomp.link.union import UnionBuilder
-from onnxdecomp.runtime import Runner
+from onnxdecomp.runtime import Runner, check_device
 from onnxdecomp.stats import model_stats
 
 MODES = ("auto", "union", "parallel")
@@ -58,6 +59,11 @@ class LinkResult:
     notes: list[str] = field(default_factory=list)
 
 
+def column_name(column: dict) -> str:
+    """A column in words: its position's class and where it comes from."""
+    return f"{column.get('class_name', column.get('class_index'))} ({column.get('source')})"
+
+
 def group_modules(modules: list[Module]) -> list[Group]:
     """Modules by parent, parents in the order they first appear; a module without
     provenance is a group of its own."""
@@ -71,12 +77,6 @@ def group_modules(modules: list[Module]) -> list[Group]:
         g.members.append(i)
         g.modules.append(m)
     return list(groups.values())
-
-
-def calibration_spec(data: DataSpec | str | os.PathLike) -> DataSpec:
-    """A path is read as the command line reads ``--calibrate``: 1,000 samples of its train
-    split."""
-    return data if isinstance(data, DataSpec) else DataSpec(os.fspath(data), "train", 1000)
 
 
 def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
@@ -107,12 +107,15 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
         raise OnnxDecompError(
             f"unknown {{combiner}} {combiner!r}: choose one of {', '.join(combine.COMBINERS)}",
             options=["combiner"])
-    modules = read_modules(inputs, classes)
+    check_device(device)
+    fraction(fidelity, "fidelity")
+    modules = read_modules(model_list(inputs), class_list(classes, names=True))
     groups = group_modules(modules)
-    if isinstance(calibrate, (str, os.PathLike, DataSpec)):
+    if not isinstance(calibrate, (list, tuple)) and calibrate is not None:
         calibrate = [calibrate]
-    specs = [calibration_spec(c) for c in calibrate or []]
-    data = Calibration(groups, specs, parents or [], device)
+    specs = [data_spec(c) for c in calibrate or []]
+    parents = [] if parents is None else path_list(parents, "parents")
+    data = Calibration(groups, specs, parents, device)
     if mode == "union" and any(m.parent_sha256 is None for m in modules):
         bad = next(m for m in modules if m.parent_sha256 is None)
         raise OnnxDecompError(f"{bad.label}: no onnxdecomp provenance, so no parent to unite "
@@ -140,6 +143,16 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
     if batch is not None:
         result.notes.append(f"a module's graph fixes the batch at {batch}: the linked model "
                             f"keeps batch {batch}")
+    alone = [m.label for g in groups if len(g.modules) == 1 for m in g.modules]
+    if mode == "union" and alone:  # asked for, and nothing to unite them with
+        more = " ..." if len(alone) > 4 else ""
+        result.notes.append(f"--mode union: {', '.join(alone[:4])}{more} "
+                            f"{'is its' if len(alone) == 1 else 'are each their'} parent's "
+                            "only module here, run as given (a union unites two classes or "
+                            "more of one parent)")
+    if calibrate and len(modules) == 1:
+        result.notes.append("one module: nothing to unite or combine, so the calibration "
+                            "data was not used")
     for g in groups:
         if g.info["kind"] == "union":
             result.notes += combine.few_held_out(
@@ -154,7 +167,8 @@ def link(inputs: list[str | os.PathLike | onnx.ModelProto], mode: str = "auto",
                              for i in range(len(modules))])
         x, y = data.column_samples(modules)
         x, scores = fitted_scores(model, x, device)
-        choice = combine.choose(combiner, scores, y, group_of, x=x)
+        choice = combine.choose(combiner, scores, y, group_of, x=x,
+                                columns=[column_name(c) for c in columns])
         result.combiner, result.held_out = choice.combiner.name, choice.held_out
         result.notes += choice.notes
         set_scores(model, choice.combiner.emit(model.graph, model.graph.outputs[0],

@@ -53,13 +53,19 @@ def read_modules(inputs: list[str | os.PathLike | onnx.ModelProto],
     only those of ``classes``, indices or names, in that order)."""
     if not inputs:
         raise OnnxDecompError("link needs at least one module")
+    if classes is not None and not any(
+            not isinstance(s, onnx.ModelProto) and Path(s).is_dir() for s in inputs):
+        raise OnnxDecompError("{classes} picks modules of the folders given, and none is: "
+                              "give the folder, or leave out {classes} to link the files",
+                              options=["classes"])
     modules: list[Module] = []
     found: set[int | str] = set()
     for src in inputs:
         if not isinstance(src, onnx.ModelProto) and Path(src).is_dir():
             folder = Path(src)
             if not (folder / MANIFEST).is_file():
-                raise OnnxDecompError(f"{folder}: a folder to link holds a {MANIFEST}")
+                raise OnnxDecompError(f"{folder}: no {MANIFEST} in it; a folder to link is "
+                                      "one that decompose wrote")
             entries = read_manifest(folder / MANIFEST)["modules"]
             if classes is not None:
                 entries, hit = _select(entries, classes)
