@@ -45,6 +45,7 @@ def check_device(device: object) -> None:
         raise OnnxDecompError(f"unknown {{device}} {device!r}: choose one of "
                               f"{', '.join(DEVICES)}", options=["device"])
 
+
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,

@@ -337,7 +337,18 @@ def test_unrolled_rnn_macs_are_counted_once(tmp_path: Path) -> None:
     assert counts[0] == counts[1] > 0
 
 
-class LastStepByLength(nn.Module):
+class EmbedGRU(nn.Module):
+    """Token ids, an embedding, a batch-first GRU of 24 units and a dense head: what the
+    GatherElements nets below read their steps or units from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16)
+        self.rnn = nn.GRU(16, 24, batch_first=True)
+        self.head = nn.Linear(24, CLASSES)
+
+
+class LastStepByLength(EmbedGRU):
     """Each sentence's last real step, its length counted from the padding id 0, picked by
     GatherElements: ``out.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, H))``
     (TorchScript replaces expand's -1 through Equal and Where); ``tile`` builds the
@@ -346,9 +357,6 @@ class LastStepByLength(nn.Module):
     def __init__(self, tile: bool = False) -> None:
         super().__init__()
         self.tile = tile
-        self.embed = nn.Embedding(VOCAB, 16)
-        self.rnn = nn.GRU(16, 24, batch_first=True)
-        self.head = nn.Linear(24, CLASSES)
 
     def forward(self, ids):
         out, _ = self.rnn(self.embed(ids))
@@ -373,14 +381,8 @@ def test_last_step_by_length(tmp_path: Path, exporter: str, tile: bool) -> None:
     _check(str(path), x)
 
 
-class SortedFeatures(nn.Module):
+class SortedFeatures(EmbedGRU):
     """GatherElements along the features: each sample's units in an order its ids say."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB, 16)
-        self.rnn = nn.GRU(16, 24, batch_first=True)
-        self.head = nn.Linear(24, CLASSES)
 
     def forward(self, ids):
         last = self.rnn(self.embed(ids))[0][:, -1]

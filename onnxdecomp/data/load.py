@@ -139,6 +139,13 @@ class _Selection:
         return f"{what} ({len(y)} of {self.total} samples, {how}, seed {self.seed})"
 
 
+def spec_path(spec: object) -> str:
+    """A data spec as a string: a path (``pathlib.Path`` too) or sklearn:digits."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise DataError(f"a data spec is a path or sklearn:digits, got {spec!r}")
+    return os.fspath(spec)
+
+
 def check_limit(limit: object) -> None:
     """None or a positive integer."""
     if limit is not None and (not isinstance(limit, numbers.Integral) or limit < 1):
@@ -169,9 +176,7 @@ def load_data(
     returned whole, for the caller to label (``Dataset.labelled``).
     """
     pre = pre or Preprocess()
-    if not isinstance(spec, (str, os.PathLike)):
-        raise DataError(f"a data spec is a path or sklearn:digits, got {spec!r}")
-    spec = os.fspath(spec)
+    spec = spec_path(spec)
     check_limit(limit)
     kind = _detect(spec)
     if label_column is not None and kind != "table":
@@ -280,9 +285,7 @@ class DataSpec:
     label_column: str | None = None  # a table's, when not named as table.LABEL_COLUMNS
 
     def __post_init__(self) -> None:  # what the API is given: a pathlib.Path too
-        if not isinstance(self.data, (str, os.PathLike)):
-            raise DataError(f"a data spec is a path or sklearn:digits, got {self.data!r}")
-        self.data = os.fspath(self.data)
+        self.data = spec_path(self.data)
         check_limit(self.limit)
 
     def load(self, classes: list[int] | None = None) -> Dataset:

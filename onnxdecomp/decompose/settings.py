@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from onnxdecomp.arguments import fraction
 from onnxdecomp.decompose.criteria import CRITERIA
 from onnxdecomp.errors import OnnxDecompError
 
@@ -51,10 +52,7 @@ class Settings:
                 f"unknown {{compensation}} {self.compensation!r}: {', '.join(COMPENSATIONS)}",
                 options=["compensation"])
         for name in ("fidelity", "keep", "macs"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 < value <= 1.0:
-                raise OnnxDecompError(f"{{{name}}} must be in (0, 1], got {value}",
-                                      options=[name])
+            fraction(getattr(self, name), name)
         if self.keep is not None and self.macs is not None:
             raise OnnxDecompError("{keep} and {macs} exclude each other: give one",
                                   options=["keep", "macs"])
